@@ -1,0 +1,48 @@
+# codemill: every target bootstraps what it needs on a fresh Debian machine, as root or not.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.codemill-installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && echo sudo)
+APT_PKGS := git bubblewrap util-linux
+
+.PHONY: help setup system test lint demo bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## / - /'
+
+system:  ## install system packages (git, bubblewrap) with apt-get when missing
+	@missing=""; for p in git bwrap setpriv; do command -v $$p >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null && { [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null; }; then \
+	    echo "installing system packages: $(APT_PKGS)"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PKGS) >/dev/null; \
+	  else echo "warning: git/bubblewrap missing and apt-get not usable; sandboxed steps will fail" >&2; fi; \
+	fi
+
+$(BIN)/python:
+	@$(PY) -m venv $(VENV) 2>/dev/null || { $(SUDO) apt-get install -y -qq python3-venv >/dev/null && $(PY) -m venv $(VENV); }
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	@$(BIN)/python -m pip install -q --disable-pip-version-check uv
+	@$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev,ray]'
+	@touch $(STAMP)
+
+setup: system $(STAMP)  ## create .venv and install codemill with its dev tools
+
+lint: setup  ## ruff and the layer contracts
+	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
+
+test: lint  ## the whole test suite (under 15 minutes on 2 cores)
+	$(BIN)/python -m pytest -q tests
+
+demo: setup  ## the main job on its embedded default
+	$(BIN)/codemill demo
+
+bench: setup  ## benchmarks that print figures
+	$(BIN)/python bench/run_all.py
+
+clean:  ## remove the virtualenv and the local ledger
+	rm -rf $(VENV) .codemill .pytest_cache .ruff_cache

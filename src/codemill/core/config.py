@@ -1,0 +1,160 @@
+"""Typed settings: ``codemill.toml`` in the working directory plus ``CODEMILL_*`` variables.
+
+Precedence, highest first: environment variables (nested with ``__``, e.g.
+``CODEMILL_CATALOG__URI``), then the TOML file, then defaults. The resolved settings are
+hashed (``config_hash``) and stored with every run.
+
+Example ``codemill.toml`` for a Postgres catalog and S3-compatible warehouse::
+
+    home = "/data/codemill"
+    [catalog]
+    kind = "sql"
+    uri = "postgresql+psycopg2://user:pass@db:5432/codemill"
+    warehouse = "s3://bucket/warehouse"
+
+or a REST catalog::
+
+    [catalog]
+    kind = "rest"
+    uri = "https://iceberg.example.com"
+    [catalog.properties]
+    credential = "client-id:secret"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from codemill.core.errors import ConfigError
+from codemill.core.ids import content_id
+
+CONFIG_FILE = "codemill.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CatalogConfig(_Section):
+    """Where the Iceberg catalog lives."""
+
+    kind: Literal["sql", "rest"] = "sql"
+    """``sql`` (SQLite by default, or Postgres via ``uri``) or ``rest``."""
+    uri: str | None = None
+    """SQLAlchemy URI for ``sql`` or the REST endpoint; default: SQLite in the home."""
+    warehouse: str | None = None
+    """Warehouse location (``file://``, ``s3://`` ...); default: ``<home>/warehouse``."""
+    namespace: str = "codemill"
+    """Iceberg namespace holding codemill's tables."""
+    properties: dict[str, str] = Field(default_factory=dict)
+    """Extra catalog properties passed through to pyiceberg (credentials, S3 endpoint)."""
+
+
+class WriterConfig(_Section):
+    """How the batched ledger writer flushes."""
+
+    batch_rows: int = 50_000
+    """Flush when this many rows are buffered for one table."""
+    flush_seconds: float = 5.0
+    """Flush a non-empty buffer when it is older than this (checked on each add)."""
+    max_retries: int = 20
+    """Commit attempts on conflict before raising ``CommitError`` with the rows."""
+    expire_every: int = 100
+    """Expire old snapshots of a table after this many commits by one writer."""
+    keep_snapshots: int = 10
+    """How many recent snapshots survive expiry (time travel window)."""
+
+
+class SandboxConfig(_Section):
+    """Default limits of a sandbox."""
+
+    backend: str = "bwrap"
+    """``bwrap`` (isolated; default) or ``process`` (no isolation; trusted dev only)."""
+    uid: int = 65534
+    """The unprivileged uid/gid commands run as."""
+    memory_mb: int = 4096
+    pids: int = 512
+    cpu_quota: float = 1.0
+    """CPU cores' worth of time per sandbox (cgroup cpu quota)."""
+    timeout_s: float = 600.0
+    output_limit: int = 1_000_000
+    """Bytes of stdout/stderr kept per command; the rest is cut with a note."""
+    disk_mb: int = 2048
+    """Largest file a command may write (RLIMIT_FSIZE) and size of its scratch tmpfs."""
+
+
+class ExecutorConfig(_Section):
+    """How assets run."""
+
+    kind: Literal["local", "ray"] = "local"
+    workers: int = 0
+    """Worker processes; 0 means one per CPU."""
+    ray_address: str | None = None
+    """Connect to an existing Ray cluster; None starts a local one."""
+
+
+class Settings(BaseSettings):
+    """All of codemill's settings. Paths are relative to the working directory."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CODEMILL_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    home: Path = Path(".codemill")
+    """Where the ledger, snapshots, environments and caches live."""
+    catalog: CatalogConfig = CatalogConfig()
+    writer: WriterConfig = WriterConfig()
+    sandbox: SandboxConfig = SandboxConfig()
+    executor: ExecutorConfig = ExecutorConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the TOML file, which arrives as init kwargs.
+        return (env_settings, init_settings)
+
+    @property
+    def config_hash(self) -> str:
+        return content_id(self.model_dump(mode="json"))
+
+    def catalog_uri(self) -> str:
+        return self.catalog.uri or f"sqlite:///{(self.home / 'catalog.db').resolve()}"
+
+    def warehouse(self) -> str:
+        if self.catalog.warehouse:
+            return self.catalog.warehouse
+        return (self.home / "warehouse").resolve().as_uri()
+
+
+def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
+    """Load settings from ``path`` (default ``./codemill.toml`` or ``$CODEMILL_CONFIG``),
+    the environment and ``overrides``; raise ``ConfigError`` with one clear line."""
+    file = Path(path or os.environ.get("CODEMILL_CONFIG") or CONFIG_FILE)
+    data: dict[str, Any] = {}
+    if file.exists():
+        try:
+            data = tomllib.loads(file.read_text())
+        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    elif path is not None:
+        raise ConfigError(f"{file}: config file not found")
+    data.update(overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        where = file if file.exists() else "settings"
+        raise ConfigError(f"{where}: {loc}: {first['msg']}") from exc

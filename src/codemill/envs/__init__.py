@@ -1,0 +1,1 @@
+"""Layer 2: environment builder and sandboxes (bubblewrap by default)."""

@@ -1,0 +1,1 @@
+"""Layer 4.5: suites, pass@k with intervals, reports."""

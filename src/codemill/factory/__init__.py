@@ -1,0 +1,1 @@
+"""Layer 5: assets, the DAG, cache keys and executors; writes the ledger."""

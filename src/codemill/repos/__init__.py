@@ -1,0 +1,1 @@
+"""Layer 1: repository intake: local dirs, git repos and PyPI sdists to snapshots."""

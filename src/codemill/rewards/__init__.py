@@ -1,0 +1,1 @@
+"""Layer 3: grading from a diff in a fresh sandbox."""

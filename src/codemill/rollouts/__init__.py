@@ -1,0 +1,1 @@
+"""Layer 4: rollout groups over agent x environment x task."""

@@ -1,0 +1,1 @@
+"""Layer 1: the Iceberg ledger, the only importer of pyiceberg."""

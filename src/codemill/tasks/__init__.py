@@ -1,0 +1,1 @@
+"""Layer 3: task mining, synthesis and validation."""

@@ -1,0 +1,1 @@
+"""Layer 4: RL updates and checkpoints."""
