@@ -66,6 +66,9 @@ class RepoSnapshot(Record):
     """Where the stored tree lies on disk (read-only; never edited in place)."""
     n_files: int
     n_bytes: int
+    n_skipped: int = 0
+    """Entries left out of the stored tree: symlinks leading out of it, ``.git``, special
+    files, submodules."""
     name: str = ""
     """A human name for the project (distribution or directory name)."""
     created_at: str = ""

@@ -1,0 +1,99 @@
+"""The baseline of an environment: its suite run ``k`` times, each in a fresh fork.
+
+``run_baseline(open_fork, runner, k=3)`` opens a sandbox with ``open_fork()`` for each run
+(so no run sees another's leftovers), runs the whole suite and closes the sandbox. Per
+test it keeps the outcome of every run (None where a run that produced results did not
+list the test):
+
+- ``flaky``: tests whose outcome differed between runs (appearing in some runs only counts);
+- ``passing``: tests that passed in every run;
+- ``usable``: every run produced results and at least one test passes consistently.
+
+A run that produced no trustworthy results (timeout, crash, no result file) makes the
+baseline unusable and ends it (no k-1 more timeouts); its ``error`` is kept in ``errors``.
+Runs are sequential on purpose: concurrent runs would compete for the CPU and make
+timing-sensitive tests look flaky.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from codemill.core.protocols import Sandbox, TestRunner
+from codemill.core.records import Outcome, TestReport
+
+
+@dataclass(frozen=True)
+class Baseline:
+    reports: tuple[TestReport, ...]
+    outcomes: dict[str, tuple[Outcome | None, ...]] = field(default_factory=dict)
+    """Per node id, its outcome in each run that produced results, in run order."""
+    durations: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> tuple[str, ...]:
+        return tuple(r.error for r in self.reports if r.error)
+
+    @property
+    def flaky(self) -> frozenset[str]:
+        return frozenset(n for n, outs in self.outcomes.items() if len(set(outs)) > 1)
+
+    @property
+    def passing(self) -> frozenset[str]:
+        return frozenset(n for n, outs in self.outcomes.items()
+                         if outs and all(o == Outcome.PASSED for o in outs))
+
+    @property
+    def usable(self) -> bool:
+        return (bool(self.reports) and all(r.ran for r in self.reports)
+                and bool(self.passing))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per test for the ``test_results`` table: node id, outcomes (strings, None
+        where absent), flaky, mean duration over the runs that listed it."""
+        flaky = self.flaky
+        out = []
+        for nid in sorted(self.outcomes):
+            durs = self.durations.get(nid, ())
+            out.append({
+                "node_id": nid,
+                "outcomes": [o.value if o is not None else None for o in self.outcomes[nid]],
+                "flaky": nid in flaky,
+                "passing": nid in self.passing,
+                "mean_duration_s": sum(durs) / len(durs) if durs else 0.0,
+            })
+        return out
+
+
+def summarize(reports: list[TestReport]) -> Baseline:
+    """Combine finished runs into a ``Baseline`` (runs without results add no outcomes)."""
+    good = [r for r in reports if r.ran]
+    ids = sorted({res.node_id for r in good for res in r.results})
+    outcomes: dict[str, tuple[Outcome | None, ...]] = {}
+    durations: dict[str, tuple[float, ...]] = {}
+    per_run = [{res.node_id: res for res in r.results} for r in good]
+    for nid in ids:
+        seen = [run.get(nid) for run in per_run]
+        outcomes[nid] = tuple(s.outcome if s else None for s in seen)
+        durations[nid] = tuple(s.duration_s for s in seen if s)
+    return Baseline(tuple(reports), outcomes, durations)
+
+
+def run_baseline(open_fork: Callable[[], Sandbox], runner: TestRunner, k: int = 3, *,
+                 timeout_s: float = 600.0) -> Baseline:
+    """Run the whole suite ``k`` times, each in a fresh sandbox from ``open_fork``."""
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    reports = []
+    for _ in range(k):
+        sandbox = open_fork()
+        try:
+            report = runner.run(sandbox, None, timeout_s=timeout_s)
+        finally:
+            sandbox.close()
+        reports.append(report)
+        if not report.ran:
+            break  # the baseline is unusable already; do not spend k-1 more timeouts on it
+    return summarize(reports)

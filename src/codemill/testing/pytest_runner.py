@@ -1,0 +1,139 @@
+"""Running pytest in a sandbox and reading only its JUnit file.
+
+``PytestRunner(...).run(sandbox, selection)`` empties the sandbox's results dir (a
+harness-only dir outside ``/repo``), runs::
+
+    python -m pytest -p no:cacheprovider -o junit_family=xunit1 --junitxml=<results>/junit.xml
+        -q -rN --no-header --rootdir=/repo --continue-on-collection-errors [-k EXPR] [ids...]
+
+and parses ``junit.xml`` from the host side of that dir. Verdicts never come from stdout:
+a suite that prints ``100 passed`` or leaves a ``junit.xml`` in the repository is not
+believed. When there is no trustworthy result the report's ``error`` says why and keeps
+the output tail: a timeout, no result file (collection crashed or the process exited
+early), an unreadable file, no tests collected (exit code 5), a usage or internal error.
+
+``--rootdir`` is pinned so node ids do not depend on the selection. Long selections do not
+go on the command line (argv has limits): the node ids are sent on stdin, one a line, to a
+three-line bootstrap that passes them to ``pytest.main``. That works with every pytest
+version (``@argsfile`` needs pytest >= 8.2) and needs no file in the results dir, which
+the sandbox empties before each command. ``-rN`` and ``--no-header`` need pytest >= 6.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from codemill.core.errors import TestRunError
+from codemill.core.protocols import Sandbox
+from codemill.core.records import ExecResult, TestReport
+from codemill.testing.junit import PARSER_VERSION, parse_junit
+from codemill.testing.reports import make_report
+from codemill.testing.resultfile import clear_dir
+
+JUNIT_NAME = "junit.xml"
+# The bwrap and process sandboxes' inside path (codemill.envs.workspace.RESULTS_INSIDE);
+# only a default for ``command()``: ``run()`` asks the sandbox.
+DEFAULT_RESULTS_INSIDE = "/harness/results"
+MAX_JUNIT_BYTES = 256 << 20
+INLINE_MAX_IDS = 200
+INLINE_MAX_CHARS = 32_000
+# Reads node ids from stdin, one a line, and runs pytest on them after the other args.
+BOOTSTRAP = ("import sys, pytest\n"
+             "ids = [i for i in sys.stdin.read().splitlines() if i]\n"
+             "raise SystemExit(int(pytest.main(sys.argv[1:] + ids)))")
+_EXIT_ERRORS = {
+    2: "pytest was interrupted (exit code 2)",
+    3: "pytest hit an internal error (exit code 3)",
+    4: "pytest usage error (exit code 4): bad arguments or a plugin/version mismatch",
+    5: "no tests collected",
+}
+
+
+def results_dir(sandbox: Sandbox) -> tuple[Path, str]:
+    """The sandbox's harness-only results dir: (host path, path inside)."""
+    try:
+        host, inside = sandbox.results_dir  # type: ignore[attr-defined]
+    except AttributeError as exc:
+        raise TestRunError(f"{type(sandbox).__name__} has no results_dir") from exc
+    return Path(host), str(inside)
+
+
+def check_selection(selection: Sequence[str] | None) -> None:
+    """Refuse selections that would be read as something else: empty (the whole suite),
+    ids that look like options, ids with line breaks (they go one a line in a file)."""
+    if selection is None:
+        return
+    if not selection:
+        raise TestRunError("empty test selection (pass None to run the whole suite)")
+    for nid in selection:
+        if not nid or nid.startswith("-") or "\n" in nid or "\r" in nid or "\0" in nid:
+            raise TestRunError(f"not a node id: {nid!r}")
+
+
+def stdin_ids(selection: Sequence[str] | None) -> str | None:
+    """What a runner sends on stdin: the node ids of a selection too long for argv."""
+    if PytestRunner.inline(selection):
+        return None
+    return "".join(f"{nid}\n" for nid in selection or ())
+
+
+class PytestRunner:
+    """A ``TestRunner`` for pytest suites. ``python`` is the interpreter inside the sandbox;
+    ``extra_args`` go before the selection; ``env`` is added to the command's environment."""
+
+    parser_version = PARSER_VERSION
+
+    def __init__(
+        self,
+        python: str = "/env/bin/python",
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        *,
+        rootdir: str = "/repo",
+        max_junit_bytes: int = MAX_JUNIT_BYTES,
+    ) -> None:
+        self.python = python
+        self.extra_args = tuple(extra_args)
+        self.env = dict(env or {})
+        self.rootdir = rootdir
+        self.max_junit_bytes = max_junit_bytes
+
+    def _options(self, results_dir: str, keyword: str | None) -> list[str]:
+        opts = ["-p", "no:cacheprovider", "-o", "junit_family=xunit1",
+                f"--junitxml={results_dir}/{JUNIT_NAME}", "-q", "-rN", "--no-header",
+                f"--rootdir={self.rootdir}", "--continue-on-collection-errors"]
+        if keyword:
+            opts += ["-k", keyword]
+        return opts + list(self.extra_args)
+
+    @staticmethod
+    def inline(selection: Sequence[str] | None) -> bool:
+        """Whether ``selection`` is short enough to pass on the command line."""
+        return selection is None or (len(selection) <= INLINE_MAX_IDS
+                                     and sum(len(s) + 1 for s in selection) <= INLINE_MAX_CHARS)
+
+    def command(self, selection: Sequence[str] | None = None, *, keyword: str | None = None,
+                results_dir: str = DEFAULT_RESULTS_INSIDE) -> tuple[str, ...]:
+        """The argv that runs ``selection`` (node ids; None: the whole suite)."""
+        opts = self._options(results_dir, keyword)
+        check_selection(selection)
+        if self.inline(selection):
+            return (self.python, "-m", "pytest", *opts, *(selection or ()))
+        return (self.python, "-c", BOOTSTRAP, *opts)
+
+    def run(self, sandbox: Sandbox, selection: Sequence[str] | None = None, *,
+            timeout_s: float = 600.0, keyword: str | None = None) -> TestReport:
+        """Run the tests in ``sandbox`` and report what the JUnit file says."""
+        host_dir, inside = results_dir(sandbox)
+        clear_dir(host_dir)
+        argv = self.command(selection, keyword=keyword, results_dir=inside)
+        env = {"PYTHONDONTWRITEBYTECODE": "1", **self.env}
+        res = sandbox.run(argv, timeout_s=timeout_s, env=env, stdin=stdin_ids(selection))
+        return self.report(argv, res, host_dir / JUNIT_NAME)
+
+    def report(self, argv: Sequence[str], res: ExecResult, junit_path: Path) -> TestReport:
+        """Turn a finished command and the host path of its JUnit file into a report."""
+        return make_report(argv, res, junit_path, parse_junit,
+                           parser_version=self.parser_version,
+                           max_bytes=self.max_junit_bytes, exit_errors=_EXIT_ERRORS)
