@@ -26,7 +26,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv
-	@$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev,ray]'
+	@$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev,ray]'
 	@touch $(STAMP)
 
 setup: system $(STAMP)  ## create .venv and install codemill with its dev tools
