@@ -1,0 +1,247 @@
+"""Unified diffs between file states, and a strict pure-Python patch applier.
+
+A *state change* is a mapping ``path -> bytes | None`` (None: the file is absent). Every
+patch codemill stores (``broken_patch``, ``gold_patch``, ``test_patch``) is made here from
+two such mappings, in git's format (``diff --git a/p b/p``), so ``git apply`` and SWE-bench
+tooling accept it. A rename is written as a deletion plus an addition: simpler for every
+consumer and lossless for text.
+
+``apply_patch`` is the inverse: it applies a unified diff to files read through a callback
+and returns the new contents. Context must match exactly (a hunk may move by an offset, as
+with ``patch``); anything else raises ``TaskError`` naming the file and hunk. Binary files
+are out of scope: ``make_diff`` refuses them (``BinaryChangeError``) so callers can skip the
+candidate with a reason instead of storing a patch that cannot be applied.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from codemill.core.errors import TaskError
+
+Changes = dict[str, bytes | None]
+_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+_NO_EOL = "\\ No newline at end of file"
+
+
+class BinaryChangeError(TaskError):
+    """A change to a file that is not UTF-8 text; a text patch cannot carry it."""
+
+
+def _text(path: str, data: bytes | None) -> str | None:
+    if data is None:
+        return None
+    if b"\x00" in data:
+        raise BinaryChangeError(f"{path}: binary file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BinaryChangeError(f"{path}: not UTF-8 text") from exc
+
+
+def file_diff(path: str, old: bytes | None, new: bytes | None, context: int = 3) -> str:
+    """The git-style diff of one file; empty when nothing changed."""
+    if old == new:
+        return ""
+    a, b = _text(path, old), _text(path, new)
+    a_lines = (a or "").splitlines(keepends=True)
+    b_lines = (b or "").splitlines(keepends=True)
+    head = [f"diff --git a/{path} b/{path}\n"]
+    if a is None:
+        head.append("new file mode 100644\n")
+    elif b is None:
+        head.append("deleted file mode 100644\n")
+    body = []
+    for line in difflib.unified_diff(
+        a_lines,
+        b_lines,
+        fromfile="/dev/null" if a is None else f"a/{path}",
+        tofile="/dev/null" if b is None else f"b/{path}",
+        n=context,
+    ):
+        body.append(line if line.endswith("\n") else f"{line}\n{_NO_EOL}\n")
+    if not body:  # e.g. an empty file created or deleted: headers only
+        body = [
+            f"--- {'/dev/null' if a is None else 'a/' + path}\n",
+            f"+++ {'/dev/null' if b is None else 'b/' + path}\n",
+        ]
+    return "".join(head + body)
+
+
+def make_diff(before: Mapping[str, bytes | None], after: Mapping[str, bytes | None]) -> str:
+    """Diff of every path in ``after`` against ``before`` (absent in ``before`` = new file)."""
+    return "".join(file_diff(p, before.get(p), after[p]) for p in sorted(after))
+
+
+@dataclass
+class Hunk:
+    old_start: int
+    old_len: int
+    new_start: int
+    new_len: int
+    lines: list[str] = field(default_factory=list)
+    """Body lines with their ``' '``/``'-'``/``'+'`` prefix and newline; a line that had
+    no newline at end of file carries a trailing ``\\`` marker stripped off (see parser)."""
+
+
+@dataclass
+class FilePatch:
+    old_path: str | None
+    new_path: str | None
+    hunks: list[Hunk] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return self.new_path or self.old_path or ""
+
+
+def _strip_prefix(name: str) -> str | None:
+    name = name.split("\t", 1)[0].strip()
+    if name == "/dev/null":
+        return None
+    return name[2:] if name[:2] in ("a/", "b/") else name
+
+
+def parse_patch(patch: str) -> list[FilePatch]:
+    """Parse a unified diff (git or plain) into files and hunks."""
+    files: list[FilePatch] = []
+    lines = patch.splitlines(keepends=True)
+    i = 0
+    current: FilePatch | None = None
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
+            current = FilePatch(_strip_prefix(line[4:]), _strip_prefix(lines[i + 1][4:]))
+            files.append(current)
+            i += 2
+            continue
+        m = _HUNK.match(line)
+        if m and current is not None:
+            hunk = Hunk(int(m[1]), int(m[2] or 1), int(m[3]), int(m[4] or 1))
+            i += 1
+            old_left, new_left = hunk.old_len, hunk.new_len
+            while i < len(lines) and (old_left > 0 or new_left > 0):
+                body = lines[i]
+                if body.startswith("\\"):
+                    i += 1
+                    continue
+                tag = body[:1]
+                if tag not in (" ", "-", "+"):
+                    if body.strip() == "":  # some tools drop the space of empty context
+                        body, tag = " " + body, " "
+                    else:
+                        raise TaskError(f"{current.path}: malformed hunk line {body!r}")
+                if tag in (" ", "-"):
+                    old_left -= 1
+                if tag in (" ", "+"):
+                    new_left -= 1
+                if i + 1 < len(lines) and lines[i + 1].startswith(_NO_EOL[:2]):
+                    body = body.rstrip("\n")
+                hunk.lines.append(body)
+                i += 1
+            current.hunks.append(hunk)
+            continue
+        i += 1
+    return files
+
+
+def _find(haystack: list[str], needle: list[str], around: int) -> int:
+    if not needle:
+        return max(0, min(around, len(haystack)))
+    for delta in range(0, len(haystack) + 1):
+        for pos in (around - delta, around + delta):
+            fits = 0 <= pos <= len(haystack) - len(needle)
+            if fits and haystack[pos : pos + len(needle)] == needle:
+                return pos
+    return -1
+
+
+def _apply_file(fp: FilePatch, text: str | None) -> str | None:
+    lines = (text or "").splitlines(keepends=True)
+    offset = 0
+    for n, hunk in enumerate(fp.hunks, 1):
+        old = [h[1:] for h in hunk.lines if h[:1] in (" ", "-")]
+        new = [h[1:] for h in hunk.lines if h[:1] in (" ", "+")]
+        want = max(hunk.old_start - 1, 0) + offset
+        pos = _find(lines, old, want)
+        if pos < 0:
+            raise TaskError(f"{fp.path}: hunk {n} does not apply")
+        lines[pos : pos + len(old)] = new
+        offset = pos - max(hunk.old_start - 1, 0) + len(new) - len(old)
+    if fp.new_path is None:
+        return None
+    return "".join(lines)
+
+
+def apply_patch(patch: str, read: Callable[[str], bytes | None]) -> Changes:
+    """Apply ``patch`` to files obtained with ``read(path)`` (None: absent); return the
+    changed files' new contents (None: deleted). Files are processed in patch order, so a
+    later hunk on the same file sees the earlier result."""
+    out: Changes = {}
+    for fp in parse_patch(patch):
+        src = fp.old_path
+        if src is None:
+            current: bytes | None = None
+        else:
+            current = out[src] if src in out else read(src)
+            if current is None:
+                raise TaskError(f"{src}: patched file does not exist")
+        if fp.old_path is None and fp.new_path is not None:
+            existing = out[fp.new_path] if fp.new_path in out else read(fp.new_path)
+            if existing:
+                raise TaskError(f"{fp.new_path}: file to create already exists")
+        result = _apply_file(fp, _text(fp.path, current))
+        if fp.old_path and fp.old_path != fp.new_path:
+            out[fp.old_path] = None
+        if fp.new_path is not None:
+            out[fp.new_path] = None if result is None else result.encode("utf-8")
+    return out
+
+
+def patch_paths(patch: str) -> list[str]:
+    """Every path a patch touches (old and new names), in order, without duplicates."""
+    seen: dict[str, None] = {}
+    for fp in parse_patch(patch):
+        for p in (fp.old_path, fp.new_path):
+            if p:
+                seen.setdefault(p, None)
+    return list(seen)
+
+
+def changed_lines(patch: str) -> dict[str, set[int]]:
+    """Per new path, the line numbers (1-based, in the patched file) that the patch adds."""
+    out: dict[str, set[int]] = {}
+    for fp in parse_patch(patch):
+        if fp.new_path is None:
+            continue
+        lines = out.setdefault(fp.new_path, set())
+        for hunk in fp.hunks:
+            no = hunk.new_start
+            for h in hunk.lines:
+                if h[:1] == "+":
+                    lines.add(no)
+                if h[:1] in (" ", "+"):
+                    no += 1
+    return out
+
+
+def diff_stats(patch: str) -> tuple[int, int, int]:
+    """(files, added lines, removed lines) of a patch."""
+    files = parse_patch(patch)
+    added = sum(1 for f in files for h in f.hunks for x in h.lines if x[:1] == "+")
+    removed = sum(1 for f in files for h in f.hunks for x in h.lines if x[:1] == "-")
+    return len(files), added, removed
+
+
+def code_lines(patch: str, signs: str = "+-") -> list[str]:
+    """Stripped added/removed lines of a patch (those with a sign in ``signs``)."""
+    return [
+        x[1:].strip()
+        for f in parse_patch(patch)
+        for h in f.hunks
+        for x in h.lines
+        if x[:1] in signs and x[1:].strip()
+    ]

@@ -1,0 +1,46 @@
+"""Which files of a repository are tests, sources or dependency declarations.
+
+Mining splits a commit into its test part (hidden from the agent, restored at grading) and
+its source part (the gold patch); synthesis mutates only sources. Test paths follow
+``codemill.repos.history.is_test_path`` so mining and synthesis agree on them.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from codemill.repos import history
+
+DEPENDENCY_FILES = frozenset({
+    "pyproject.toml", "setup.py", "setup.cfg", "Pipfile", "Pipfile.lock", "poetry.lock",
+    "uv.lock", "pdm.lock", "environment.yml",
+})
+
+
+def is_test_path(path: str) -> bool:
+    """True for test modules, conftest files and anything under a tests directory (the
+    same conventions as ``codemill.repos.history``, which splits commits by them)."""
+    return history.is_test_path(path)
+
+
+def is_source_path(path: str) -> bool:
+    """A Python module that is not a test (what synthesis may mutate)."""
+    return path.endswith(".py") and not is_test_path(path)
+
+
+def is_dependency_path(path: str) -> bool:
+    """A file that declares dependencies (``requirements*.txt`` and the usual manifests)."""
+    name = PurePosixPath(path).name
+    if name in DEPENDENCY_FILES:
+        return True
+    return name.startswith("requirements") and name.endswith((".txt", ".in"))
+
+
+def module_name(path: str) -> str:
+    """``src/pkg/mod.py`` -> ``pkg.mod`` (best effort, for prose: drops a ``src/`` root)."""
+    parts = list(PurePosixPath(path).with_suffix("").parts)
+    if parts and parts[0] in ("src", "lib"):
+        parts = parts[1:]
+    if parts and parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)

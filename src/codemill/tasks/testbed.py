@@ -1,0 +1,256 @@
+"""A test bed: one environment, ready to run its tests in any state of its sources.
+
+``TestBed`` wraps what every task step does over and over: open a fresh sandbox fork over
+the environment's layers (snapshot plus build layer), write a state change into it (a
+``Changes`` mapping, ``None`` deletes), run the test runner on a selection with a timeout,
+close. It also reads the layers' files on the host (stored, sealed trees: reading them
+runs nothing), knows the environment's baseline (per-test outcomes over k identical runs,
+flaky tests excluded) and builds the coverage map.
+
+Untrusted code only ever runs inside the sandbox; the host reads files and result files.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codemill.core.config import SandboxConfig
+from codemill.core.errors import CodemillError, TaskError
+from codemill.core.records import EnvSpec, Outcome, TestReport
+from codemill.envs import envstore
+from codemill.envs.layers import MergedView
+from codemill.envs.sandbox import SandboxSpec, open_sandbox
+from codemill.tasks import coverage_map as cov
+from codemill.tasks.patches import Changes
+from codemill.tasks.paths import is_source_path
+from codemill.testing.pytest_runner import PytestRunner
+
+MIN_TIMEOUT_S = 12.0
+TIMEOUT_FACTOR = 3.0
+
+
+@dataclass
+class Baseline:
+    """What the unchanged environment's tests do, over ``runs`` identical runs."""
+
+    outcomes: dict[str, Outcome]
+    """Each test's outcome when it was the same in every run."""
+    durations: dict[str, float]
+    flaky: set[str] = field(default_factory=set)
+    runs: int = 1
+    seconds: float = 0.0
+    """Wall time of one full-suite run (the mean)."""
+    reports: list[TestReport] = field(default_factory=list)
+    """The runs themselves (the unchanged state's evidence, reused by validation)."""
+
+    @property
+    def passing(self) -> set[str]:
+        return {t for t, o in self.outcomes.items() if o == Outcome.PASSED}
+
+    def cost(self, tests: Sequence[str] | set[str] | None) -> float:
+        """Test seconds of running ``tests`` (None: the full suite)."""
+        if tests is None:
+            return sum(self.durations.values())
+        return sum(self.durations.get(t, 0.0) for t in tests)
+
+
+def baseline_of(reports: Sequence[TestReport]) -> Baseline:
+    """A ``Baseline`` from full-suite runs of the unchanged state."""
+    outcomes, flaky = consistent(reports)
+    durations: dict[str, float] = {}
+    for r in reports:
+        for res in r.results:
+            durations[res.node_id] = max(durations.get(res.node_id, 0.0), res.duration_s)
+    seconds = sum(r.duration_s for r in reports) / max(len(reports), 1)
+    return Baseline(outcomes, durations, flaky, len(reports), seconds, list(reports))
+
+
+def failed(outcome: Outcome | None) -> bool:
+    return outcome in (Outcome.FAILED, Outcome.ERROR)
+
+
+def consistent(reports: Sequence[TestReport]) -> tuple[dict[str, Outcome], set[str]]:
+    """Outcomes that agree across ``reports``, and the tests that did not (flaky).
+
+    A test missing from one run counts as a different outcome there (it vanished)."""
+    seen: dict[str, set[Outcome | None]] = {}
+    names = set().union(*(r.outcomes().keys() for r in reports)) if reports else set()
+    for r in reports:
+        outs = r.outcomes()
+        for n in names:
+            seen.setdefault(n, set()).add(outs.get(n))
+    stable = {n: next(iter(v)) for n, v in seen.items() if len(v) == 1 and None not in v}
+    return stable, {n for n, v in seen.items() if len(v) > 1}  # type: ignore[misc]
+
+
+class TestBed:
+    """Run an environment's tests in arbitrary states of its sources; see module doc."""
+
+    __test__ = False
+
+    def __init__(
+        self,
+        env_id: str,
+        spec: SandboxSpec,
+        home: Path,
+        *,
+        runner: PytestRunner | None = None,
+        backend: str | None = None,
+        env_vars: Mapping[str, str] | None = None,
+        baseline: Baseline | None = None,
+        min_timeout_s: float = MIN_TIMEOUT_S,
+    ) -> None:
+        self.env_id = env_id
+        self.spec = spec
+        self._view = MergedView(spec.layers)
+        self.home = Path(home).absolute()
+        self.env_vars = dict(env_vars or {})
+        self.runner = runner or PytestRunner(env=self.env_vars)
+        self.backend = backend or spec.limits.backend
+        self._baseline = baseline
+        self.min_timeout_s = min_timeout_s
+        self.test_seconds = 0.0
+        """Test time spent by every run of this bed (sum of reported durations)."""
+        self.runs = 0
+
+    @classmethod
+    def from_env(cls, env: EnvSpec, home: Path, limits: SandboxConfig | None = None, *,
+                 backend: str | None = None, min_timeout_s: float = MIN_TIMEOUT_S) -> TestBed:
+        """A bed over a built environment (its snapshot, build layer and venv)."""
+        spec = envstore.sandbox_spec(env, home, limits)
+        return cls(env.env_id, spec, home, backend=backend, env_vars=dict(env.env_vars),
+                   min_timeout_s=min_timeout_s)
+
+    # --- files of the snapshot ---------------------------------------------------------------
+    def read_base(self, path: str) -> bytes | None:
+        """The unchanged workspace's bytes at ``path`` (None: absent or not a file)."""
+        try:
+            return self._view.read(path)
+        except (OSError, CodemillError):
+            return None
+
+    def source_files(self) -> dict[str, str]:
+        """Every non-test Python module of the workspace that is UTF-8 text, by path."""
+        out: dict[str, str] = {}
+        for entry in self._view.walk():
+            rel = "/".join(entry.rel)
+            if not entry.is_file or not is_source_path(rel) or any(
+                    p.startswith(".") for p in entry.rel):
+                continue
+            data = self.read_base(rel)
+            if data is None or b"\x00" in data:
+                continue
+            try:
+                out[rel] = data.decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # odd encodings are left alone rather than rewritten wrongly
+        return dict(sorted(out.items()))
+
+    # --- sandboxes ---------------------------------------------------------------------------
+    @contextmanager
+    def sandbox(self, changes: Changes | None = None, *, top: Path | None = None,
+                ro_binds: tuple[tuple[Path, str], ...] = ()) -> Iterator[Any]:
+        """A fresh fork with ``changes`` written into its workspace."""
+        spec = self.spec if top is None else self.spec.with_top(top)
+        if ro_binds:
+            spec = spec.model_copy(update={"ro_binds": (*spec.ro_binds, *ro_binds)})
+        sb = open_sandbox(spec, self.home, backend=self.backend)
+        try:
+            apply_changes(sb, changes or {})
+            yield sb
+        finally:
+            sb.close()
+
+    def run(self, changes: Changes | None = None, selection: Sequence[str] | None = None,
+            *, timeout_s: float | None = None) -> TestReport:
+        """Run ``selection`` (None: the suite) in the state ``changes`` of the snapshot."""
+        if selection is not None and not selection:
+            raise TaskError("empty test selection")
+        limit = timeout_s if timeout_s is not None else self.timeout_for(selection)
+        with self.sandbox(changes) as sb:
+            report = self.runner.run(sb, list(selection) if selection else None,
+                                     timeout_s=limit)
+        self.runs += 1
+        self.test_seconds += report.duration_s
+        return report
+
+    def timeout_for(self, selection: Sequence[str] | set[str] | None) -> float:
+        """A generous limit for ``selection``: a multiple of its baseline time."""
+        if self._baseline is None:
+            return 600.0
+        base = self._baseline.seconds if selection is None else self._baseline.cost(selection)
+        return max(self.min_timeout_s, TIMEOUT_FACTOR * base + self.min_timeout_s / 2)
+
+    # --- baseline and coverage ---------------------------------------------------------------
+    def baseline(self, runs: int = 3) -> Baseline:
+        """The unchanged suite run ``runs`` times: computed once per environment and
+        cached under ``<home>/cache/baseline/`` (a cache of fewer runs is not reused)."""
+        if self._baseline is not None and self._baseline.runs >= runs:
+            return self._baseline
+        cache = self.home / "cache" / "baseline" / f"{self.env_id}.json"
+        try:
+            reports = [TestReport.model_validate(r) for r in json.loads(cache.read_text())]
+        except (OSError, ValueError):
+            reports = []
+        if len(reports) < runs:
+            reports = []
+            for _ in range(runs):
+                report = self.run(None, None, timeout_s=self.spec.limits.timeout_s)
+                if not report.ran:
+                    raise TaskError(f"baseline run failed: {report.error}")
+                reports.append(report)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps([r.model_dump(mode="json") for r in reports]))
+        self._baseline = baseline_of(reports)
+        return self._baseline
+
+    def coverage_map(self, *, use_cache: bool = True) -> cov.CoverageMap:
+        """Per-test line coverage of the snapshot (cached per environment)."""
+        if use_cache:
+            cached = cov.load_cached(self.home, self.env_id)
+            if cached is not None:
+                return cached
+        tools = cov.tools_dir(self.home)
+        inside = cov.TOOLS_INSIDE if self.backend == "bwrap" else str(tools)
+        binds = ((tools, cov.TOOLS_INSIDE),) if self.backend == "bwrap" else ()
+        base = self.baseline()
+        started = time.monotonic()
+        with self.sandbox(None, ro_binds=binds) as sb:
+            root = sb.run(["pwd", "-P"], timeout_s=30).stdout.strip() or "/repo"
+            own = sb.run([self.runner.python, "-c", cov.PROBE], timeout_s=60).exit_code == 0
+            host_results, inside_results = sb.results_dir
+            env = dict(self.env_vars)
+            extra = cov.coverage_env(inside, inside_results, root, own)
+            if env.get("PYTHONPATH"):
+                extra["PYTHONPATH"] = f"{extra['PYTHONPATH']}:{env['PYTHONPATH']}"
+            runner = PytestRunner(self.runner.python, (*self.runner.extra_args, "-p",
+                                  "codemill_covctx"), {**env, **extra},
+                                  rootdir=self.runner.rootdir)
+            report = runner.run(sb, None, timeout_s=max(self.timeout_for(None) * 3, 120.0))
+            if not report.ran:
+                raise TaskError(f"coverage run failed: {report.error}")
+            cmap = cov.read_results_coverage(Path(host_results), self.env_id,
+                                             set(base.outcomes) | base.flaky, root + "/")
+        cmap.seconds = round(time.monotonic() - started, 3)
+        cov.save_cached(self.home, cmap)
+        return cmap
+
+
+def apply_changes(sb: Any, changes: Changes) -> None:
+    """Write ``changes`` into a sandbox's workspace (None: delete the file)."""
+    doomed = []
+    for path, data in sorted(changes.items()):
+        if data is None:
+            doomed.append(path)
+        else:
+            sb.write_file(path, data)
+    if doomed:
+        res = sb.run(["rm", "-f", "--", *doomed], timeout_s=60)
+        if res.exit_code != 0:
+            raise TaskError(f"could not delete {', '.join(doomed)}: {res.stderr[-200:]}")
