@@ -17,7 +17,7 @@ Importing this package is cheap: no pyiceberg, pyarrow or ray until a plan, a
 materialization or a Ray executor needs them.
 """
 
-from codemill.factory.asset import Asset, AssetContext
+from codemill.factory.asset import Asset, AssetContext, Side
 from codemill.factory.cache import Plan, PlanStep, cache_key
 from codemill.factory.executors import Executor, ItemError, LocalExecutor, make_executor
 from codemill.factory.graph import REGISTRY, Registry, asset, load_modules
@@ -40,6 +40,7 @@ __all__ = [
     "Plan",
     "PlanStep",
     "Registry",
+    "Side",
     "asset",
     "cache_key",
     "load_modules",

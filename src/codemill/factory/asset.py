@@ -91,6 +91,17 @@ def make_asset(
     )
 
 
+@dataclass(frozen=True)
+class Side:
+    """A row for a table other than the asset's own, yielded by an asset that makes
+    detail rows alongside its main ones (an environment's per-test baseline in
+    ``test_results``, a rollout's ``steps``). It is written in the same materialization,
+    counted separately and never makes the asset a dependency of anything."""
+
+    table: str
+    row: Any
+
+
 @dataclass
 class AssetContext:
     """What an asset function gets: its run, config, upstream, executor and read helpers.

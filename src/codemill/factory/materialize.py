@@ -32,7 +32,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -41,7 +41,7 @@ from pydantic import BaseModel
 from codemill.core.config import Settings, load_settings
 from codemill.core.errors import FactoryError
 from codemill.core.ids import canonical_json, new_run_id
-from codemill.factory.asset import Asset, AssetContext
+from codemill.factory.asset import Asset, AssetContext, Side
 from codemill.factory.cache import (
     FAILED,
     SUCCESS,
@@ -249,25 +249,36 @@ def _one(
                         step.cache_key, step.reason, rows, seconds, error)
 
 
-def _write_rows(asset: Asset, ctx: AssetContext, ledger: Ledger, step: PlanStep,
-                counted: list[int]) -> None:
-    """Stream the asset's rows into its table (counting them in ``counted[0]``), then run
-    its checks on them."""
+def _as_row(asset: Asset, item: Any) -> dict[str, Any]:
     from codemill.store.rows import record_to_row
 
+    if isinstance(item, BaseModel):
+        return record_to_row(item)
+    if isinstance(item, Mapping):
+        return dict(item)
+    raise FactoryError(f"asset {asset.name!r} produced a {type(item).__name__} value; "
+                       "expected a record or a dict")
+
+
+def _write_rows(asset: Asset, ctx: AssetContext, ledger: Ledger, step: PlanStep,
+                counted: list[int]) -> None:
+    """Stream the asset's rows into its table (counting them in ``counted[0]``) and its
+    ``Side`` rows into theirs, then run its checks on the main rows."""
     kept: list[dict[str, Any]] = []
-    with ledger.writer(asset.name, run_id=ctx.run_id, asset=asset.name,
-                       config_hash=step.config_hash) as w:
+    with ExitStack() as stack:
+        def open_writer(table: str) -> Any:
+            return stack.enter_context(ledger.writer(
+                table, run_id=ctx.run_id, asset=asset.name, config_hash=step.config_hash))
+
+        writers: dict[str, Any] = {asset.name: open_writer(asset.name)}
         for item in asset.fn(ctx) or ():
-            if isinstance(item, BaseModel):
-                row = record_to_row(item)
-            elif isinstance(item, Mapping):
-                row = dict(item)
-            else:
-                kind = type(item).__name__
-                raise FactoryError(f"asset {asset.name!r} produced a {kind} value; "
-                                   "expected a record or a dict")
-            w.add(row)
+            if isinstance(item, Side):
+                if item.table not in writers:
+                    writers[item.table] = open_writer(item.table)
+                writers[item.table].add(_as_row(asset, item.row))
+                continue
+            row = _as_row(asset, item)
+            writers[asset.name].add(row)
             counted[0] += 1
             if asset.checks:
                 kept.append(row)
