@@ -14,6 +14,13 @@ from codemill.cli.app import State
 
 COMMAND_MODULES = (
     "codemill.cli.ledger_cmd",
+    "codemill.cli.env_cmd",
+    "codemill.cli.tasks_cmd",
+    "codemill.cli.model_cmd",
+    "codemill.cli.factory_cmd",
+    "codemill.cli.grade_cmd",
+    "codemill.cli.solve_cmd",
+    "codemill.cli.run_cmd",
 )
 
 app = typer.Typer(
@@ -53,3 +60,7 @@ for _module in COMMAND_MODULES:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

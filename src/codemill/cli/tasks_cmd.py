@@ -56,11 +56,9 @@ def _bed(env_prefix: str) -> Any:
 
 
 def _task_from_row(row: dict[str, Any]) -> TaskSpec:
-    data = {k: row.get(k) for k in TaskSpec.model_fields if row.get(k) is not None}
-    for key in ("fail_to_pass", "pass_to_pass", "hidden_paths", "metadata"):
-        if isinstance(data.get(key), str):
-            data[key] = json.loads(data[key])
-    return TaskSpec.model_validate(data)
+    from codemill.store.rows import row_to_record
+
+    return row_to_record(TaskSpec, row)
 
 
 def _load_tasks(ledger: Any, env_id: str | None = None) -> list[TaskSpec]:

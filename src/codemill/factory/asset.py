@@ -142,6 +142,12 @@ class AssetContext:
             )
         return self._reader.read(name, row_filter=row_filter, columns=columns)
 
+    def read(self, table: str, columns: list[str] | None = None,
+             row_filter: str | None = None) -> list[dict[str, Any]]:
+        """Rows of any ledger table as dicts (for resuming and dedupe, not for inputs:
+        inputs come from ``upstream`` so the cache key covers them)."""
+        return self._reader.read(table, row_filter=row_filter, columns=columns).to_pylist()
+
     def existing_ids(self, table: str, id_column: str) -> set[str]:
         """Ids already recorded in ``table``: lets an asset skip work a crashed or earlier
         run has committed, so a rerun neither redoes nor duplicates it."""

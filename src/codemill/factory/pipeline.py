@@ -29,6 +29,25 @@ class RunConfig(BaseModel):
     """A local dir, ``git-url[@rev]`` or ``pypi:NAME[==VERSION]``."""
     python: str | None = None
     """Interpreter version to build with; None lets the builder choose."""
+    synth_tasks: int = 4
+    """Synthesized bug tasks to validate (0: none)."""
+    feature_tasks: int = 1
+    """Feature (implement-this-function) tasks to validate (0: none)."""
+    kinds: tuple[str, ...] | None = None
+    """Mutation operator kinds (None: all)."""
+    validation_runs: int = 3
+    """Repetitions per state when validating a task (flakiness)."""
+    model: str = "smollm2"
+    """The policy's backend spec (``openai:MODEL@URL``, ``transformers:PATH``,
+    ``scripted:NAME``, ``smollm2``)."""
+    group_size: int = 2
+    """G: rollouts per task (one GRPO group)."""
+    max_turns: int = 8
+    """Model calls per rollout at most."""
+    max_tokens: int = 256
+    """Completion tokens per model call at most."""
+    temperature: float = 0.7
+    seed: int = 0
 
 
 def _cfg(ctx: AssetContext) -> dict[str, Any]:
@@ -100,3 +119,119 @@ def require_env(home: Path, snapshot_id: str) -> EnvSpec:
     if env is None:
         raise FactoryError(f"no usable environment for snapshot {snapshot_id[:12]}")
     return env
+
+
+def _validation_row(v: Any) -> dict[str, Any]:
+    from codemill.store.rows import to_json
+
+    row = v.model_dump()
+    row["flaky_tests"] = to_json(v.flaky_tests)
+    row["details"] = to_json(v.details)
+    return row
+
+
+def _decided(ctx: AssetContext, env_id: str) -> set[str]:
+    """Candidate ids already decided for ``env_id`` (accepted or rejected): skipped on a
+    rerun, so a crashed run resumes without redoing or duplicating them."""
+    import json
+
+    seen: set[str] = set()
+    for table in ("task_validations", "tasks"):
+        col = "details" if table == "task_validations" else "metadata"
+        rows = ctx.read(table, columns=["task_id", "env_id", col])
+        for r in rows:
+            if r["env_id"] != env_id:
+                continue
+            extra = json.loads(r[col]) if r.get(col) else {}
+            seen.add(extra.get("candidate_id") or r["task_id"])
+    return seen
+
+
+@asset("tasks", code_version="1", deps=("environments",))
+def tasks(ctx: AssetContext) -> Iterator[Any]:
+    """Synthesize and validate bug and feature tasks in the environment, then package each
+    accepted task's workspace; validations (accepted and rejected) go to
+    ``task_validations``."""
+    from codemill.tasks.feature_tasks import FeatureConfig, feature_tasks
+    from codemill.tasks.package import package_task
+    from codemill.tasks.records import FunnelCounter
+    from codemill.tasks.synth import SynthConfig, synthesize
+    from codemill.tasks.testbed import TestBed
+    from codemill.tasks.validate import ValidationConfig
+
+    cfg = RunConfig(**_cfg(ctx))
+    env = require_env(ctx.settings.home, snapshot_for(ctx, cfg.source).snapshot_id)
+    bed = TestBed.from_env(env, ctx.settings.home, ctx.settings.sandbox)
+    skip = _decided(ctx, env.env_id)
+    have = [r for r in ctx.read("tasks", columns=["task_id", "env_id", "kind"])
+            if r["env_id"] == env.env_id]
+    present = {r["task_id"] for r in have}
+    # The counts asked for are totals for the environment: a resumed or repeated run
+    # tops up to them instead of adding that many more.
+    want_synth = cfg.synth_tasks - sum(r["kind"] == "synth" for r in have)
+    want_feature = cfg.feature_tasks - sum(r["kind"] == "feature" for r in have)
+    vcfg = ValidationConfig(runs=cfg.validation_runs)
+    sources = []
+    if want_synth > 0:
+        sources.append(("synth", synthesize, SynthConfig(
+            max_tasks=want_synth, kinds=cfg.kinds, validation=vcfg, compose=1)))
+    if want_feature > 0:
+        sources.append(("feature", feature_tasks, FeatureConfig(
+            max_tasks=want_feature, validation=vcfg)))
+    for kind, make, kcfg in sources:
+        funnel = FunnelCounter(env.env_id, kind)
+        for task, verdict in make(bed, kcfg, funnel=funnel, skip=skip):
+            yield Side("task_validations", _validation_row(verdict))
+            if task is not None and task.task_id not in present:
+                package_task(bed, task)
+                present.add(task.task_id)
+                yield task
+        ctx.logger.info("tasks: %s funnel %s", kind, funnel.freeze().model_dump())
+
+
+def _tasks_of(ctx: AssetContext, env_id: str) -> list[Any]:
+    from codemill.core.records import TaskSpec
+    from codemill.store.rows import row_to_record
+
+    rows = ctx.upstream("tasks", row_filter=f"env_id == '{env_id}'")
+    out: dict[str, TaskSpec] = {}
+    for row in rows.to_pylist():
+        out.setdefault(row["task_id"], row_to_record(TaskSpec, row))
+    return sorted(out.values(), key=lambda t: t.task_id)
+
+
+@asset("rollouts", code_version="1", deps=("tasks",))
+def rollouts(ctx: AssetContext) -> Iterator[Any]:
+    """G rollouts per task with the configured policy, each graded right away; steps and
+    rewards go to their tables. Samples already recorded are not run again."""
+    from codemill.agent.config import AgentConfig
+    from codemill.core.records import SamplingConfig
+    from codemill.rollouts.plan import RolloutConfig
+    from codemill.rollouts.runner import RolloutResult, stream_rollouts
+    from codemill.store.rows import record_to_row, step_rows
+
+    cfg = RunConfig(**_cfg(ctx))
+    env = require_env(ctx.settings.home, snapshot_for(ctx, cfg.source).snapshot_id)
+    task_list = _tasks_of(ctx, env.env_id)
+    sampling = SamplingConfig(temperature=cfg.temperature, max_tokens=cfg.max_tokens,
+                              seed=cfg.seed)
+    batch, results = stream_rollouts(
+        task_list, envs=[env], home=ctx.settings.home, settings=ctx.settings,
+        model=cfg.model, config=RolloutConfig(group_size=cfg.group_size, sampling=sampling),
+        agent=AgentConfig(max_turns=cfg.max_turns, max_tokens=cfg.max_turns * cfg.max_tokens,
+                          sampling=sampling),
+        existing=ctx.existing_ids("rollouts", "rollout_id"))
+    done = 0
+    for result in results:
+        done += 1
+        ctx.progress(done, batch.planned)
+        if not isinstance(result, RolloutResult):
+            item, error = result
+            ctx.logger.warning("rollout %s failed in its worker: %s", item.rollout_id[:12],
+                               error)
+            continue
+        yield result.trajectory
+        for row in step_rows(result.trajectory):
+            yield Side("steps", row)
+        if result.reward is not None:
+            yield Side("rewards", record_to_row(result.reward))

@@ -1,0 +1,105 @@
+"""``codemill run`` (the main job) and ``codemill demo`` (it, on a real PyPI project with
+the embedded model)."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.table import Table
+
+from codemill.cli.app import State, console, err_console, handle_errors, print_json
+
+DEMO_SOURCE = "pypi:toolz==0.12.0"
+"""A real PyPI project whose sdist ships its test suite (~180 tests, pure Python)."""
+
+
+def _run(source: str, model: str, group: int, synth: int, features: int, max_turns: int,
+         max_tokens: int, python: str | None, as_json: bool, command: str) -> None:
+    from codemill.factory.pipeline import RunConfig
+    from codemill.factory.run import run_pipeline, summarize
+
+    settings = State.settings()
+    cfg = RunConfig(source=source, model=model, group_size=group, synth_tasks=synth,
+                    feature_tasks=features, max_turns=max_turns, max_tokens=max_tokens,
+                    python=python)
+    started = time.monotonic()
+    with err_console.status(f"[bold]{command}[/]: {source}") as status:
+        def progress(asset: str, done: int, total: int | None) -> None:
+            of = f"/{total}" if total else ""
+            status.update(f"[bold]{command}[/]: {asset} {done}{of}")
+        result = run_pipeline(cfg, settings, progress=progress, command=command)
+    summary = summarize(cfg, settings, result)
+    if as_json:
+        print_json({**summary.to_json(), "run_id": result.run_id,
+                    "stages": result.to_json()["assets"]})
+    else:
+        _print(summary, result, time.monotonic() - started)
+    if not result.ok:
+        failed = ", ".join(f"{n}: {o.error}" for n, o in result.outcomes.items()
+                           if o.status == "failed")
+        err_console.print(f"[bold red]error:[/] stage failed: {failed}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _print(summary, result, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    stages = Table(title="stages", title_justify="left")
+    for col in ("stage", "status", "rows", "seconds", "why"):
+        stages.add_column(col)
+    for name, o in result.outcomes.items():
+        stages.add_row(name, o.status, str(o.rows), f"{o.seconds:.1f}", o.reason or "")
+    console.print(stages)
+    table = Table(title=f"codemill run: {summary.source}", title_justify="left",
+                  show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    env = f"{summary.env_id[:12]} ({summary.env_status})" if summary.env_id else "none"
+    table.add_row("environment", env)
+    tasks = ", ".join(f"{k} {v}" for k, v in sorted(summary.tasks_by_kind.items())) or "none"
+    table.add_row("tasks by source", f"{tasks}; weak {summary.weak_tasks}")
+    table.add_row("policy", summary.policy)
+    table.add_row("rollouts", str(summary.rollouts))
+    table.add_row("resolved (95% CI)", str(summary.resolved))
+    masked = ", ".join(f"{k} {v}" for k, v in summary.masked.items()) or "0"
+    table.add_row("masked rewards", masked)
+    flags = ", ".join(f"{k} {v}" for k, v in summary.flags.items()) or "none"
+    table.add_row("hack flags", flags)
+    table.add_row("time", f"{seconds:.1f}s in all")
+    table.add_row("ledger", summary.ledger)
+    console.print(table)
+    console.print("query it: [bold]codemill ledger query[/] \"select task_id, resolved, "
+                  "flags from rewards\"", highlight=False)
+
+
+def run_cmd(
+    source: str = typer.Argument(..., help="Local dir, git URL[@rev] or pypi:NAME[==VER]."),
+    model: str = typer.Option("smollm2", "--model", "-m", help="Policy backend spec."),
+    group: int = typer.Option(2, "--group", "-g", help="Rollouts per task (GRPO group)."),
+    synth: int = typer.Option(4, "--tasks", help="Synthesized bug tasks to validate."),
+    features: int = typer.Option(1, "--features", help="Feature tasks to validate."),
+    max_turns: int = typer.Option(8, "--max-turns", help="Model calls per rollout."),
+    max_tokens: int = typer.Option(256, "--max-tokens", help="Tokens per model call."),
+    python: str | None = typer.Option(None, "--python", help="Interpreter version."),
+    as_json: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """The main job: source -> environment -> tasks -> validation -> rollouts -> rewards,
+    then a summary. Every stage is cached: rerunning does only what is missing."""
+    with handle_errors():
+        _run(source, model, group, synth, features, max_turns, max_tokens, python, as_json,
+             "run")
+
+
+def demo_cmd(
+    source: str = typer.Option(DEMO_SOURCE, "--source", help="What to run on."),
+    model: str = typer.Option("smollm2", "--model", "-m", help="Policy backend spec."),
+    as_json: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """`codemill run` on a real PyPI project with the embedded SmolLM2 model, sized to
+    finish in minutes on 2 cores (3 bug tasks, 1 feature task, groups of 2)."""
+    with handle_errors():
+        _run(source, model, 2, 3, 1, 6, 192, None, as_json, "demo")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_cmd)
+    app.command("demo")(demo_cmd)

@@ -1,0 +1,176 @@
+"""Core records to ledger rows: flat dicts whose keys are the columns of a table.
+
+``record_to_row(record)`` maps one record to one row of the table ``table_for(record)``
+names: enums become their string values, tuples and dicts become JSON strings (canonical:
+sorted keys), everything else stays a scalar. Two records fan out to several tables and
+have their own helpers:
+
+- a ``Trajectory`` is one ``rollouts`` row (``record_to_row``, with step and token
+  totals) plus one ``steps`` row per step (``step_rows``);
+- a ``TestReport`` is one ``test_results`` row per test case (``test_result_rows``),
+  each carrying the report's command, exit code and parser version.
+
+The writer fills ``run_id``, ``code_version`` and ``created_at``; rows here leave them out.
+This module imports no pyarrow or pyiceberg, so domain code may build rows cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from codemill.core.records import (
+    EnvSpec,
+    RepoSnapshot,
+    Reward,
+    Step,
+    TaskSpec,
+    TestCaseResult,
+    TestReport,
+    Trajectory,
+)
+
+RecordT = TypeVar("RecordT", bound=BaseModel)
+
+TABLE_FOR_RECORD: dict[type[BaseModel], str] = {
+    RepoSnapshot: "snapshots",
+    EnvSpec: "environments",
+    TestCaseResult: "test_results",
+    TaskSpec: "tasks",
+    Trajectory: "rollouts",
+    Step: "steps",
+    Reward: "rewards",
+}
+
+RENAMED: dict[type[BaseModel], dict[str, str]] = {
+    RepoSnapshot: {"created_at": "source_date"},
+}
+"""Record fields stored under another column name (see ``codemill.store.schemas``)."""
+
+
+def to_json(value: Any) -> str:
+    """Canonical JSON text of a nested value (records, tuples, dicts, enums)."""
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, default=str)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (dict, list, tuple, BaseModel)):
+        return to_json(value)
+    return value
+
+
+def table_for(record: BaseModel) -> str:
+    """The ledger table a record's row belongs to."""
+    try:
+        return TABLE_FOR_RECORD[type(record)]
+    except KeyError:
+        raise TypeError(f"no ledger table for {type(record).__name__}") from None
+
+
+def record_to_row(record: BaseModel) -> dict[str, Any]:
+    """One row for ``record`` (see the module docstring for the mapping)."""
+    if isinstance(record, Trajectory):
+        return _rollout_row(record)
+    if isinstance(record, Step):
+        raise TypeError("a Step needs its rollout id: use step_rows(trajectory)")
+    table_for(record)  # rejects records that have no table
+    renamed = RENAMED.get(type(record), {})
+    return {renamed.get(name, name): _scalar(getattr(record, name))
+            for name in type(record).model_fields}
+
+
+def _rollout_row(traj: Trajectory) -> dict[str, Any]:
+    row = {name: _scalar(getattr(traj, name))
+           for name in Trajectory.model_fields if name != "steps"}
+    row["n_steps"] = len(traj.steps)
+    row["prompt_tokens"] = sum(s.reply.prompt_tokens for s in traj.steps)
+    row["completion_tokens"] = sum(s.reply.completion_tokens for s in traj.steps)
+    return row
+
+
+def step_rows(traj: Trajectory) -> list[dict[str, Any]]:
+    """One ``steps`` row per step of ``traj``: the reply flattened, observations as JSON."""
+    rows = []
+    for step in traj.steps:
+        reply, msg = step.reply, step.reply.message
+        rows.append({
+            "rollout_id": traj.rollout_id, "step_index": step.index, "role": msg.role,
+            "content": msg.content, "tool_calls": to_json(msg.tool_calls),
+            "finish_reason": reply.finish_reason, "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens, "latency_s": reply.latency_s,
+            "token_ids": to_json(reply.token_ids), "logprobs": to_json(reply.logprobs),
+            "observations": to_json(step.observations), "tool_seconds": step.tool_seconds,
+            "harness_seconds": step.harness_seconds,
+        })
+    return rows
+
+
+def test_result_rows(
+    report: TestReport,
+    *,
+    env_id: str,
+    run_index: int = 0,
+    phase: str = "",
+    task_id: str | None = None,
+    rollout_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """One ``test_results`` row per test case of ``report``, with the report's fields.
+
+    ``phase`` says why the suite ran (``baseline``, ``validation``, ``grading`` ...);
+    ``run_index`` tells repeated runs apart (flakiness checks).
+    """
+    shared = {
+        "env_id": env_id, "task_id": task_id, "rollout_id": rollout_id, "phase": phase,
+        "run_index": run_index, "command": to_json(report.command),
+        "exit_code": report.exit_code, "report_duration_s": report.duration_s,
+        "timed_out": report.timed_out, "parser_version": report.parser_version,
+        "report_error": report.error,
+    }
+    return [{**shared, **record_to_row(case)} for case in report.results]
+
+
+test_result_rows.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+_TEXT_TYPES = (str, str | None)
+
+
+def row_to_record(cls: type[RecordT], row: dict[str, Any]) -> RecordT:
+    """The inverse of ``record_to_row`` for flat records: reads ``cls``'s fields from
+    ``row`` (renamed columns included), decodes JSON text of nested fields, and drops the
+    ledger's own columns (``run_id``, ``created_at`` ...)."""
+    renamed = RENAMED.get(cls, {})
+    data: dict[str, Any] = {}
+    for name, info in cls.model_fields.items():
+        column = renamed.get(name, name)
+        if column not in row:
+            continue
+        value = row[column]
+        if value is None:
+            if info.is_required():  # e.g. a masked reward's value: None is the data
+                data[name] = None
+            continue  # a column added after the row was written: the field's default
+        # Nested values were written as JSON arrays/objects; enums and text stay as text.
+        if (isinstance(value, str) and info.annotation not in _TEXT_TYPES
+                and value[:1] in ("[", "{")):
+            value = json.loads(value)
+        data[name] = value
+    return cls.model_validate(data)
