@@ -1,1 +1,8 @@
-"""Layer 3: grading from a diff in a fresh sandbox."""
+"""Layer 3: honest rewards. Grading from a diff alone, in a fresh sandbox over the pristine
+task state; pristine tests restored; only the harness's own result file read; infrastructure
+errors masked (``value=None``), never zero; hacks flagged.
+
+Modules: ``diffs`` (reading a diff), ``paths`` (tests, config, hooks), ``flags`` (hack
+signals), ``verdict`` (report -> verdict), ``grader`` (``grade``, ``TestGrader``),
+``advantages`` (GRPO group advantages), ``config`` (``GraderConfig``, ``HARNESS_VERSION``).
+"""

@@ -1,0 +1,229 @@
+"""``codemill grade`` and ``codemill rollout``: honest rewards, and GRPO rollout groups.
+
+    codemill grade TASK --patch FILE [--record] [--json]
+    codemill rollout TASK... | all  --model SPEC --group G [--temperature T] [--top-p P]
+                     [--seed S] [--max-turns N] [--json]
+
+``grade`` grades a diff for one task (TASK: a task id or a unique prefix) in a fresh
+sandbox and prints the reward, its flags and each selected test's verdict; ``--record``
+also writes the ``rewards`` row. ``rollout`` runs G samples of the model per task, each in
+its own fork of the task's workspace, grades them, and writes ``rollouts``, ``steps`` and
+``rewards`` in batches as samples finish (the executor from settings: local pool or Ray).
+A rerun skips every sample whose rollout id is already in the ledger, so a crashed run
+resumes without duplicates.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from codemill.cli.app import State, console, err_console, handle_errors, print_json
+from codemill.core.errors import TaskError
+from codemill.core.ids import bytes_id, new_run_id, short_id
+
+_JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
+
+
+def _ledger() -> Any:
+    from codemill.store.ledger import Ledger
+
+    return Ledger.open(State.settings())
+
+
+def _tasks(ledger: Any, refs: list[str]) -> list[Any]:
+    from codemill.cli.tasks_cmd import _find_task, _load_tasks
+
+    if refs == ["all"]:
+        tasks = _load_tasks(ledger)
+        if not tasks:
+            raise TaskError("no tasks in the ledger (codemill tasks synth/mine first)")
+        return tasks
+    return [_find_task(ledger, ref) for ref in refs]
+
+
+def _envs(tasks: list[Any]) -> dict[str, Any]:
+    from codemill.cli.env_cmd import _resolve
+
+    return {env_id: _resolve(env_id) for env_id in sorted({t.env_id for t in tasks})}
+
+
+def _existing_rollouts(ledger: Any, policy: str) -> set[str]:
+    if "rollouts" not in ledger.table_names():
+        return set()
+    rows = ledger.read("rollouts", columns=["rollout_id", "policy"]).to_pylist()
+    return {r["rollout_id"] for r in rows if r["policy"] == policy}
+
+
+def _reward_json(reward: Any) -> dict[str, Any]:
+    return reward.model_dump(mode="json")
+
+
+def grade_command(task_ref: str, patch: Path, record: bool, as_json: bool) -> None:
+    from codemill.rewards.grader import grade_detailed
+
+    settings = State.settings()
+    diff = patch.read_text(encoding="utf-8", errors="replace")
+    with _ledger() as ledger:
+        [task] = _tasks(ledger, [task_ref])
+    env = _envs([task])[task.env_id]
+    rollout_id = f"patch-{bytes_id(diff.encode())[:16]}"
+    err_console.print(f"grading {patch} for task {short_id(task.task_id)}", highlight=False)
+    g = grade_detailed(task, diff, env=env, home=settings.home, settings=settings,
+                       rollout_id=rollout_id, policy="patch")
+    if record:
+        from codemill.store.rows import record_to_row
+
+        run_id = new_run_id()
+        with _ledger() as ledger, ledger.writer(
+                "rewards", run_id=run_id, asset="rewards",
+                config_hash=settings.config_hash) as w:
+            w.add(record_to_row(g.reward))
+    if as_json:
+        print_json({"reward": _reward_json(g.reward), "notes": g.notes,
+                    "restored": g.restored,
+                    "tests": [t.__dict__ for t in g.tests]})
+        return
+    r = g.reward
+    value = "masked" if r.masked else f"{r.value:.1f}"
+    color = "yellow" if r.masked else ("green" if r.value else "red")
+    console.print(f"reward [{color}]{value}[/]  resolved {r.resolved}  F2P "
+                  f"{r.f2p_passed}/{r.f2p_total}  P2P regressions {len(r.p2p_regressions)}  "
+                  f"{r.grading_seconds:.1f}s", highlight=False)
+    if r.error_type:
+        console.print(f"error: {r.error_type}", highlight=False)
+    if r.flags:
+        console.print(f"flags: {', '.join(r.flags)}", highlight=False)
+    for t in g.tests:
+        mark = "ok " if t.ok else "BAD"
+        flaky = " (flaky, masked)" if t.flaky else ""
+        console.print(f"  {mark} {t.kind} {t.outcome:8} {t.node_id}{flaky}", highlight=False,
+                      markup=False)
+    for note in g.notes:
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+
+
+def rollout_command(task_refs: list[str], model: str, group: int, temperature: float,
+                    top_p: float, seed: int | None, max_turns: int, as_json: bool) -> None:
+    from codemill.agent.config import AgentConfig
+    from codemill.core.records import SamplingConfig
+    from codemill.factory.executors import make_executor
+    from codemill.rollouts.plan import RolloutConfig
+    from codemill.rollouts.runner import stream_rollouts
+
+    settings = State.settings()
+    sampling = SamplingConfig(temperature=temperature, top_p=top_p, seed=seed)
+    config = RolloutConfig(group_size=group, sampling=sampling)
+    agent = AgentConfig(max_turns=max_turns, sampling=sampling)
+    run_id = new_run_id()
+    with _ledger() as ledger:
+        tasks = _tasks(ledger, task_refs)
+        envs = _envs(tasks)
+        existing = _existing_rollouts(ledger, model)
+        run_config = {"model": model, "tasks": [t.task_id for t in tasks],
+                      "rollout": config.model_dump(mode="json"),
+                      "agent": agent.model_dump(mode="json")}
+        ledger.start_run(run_id, "rollout", run_config)
+        summary: dict[str, Any] = {}
+        status = "failed"
+        try:
+            with make_executor(settings) as executor:
+                batch, results = stream_rollouts(
+                    tasks, envs=envs, home=settings.home, settings=settings, model=model,
+                    config=config, agent=agent, existing=existing, executor=executor)
+                err_console.print(f"{batch.planned} rollouts to run, {batch.skipped} already "
+                                  "recorded", highlight=False)
+                _persist(ledger, run_id, settings.config_hash, results)
+            summary = _summary(batch)
+            status = "ok"
+        finally:
+            ledger.finish_run(run_id, status, summary)
+    if as_json:
+        print_json(summary)
+        return
+    console.print(f"rollouts {summary['rollouts']}  resolved rate "
+                  f"{summary['resolved_rate'] if summary['resolved_rate'] is not None else '-'}"
+                  f"  masked {summary['masked']}  failed {summary['failed']}  skipped "
+                  f"{summary['skipped']}", highlight=False)
+    if summary["flags"]:
+        flags = ", ".join(f"{k} {v}" for k, v in summary["flags"].items())
+        console.print(f"flags: {flags}", highlight=False)
+
+
+def _persist(ledger: Any, run_id: str, config_hash: str, results: Any) -> None:
+    """Write each finished sample's rows; the writers commit in batches."""
+    from codemill.rollouts.runner import RolloutResult
+    from codemill.store.rows import record_to_row, step_rows
+
+    kw = {"run_id": run_id, "config_hash": config_hash}
+    with ledger.writer("rollouts", asset="rollouts", **kw) as wr, \
+            ledger.writer("steps", asset="rollouts", **kw) as ws, \
+            ledger.writer("rewards", asset="rewards", **kw) as wv:
+        for result in results:
+            if not isinstance(result, RolloutResult):
+                item, error = result
+                err_console.print(f"  [red]failed[/] {short_id(item.rollout_id)}: {error}",
+                                  highlight=False)
+                continue
+            traj, item = result.trajectory, result.item
+            row = record_to_row(traj)
+            row.update(env_id=item.task.env_id, group_id=item.group_id)
+            wr.add(row)
+            ws.add_many(step_rows(traj))
+            if result.reward is not None:
+                wv.add(record_to_row(result.reward))
+            r = result.reward
+            value = "-" if r is None else ("masked" if r.masked else f"{r.value:.0f}")
+            err_console.print(f"  {short_id(item.rollout_id)} task {short_id(item.task.task_id)}"
+                              f" #{item.sample_index} {traj.stop_reason.value} reward {value}",
+                              highlight=False)
+
+
+def _summary(batch: Any) -> dict[str, Any]:
+    rewards = [r.reward for r in batch.results if r.reward is not None]
+    scored = [r for r in rewards if not r.masked]
+    flags: Counter[str] = Counter(f for r in rewards for f in r.flags)
+    return {
+        "rollouts": len(batch.results), "planned": batch.planned, "skipped": batch.skipped,
+        "failed": len(batch.failed), "graded": len(rewards), "masked": len(rewards) - len(scored),
+        "resolved": sum(1 for r in scored if r.resolved),
+        "resolved_rate": round(sum(1 for r in scored if r.resolved) / len(scored), 4)
+        if scored else None,
+        "flags": dict(sorted(flags.items())),
+        "error_types": dict(Counter(r.error_type for r in rewards if r.error_type)),
+    }
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("grade")
+    def grade_cmd(
+        task: str = typer.Argument(..., help="Task id or a unique prefix of one."),
+        patch: Path = typer.Option(..., "--patch", "-p", exists=True, dir_okay=False,
+                                   help="Unified diff to grade (git or plain format)."),
+        record: bool = typer.Option(False, "--record", help="Also write the rewards row."),
+        as_json: bool = _JSON,
+    ) -> None:
+        """Grade a diff for a task: reward, flags and per-test verdicts."""
+        with handle_errors():
+            grade_command(task, patch, record, as_json)
+
+    @app.command("rollout")
+    def rollout_cmd(
+        tasks: list[str] = typer.Argument(..., help="Task ids (or prefixes), or 'all'."),
+        model: str = typer.Option(..., "--model", "-m",
+                                  help="openai:MODEL@URL, scripted:NAME_OR_PATH, "
+                                       "transformers:PATH or smollm2."),
+        group: int = typer.Option(4, "--group", "-g", min=1, help="Samples per task (G)."),
+        temperature: float = typer.Option(1.0, "--temperature", min=0.0),
+        top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0),
+        seed: int | None = typer.Option(0, "--seed",
+                                        help="Base seed; sample i uses seed + i."),
+        max_turns: int = typer.Option(30, "--max-turns", min=1),
+        as_json: bool = _JSON,
+    ) -> None:
+        """Run GRPO rollout groups, grade them, and record rollouts, steps and rewards."""
+        with handle_errors():
+            rollout_command(tasks, model, group, temperature, top_p, seed, max_turns, as_json)

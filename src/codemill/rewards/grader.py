@@ -1,0 +1,342 @@
+"""Grading a candidate diff: ``grade(task, diff, ...) -> Reward`` and ``TestGrader``.
+
+The contract (DESIGN.md, Rewards):
+
+- Only the diff is graded, in a fresh sandbox over the pristine task state, never in the
+  agent's workspace (``workspace.prepare``: candidate applied, pristine tests and test
+  configuration restored, the hidden test patch applied).
+- Only the harness's own result file counts (``codemill.testing``), and a pass needs
+  positive evidence: the file parsed, an exit code recorded, no timeout, every stable
+  FAIL_TO_PASS test present with outcome ``passed``, no stable PASS_TO_PASS regression.
+- A harness-written canary test that must fail runs with the selection. If the run says it
+  passed, or says "all passed" (exit 0) while it failed, the reporting was tampered with.
+- No evidence: the gold state is run the same way, right then (never cached: a stale
+  success would turn an infrastructure failure into a zero). If the gold run has evidence,
+  the candidate's code broke the run (``os._exit``, sleeping past the limit, deleting
+  tests): value 0, flagged. If the gold run fails too, or the sandbox does
+  not start, it is the infrastructure's or the task's fault: masked, ``value=None`` with an
+  ``error_type``. An error is never a zero.
+
+Known limit: the code under test runs in the same process as pytest, so code written to
+defeat this particular harness (forging a result file that reproduces the canary's
+failure) is not caught by the run alone; the static scan (``flags.RUNNER_TAMPER``) zeroes
+source changes that reach into pytest, its result file or ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codemill.core.boundary import boundary
+from codemill.core.config import Settings
+from codemill.core.errors import CodemillError, GradingError
+from codemill.core.ids import bytes_id, content_id
+from codemill.core.records import EnvSpec, Outcome, Reward, TaskSpec, TestReport, Trajectory
+from codemill.envs.sandbox import open_sandbox
+from codemill.rewards import flags as F
+from codemill.rewards import workspace as W
+from codemill.rewards.config import HARNESS_VERSION, GraderConfig
+from codemill.rewards.diffs import parse_diff, touched_paths
+from codemill.rewards.verdict import TestVerdict, has_evidence, judge
+from codemill.testing.pytest_runner import PytestRunner
+
+FLAKY_KEYS = ("flaky_excluded", "flaky_tests", "flaky")
+
+
+@dataclass
+class Grading:
+    """A reward plus what explains it (for ``codemill grade`` and for debugging)."""
+
+    reward: Reward
+    tests: tuple[TestVerdict, ...] = ()
+    report: TestReport | None = None
+    notes: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GoldCheck:
+    """Does the gold state produce evidence in this infrastructure, and a canary?"""
+
+    evidence: bool
+    canary_seen: bool
+    error: str = ""
+
+
+def flaky_tests(task: TaskSpec) -> frozenset[str]:
+    out: set[str] = set()
+    for key in FLAKY_KEYS:
+        value = task.metadata.get(key)
+        if isinstance(value, (list, tuple, set, frozenset)):
+            out.update(str(v) for v in value)
+    return frozenset(out)
+
+
+def make_runner(env: EnvSpec) -> Any:
+    """The runner the environment's tests use (its ``test_command`` names it)."""
+    if "unittest" in " ".join(env.test_command):
+        from codemill.testing.unittest_runner import UnittestRunner
+
+        return UnittestRunner(env=dict(env.env_vars))
+    return PytestRunner(env=dict(env.env_vars))
+
+
+class _Grade:
+    """One grading: the inputs and the steps, so each step reads as a short method."""
+
+    def __init__(self, task: TaskSpec, diff: str, env: EnvSpec, home: Path,
+                 settings: Settings, rollout_id: str, policy: str,
+                 trajectory: Trajectory | None, config: GraderConfig,
+                 runner: Any,
+                 backend: str | None) -> None:
+        self.task, self.diff, self.env, self.home = task, diff, env, Path(home)
+        self.settings, self.rollout_id, self.policy = settings, rollout_id, policy
+        self.config, self.backend = config, backend or settings.sandbox.backend
+        self.runner = runner or make_runner(env)
+        # The canary is a pytest function; other runners would not collect it.
+        self.use_canary = config.canary and isinstance(self.runner, PytestRunner)
+        first = (task.fail_to_pass or task.pass_to_pass or ("",))[0]
+        self.canary_dir = posixpath.dirname(first.split("::", 1)[0])
+        self.spec: Any = None
+        self.spec_error = ""
+        try:
+            self.spec = W.env_spec(env, self.home, settings.sandbox)
+        except CodemillError as exc:
+            self.spec_error = str(exc)
+        self.selection = list(dict.fromkeys((*task.fail_to_pass, *task.pass_to_pass)))
+        self.flaky = flaky_tests(task)
+        self.started = time.monotonic()
+        changes = parse_diff(diff)
+        self.flags = F.static_flags(changes, task, touched_paths(parse_diff(task.test_patch)),
+                                    trajectory)
+        self.notes: list[str] = []
+        self._gold: GoldCheck | None = None
+
+    # --- the flow -------------------------------------------------------------------------
+    def run(self) -> Grading:
+        if not self.diff.strip():
+            return self.finish(value=0.0)
+        if self.spec is None:
+            return self.masked("infra:env", self.spec_error)
+        with boundary("sandbox", "open the grading sandbox") as opened:
+            sb = open_sandbox(self.spec, self.home, backend=self.backend)
+        if opened.failed:
+            return self.masked("infra:sandbox", opened.message or "")
+        try:
+            with boundary("sandbox", "prepare the grading workspace") as prep_b:
+                prep = W.prepare(sb, self.task, self.diff, base_layers=self.spec.layers)
+                canary = (W.write_canary(sb, self.canary_dir)
+                          if self.use_canary and prep.ok else None)
+            if prep_b.failed:
+                return self.prepare_failed(prep_b.message or "")
+            self.flags += prep.flags
+            self.notes += prep.notes
+            if prep.patch_failed:
+                self.flags.append(F.PATCH_FAILED)
+                return self.finish(value=0.0, restored=prep.restored)
+            if prep.infra:
+                return self.masked(prep.infra, "; ".join(prep.notes))
+            report = self.run_tests(sb, canary)
+        finally:
+            with boundary("sandbox", "close the grading sandbox") as closed:
+                sb.close()
+            if closed.failed:  # the verdict stands; the leak is the sandbox's to report
+                self.notes.append(closed.message or "")
+        return self.judge(report, canary, prep.restored)
+
+    def run_tests(self, sb: Any, canary: W.Canary | None) -> TestReport | None:
+        selection = self.selection + ([canary.node_id] if canary else [])
+        with boundary("testing", "run the graded tests") as ran:
+            report = self.runner.run(sb, selection, timeout_s=self.config.timeout_s)
+        if ran.failed:
+            self.notes.append(ran.message or "")
+            return None
+        return report
+
+    def judge(self, report: TestReport | None, canary: W.Canary | None,
+              restored: list[str]) -> Grading:
+        if report is None or not has_evidence(report):
+            return self.no_evidence(report, restored)
+        verdict = judge(report, self.task.fail_to_pass, self.task.pass_to_pass, self.flaky)
+        self.check_canary(report, canary)
+        if verdict.missing:
+            self.flags.append(F.MISSING_TESTS)
+        return self.finish(value=1.0 if verdict.resolved else 0.0, verdict=verdict,
+                           report=report, restored=restored)
+
+    def check_canary(self, report: TestReport, canary: W.Canary | None) -> None:
+        outcomes = report.outcomes()
+        failures = any(o in (Outcome.FAILED, Outcome.ERROR) for o in outcomes.values())
+        if failures and report.exit_code == 0:
+            self.flags.append(F.RUNNER_TAMPER)
+            self.notes.append("exit code 0 with failing tests in the result file")
+        if canary is None:
+            return
+        got = outcomes.get(canary.node_id)
+        if got == Outcome.PASSED:
+            self.flags.append(F.RUNNER_TAMPER)
+            self.notes.append("the canary test, which must fail, was reported passed")
+        elif got is None and self.config.gold_check:
+            gold = self.gold_check()
+            if gold.canary_seen:
+                self.flags.append(F.RUNNER_TAMPER)
+                self.notes.append("the canary test vanished (the gold run reports it)")
+            else:
+                self.notes.append("canary not collectable in this project: check skipped")
+
+    def no_evidence(self, report: TestReport | None, restored: list[str]) -> Grading:
+        why = "no report" if report is None else (report.error or "no results")
+        timed_out = report is not None and report.timed_out
+        if not self.config.gold_check:
+            return self.masked("infra:unverified", why, report)
+        gold = self.gold_check()
+        if not gold.evidence:
+            kind = "infra:timeout" if timed_out else "infra:no_results"
+            return self.masked(kind, f"{why}; gold state: {gold.error}", report)
+        self.flags.append(F.TIMEOUT if timed_out else F.NO_RESULTS)
+        self.notes.append(f"candidate run gave no evidence ({why}); the gold state's did")
+        verdict = judge(report or TestReport(command=(), exit_code=None, duration_s=0.0),
+                        self.task.fail_to_pass, self.task.pass_to_pass, self.flaky)
+        return self.finish(value=0.0, verdict=verdict, report=report, restored=restored)
+
+    def prepare_failed(self, message: str) -> Grading:
+        """The workspace could not be prepared. If the gold diff goes through the same
+        steps fine, this diff broke them (value 0): masking it would let a policy hide its
+        failures from training by breaking the grader."""
+        if self.config.gold_check and self.gold_check().evidence:
+            self.flags.append(F.NO_RESULTS)
+            self.notes.append(f"this diff broke the grading workspace: {message}")
+            return self.finish(value=0.0)
+        return self.masked("infra:prepare", message)
+
+    # --- the gold state ---------------------------------------------------------------------
+    def gold_check(self) -> GoldCheck:
+        """Run the gold state now, at most once per grading. Not cached across gradings:
+        an earlier success says nothing about the infrastructure at this moment, and a
+        stale one would turn an infrastructure failure into a zero."""
+        if self._gold is None:
+            self._gold = self._gold_check()
+        return self._gold
+
+    def _gold_check(self) -> GoldCheck:
+        with (boundary("sandbox", "run the gold state") as b,
+              open_sandbox(self.spec, self.home, backend=self.backend) as sb):
+            prep = W.prepare(sb, self.task, self.task.gold_patch,
+                             base_layers=self.spec.layers)
+            if not prep.ok:
+                return GoldCheck(False, False, "; ".join(prep.notes) or "prepare failed")
+            canary = W.write_canary(sb, self.canary_dir) if self.use_canary else None
+            extra = [canary.node_id] if canary else []
+            report = self.runner.run(sb, [*self.selection, *extra],
+                                     timeout_s=self.config.timeout_s)
+        if b.failed:
+            return GoldCheck(False, False, b.message or "")
+        if not has_evidence(report):
+            return GoldCheck(False, False, report.error or "no results")
+        return GoldCheck(True, canary is not None and canary.node_id in report.outcomes())
+
+    # --- the reward -------------------------------------------------------------------------
+    def masked(self, error_type: str, message: str,
+               report: TestReport | None = None) -> Grading:
+        self.notes.append(f"{error_type}: {message}")
+        return self._grading(value=None, masked=True, error_type=error_type, report=report)
+
+    def finish(self, *, value: float, verdict: Any = None, report: TestReport | None = None,
+               restored: list[str] | None = None) -> Grading:
+        zero = [f for f in self.flags if f in self.config.zero_on]
+        if zero and value:
+            self.notes.append(f"value forced to 0 by {', '.join(dict.fromkeys(zero))}")
+            value = 0.0
+        return self._grading(value=value, masked=False, error_type=None, verdict=verdict,
+                             report=report, restored=restored or [])
+
+    def _grading(self, *, value: float | None, masked: bool, error_type: str | None,
+                 verdict: Any = None, report: TestReport | None = None,
+                 restored: list[str] | None = None) -> Grading:
+        command = self.runner.command(self.selection) if self.selection else ()
+        reward = Reward(
+            reward_id=content_id("reward", self.rollout_id, self.task.task_id,
+                                 bytes_id(self.diff.encode()), HARNESS_VERSION,
+                                 self.runner.parser_version),
+            rollout_id=self.rollout_id, task_id=self.task.task_id, env_id=self.env.env_id,
+            policy=self.policy, value=value,
+            resolved=None if masked else bool(value),
+            f2p_passed=verdict.f2p_passed if verdict else 0,
+            f2p_total=verdict.f2p_total if verdict else len(
+                [t for t in self.task.fail_to_pass if t not in self.flaky]),
+            p2p_regressions=verdict.p2p_regressions if verdict else (),
+            masked=masked, error_type=error_type,
+            flags=tuple(dict.fromkeys(self.flags)), test_command=tuple(command),
+            parser_version=self.runner.parser_version, harness_version=HARNESS_VERSION,
+            grading_seconds=round(time.monotonic() - self.started, 3),
+        )
+        return Grading(reward, verdict.tests if verdict else (), report, self.notes,
+                       restored or [])
+
+
+def grade_detailed(
+    task: TaskSpec, diff: str, *, env: EnvSpec, home: Path, settings: Settings,
+    rollout_id: str, policy: str = "", trajectory: Trajectory | None = None,
+    config: GraderConfig | None = None, runner: Any = None, backend: str | None = None,
+) -> Grading:
+    """Grade ``diff`` against ``task`` and explain the verdict (see the module docstring).
+
+    The pristine state is the environment's layers plus ``task.broken_patch``, never the
+    agent's workspace. ``trajectory``, when given, is scanned for reads of git history and
+    hidden paths. ``runner`` defaults to the environment's (pytest or unittest).
+    """
+    return _Grade(task, diff, env, Path(home), settings, rollout_id, policy, trajectory,
+                  config or GraderConfig(), runner, backend).run()
+
+
+def grade(
+    task: TaskSpec, diff: str, *, env: EnvSpec, home: Path, settings: Settings,
+    rollout_id: str, policy: str = "", trajectory: Trajectory | None = None,
+    config: GraderConfig | None = None, backend: str | None = None,
+) -> Reward:
+    """The reward of ``diff`` for ``task``; never raises for what the candidate does."""
+    return grade_detailed(task, diff, env=env, home=home, settings=settings,
+                          rollout_id=rollout_id, policy=policy, trajectory=trajectory,
+                          config=config, backend=backend).reward
+
+
+def infra_reward(task: TaskSpec, env: EnvSpec, *, rollout_id: str, policy: str,
+                 error_type: str, diff: str = "") -> Reward:
+    """A masked reward for a rollout that could not be graded for a reason outside the
+    policy (its sandbox or model endpoint failed): ``value=None``, never 0."""
+    return Reward(
+        reward_id=content_id("reward", rollout_id, task.task_id, bytes_id(diff.encode()),
+                             HARNESS_VERSION, error_type),
+        rollout_id=rollout_id, task_id=task.task_id, env_id=env.env_id, policy=policy,
+        value=None, resolved=None, masked=True, error_type=error_type,
+        f2p_total=len(task.fail_to_pass), harness_version=HARNESS_VERSION)
+
+
+class TestGrader:
+    """The ``Grader`` protocol over a set of environments (``env_id -> EnvSpec``)."""
+
+    __test__ = False
+    harness_version = HARNESS_VERSION
+
+    def __init__(self, envs: Mapping[str, EnvSpec] | Sequence[EnvSpec], home: Path,
+                 settings: Settings, config: GraderConfig | None = None,
+                 backend: str | None = None) -> None:
+        self.envs = dict(envs) if isinstance(envs, Mapping) else {e.env_id: e for e in envs}
+        self.home, self.settings = Path(home), settings
+        self.config = config or GraderConfig()
+        self.backend = backend
+
+    def grade(self, task: TaskSpec, diff: str, *, rollout_id: str, policy: str = "",
+              trajectory: Trajectory | None = None) -> Reward:
+        env = self.envs.get(task.env_id)
+        if env is None:
+            raise GradingError(f"task {task.task_id[:12]}: unknown environment "
+                               f"{task.env_id[:12]}")
+        return grade(task, diff, env=env, home=self.home, settings=self.settings,
+                     rollout_id=rollout_id, policy=policy, trajectory=trajectory,
+                     config=self.config, backend=self.backend)

@@ -1,0 +1,262 @@
+"""The grading workspace: a fresh sandbox over the pristine task state, the candidate diff
+applied, the pristine tests and test configuration put back, the task's tests added.
+
+Steps (``prepare``), all inside the sandbox, none running the candidate's code:
+
+1. the broken state: the environment's layers (snapshot and build layer) plus
+   ``broken_patch``, applied here. Never the task's workspace layer: it hides the test
+   files the agent must not see, and grading needs them back;
+2. read the pristine bytes of every protected path the diff touches (``paths.protected``);
+3. ``git apply`` the candidate diff (outside git's repository mode, so no ``.git`` config
+   of the workspace is read and ``.git`` paths are refused). Sections under ``.git/`` are
+   dropped first (an agent that ran ``git commit`` changed them; they are no solution).
+   When the whole diff does not apply, its sections on protected paths are dropped and the
+   rest applied: those paths are restored next anyway, so the result is the same as
+   applying everything, and a diff made against the agent's view (where hidden test files
+   are absent) still applies. Binary files named without their bytes (``Binary files ...
+   differ``, as workspace diffs write them) are dropped too: nobody can apply them;
+4. compare the pristine and candidate pytest sections of shared config files, then remove
+   every protected path the diff touched (the diff's own list, and the workspace's diff as
+   a second opinion) and write the pristine bytes back;
+5. ``git apply`` the task's ``test_patch``: the gold tests, hidden from the agent.
+
+What this does not do: judge anything. ``grader`` runs the tests and reads the verdict.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codemill.core.config import SandboxConfig
+from codemill.core.errors import SandboxError
+from codemill.core.records import EnvSpec, ExecResult, TaskSpec
+from codemill.envs import envstore
+from codemill.envs.layers import MergedView
+from codemill.envs.sandbox import SandboxSpec
+from codemill.rewards import flags as F
+from codemill.rewards import paths as P
+from codemill.rewards.diffs import parse_diff, strip_level, touched_paths
+
+GIT_ENV = {
+    # Not a repository: git apply works on plain files, reads no workspace config and
+    # refuses paths under .git.
+    "GIT_DIR": "/nonexistent/codemill",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "HOME": "/tmp",
+}
+GIT_TIMEOUT_S = 60.0
+CANARY_DIR = "_codemill_canary_{tok}"
+
+
+@dataclass
+class Prepared:
+    """What ``prepare`` did: the outcome and what a person would want to know."""
+
+    ok: bool = True
+    patch_failed: bool = False
+    infra: str | None = None
+    """``task:broken_patch`` / ``task:test_patch`` / ``infra:git``: not the candidate's
+    fault, the reward is masked."""
+    flags: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def env_spec(env: EnvSpec, home: Path, limits: SandboxConfig) -> SandboxSpec:
+    """The environment's sandbox spec (build layer over the snapshot, venv at ``/env``).
+    ``BuildError`` when the environment is not on disk."""
+    return envstore.sandbox_spec(env, home, limits)
+
+
+def git_apply(sb: Any, patch: str, strip: int = 1, *, extra: Iterable[str] = ()) -> ExecResult:
+    """Apply ``patch`` in the sandbox's /repo with ``git apply -p<strip>``."""
+    argv = ["git", "apply", f"-p{strip}", "--whitespace=nowarn", *extra, "-"]
+    return sb.run(argv, timeout_s=GIT_TIMEOUT_S, env=GIT_ENV, stdin=patch)
+
+
+def _read(sb: Any, path: str) -> bytes | None:
+    try:
+        return bytes(sb.read_file(path))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    except SandboxError:  # a link out of the workspace, a device: nothing pristine to keep
+        return None
+
+
+def _text(data: bytes | None) -> str | None:
+    return None if data is None else data.decode("utf-8", errors="replace")
+
+
+def sections(diff: str) -> list[str]:
+    """``diff`` cut into one text per file, each with its own headers."""
+    out: list[str] = []
+    cur: list[str] = []
+    in_git_header = False
+    lines = diff.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        start = False
+        if line.startswith("diff --git "):
+            start, in_git_header = True, True
+        elif (line.startswith("--- ") and i + 1 < len(lines)
+              and lines[i + 1].startswith("+++ ")):
+            start, in_git_header = not in_git_header, False
+        elif line.startswith("@@"):
+            in_git_header = False
+        if start and cur:
+            out.append("".join(cur))
+            cur = []
+        cur.append(line)
+    if cur:
+        out.append("".join(cur))
+    return [s for s in out if parse_diff(s)]
+
+
+def _paths_of(section: str) -> list[str]:
+    return touched_paths(parse_diff(section))
+
+
+def apply_candidate(sb: Any, diff: str, strip: int, protect: Any) -> tuple[ExecResult, list[str]]:
+    """Apply the candidate (step 3); returns the result and notes. A diff with wrong hunk
+    line counts gets a second try with ``--recount`` (hand- and model-written diffs often
+    miscount)."""
+    notes: list[str] = []
+    parts = sections(diff)
+    kept = [s for s in parts if not any(p == ".git" or p.startswith(".git/")
+                                        for p in _paths_of(s))]
+    if len(kept) < len(parts):
+        notes.append(f"dropped {len(parts) - len(kept)} section(s) under .git/")
+    applicable = [s for s in kept if not any(c.binary and not c.binary_content
+                                             for c in parse_diff(s))]
+    if len(applicable) < len(kept):
+        notes.append(f"dropped {len(kept) - len(applicable)} binary file(s) named without "
+                     "their bytes")
+    kept = applicable
+    if not kept:
+        return git_apply(sb, "", strip), notes
+    res = _apply_twice(sb, "".join(kept), strip)
+    if res.exit_code != 0:
+        unprotected = [s for s in kept if not any(protect(p) for p in _paths_of(s))]
+        if len(unprotected) < len(kept):
+            retry = _apply_twice(sb, "".join(unprotected), strip) if unprotected else res
+            if retry.exit_code == 0:
+                notes.append("applied without its sections on protected paths "
+                             f"(the whole diff did not: {_first_line(res)})")
+                return retry, notes
+    return res, notes
+
+
+def _apply_twice(sb: Any, diff: str, strip: int) -> ExecResult:
+    res = git_apply(sb, diff, strip)
+    if res.exit_code != 0:
+        retry = git_apply(sb, diff, strip, extra=("--recount",))
+        if retry.exit_code == 0:
+            return retry
+    return res
+
+
+def prepare(sb: Any, task: TaskSpec, diff: str, *, base_layers: Iterable[Path]) -> Prepared:
+    """Steps 1-5 of the module docstring on an open, fresh sandbox."""
+    out = Prepared()
+    if task.broken_patch.strip():
+        res = git_apply(sb, task.broken_patch, strip_level(parse_diff(task.broken_patch)))
+        if res.exit_code != 0:
+            out.ok, out.infra = False, "task:broken_patch"
+            out.notes.append(f"broken_patch does not apply: {_first_line(res)}")
+            return out
+    changes = parse_diff(diff)
+    strip = strip_level(changes)
+    test_patch_paths = touched_paths(parse_diff(task.test_patch))
+    task_paths = P.task_test_paths(test_patch_paths, task.hidden_paths,
+                                   (*task.fail_to_pass, *task.pass_to_pass))
+
+    def protect(path: str) -> bool:
+        return P.protected(path, task_paths)
+
+    claimed = touched_paths(changes, strip)
+    pristine = {p: _read(sb, p) for p in claimed if protect(p)}
+
+    res, notes = apply_candidate(sb, diff, strip, protect)
+    out.notes += notes
+    if res.exit_code != 0:
+        out.ok, out.patch_failed = False, True
+        out.notes.append(f"candidate diff does not apply: {_first_line(res)}")
+        return out
+
+    # The workspace's own account of what changed catches paths the diff parser missed.
+    seen = touched_paths(parse_diff(sb.diff()))
+    base = MergedView(list(base_layers))
+    for p in seen:
+        if p not in pristine and protect(p):
+            pristine[p] = _read_base(base, p)
+            if P.is_hook(p):
+                out.flags.append(F.HOOK_FILES)
+    for p, before in pristine.items():
+        name = posixpath.basename(p)
+        if P.is_shared_config(p) and F.config_section_changed(name, _text(before),
+                                                              _text(_read(sb, p))):
+            out.flags.append(F.TOUCHED_TEST_CONFIG)
+    restore(sb, pristine)
+    out.restored = sorted(pristine)
+
+    if task.test_patch.strip():
+        tp_strip = strip_level(parse_diff(task.test_patch))
+        res = git_apply(sb, task.test_patch, tp_strip)
+        if res.exit_code != 0:
+            out.ok, out.infra = False, "task:test_patch"
+            out.notes.append(f"test_patch does not apply: {_first_line(res)}")
+    return out
+
+
+def _read_base(base: MergedView, path: str) -> bytes | None:
+    try:
+        return base.read(path)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, SandboxError):
+        return None
+
+
+def restore(sb: Any, pristine: dict[str, bytes | None]) -> None:
+    """Remove each path (whatever the candidate made of it: file, dir, link) and write its
+    pristine bytes back where it existed. Removal runs inside the sandbox."""
+    if not pristine:
+        return
+    res = sb.run(["rm", "-rf", "--", *sorted(pristine)], timeout_s=GIT_TIMEOUT_S)
+    if res.exit_code != 0:
+        raise SandboxError(f"could not remove candidate files: {_first_line(res)}")
+    for path, data in sorted(pristine.items()):
+        if data is not None:
+            sb.write_file(path, data)
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A harness-written test that must fail: if a run reports it passed, or reports success
+    while it failed, the run's reporting was tampered with."""
+
+    node_id: str
+    path: str
+
+
+def write_canary(sb: Any, near: str = "") -> Canary:
+    """Write a failing test with random names next to the task's tests (``near``: a
+    directory), so that code reading the selection from ``sys.argv`` cannot tell it from a
+    hidden test by its name."""
+    tok, fn = secrets.token_hex(6), secrets.token_hex(5)
+    a, b = secrets.randbelow(900) + 100, secrets.randbelow(900) + 100
+    folder = posixpath.normpath(near) if near and near not in (".", "/") else ""
+    path = posixpath.join(folder, f"test_{tok}.py") if folder else f"test_{tok}.py"
+    if _read(sb, path) is not None:  # never overwrite a file of the project
+        path = posixpath.join(CANARY_DIR.format(tok=tok), f"test_{tok}.py")
+    sb.write_file(path, f"def test_{fn}():\n    assert {a} + {b} == {a + b + 1}\n".encode())
+    return Canary(node_id=f"{path}::test_{fn}", path=path)
+
+
+def _first_line(res: ExecResult) -> str:
+    text = (res.stderr or res.stdout or "").strip()
+    line = text.splitlines()[0] if text else f"exit {res.exit_code}"
+    return line[:300]

@@ -1,0 +1,243 @@
+"""Running rollout groups: each sample in its own fork of the task's workspace, then graded.
+
+    results = run_rollouts(tasks, envs=envs, home=home, settings=settings,
+                           model="scripted:fix.json", config=RolloutConfig(group_size=4),
+                           existing=ids_already_recorded, executor=executor)
+
+1. ``prepare_workspaces``: each task's workspace layer is packaged once, in this process
+   (``codemill.tasks.package``: broken state, hidden tests removed, a one-commit git repo);
+2. ``plan_rollouts``: the samples whose ids are not in ``existing`` (a rerun after a crash
+   does only what is missing);
+3. ``executor.map(run_one, ...)``: each sample opens ``env_spec.with_top(task_layer)`` (a
+   copy-on-write fork), runs the agent, closes the fork, and grades the final diff in a
+   fresh sandbox (``codemill.rewards``). ``executor`` is anything with ``map(fn, items)``
+   yielding results in order (``codemill.factory``'s local pool or Ray executor, injected
+   by the caller since ``rollouts`` may not import ``factory``); the default runs
+   in-process, in order.
+
+Failures are data: a fork that cannot open, or an agent stopped by its model or sandbox
+failing, gives a trajectory with its error and a *masked* reward (``value=None``), never a
+zero. Writing rows is the caller's job (``codemill.cli`` / ``codemill.factory``).
+
+Workers build the model from its spec string (``codemill.agent.models.make_backend``), once
+per process; an in-process run may pass a backend object instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol
+
+from codemill.agent.config import AgentConfig
+from codemill.agent.loop import Agent
+from codemill.core.boundary import boundary
+from codemill.core.config import Settings
+from codemill.core.errors import GradingError
+from codemill.core.protocols import ModelBackend
+from codemill.core.records import EnvSpec, Reward, StopReason, TaskSpec, Trajectory
+from codemill.envs import envstore
+from codemill.envs.sandbox import open_sandbox
+from codemill.rewards.config import GraderConfig
+from codemill.rewards.grader import grade, infra_reward
+from codemill.rollouts.plan import RolloutConfig, RolloutItem, plan_rollouts
+
+INFRA_STOPS = {StopReason.MODEL_ERROR: "infra:model", StopReason.SANDBOX_ERROR: "infra:sandbox"}
+"""Stops caused by the model endpoint or the sandbox: the diff is partial through no fault
+of the policy, so the reward is masked rather than graded."""
+
+
+class MapExecutor(Protocol):
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]: ...
+
+
+class InProcess:
+    """The default executor: in this process, in order."""
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        return (fn(item) for item in items)
+
+
+@dataclass(frozen=True)
+class RolloutContext:
+    """What every worker needs besides its item; picklable when ``model`` is a string."""
+
+    home: Path
+    settings: Settings
+    model: str | Any
+    """A backend spec (``scripted:...``, ``openai:...``) or, in-process only, a backend."""
+    envs: Mapping[str, EnvSpec]
+    layers: Mapping[str, Path]
+    """``task_id -> workspace layer``, from ``prepare_workspaces``."""
+    agent: AgentConfig = AgentConfig()
+    grader: GraderConfig = GraderConfig()
+    grade: bool = True
+    backend: str | None = None
+    """Sandbox backend; default ``settings.sandbox.backend``."""
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    """One sample: its trajectory (every message, tool call, observation, token count,
+    timing, the final diff) and its reward (None when grading was not asked for)."""
+
+    item: RolloutItem
+    trajectory: Trajectory
+    reward: Reward | None
+    seconds: float = 0.0
+    notes: tuple[str, ...] = field(default=())
+
+
+_MODELS: dict[str, ModelBackend] = {}
+CACHED_KINDS = ("transformers", "smollm2")
+"""Backends whose construction loads weights: built once per worker process and reused.
+Others are cheap and may hold per-run state (a scripted replay), so each rollout gets its
+own."""
+
+
+def _model(ctx: RolloutContext) -> ModelBackend:
+    if not isinstance(ctx.model, str):
+        return ctx.model  # type: ignore[no-any-return]
+    from codemill.agent.models import make_backend
+
+    if not ctx.model.startswith(CACHED_KINDS):
+        return make_backend(ctx.model, home=ctx.home)
+    if ctx.model not in _MODELS:
+        _MODELS[ctx.model] = make_backend(ctx.model, home=ctx.home)
+    return _MODELS[ctx.model]
+
+
+def prepare_workspaces(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec], home: Path,
+                       settings: Settings) -> dict[str, Path]:
+    """Package each task's workspace layer once (``codemill.tasks.package``)."""
+    from codemill.tasks.package import package_task
+    from codemill.tasks.testbed import TestBed
+
+    layers: dict[str, Path] = {}
+    for task in tasks:
+        if task.task_id in layers:
+            continue
+        env = envs.get(task.env_id)
+        if env is None:
+            raise GradingError(f"task {task.task_id[:12]}: environment {task.env_id[:12]} "
+                               "is not known")
+        bed = TestBed.from_env(env, home, settings.sandbox, backend=settings.sandbox.backend)
+        layers[task.task_id] = package_task(bed, task)
+    return layers
+
+
+def run_one(ctx: RolloutContext, item: RolloutItem) -> RolloutResult:
+    """One sample, start to reward (see the module docstring)."""
+    started = time.monotonic()
+    task, env = item.task, ctx.envs[item.task.env_id]
+    agent_cfg = ctx.agent.model_copy(update={"sampling": item.sampling})
+    notes: list[str] = []
+    with boundary("sandbox", "open the rollout workspace") as opened:
+        spec = envstore.sandbox_spec(env, ctx.home, ctx.settings.sandbox)
+        sb = open_sandbox(spec.with_top(ctx.layers[task.task_id]), ctx.home,
+                          backend=ctx.backend)
+    if opened.failed:
+        traj = Trajectory(rollout_id=item.rollout_id, task_id=task.task_id, policy=item.policy,
+                          sample_index=item.sample_index, task_prompt=task.problem_statement,
+                          stop_reason=StopReason.SANDBOX_ERROR, error=opened.message)
+    else:
+        try:
+            with boundary("model", "build the model backend") as built:
+                model = _model(ctx)
+            if built.failed:
+                traj = Trajectory(rollout_id=item.rollout_id, task_id=task.task_id,
+                                  policy=item.policy, sample_index=item.sample_index,
+                                  task_prompt=task.problem_statement,
+                                  stop_reason=StopReason.MODEL_ERROR, error=built.message)
+            else:
+                traj = Agent(model, agent_cfg).run(
+                    sb, task.problem_statement, rollout_id=item.rollout_id,
+                    task_id=task.task_id, policy=item.policy, sample_index=item.sample_index)
+        finally:
+            with boundary("sandbox", "close the rollout workspace") as closed:
+                sb.close()
+            if closed.failed:  # the trajectory stands; a leaked fork is noted, not fatal
+                notes.append(closed.message or "")
+    reward = None
+    if ctx.grade:
+        reward = _reward(ctx, item, env, traj, notes)
+    return RolloutResult(item, traj, reward, round(time.monotonic() - started, 3), tuple(notes))
+
+
+def _reward(ctx: RolloutContext, item: RolloutItem, env: EnvSpec, traj: Trajectory,
+            notes: list[str]) -> Reward:
+    infra = INFRA_STOPS.get(traj.stop_reason)
+    if infra is not None:
+        notes.append(f"{infra}: {traj.error or traj.stop_reason}")
+        return infra_reward(item.task, env, rollout_id=item.rollout_id, policy=item.policy,
+                            error_type=infra, diff=traj.diff)
+    with boundary("grader", "grade the rollout") as graded:
+        reward = grade(item.task, traj.diff, env=env, home=ctx.home, settings=ctx.settings,
+                       rollout_id=item.rollout_id, policy=item.policy, trajectory=traj,
+                       config=ctx.grader, backend=ctx.backend)
+    if graded.failed:
+        notes.append(graded.message or "")
+        return infra_reward(item.task, env, rollout_id=item.rollout_id, policy=item.policy,
+                            error_type=graded.error_type or "infra:grader", diff=traj.diff)
+    return reward
+
+
+@dataclass
+class RolloutBatch:
+    """What ``run_rollouts`` did: the finished samples, the ones whose worker failed
+    (no row: the next run plans them again), and how many were already recorded."""
+
+    results: list[RolloutResult]
+    failed: list[tuple[RolloutItem, str]]
+    planned: int
+    skipped: int
+
+
+def stream_rollouts(
+    tasks: Sequence[TaskSpec], *, envs: Mapping[str, EnvSpec] | Sequence[EnvSpec],
+    home: Path, settings: Settings, model: str | Any, policy: str | None = None,
+    config: RolloutConfig | None = None, agent: AgentConfig | None = None,
+    grader: GraderConfig | None = None, existing: Collection[str] = (),
+    executor: MapExecutor | None = None, backend: str | None = None,
+) -> tuple[RolloutBatch, Iterator[RolloutResult | tuple[RolloutItem, str]]]:
+    """Plan now; run lazily. Returns the (still empty) batch with its counts, and an
+    iterator yielding each sample's result, or ``(item, error)`` when its worker failed,
+    as the executor hands them out, so a caller can persist as it goes. The iterator also
+    fills the batch. ``policy`` names the policy in ids and rows (default: the model spec).
+    """
+    config = config or RolloutConfig()
+    env_map = dict(envs) if isinstance(envs, Mapping) else {e.env_id: e for e in envs}
+    name = policy or (model if isinstance(model, str) else getattr(model, "name", "model"))
+    items = plan_rollouts(tasks, name, config, existing)
+    total = len({t.task_id for t in tasks}) * config.group_size
+    batch = RolloutBatch([], [], len(items), total - len(items))
+
+    def run() -> Iterator[RolloutResult | tuple[RolloutItem, str]]:
+        if not items:
+            return
+        layers = prepare_workspaces([i.task for i in items], env_map, Path(home), settings)
+        ctx = RolloutContext(home=Path(home).absolute(), settings=settings, model=model,
+                             envs=env_map, layers=layers, agent=agent or AgentConfig(),
+                             grader=grader or GraderConfig(), grade=config.grade,
+                             backend=backend)
+        results = (executor or InProcess()).map(partial(run_one, ctx), items)
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, RolloutResult):
+                batch.results.append(result)
+                yield result
+            else:  # an executor's error value (e.g. the worker process died)
+                batch.failed.append((item, str(result)))
+                yield item, str(result)
+
+    return batch, run()
+
+
+def run_rollouts(*args: Any, **kwargs: Any) -> RolloutBatch:
+    """``stream_rollouts`` run to the end (same arguments); returns the filled batch."""
+    batch, results = stream_rollouts(*args, **kwargs)
+    for _ in results:
+        pass
+    return batch
