@@ -15,6 +15,13 @@ SANDBOXES: dict[str, str] = {
     "bwrap": "codemill.envs.bwrap:BwrapSandboxFactory",
     "process": "codemill.envs.process:ProcessSandboxFactory",
 }
+RUNNERS: dict[str, str] = {
+    "pytest": "codemill.testing.pytest_runner:PytestRunner",
+    "unittest": "codemill.testing.unittest_runner:UnittestRunner",
+    # Not a runner: the k-run baseline of a suite, which the environment builder (a sibling
+    # of ``codemill.testing`` that may not import it) needs as well.
+    "baseline": "codemill.testing.baseline:run_baseline",
+}
 MODELS: dict[str, str] = {
     "openai": "codemill.agent.models.openai_backend:OpenAIBackend",
     "transformers": "codemill.agent.models.local:TransformersBackend",

