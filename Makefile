@@ -4,6 +4,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.codemill-installed
+MODEL_STAMP := $(VENV)/.codemill-model
+# torch is pinned and installed by pip, never resolved by uv: a bare `torch` from the
+# public index is a multi-GB CUDA build; 2.13.0 has a CPU build on our machines.
+TORCH := torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && echo sudo)
 APT_PKGS := git bubblewrap util-linux
 
@@ -29,7 +33,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev,ray]'
 	@touch $(STAMP)
 
-setup: system $(STAMP)  ## create .venv and install codemill with its dev tools
+$(MODEL_STAMP): $(STAMP)
+	@echo "installing the local model stack (torch, transformers, gguf)"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
+	@$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev,ray,model]'
+	@touch $(MODEL_STAMP)
+
+setup: system $(STAMP) $(MODEL_STAMP)  ## create .venv and install codemill, its dev tools and the model stack
 
 lint: setup  ## ruff and the layer contracts
 	$(BIN)/ruff check src tests bench

@@ -95,9 +95,9 @@ def demo_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """`codemill run` on a real PyPI project with the embedded SmolLM2 model, sized to
-    finish in minutes on 2 cores (3 bug tasks, 1 feature task, groups of 2)."""
+    finish in minutes on 2 cores (2 bug tasks, 1 feature task, groups of 2, 4 turns)."""
     with handle_errors():
-        _run(source, model, 2, 3, 1, 6, 192, None, as_json, "demo")
+        _run(source, model, 2, 2, 1, 4, 128, None, as_json, "demo")
 
 
 def register(app: typer.Typer) -> None:

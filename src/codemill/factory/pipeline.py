@@ -230,7 +230,9 @@ def rollouts(ctx: AssetContext) -> Iterator[Any]:
             ctx.logger.warning("rollout %s failed in its worker: %s", item.rollout_id[:12],
                                error)
             continue
-        yield result.trajectory
+        row = record_to_row(result.trajectory)
+        row.update(env_id=env.env_id, group_id=result.item.group_id)
+        yield row
         for row in step_rows(result.trajectory):
             yield Side("steps", row)
         if result.reward is not None:

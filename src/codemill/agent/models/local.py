@@ -65,6 +65,7 @@ class TransformersBackend:
         except ImportError as exc:
             raise ModelError("local models need the 'model' extra: "
                              "pip install 'codemill[model]'") from exc
+        quiet_transformers()
         if path.is_file() and path.suffix == ".gguf":
             path, gguf_file = path.parent, path.name
         kw = {"gguf_file": gguf_file} if gguf_file else {}
@@ -121,3 +122,12 @@ def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def quiet_transformers() -> None:
+    """Turn off transformers' progress bars and info logs: loading and converting print
+    hundreds of bars that drown a command's own output. Errors still show."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()

