@@ -10,6 +10,7 @@ have their own helpers:
 - a ``TestReport`` is one ``test_results`` row per test case (``test_result_rows``),
   each carrying the report's command, exit code and parser version.
 
+``row_to_record(cls, row)`` is the inverse for flat records (read rows back as records).
 The writer fills ``run_id``, ``code_version`` and ``created_at``; rows here leave them out.
 This module imports no pyarrow or pyiceberg, so domain code may build rows cheaply.
 """
