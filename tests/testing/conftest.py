@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from codemill.core.config import SandboxConfig
-from codemill.core.errors import SandboxError
 from codemill.envs.sandbox import SandboxSpec, open_sandbox
 
 UV = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "uv"
@@ -126,16 +125,6 @@ def write_project(root: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text.lstrip("\n"))
     return root
-
-
-@pytest.fixture(scope="session")
-def bwrap_ready() -> None:
-    from codemill.envs.host import host_tools
-
-    try:
-        host_tools()
-    except SandboxError as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")
