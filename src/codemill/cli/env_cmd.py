@@ -1,0 +1,244 @@
+"""``codemill env build|ls|test|exec|shell``: executable environments from repositories.
+
+- ``env build SOURCE``: snapshot (local dir, ``git-url@rev``, ``pypi:NAME==VER``), build in
+  the sandbox, run the baseline, record snapshot, environment and per-test rows in the
+  ledger. Exit 0 when the environment is usable, 3 when it was built but is not (failed,
+  no tests, flaky: the reason is printed), 1 on bad input.
+- ``env ls``: the environments in the ledger (latest row of each).
+- ``env test ENV``: run the suite (or ``-k EXPR``) in a fresh fork; counts and failures.
+- ``env exec ENV -- CMD...``: run a command in a fresh fork; its output and exit code.
+- ``env shell ENV``: an interactive bash in a fresh fork (needs a terminal).
+
+``ENV`` is an environment id or a unique prefix of one (at least 4 hex digits).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from codemill.cli.app import State, console, err_console, handle_errors, print_json
+from codemill.core.errors import BuildError, LedgerError
+from codemill.core.ids import new_run_id, short_id
+from codemill.core.records import EnvSpec, EnvStatus, Outcome
+
+NOT_USABLE_EXIT = 3
+_JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
+_ENV = typer.Argument(..., help="Environment id or a unique prefix of one.")
+
+
+def _say_to(status: Any) -> Any:
+    def say(message: str) -> None:
+        status.update(f"[bold]env build[/]: {message}")
+        if not err_console.is_terminal:
+            err_console.print(f"  {message}", highlight=False, soft_wrap=True)
+    return say
+
+
+def _persist(settings: Any, snap: Any, result: Any, run_id: str) -> None:
+    from codemill.store.ledger import Ledger
+    from codemill.store.rows import record_to_row, test_result_rows
+
+    with Ledger.open(settings) as ledger:
+        ledger.start_run(run_id, "env build", {"source": snap.source,
+                                               "settings": settings.model_dump(mode="json")})
+        kw = {"run_id": run_id, "config_hash": settings.config_hash}
+        with ledger.writer("snapshots", asset="snapshots", **kw) as w:
+            w.add(record_to_row(snap))
+        with ledger.writer("environments", asset="envs", **kw) as w:
+            w.add({**record_to_row(result.env), "disk_bytes": result.disk_bytes,
+                   "shared_venv": result.shared_venv, "attempt": result.attempt})
+        with ledger.writer("test_results", asset="envs", **kw) as w:
+            for i, report in enumerate(result.reports):
+                w.add_many(test_result_rows(report, env_id=result.env.env_id, run_index=i,
+                                            phase="baseline"))
+        ledger.finish_run(run_id, "ok", {"env_id": result.env.env_id,
+                                         "status": result.env.status.value})
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    env = result.env
+    counts = {o.value: (result.reports[0].count(o) if result.reports else 0) for o in Outcome}
+    return {"env_id": env.env_id, "snapshot_id": env.snapshot_id, "status": env.status.value,
+            "reason": env.reason, "python": env.python, "venv_path": env.venv_path,
+            "lock_hash": env.lock_hash, "n_tests": env.n_tests, "n_passing": env.n_passing,
+            "n_flaky": env.n_flaky, "counts": counts, "build_seconds": env.build_seconds,
+            "disk_bytes": result.disk_bytes, "shared_venv": result.shared_venv,
+            "attempt": result.attempt, "python_reason": result.python_reason,
+            "test_command": list(env.test_command)}
+
+
+def build_cmd(
+    source: str = typer.Argument(..., help="Local dir, git URL[@rev], or pypi:NAME[==VER]."),
+    python: str | None = typer.Option(None, "--python", help="Interpreter version or path."),
+    as_json: bool = _JSON,
+    show_log: bool = typer.Option(False, "--log", help="Print the build log."),
+) -> None:
+    """Build an environment from SOURCE, run its baseline and record it."""
+    with handle_errors():
+        from codemill.envs.builder import build_env
+        from codemill.repos.sources import snapshot_source
+
+        settings = State.settings()
+        if python:  # a version that is not on this machine is bad input, not a build
+            from codemill.envs.interpreters import choose_interpreter
+
+            choose_interpreter(requested=python)
+        run_id = new_run_id()
+        with err_console.status("[bold]env build[/]: snapshot") as status:
+            say = _say_to(status)
+            snap = snapshot_source(source, settings.home, progress=say)
+            result = build_env(snap, settings.home, settings, progress=say, python=python)
+            say("recording in the ledger")
+            _persist(settings, snap, result, run_id)
+        if show_log:
+            err_console.print(result.log, highlight=False, markup=False, soft_wrap=True)
+        env = result.env
+        if as_json:
+            print_json(_summary(result))
+        else:
+            color = "green" if env.status == EnvStatus.USABLE else "yellow"
+            console.print(f"{short_id(env.env_id)} [{color}]{env.status.value}[/] "
+                          f"python {env.python or '-'}  tests {env.n_tests} "
+                          f"passing {env.n_passing} flaky {env.n_flaky}  "
+                          f"{env.build_seconds:.0f}s", highlight=False)
+            if env.reason:
+                console.print(f"reason: {env.reason}", highlight=False, markup=False,
+                              soft_wrap=True)
+        if env.status != EnvStatus.USABLE:
+            raise typer.Exit(NOT_USABLE_EXIT)
+
+
+def _latest_envs(settings: Any) -> list[dict[str, Any]]:
+    from codemill.store.ledger import Ledger
+
+    with Ledger.open(settings, create=False) as ledger:  # a listing never creates a home
+        rows = ledger.query(
+            "SELECT e.*, s.name AS project, s.source AS source FROM environments e "
+            "LEFT JOIN (SELECT DISTINCT ON (snapshot_id) snapshot_id, name, source "
+            "FROM snapshots) s USING (snapshot_id) "
+            "QUALIFY row_number() OVER (PARTITION BY e.env_id ORDER BY e.created_at DESC) = 1 "
+            "ORDER BY e.created_at DESC").to_pylist()
+    return rows
+
+
+def _env_from_row(row: dict[str, Any]) -> EnvSpec:
+    data = {k: row.get(k) for k in EnvSpec.model_fields if row.get(k) is not None}
+    for key in ("test_command", "env_vars"):
+        if isinstance(data.get(key), str):
+            data[key] = json.loads(data[key])
+    return EnvSpec.model_validate(data)
+
+
+def _resolve(prefix: str) -> EnvSpec:
+    from codemill.envs.envstore import find_env, load_records
+
+    settings = State.settings()
+    known = {e.env_id: e for e in load_records(settings.home)}
+    try:
+        for row in _latest_envs(settings):
+            known.setdefault(row["env_id"], _env_from_row(row))
+    except LedgerError as exc:  # an unreadable ledger still leaves the records on disk
+        err_console.print(f"note: ledger not read ({exc}); using the records on disk",
+                          highlight=False, soft_wrap=True)
+    return find_env(settings.home, prefix, list(known.values()))
+
+
+def ls_cmd(as_json: bool = _JSON) -> None:
+    """List environments (latest row of each), newest first."""
+    with handle_errors():
+        rows = _latest_envs(State.settings())
+        cols = ["env_id", "project", "python", "status", "n_tests", "n_passing", "n_flaky",
+                "build_seconds", "reason", "source", "created_at"]
+        if as_json:
+            return print_json([{c: r.get(c) for c in cols} for r in rows])
+        table = Table("env", "project", "python", "status", "tests", "passing", "flaky",
+                      "build s", "reason")
+        for r in rows:
+            table.add_row(short_id(r["env_id"]), str(r.get("project") or ""),
+                          str(r.get("python") or ""), str(r.get("status")),
+                          str(r.get("n_tests")), str(r.get("n_passing")), str(r.get("n_flaky")),
+                          f"{r.get('build_seconds') or 0:.0f}",
+                          str(r.get("reason") or "")[:60])
+        console.print(table)
+
+
+def test_cmd(
+    env_ref: str = _ENV,
+    keyword: str | None = typer.Option(None, "-k", help="pytest -k expression."),
+    timeout: float = typer.Option(900.0, "--timeout", help="Seconds before the run is killed."),
+    as_json: bool = _JSON,
+) -> None:
+    """Run ENV's test suite in a fresh fork and print per-outcome counts and failures."""
+    with handle_errors():
+        from codemill.envs.envstore_run import run_tests
+
+        env = _resolve(env_ref)
+        report = run_tests(env, State.settings(), keyword=keyword, timeout_s=timeout)
+        counts = {o.value: report.count(o) for o in Outcome}
+        bad = [r for r in report.results if r.outcome in (Outcome.FAILED, Outcome.ERROR)]
+        if as_json:
+            print_json({"env_id": env.env_id, "counts": counts, "error": report.error,
+                        "exit_code": report.exit_code, "duration_s": report.duration_s,
+                        "failures": [{"node_id": r.node_id, "outcome": r.outcome.value,
+                                      "message": r.message} for r in bad]})
+        else:
+            console.print("  ".join(f"{k} {v}" for k, v in counts.items())
+                          + f"  ({report.duration_s:.1f}s)", highlight=False)
+            for r in bad[:50]:
+                last = (r.message.splitlines() or [""])[-1][:160]
+                console.print(f"[red]{r.outcome.value}[/] {r.node_id}: {last}",
+                              highlight=False, soft_wrap=True)
+            if report.error:
+                err_console.print(f"[bold red]error:[/] {report.error}", highlight=False)
+        if report.error and not report.results:
+            raise typer.Exit(1)
+
+
+def exec_cmd(
+    env_ref: str = _ENV,
+    command: list[str] = typer.Argument(..., help="The command, after --."),
+    timeout: float = typer.Option(600.0, "--timeout", help="Seconds before it is killed."),
+) -> None:
+    """Run a command in a fresh fork of ENV; pass through its output and exit code."""
+    with handle_errors():
+        from codemill.envs.envstore_run import exec_in_env
+
+        if command and command[0] == "--":
+            command = command[1:]
+        env = _resolve(env_ref)
+        res = exec_in_env(env, State.settings(), command, timeout_s=timeout)
+        sys.stdout.write(res.stdout)
+        sys.stdout.flush()
+        sys.stderr.write(res.stderr)
+        if res.timed_out:
+            err_console.print(f"[bold red]error:[/] timed out after {timeout:.0f}s")
+            raise typer.Exit(124)
+        code = res.exit_code if res.exit_code is not None else 1
+        raise typer.Exit(code if code >= 0 else 128 - code)
+
+
+def shell_cmd(env_ref: str = _ENV) -> None:
+    """An interactive bash in a fresh fork of ENV (changes are discarded on exit)."""
+    with handle_errors():
+        from codemill.envs.envstore_run import shell_in_env
+
+        if not sys.stdin.isatty():
+            raise BuildError("env shell needs a terminal (stdin is not a tty)")
+        env = _resolve(env_ref)
+        raise typer.Exit(shell_in_env(env, State.settings()))
+
+
+def register(app: typer.Typer) -> None:
+    env = typer.Typer(help="Executable environments: build, list, test, exec, shell.",
+                      no_args_is_help=True)
+    env.command("build")(build_cmd)
+    env.command("ls")(ls_cmd)
+    env.command("test")(test_cmd)
+    env.command("exec")(exec_cmd)
+    env.command("shell")(shell_cmd)
+    app.add_typer(env, name="env")

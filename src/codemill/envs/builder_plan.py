@@ -1,0 +1,158 @@
+"""What to install, and in which order to fall back: the install attempts of a build.
+
+A build tries, richest first, until one installs:
+
+1. the project (editable) with its test extras and the optional ``all``-like extras, the
+   test requirements found elsewhere (requirements files, tox, nox, Poetry dev groups),
+   PEP 735 test groups and the harness (pytest, coverage, plugins the config needs);
+2. the same without the optional extras and the outside requirements ("lean").
+
+When the snapshot is older than ``era_after_days``, both are tried first resolved as of
+its date (``--exclude-newer``: the test tools and libraries of its day), then without the
+date. Build tools get a floor date (``setuptools`` old enough to lack editable installs
+is not used), and so does pytest (the harness needs pytest >= 6).
+
+Every command runs in the build sandbox, where ``/repo`` is the snapshot, ``/env`` the
+venv being built and ``UV`` the uv binary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict
+
+from codemill.envs.detect import ProjectInfo
+
+UV_INSIDE = "/opt/codemill/uv"
+UV_CACHE_INSIDE = "/opt/codemill/uv-cache"
+REPO = "/repo"
+PYTHON = "/env/bin/python"
+
+
+class BuildConfig(BaseModel):
+    """How environments are built."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    baseline_runs: int = 3
+    """Runs of the suite, each in a fresh fork, to find flaky tests."""
+    install_timeout_s: float = 1200.0
+    """Wall-clock limit of one install command (resolution and builds of sdists)."""
+    test_timeout_s: float = 900.0
+    """Wall-clock limit of one run of the suite."""
+    memory_mb: int = 6144
+    """Memory of the build sandbox (compiling extensions needs more than tests)."""
+    era_after_days: int = 365
+    """Resolve as of the snapshot's date when it is older than this."""
+    era_grace_days: int = 1
+    """Releases up to this many days after the snapshot date still count as its era."""
+    build_tools_floor: str = "2023-06-01"
+    """Newest-release cutoff never older than this for build tools (setuptools, wheel):
+    older setuptools cannot do editable installs."""
+    pytest_floor: str = "2021-01-01"
+    """Newest-release cutoff never older than this for pytest (the harness needs >= 6)."""
+    fix_missing_imports: bool = True
+    """After installing, collect the tests once and install distributions for modules that
+    fail to import (a generic name map; never per-project rules)."""
+    max_import_rounds: int = 2
+
+
+FLOORED_BUILD_TOOLS = ("setuptools", "wheel", "setuptools-scm")
+FLOORED_PYTEST = ("pytest",)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One way to install the project."""
+
+    label: str
+    lean: bool
+    exclude_newer: str | None
+    """ISO date: only releases uploaded before it; None for today's index."""
+
+
+def era_cutoff(created_at: str, config: BuildConfig, now: datetime | None = None) -> str | None:
+    """The ``--exclude-newer`` date for a snapshot made at ``created_at``, or None when it
+    is recent (or unknown)."""
+    if not created_at:
+        return None
+    try:
+        stamp = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    if now - stamp < timedelta(days=config.era_after_days):
+        return None
+    return (stamp + timedelta(days=config.era_grace_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def attempts(info: ProjectInfo, created_at: str, config: BuildConfig) -> list[Attempt]:
+    cutoff = era_cutoff(created_at, config)
+    rich = bool(info.optional_extras or info.test_requirements or info.dependency_groups)
+    out = []
+    for date in ([cutoff, None] if cutoff else [None]):
+        tag = f"as of {date[:10]}" if date else "latest"
+        out.append(Attempt(f"full, {tag}", False, date))
+        if rich:
+            out.append(Attempt(f"lean, {tag}", True, date))
+    return out
+
+
+def _later(a: str, b: str) -> str:
+    return max(a, b if "T" in b else f"{b}T00:00:00Z")
+
+
+def install_argv(info: ProjectInfo, attempt: Attempt, config: BuildConfig,
+                 extra: tuple[str, ...] = ()) -> list[str]:
+    """The ``uv pip install`` command of ``attempt`` (plus ``extra`` requirements)."""
+    argv = [UV_INSIDE, "pip", "install", "--python", PYTHON]
+    if info.installable:
+        extras = list(info.test_extras) + ([] if attempt.lean else list(info.optional_extras))
+        target = REPO + (f"[{','.join(extras)}]" if extras else "")
+        argv += ["-e", target]
+        if not attempt.lean:
+            for group in info.dependency_groups:
+                argv += ["--group", f"{REPO}/pyproject.toml:{group}"]
+    argv += list(info.harness_requirements)
+    if not attempt.lean or not info.installable:
+        argv += list(info.test_requirements)
+    argv += list(extra)
+    if attempt.exclude_newer:
+        argv += ["--exclude-newer", attempt.exclude_newer]
+        for name in FLOORED_BUILD_TOOLS:
+            argv += ["--exclude-newer-package",
+                     f"{name}={_later(attempt.exclude_newer, config.build_tools_floor)}"]
+        for name in FLOORED_PYTEST:
+            argv += ["--exclude-newer-package",
+                     f"{name}={_later(attempt.exclude_newer, config.pytest_floor)}"]
+    return argv
+
+
+def venv_argv(python_path: str) -> list[str]:
+    return [UV_INSIDE, "venv", "--relocatable", "--python", python_path, "--no-config",
+            "/env"]
+
+
+def repo_path_argv() -> list[str]:
+    """For a tree that cannot be installed: a ``.pth`` file putting /repo and /repo/src on
+    the path (site skips the one that does not exist), written inside the sandbox."""
+    script = (f'sp=$({PYTHON} -c "import sysconfig; print(sysconfig.get_paths()[\'purelib\'])")'
+              ' && printf "/repo\\n/repo/src\\n" > "$sp/_codemill_repo.pth"')
+    return ["/bin/sh", "-c", script]
+
+
+def uv_env(info: ProjectInfo, cert_file: str | None) -> dict[str, str]:
+    """Variables of every install command: the cache inside the sandbox, no user config,
+    no interpreter downloads, copies not links (the cache is another mount), the
+    system's certificates (corporate proxies), and the project's pretend versions."""
+    env = {"UV_CACHE_DIR": UV_CACHE_INSIDE, "UV_NO_CONFIG": "1",
+           "UV_PYTHON_DOWNLOADS": "never", "UV_LINK_MODE": "copy", "UV_SYSTEM_CERTS": "1",
+           "UV_NO_PROGRESS": "1", "NO_COLOR": "1", "UV_HTTP_TIMEOUT": "120",
+           "PIP_NO_INPUT": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    if cert_file:
+        env["SSL_CERT_FILE"] = cert_file
+    env.update(dict(info.env_vars))
+    return env

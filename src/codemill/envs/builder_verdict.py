@@ -1,0 +1,173 @@
+"""The baseline of a built environment and its verdict: usable, failed, no_tests or flaky.
+
+The suite runs ``k`` times, each in a fresh sandbox over the environment without network
+(``codemill.testing``'s baseline and runners, loaded through ``codemill.core.registry``:
+``envs`` and ``testing`` are sibling layers). pytest runs every suite (it runs unittest
+cases too); when pytest finds no tests in a project whose tests are plain unittest with
+names pytest does not collect, the unittest runner gets a turn.
+
+Verdict:
+- ``no_tests``: the runner collected nothing;
+- ``failed``: no run produced results (collection crashed, a usage error, a timeout), or
+  results came back and no test passes;
+- ``flaky``: runs disagree so much that fewer tests pass reliably than flip, or some runs
+  produced results and others did not;
+- ``usable``: at least one test passes in every run; flaky tests are listed for the task
+  layer to leave out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from codemill.core import registry
+from codemill.core.config import Settings
+from codemill.core.records import EnvSpec, EnvStatus, Outcome, RepoSnapshot, TestReport
+from codemill.envs import envstore
+from codemill.envs.builder_plan import PYTHON, BuildConfig
+from codemill.envs.builder_reasons import run_failure
+from codemill.envs.detect import ProjectInfo
+from codemill.envs.sandbox import open_sandbox
+
+NO_TESTS = "no tests collected"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: EnvStatus
+    reason: str
+    test_command: tuple[str, ...]
+    reports: tuple[TestReport, ...]
+    n_tests: int = 0
+    n_passing: int = 0
+    n_flaky: int = 0
+    flaky: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunnerChoice:
+    kind: str
+    test_command: tuple[str, ...]
+    """What the environment records as its test command (the harness adds its own
+    result-file options when it runs it)."""
+
+
+def pytest_args(project: ProjectInfo) -> tuple[str, ...]:
+    """Options the project's tests need beyond its own config."""
+    if project.python_files:
+        return ("-o", f"python_files={project.python_files}")
+    return ()
+
+
+def runner_for(project: ProjectInfo, kind: str) -> RunnerChoice:
+    if kind == "unittest":
+        return RunnerChoice("unittest", (PYTHON, "-m", "unittest", "discover", "-s", ".",
+                                         "-p", "test*.py"))
+    return RunnerChoice("pytest", (PYTHON, "-m", "pytest", *pytest_args(project)))
+
+
+def make_runner(test_command: tuple[str, ...], env_vars: tuple[tuple[str, str], ...]) -> Any:
+    """The ``TestRunner`` that runs an environment's recorded ``test_command``."""
+    cmd = tuple(test_command) or (PYTHON, "-m", "pytest")
+    if cmd[1:3] == ("-m", "unittest"):
+        args = list(cmd[3:])
+        start = args[args.index("-s") + 1] if "-s" in args[:-1] else "."
+        pattern = args[args.index("-p") + 1] if "-p" in args[:-1] else "test*.py"
+        cls = registry.load(registry.RUNNERS, "unittest")
+        return cls(python=cmd[0], start_dir=start, pattern=pattern, env=dict(env_vars))
+    cls = registry.load(registry.RUNNERS, "pytest")
+    return cls(python=cmd[0], extra_args=cmd[3:], env=dict(env_vars))
+
+
+def run_suite_baseline(env: EnvSpec, home: Path, settings: Settings, k: int, timeout_s: float,
+                       snapshot_path: Path | None = None) -> Any:
+    """``k`` runs of ``env``'s suite in fresh forks; the testing layer's ``Baseline``."""
+    limits = settings.sandbox.model_copy(update={
+        "timeout_s": max(settings.sandbox.timeout_s, timeout_s)})
+    spec = envstore.sandbox_spec(env, home, limits, snapshot_path=snapshot_path)
+    run_baseline = registry.load(registry.RUNNERS, "baseline")
+    runner = make_runner(env.test_command, env.env_vars)
+    return run_baseline(lambda: open_sandbox(spec, home), runner, k=k, timeout_s=timeout_s)
+
+
+def _classify(base: Any, command: tuple[str, ...]) -> Verdict:
+    reports = tuple(base.reports)
+    ran = [r for r in reports if r.ran]
+    failed_runs = [r for r in reports if not r.ran]
+    n_tests, passing, flaky = len(base.outcomes), base.passing, base.flaky
+    common = dict(test_command=command, reports=reports, n_tests=n_tests,
+                  n_passing=len(passing), n_flaky=len(flaky), flaky=tuple(sorted(flaky)))
+    if not ran:
+        first = failed_runs[0] if failed_runs else None
+        if first is not None and first.error == NO_TESTS:
+            return Verdict(EnvStatus.NO_TESTS, NO_TESTS + _why_none(first), **common)
+        reason = run_failure(first) if first is not None else "the suite did not run"
+        return Verdict(EnvStatus.FAILED, reason, **common)
+    if failed_runs:
+        return Verdict(EnvStatus.FLAKY, f"{len(failed_runs)} of {len(reports)} runs gave no "
+                       f"results: {run_failure(failed_runs[0])}", **common)
+    if not passing:
+        if flaky:
+            return Verdict(EnvStatus.FLAKY, f"no test passes reliably ({len(flaky)} of "
+                           f"{n_tests} change outcome between runs)", **common)
+        return Verdict(EnvStatus.FAILED, _nothing_passes(ran[0]), **common)
+    if len(flaky) > len(passing):
+        return Verdict(EnvStatus.FLAKY, f"{len(flaky)} tests change outcome between runs, "
+                       f"only {len(passing)} pass reliably", **common)
+    return Verdict(EnvStatus.USABLE, _notes(ran[0]), **common)
+
+
+def _why_none(report: TestReport) -> str:
+    line = run_failure(report)
+    return line[len(NO_TESTS):] if line.startswith(NO_TESTS) else f": {line}"
+
+
+def _broken_modules(report: TestReport) -> list[Any]:
+    return [r for r in report.results if r.outcome == Outcome.ERROR and "::" not in r.node_id]
+
+
+def _nothing_passes(report: TestReport) -> str:
+    broken = _broken_modules(report)
+    counts = {o: report.count(o) for o in Outcome}
+    head = (f"no test passes ({counts[Outcome.FAILED]} failed, {counts[Outcome.ERROR]} "
+            f"errors, {counts[Outcome.SKIPPED]} skipped)")
+    sample = broken[0] if broken else next(
+        (r for r in report.results if r.outcome in (Outcome.FAILED, Outcome.ERROR)), None)
+    if sample is None:
+        return head
+    what = "import error at collection" if broken else "first failure"
+    last = (sample.message.splitlines() or [""])[-1]
+    return f"{head}; {what}: {sample.node_id}: {last}"[:700]
+
+
+def _notes(report: TestReport) -> str:
+    broken = _broken_modules(report)
+    if not broken:
+        return ""
+    msg = (broken[0].message.splitlines() or [""])[-1]
+    return f"{len(broken)} test modules fail to import (e.g. {broken[0].node_id}: {msg})"[:700]
+
+
+def baseline_verdict(env: EnvSpec, project: ProjectInfo, home: Path, settings: Settings,
+                     config: BuildConfig, snapshot: RepoSnapshot,
+                     say: Callable[[str], None]) -> Verdict:
+    """Run the baseline of a freshly built ``env`` and classify it."""
+    verdict = None
+    kinds = ["pytest"] + (["unittest"] if project.unittest_only else [])
+    for kind in kinds:
+        choice = runner_for(project, kind)
+        trial = env.model_copy(update={"test_command": choice.test_command})
+        say(f"baseline: {config.baseline_runs} runs with {kind}")
+        base = run_suite_baseline(trial, home, settings, config.baseline_runs,
+                                  config.test_timeout_s, Path(snapshot.path))
+        verdict = _classify(base, choice.test_command)
+        if verdict.status != EnvStatus.NO_TESTS:
+            return verdict
+    assert verdict is not None
+    if not project.has_tests:
+        return replace(verdict, reason=f"{NO_TESTS}: the tree has no test files "
+                       "(test_*.py, *_test.py, tests.py); a release's sdist may leave them out")
+    return verdict
