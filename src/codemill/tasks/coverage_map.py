@@ -98,6 +98,11 @@ PROBE = ("import coverage, sys; "
          "sys.exit(0 if hasattr(coverage.Coverage, 'current') else 3)")
 """Exit 0 when the environment's own ``coverage`` (>= 5) can be used."""
 
+PYTEST_COV_PROBE = "import pytest_cov"
+"""Exit 0 when pytest-cov is installed: a project's ``addopts = --cov=...`` would start a
+second Coverage that takes the tracer over and our data file is never written, so the
+coverage run passes ``--no-cov`` (pytest-cov's own switch; unknown without it)."""
+
 
 def coverage_env(tools_inside: str, results_inside: str, repo_root: str,
                  own_coverage: bool = False) -> dict[str, str]:

@@ -122,10 +122,15 @@ class TestBed:
     @classmethod
     def from_env(cls, env: EnvSpec, home: Path, limits: SandboxConfig | None = None, *,
                  backend: str | None = None, min_timeout_s: float = MIN_TIMEOUT_S) -> TestBed:
-        """A bed over a built environment (its snapshot, build layer and venv)."""
+        """A bed over a built environment (its snapshot, build layer and venv), running
+        pytest exactly as the environment's ``test_command`` does: its options (e.g. an
+        ``-o python_files=...`` the builder found necessary) decide what is collected."""
         spec = envstore.sandbox_spec(env, home, limits)
-        return cls(env.env_id, spec, home, backend=backend, env_vars=dict(env.env_vars),
-                   min_timeout_s=min_timeout_s)
+        cmd = tuple(env.test_command)
+        runner = (PytestRunner(cmd[0], cmd[3:], dict(env.env_vars))
+                  if cmd[1:3] == ("-m", "pytest") else None)
+        return cls(env.env_id, spec, home, runner=runner, backend=backend,
+                   env_vars=dict(env.env_vars), min_timeout_s=min_timeout_s)
 
     # --- files of the snapshot ---------------------------------------------------------------
     def read_base(self, path: str) -> bytes | None:
@@ -224,13 +229,15 @@ class TestBed:
         with self.sandbox(None, ro_binds=binds) as sb:
             root = sb.run(["pwd", "-P"], timeout_s=30).stdout.strip() or "/repo"
             own = sb.run([self.runner.python, "-c", cov.PROBE], timeout_s=60).exit_code == 0
+            no_cov = ("--no-cov",) if sb.run([self.runner.python, "-c", cov.PYTEST_COV_PROBE],
+                                             timeout_s=60).exit_code == 0 else ()
             host_results, inside_results = sb.results_dir
             env = dict(self.env_vars)
             extra = cov.coverage_env(inside, inside_results, root, own)
             if env.get("PYTHONPATH"):
                 extra["PYTHONPATH"] = f"{extra['PYTHONPATH']}:{env['PYTHONPATH']}"
-            runner = PytestRunner(self.runner.python, (*self.runner.extra_args, "-p",
-                                  "codemill_covctx"), {**env, **extra},
+            runner = PytestRunner(self.runner.python, (*self.runner.extra_args, *no_cov,
+                                  "-p", "codemill_covctx"), {**env, **extra},
                                   rootdir=self.runner.rootdir)
             report = runner.run(sb, None, timeout_s=max(self.timeout_for(None) * 3, 120.0))
             if not report.ran:
