@@ -11,7 +11,9 @@ to it; ``load_smollm2(home)`` serves that directory as a ``TransformersBackend``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -95,7 +97,9 @@ def convert_smollm2(home: str | Path) -> Path:
     from codemill.agent.models.local import quiet_transformers
 
     quiet_transformers()
-    source = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The GGUF reader draws its own tqdm bar on stderr, outside transformers' switch.
+    with contextlib.redirect_stderr(io.StringIO()):
+        source = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     settings = source.config.to_dict()
     settings.pop("quantization_config", None)  # the weights are already de-quantized
     plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(**settings))
