@@ -15,14 +15,23 @@ DEMO_SOURCE = "pypi:toolz==0.12.0"
 
 
 def _run(source: str, model: str, group: int, synth: int, features: int, max_turns: int,
-         max_tokens: int, python: str | None, as_json: bool, command: str) -> None:
+         max_tokens: int, python: str | None, as_json: bool, command: str,
+         plan_only: bool = False) -> None:
     from codemill.factory.pipeline import RunConfig
-    from codemill.factory.run import run_pipeline, summarize
+    from codemill.factory.run import plan_pipeline, run_pipeline, summarize
 
     settings = State.settings()
     cfg = RunConfig(source=source, model=model, group_size=group, synth_tasks=synth,
                     feature_tasks=features, max_turns=max_turns, max_tokens=max_tokens,
                     python=python)
+    if plan_only:
+        steps = plan_pipeline(cfg, settings).steps
+        if as_json:
+            print_json([s.to_json() for s in steps])
+            return
+        for step in steps:
+            console.print(f"{step.asset:13} {step.action:7} {step.reason}", highlight=False)
+        return
     started = time.monotonic()
     with err_console.status(f"[bold]{command}[/]: {source}") as status:
         def progress(asset: str, done: int, total: int | None) -> None:
@@ -80,13 +89,15 @@ def run_cmd(
     max_turns: int = typer.Option(8, "--max-turns", help="Model calls per rollout."),
     max_tokens: int = typer.Option(256, "--max-tokens", help="Tokens per model call."),
     python: str | None = typer.Option(None, "--python", help="Interpreter version."),
+    plan_only: bool = typer.Option(False, "--plan",
+                                   help="Only say which stages would run and why."),
     as_json: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """The main job: source -> environment -> tasks -> validation -> rollouts -> rewards,
     then a summary. Every stage is cached: rerunning does only what is missing."""
     with handle_errors():
         _run(source, model, group, synth, features, max_turns, max_tokens, python, as_json,
-             "run")
+             "run", plan_only)
 
 
 def demo_cmd(

@@ -47,6 +47,15 @@ def run_pipeline(cfg: Any, settings: Settings, *, progress: ProgressFn | None = 
                        command=command, progress=progress)
 
 
+def plan_pipeline(cfg: Any, settings: Settings) -> Any:
+    """What ``run_pipeline`` would do for ``cfg``: each stage ``run`` or ``cached`` and why."""
+    from codemill.factory.graph import REGISTRY, load_modules
+    from codemill.factory.materialize import plan
+
+    load_modules()
+    return plan(list(STAGES), stage_configs(cfg), settings, registry=REGISTRY)
+
+
 @dataclass
 class RunSummary:
     source: str
