@@ -20,10 +20,12 @@ UV = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "uv"
 MIXED = {
     "tests/__init__.py": "",
     "tests/test_mix.py": '''
+import time
+
 import pytest
 
 def test_pass():
-    pass
+    time.sleep(0.02)  # a duration JUnit's millisecond rounding cannot make zero
 
 def test_fail():
     assert 1 == 2, "one is not two"

@@ -69,7 +69,7 @@ def test_outcomes_messages_and_durations(mixed_run):
     assert "not today" in results[mix + "test_skip"].message
     assert all(len(r.message.splitlines()) <= 5 for r in results.values())
     assert all(r.duration_s >= 0 for r in results.values())
-    assert sum(r.duration_s for r in results.values()) > 0
+    assert results[mix + "test_pass"].duration_s >= 0.015
 
 
 def test_node_id_rules():
