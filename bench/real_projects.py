@@ -12,7 +12,7 @@ baseline, ledger rows), with ``CODEMILL_HOME`` pointing at ``--home`` (default
 ``bench/out/real_home``; its uv cache makes reruns faster). The projects are pinned
 releases that ship their tests in the sdist (checked: several projects' recent sdists
 leave their tests out, so older releases stand in for them), chosen for variety
-(parsers, CLIs, dates, data structures, validation, templating) and age (2020 to 2024,
+(parsers, CLIs, dates, data structures, validation, templating) and age (2018 to 2023,
 so builds resolve dependencies by era). No project gets any configuration of its own:
 what fails here fails for a generic reason, and a fix must be generic.
 
@@ -68,6 +68,14 @@ PROJECTS = (
     ("itsdangerous", "2.1.2"),
     ("semver", "2.13.0"),
     ("pluggy", "1.0.0"),
+    # 2018-2019 releases: resolution by era and older interpreters get exercised.
+    ("attrs", "19.1.0"),
+    ("flask", "1.0.2"),
+    ("werkzeug", "0.15.4"),
+    ("jsonschema", "3.0.1"),
+    ("requests", "2.21.0"),
+    ("click", "7.0"),
+    ("pyyaml", "5.1"),
 )
 
 _print_lock = threading.Lock()
@@ -109,7 +117,8 @@ def line(r: dict[str, object]) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", action="append", default=[], help="Build only NAME (repeat).")
+    ap.add_argument("--only", action="append", default=[],
+                    help="Build only NAME or NAME==VERSION (repeat).")
     ap.add_argument("--jobs", type=int, choices=(1, 2), default=1)
     ap.add_argument("--home", type=Path, default=OUT / "real_home")
     ap.add_argument("--results", type=Path, default=OUT / "real_projects.jsonl")
@@ -125,9 +134,12 @@ def main() -> int:
                 rec = json.loads(raw)
                 if rec.get("status") != "error":  # a crash of the command is retried
                     done[f"{rec['name']}=={rec['version']}"] = rec
-    todo = [(n, v) for n, v in PROJECTS if (not args.only or n in args.only)
+    def wanted(n: str, v: str) -> bool:
+        return not args.only or n in args.only or f"{n}=={v}" in args.only
+
+    todo = [(n, v) for n, v in PROJECTS if wanted(n, v)
             and (args.rebuild or f"{n}=={v}" not in done)]
-    unknown = set(args.only) - {n for n, _ in PROJECTS}
+    unknown = set(args.only) - {n for n, _ in PROJECTS} - {f"{n}=={v}" for n, v in PROJECTS}
     if unknown:
         print(f"unknown project(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 1
@@ -142,8 +154,7 @@ def main() -> int:
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(work, todo))
-    chosen = [done[f"{n}=={v}"] for n, v in PROJECTS
-              if f"{n}=={v}" in done and (not args.only or n in args.only)]
+    chosen = [done[f"{n}=={v}"] for n, v in PROJECTS if f"{n}=={v}" in done and wanted(n, v)]
     usable = [r for r in chosen if r["status"] == "usable"]
     print(f"\nusable {len(usable)}/{len(chosen)} = {len(usable) / max(1, len(chosen)):.0%} "
           f"(goal >= 70%); total build time {sum(float(r['seconds']) for r in chosen):.0f}s")

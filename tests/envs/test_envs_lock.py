@@ -9,7 +9,16 @@ from pathlib import Path
 
 from codemill.core.records import ExecResult
 from codemill.envs.builder_imports import distributions_for, missing_modules
-from codemill.envs.builder_plan import BuildConfig, attempts, era_cutoff, install_argv
+from codemill.envs.builder_plan import (
+    Attempt,
+    BuildConfig,
+    attempts,
+    era_blockers,
+    era_cutoff,
+    install_argv,
+    prebuild_argv,
+    widen,
+)
 from codemill.envs.builder_reasons import install_failure
 from codemill.envs.detect import ProjectInfo
 from codemill.envs.lock import read_lock, tree_digest
@@ -58,6 +67,7 @@ def test_lock_never_follows_links_out(tmp_path: Path) -> None:
 
 def test_attempts_by_era_then_today() -> None:
     info = ProjectInfo(name="p", installable=True, test_extras=("test",),
+                       build_requirements=("setuptools>=40.8.0", "wheel"),
                        optional_extras=("all",), test_requirements=("freezegun",))
     old = attempts(info, "2020-03-01T10:00:00Z", BuildConfig())
     assert [(a.lean, a.exclude_newer) for a in old] == [
@@ -68,7 +78,11 @@ def test_attempts_by_era_then_today() -> None:
     assert era_cutoff("", BuildConfig()) is None
     argv = install_argv(info, old[0], BuildConfig())
     assert argv[argv.index("-e") + 1] == "/repo[test,all]" and "freezegun" in argv
-    assert "setuptools=2023-06-01T00:00:00Z" in argv  # build tools never older than this
+    # the project is built without isolation, against build tools no older than the floor
+    assert argv[argv.index("--no-build-isolation-package") + 1] == "p"
+    pre = prebuild_argv(info, old[0], BuildConfig())
+    assert "setuptools>=64" in pre and pre[-2:] == ["--exclude-newer", "2023-06-01T00:00:00Z"]
+    assert prebuild_argv(info, old[2], BuildConfig()) == []  # today's index: isolated build
     assert "pytest=2021-01-01T00:00:00Z" in argv
     lean = install_argv(info, old[1], BuildConfig())
     assert lean[lean.index("-e") + 1] == "/repo[test]" and "freezegun" not in lean
@@ -101,3 +115,21 @@ def test_missing_modules_map_to_distributions() -> None:
     assert mods == ["yaml", "hypothesis", "mypkg", "json"]
     assert distributions_for(mods, local={"mypkg"}, tried=set()) == ["PyYAML", "hypothesis"]
     assert distributions_for(mods, local=set(), tried={"PyYAML"}) == ["hypothesis", "mypkg"]
+
+
+def test_era_blockers_move_one_rung_at_a_time() -> None:
+    hint = ("hint: `setuptools` was filtered by `exclude-newer` to only include packages "
+            "uploaded before 2018-05-03T14:26:28Z. The latest version satisfying ...")
+    assert era_blockers(hint) == ("setuptools",)
+    era = Attempt("full, as of 2018-05-03", False, "2018-05-03T14:26:28Z")
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    first = widen(era, ("setuptools",), now)
+    assert first is not None and first.exempt == (("setuptools", "2019-05-03T14:26:28Z"),)
+    assert first.label == "full, as of 2018-05-03 +1 exempt"
+    assert "setuptools=2019-05-03T14:26:28Z" in install_argv(ProjectInfo(), first, BuildConfig())
+    second = widen(first, ("setuptools",), now)
+    assert second is not None and second.exempt == (("setuptools", "2020-05-02T14:26:28Z"),)
+    last = widen(widen(second, ("setuptools",), now), ("setuptools",), now)  # type: ignore[arg-type]
+    assert last is not None and last.exempt[0][1] == "2026-01-01T00:00:00Z"
+    assert widen(last, ("setuptools",), now) is None  # nothing later than today
+    assert widen(Attempt("full, latest", False, None), ("x",), now) is None

@@ -29,10 +29,13 @@ from codemill.envs.builder_plan import (
     Attempt,
     BuildConfig,
     attempts,
+    era_blockers,
     install_argv,
+    prebuild_argv,
     repo_path_argv,
     uv_env,
     venv_argv,
+    widen,
 )
 from codemill.envs.builder_reasons import install_failure
 from codemill.envs.builder_records import BuildStep
@@ -44,6 +47,9 @@ from codemill.envs.sandbox import SandboxSpec, open_sandbox
 CERT_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
               "/etc/ssl/cert.pem")
 TAIL = 4000
+OBSOLETE_PLUGINS = ("pytest-cache", "pytest-capturelog", "pytest-catchlog")
+"""pytest plugins whose features moved into pytest itself (cache in 2.8, logging in 3.3);
+they break the pytest >= 6 the harness needs, so they are removed after install."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,8 @@ def _fix_imports(run: _Steps, project: ProjectInfo, attempt: Attempt, config: Bu
         cmd = [UV_INSIDE, "pip", "install", "--python", PYTHON]
         if not run.run("install-missing", cmd + dists + flags).ok:
             for dist in dists:  # one bad name must not keep the others out
-                run.run(f"install-missing {dist}", cmd + [dist] + flags)
+                if not run.run(f"install-missing {dist}", cmd + [dist] + flags).ok and flags:
+                    run.run(f"install-missing {dist} (latest)", cmd + [dist])
 
 
 def _date_flags(argv: list[str]) -> list[str]:
@@ -160,7 +167,9 @@ def install(snapshot: RepoSnapshot, project: ProjectInfo, interp: Interpreter, h
     env = uv_env(project, cert_file())
     reasons: list[str] = []
     plan = attempts(project, snapshot.created_at, config)
-    for attempt in plan:
+    queue, exemptions = list(plan), 0
+    while queue:
+        attempt = queue.pop(0)
         say(f"installing ({attempt.label})")
         staging = envstore.new_staging(home)
         layer: Path | None = None
@@ -171,12 +180,26 @@ def install(snapshot: RepoSnapshot, project: ProjectInfo, interp: Interpreter, h
                 res = run.run("venv", venv_argv(interp.path), timeout=120)
                 if res.ok and not project.installable:
                     res = run.run("repo-on-path", repo_path_argv(), timeout=60)
+                prebuild = prebuild_argv(project, attempt, config)
+                if res.ok and prebuild:
+                    res = run.run("build requirements", prebuild)
                 if res.ok:
                     res = run.run(f"install ({attempt.label})",
                                   install_argv(project, attempt, config))
                 if not res.ok:
-                    reasons.append(install_failure(res))
+                    wider = widen(attempt, era_blockers(res.stdout + res.stderr))
+                    if wider is not None and exemptions < config.max_era_exemptions:
+                        # Some package has no release in the era that fits: give it a
+                        # later date and try the same era again.
+                        exemptions += 1
+                        queue.insert(0, wider)
+                    else:
+                        reasons.append(install_failure(res))
                     continue
+                # Plugins long merged into pytest break the pytest the harness needs; an
+                # era resolution may pull them in (pytest-xprocess once required one).
+                run.run("drop obsolete plugins", [UV_INSIDE, "pip", "uninstall", "--python",
+                                                  PYTHON, *OBSOLETE_PLUGINS], timeout=120)
                 if config.fix_missing_imports and project.has_tests:
                     _fix_imports(run, project, attempt, config, pytest_args, say)
                 # Byte-compile the venv once: it is read-only in every sandbox, so without

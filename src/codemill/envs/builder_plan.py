@@ -9,8 +9,12 @@ A build tries, richest first, until one installs:
 
 When the snapshot is older than ``era_after_days``, both are tried first resolved as of
 its date (``--exclude-newer``: the test tools and libraries of its day), then without the
-date. Build tools get a floor date (``setuptools`` old enough to lack editable installs
-is not used), and so does pytest (the harness needs pytest >= 6).
+date. pytest and its own dependencies get a floor date (the harness needs pytest >= 6).
+In an era attempt the project itself is built without build isolation, against build
+requirements installed into the venv first with a floor date (``build_tools_floor``):
+setuptools, flit and poetry of 2018 cannot make editable installs, while the era's own
+dependencies that come as sdists still build in isolation with the tools of their day
+(``markupsafe 1.0`` does not build with a 2023 setuptools).
 
 Every command runs in the build sandbox, where ``/repo`` is the snapshot, ``/env`` the
 venv being built and ``UV`` the uv binary.
@@ -18,6 +22,7 @@ venv being built and ``UV`` the uv binary.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -49,18 +54,24 @@ class BuildConfig(BaseModel):
     era_grace_days: int = 1
     """Releases up to this many days after the snapshot date still count as its era."""
     build_tools_floor: str = "2023-06-01"
-    """Newest-release cutoff never older than this for build tools (setuptools, wheel):
-    older setuptools cannot do editable installs."""
+    """Cutoff never older than this for the project's own build requirements in an era
+    attempt: older setuptools, flit and poetry-core cannot do editable installs."""
     pytest_floor: str = "2021-01-01"
-    """Newest-release cutoff never older than this for pytest (the harness needs >= 6)."""
+    """Newest-release cutoff never older than this for pytest and its own dependencies
+    (the harness needs pytest >= 6)."""
     fix_missing_imports: bool = True
     """After installing, collect the tests once and install distributions for modules that
     fail to import (a generic name map; never per-project rules)."""
     max_import_rounds: int = 2
+    max_era_exemptions: int = 6
+    """Retries of an era attempt, each exempting from the date the packages the resolver
+    names as having no release in the era."""
 
 
-FLOORED_BUILD_TOOLS = ("setuptools", "wheel", "setuptools-scm")
-FLOORED_PYTEST = ("pytest",)
+FLOORED_PYTEST = ("pytest", "pluggy", "py", "iniconfig", "attrs", "toml", "importlib-metadata",
+                  "zipp")
+"""pytest 6 and what it needs (``iniconfig`` did not exist before late 2020): without their
+floor, an era before 2021 has no pytest the harness can drive and the era is abandoned."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,9 @@ class Attempt:
     lean: bool
     exclude_newer: str | None
     """ISO date: only releases uploaded before it; None for today's index."""
+    exempt: tuple[tuple[str, str], ...] = ()
+    """(package, later cutoff): packages the resolver said the era has no fitting release
+    of, given a later date one rung at a time (see ``widen``)."""
 
 
 def era_cutoff(created_at: str, config: BuildConfig, now: datetime | None = None) -> str | None:
@@ -122,13 +136,76 @@ def install_argv(info: ProjectInfo, attempt: Attempt, config: BuildConfig,
     argv += list(extra)
     if attempt.exclude_newer:
         argv += ["--exclude-newer", attempt.exclude_newer]
-        for name in FLOORED_BUILD_TOOLS:
-            argv += ["--exclude-newer-package",
-                     f"{name}={_later(attempt.exclude_newer, config.build_tools_floor)}"]
+        if prebuild_argv(info, attempt, config):
+            argv += ["--no-build-isolation-package", info.name]
         for name in FLOORED_PYTEST:
             argv += ["--exclude-newer-package",
                      f"{name}={_later(attempt.exclude_newer, config.pytest_floor)}"]
+        for name, cutoff in attempt.exempt:
+            argv += ["--exclude-newer-package", f"{name}={cutoff}"]
     return argv
+
+
+SETUPTOOLS_BACKENDS = ("", "setuptools.build_meta", "setuptools.build_meta:__legacy__")
+
+
+def prebuild_argv(info: ProjectInfo, attempt: Attempt, config: BuildConfig) -> list[str]:
+    """For an era attempt: install the project's build requirements into the venv, as of
+    ``max(era, build_tools_floor)`` (so that the project can be built editable without
+    isolation); [] when not needed or not possible (no era, or the name is unknown)."""
+    if not (attempt.exclude_newer and info.installable and info.name
+            and info.build_requirements):
+        return []
+    reqs = list(info.build_requirements)
+    if info.build_backend in SETUPTOOLS_BACKENDS:
+        reqs.append("setuptools>=64")  # the first with editable installs (PEP 660)
+    cutoff = _later(attempt.exclude_newer, config.build_tools_floor)
+    return [UV_INSIDE, "pip", "install", "--python", PYTHON, *reqs, "--exclude-newer", cutoff]
+
+
+_NAME = r"([A-Za-z0-9][A-Za-z0-9._-]*)"
+_BLOCKED = (
+    re.compile(rf"`{_NAME}` was filtered by `exclude-newer`"),
+    re.compile(rf"Because all versions of {_NAME}(?:\{{[^}}]*\}})? have"),
+    re.compile(rf"Because there are no (?:usable )?versions of {_NAME}(?:\{{[^}}]*\}})?"),
+)
+RUNGS_DAYS = (365, 730, 1460)
+"""How far past the era an exempted package's cutoff moves, one rung per retry (then
+today): as little newer as resolves, since a much newer release (setuptools 80 for a
+2018 sdist) breaks what the era's own packages expect."""
+
+
+def era_blockers(output: str) -> tuple[str, ...]:
+    """Packages the resolver says have no fitting release before the era's date: uv's
+    ``hint: `X` was filtered by `exclude-newer```, or no version at all that it can use
+    (``all versions of X have a non-PEP 625-compliant source distribution filename``:
+    old sdists in ``.tar.bz2`` form)."""
+    found = [m.group(1) for rx in _BLOCKED for m in rx.finditer(output)]
+    return tuple(dict.fromkeys(found))
+
+
+def widen(attempt: Attempt, blockers: tuple[str, ...], now: datetime | None = None
+          ) -> Attempt | None:
+    """``attempt`` with each blocker's cutoff one rung later; None when every blocker is
+    already at today (nothing left to try)."""
+    if not attempt.exclude_newer or not blockers:
+        return None
+    era = datetime.fromisoformat(attempt.exclude_newer.replace("Z", "+00:00"))
+    now = now or datetime.now(UTC)
+    rungs = [era + timedelta(days=d) for d in RUNGS_DAYS if era + timedelta(days=d) < now]
+    rungs = [r.strftime("%Y-%m-%dT%H:%M:%SZ") for r in [*rungs, now]]
+    current = dict(attempt.exempt)
+    changed = False
+    for name in blockers:
+        later = [r for r in rungs if r > current.get(name, "")]
+        if later:
+            current[name] = later[0]
+            changed = True
+    if not changed:
+        return None
+    base = attempt.label.split(" +")[0]
+    return Attempt(f"{base} +{len(current)} exempt", attempt.lean, attempt.exclude_newer,
+                   tuple(sorted(current.items())))
 
 
 def venv_argv(python_path: str) -> list[str]:

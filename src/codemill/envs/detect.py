@@ -17,7 +17,7 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict
 
-from codemill.envs.detect_files import requirement_name
+from codemill.envs.detect_files import requirement_name, valid_requirement
 from codemill.envs.detect_hints import read_hints
 from codemill.envs.detect_layout import scan_layout
 from codemill.envs.detect_meta import read_package_meta
@@ -66,6 +66,9 @@ class ProjectInfo(BaseModel):
     """The tree declares a build (pyproject, setup.py or setup.cfg); else it is put on the
     path as it is."""
     build_backend: str = ""
+    build_requirements: tuple[str, ...] = ()
+    """What building the project needs: ``[build-system] requires`` (setuptools and wheel
+    for a legacy setup.py) plus ``setup_requires``."""
     version_tools: tuple[str, ...] = ()
     """Version-from-git tools in use: setuptools-scm, hatch-vcs, versioneer, pbr, ..."""
     extras: tuple[str, ...] = ()
@@ -174,6 +177,9 @@ def detect_project(root: Path, version_hint: str = "") -> ProjectInfo:
     if layout.nonstandard_names and "python_files" not in pytest_cfg.options:
         python_files = "test_*.py *_test.py test*.py tests.py"
     harness = list(HARNESS_REQUIREMENTS) + sorted(pytest_cfg.plugin_requirements)
+    build_reqs = list(meta.build_requires) if meta.build_requires else \
+        (["setuptools>=40.8.0", "wheel"] if installable else [])
+    build_reqs += [r for r in meta.setup_requires if r not in build_reqs]
     return ProjectInfo(
         name=meta.name,
         version=version,
@@ -182,6 +188,7 @@ def detect_project(root: Path, version_hint: str = "") -> ProjectInfo:
         ci_pythons=_sorted_versions(hints.pythons),
         installable=installable,
         build_backend=meta.build_backend,
+        build_requirements=tuple(r for r in build_reqs if valid_requirement(r)),
         version_tools=tuple(sorted(meta.version_tools)),
         extras=tuple(meta.extras),
         test_extras=tuple(test_extras),

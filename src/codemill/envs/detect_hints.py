@@ -156,13 +156,19 @@ def _nox_install(args: list[str], hints: Hints) -> None:
             hints.requirements.append(req)
 
 
+REQUIREMENT_FILE_PATTERNS = (
+    "*requirements*.txt", "requirements/*.txt", "reqs/*.txt", "requirements/*.in",
+    "ci/*requirements*.txt", "tests/requirements*.txt", "test/requirements*.txt",
+    "*requirements*/*.txt")
+"""Root-relative globs (``*`` stays inside one path segment) of the only requirement files
+a build may install from; history mining compares exactly these (``codemill.tasks.paths``)."""
+
+
 def _requirement_files(root: Path, installable: bool) -> list[str]:
     """Test requirement files by name: test-named ones first, else dev-named ones; a plain
     ``requirements.txt`` only for a project that cannot be installed itself."""
     candidates = []
-    for pattern in ("*requirements*.txt", "requirements/*.txt", "reqs/*.txt",
-                    "requirements/*.in", "ci/*requirements*.txt", "tests/requirements*.txt",
-                    "test/requirements*.txt", "*requirements*/*.txt"):
+    for pattern in REQUIREMENT_FILE_PATTERNS:
         candidates += [p.relative_to(root).as_posix() for p in sorted(root.glob(pattern))]
     candidates = list(dict.fromkeys(candidates))
 

@@ -41,6 +41,9 @@ class PackageMeta:
     dependency_groups: list[str] = field(default_factory=list)
     build_backend: str = ""
     build_requires: list[str] = field(default_factory=list)
+    setup_requires: list[str] = field(default_factory=list)
+    """``setup_requires`` of setup.py / setup.cfg: fetched by setuptools at build time,
+    which fails where pip is absent; the builder installs them up front."""
     has_pyproject_build: bool = False
     has_setup_py: bool = False
     has_setup_cfg_metadata: bool = False
@@ -182,6 +185,8 @@ def _read_setup_cfg(root: Path, meta: PackageMeta) -> None:
         meta.version_tools.add("versioneer")
     if cfg.has_section("pbr") or "pbr" in ini_get(cfg, "options", "setup_requires"):
         meta.version_tools.add("pbr")
+    meta.setup_requires += [r for r in ini_lines(ini_get(cfg, "options", "setup_requires"))
+                            if valid_requirement(r)]
     if "setuptools_scm" in ini_get(cfg, "options", "setup_requires").replace("-", "_"):
         meta.version_tools.add("setuptools-scm")
 
@@ -204,6 +209,8 @@ def _read_setup_py(root: Path, meta: PackageMeta) -> None:
         meta.add_extras(found["extras_require"])
     meta.dev_requirements += [r for r in as_str_list(found.get("tests_require"))
                               if valid_requirement(r)]
+    meta.setup_requires += [r for r in as_str_list(found.get("setup_requires"))
+                            if valid_requirement(r)]
     setup_requires = " ".join(as_str_list(found.get("setup_requires"))).replace("-", "_")
     if found.get("use_scm_version") or "setuptools_scm" in setup_requires or \
             "setuptools_scm" in found.get("uses", []):

@@ -7,8 +7,10 @@ its source part (the gold patch); synthesis mutates only sources. Test paths fol
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from pathlib import PurePosixPath
 
+from codemill.envs.detect_hints import REQUIREMENT_FILE_PATTERNS
 from codemill.repos import history
 
 DEPENDENCY_FILES = frozenset({
@@ -29,11 +31,16 @@ def is_source_path(path: str) -> bool:
 
 
 def is_dependency_path(path: str) -> bool:
-    """A file that declares dependencies (``requirements*.txt`` and the usual manifests)."""
-    name = PurePosixPath(path).name
-    if name in DEPENDENCY_FILES:
+    """A file that declares dependencies: the usual manifests, and the requirement files an
+    environment build may install from (``REQUIREMENT_FILE_PATTERNS``). Others, such as
+    ``docs/requirements.txt``, never reach the environment, so a change to them is no
+    dependency change."""
+    parts = PurePosixPath(path).parts
+    if parts and parts[-1] in DEPENDENCY_FILES:
         return True
-    return name.startswith("requirements") and name.endswith((".txt", ".in"))
+    return any(len(g := PurePosixPath(pattern).parts) == len(parts)
+               and all(fnmatchcase(p, q) for p, q in zip(parts, g, strict=True))
+               for pattern in REQUIREMENT_FILE_PATTERNS)
 
 
 def module_name(path: str) -> str:
