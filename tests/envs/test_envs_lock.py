@@ -19,7 +19,7 @@ from codemill.envs.builder_plan import (
     prebuild_argv,
     widen,
 )
-from codemill.envs.builder_reasons import install_failure
+from codemill.envs.builder_reasons import install_failure, telling_line
 from codemill.envs.detect import ProjectInfo
 from codemill.envs.lock import read_lock, tree_digest
 
@@ -133,3 +133,40 @@ def test_era_blockers_move_one_rung_at_a_time() -> None:
     assert last is not None and last.exempt[0][1] == "2026-01-01T00:00:00Z"
     assert widen(last, ("setuptools",), now) is None  # nothing later than today
     assert widen(Attempt("full, latest", False, None), ("x",), now) is None
+
+
+def test_run_failure_names_the_exception() -> None:
+    internal = ("INTERNALERROR> Traceback (most recent call last):\n"
+                "INTERNALERROR>   File \"/env/x.py\", line 1, in f\n"
+                "INTERNALERROR> NotImplementedError: cannot instantiate 'WindowsPath'\n")
+    assert telling_line(internal) == "NotImplementedError: cannot instantiate 'WindowsPath'"
+    collection = ("ImportError while loading conftest '/repo/tests/conftest.py'.\n"
+                  "E   ModuleNotFoundError: No module named 'yaml'\n")
+    assert telling_line(collection).startswith("ImportError while loading conftest")
+
+
+def test_recompile_replaces_planted_bytecode_and_never_follows_links(tmp_path: Path) -> None:
+    import sys
+
+    from codemill.envs.builder_compile import recompile
+
+    venv = fake_venv(tmp_path / "v", {"ok": "1"})
+    sp = venv / "lib" / "python3.11" / "site-packages"
+    (sp / "good.py").write_text("VALUE = 1\n")
+    planted = sp / "__pycache__"
+    planted.mkdir()
+    (planted / "good.cpython-311.pyc").write_bytes(b"not bytecode")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (sp / "pkg").mkdir()
+    (sp / "pkg" / "mod.py").write_text("X = 2\n")
+    (sp / "pkg" / "__pycache__").symlink_to(outside)  # would send pycs out of the venv
+    (sp / "secret.py").symlink_to(tmp_path / "secret.txt")
+    (tmp_path / "secret.txt").write_text("root:x:0:0\n")
+    before = tree_digest(venv)[0]  # bytecode (and anything named __pycache__) not hashed
+    assert recompile(venv, sys.executable) == 2  # good.py and pkg/mod.py
+    assert list(outside.iterdir()) == []
+    pyc = (sp / "__pycache__").glob("good.*.pyc")
+    assert [p.read_bytes()[:4] for p in pyc][0] != b"not "
+    assert not (sp / "pkg" / "__pycache__").is_symlink()
+    assert tree_digest(venv)[0] == before

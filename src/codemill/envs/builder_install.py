@@ -21,6 +21,7 @@ from codemill.core.errors import BuildError
 from codemill.core.protocols import Sandbox
 from codemill.core.records import ExecResult, RepoSnapshot
 from codemill.envs import envstore
+from codemill.envs.builder_compile import recompile
 from codemill.envs.builder_imports import distributions_for, missing_modules
 from codemill.envs.builder_plan import (
     PYTHON,
@@ -202,15 +203,14 @@ def install(snapshot: RepoSnapshot, project: ProjectInfo, interp: Interpreter, h
                                                   PYTHON, *OBSOLETE_PLUGINS], timeout=120)
                 if config.fix_missing_imports and project.has_tests:
                     _fix_imports(run, project, attempt, config, pytest_args, say)
-                # Byte-compile the venv once: it is read-only in every sandbox, so without
-                # this each test run would compile pytest and the dependencies again.
-                # Unchecked-hash pycs carry no timestamps: identical installs stay
-                # byte-identical and share one venv.
-                run.run("compile", [PYTHON, "-m", "compileall", "-q", "-j0",
-                                    "--invalidation-mode", "unchecked-hash", "/env/lib"],
-                        timeout=600)
                 staged = envstore.envs_root(home) / "layers" / f".staging-{uuid.uuid4().hex}"
                 layer = sb.freeze(staged)
+            # The sandbox has exited: nothing changes the staging dir from here on.
+            t = time.monotonic()
+            compiled = recompile(staging, interp.path)
+            steps.append(BuildStep(name="compile (host, base interpreter)", exit_code=0,
+                                   seconds=round(time.monotonic() - t, 3),
+                                   output_tail=f"{compiled} modules"))
             lock = read_lock(staging)
             tree, disk = tree_digest(staging)
             envstore.seal(staging)

@@ -66,9 +66,18 @@ _TELLING = re.compile(
     r"PytestRemovedIn|DeprecationWarning|fixture '.*' not found)")
 
 
+_EXCEPTION = re.compile(r"\b\w+(?:Error|Exception|Exit): ")
+
+
 def telling_line(output: str) -> str:
-    """The most informative line of a test run's output ('' when none stands out)."""
+    """The most informative line of a test run's output ('' when none stands out): for a
+    pytest internal error the exception that ended it (the last one), else the first
+    import, syntax or usage error."""
     lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    internal = [ln.removeprefix("INTERNALERROR>").strip() for ln in lines
+                if ln.startswith("INTERNALERROR>") and _EXCEPTION.search(ln)]
+    if internal:
+        return internal[-1][:300]
     hits = [ln for ln in lines if _TELLING.search(ln)]
     return (hits[0] if hits else "")[:300]
 

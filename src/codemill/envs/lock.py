@@ -10,7 +10,8 @@ following symlinks, so a hostile build cannot make the host read a file outside 
   install -r``).
 - ``Lock.hash``: content id of those lines (``EnvSpec.lock_hash``).
 - ``tree_digest(venv)``: sha256 over every path, mode, link target and file content of the
-  venv (timestamps that uv stamps into editable installs' metadata left out). Two builds
+  venv (timestamps that uv stamps into editable installs' metadata and the bytecode in
+  ``__pycache__``, which the builder remakes itself, left out). Two builds
   share one installed environment on disk only when both the lock and the digest agree,
   so a build that tampered with its files can never be shared with another snapshot that
   merely resolves to the same lock.
@@ -149,17 +150,17 @@ def read_lock(venv: Path) -> Lock:
 def tree_digest(root: Path) -> tuple[str, int]:
     """(sha256 hex over the tree's paths, modes, link targets and contents; disk bytes).
 
-    Disk bytes count each inode once (hard links inside the tree are not double counted).
+    Disk bytes count each inode once (hard links inside the tree are not double counted)
+    and include the ``__pycache__`` dirs that the digest leaves out.
     """
     h = hashlib.sha256()
     seen: set[tuple[int, int]] = set()
     disk = 0
-    stack = [""]
+    stack: list[tuple[str, bool]] = [("", True)]
     while stack:
-        rel = stack.pop()
-        base = os.path.join(root, rel)
+        rel, hashed = stack.pop()
         try:
-            entries = sorted(os.scandir(base), key=lambda e: e.name)
+            entries = sorted(os.scandir(os.path.join(root, rel)), key=lambda e: e.name)
         except OSError:
             continue
         for entry in entries:
@@ -168,24 +169,31 @@ def tree_digest(root: Path) -> tuple[str, int]:
             if (info.st_dev, info.st_ino) not in seen:
                 seen.add((info.st_dev, info.st_ino))
                 disk += info.st_blocks * 512
-            mode = stat.S_IMODE(info.st_mode) & 0o111
-            if stat.S_ISLNK(info.st_mode):
-                h.update(f"L {path} {os.readlink(entry.path)}\n".encode())
-            elif stat.S_ISDIR(info.st_mode):
-                h.update(f"D {path}\n".encode())
-                stack.append(path)
-            elif stat.S_ISREG(info.st_mode):
-                if entry.name in VOLATILE and rel.endswith(".dist-info"):
-                    continue
-                if entry.name == "RECORD" and rel.endswith(".dist-info"):
-                    data = _read_nofollow(entry.path) or b""
-                    data = b"\n".join(ln for ln in data.splitlines()
-                                      if ln.split(b",")[0].rsplit(b"/", 1)[-1].decode(
-                                          "utf-8", "replace") not in VOLATILE)
-                    digest = hashlib.sha256(data).hexdigest()
-                else:
-                    digest = _file_sha256(entry.path)
-                h.update(f"F {path} {mode:o} {digest}\n".encode())
-            else:
-                h.update(f"O {path} {stat.S_IFMT(info.st_mode)}\n".encode())
+            if stat.S_ISDIR(info.st_mode):
+                # bytecode is remade on the host (codemill.envs.builder_compile): not hashed
+                inner = hashed and entry.name != "__pycache__"
+                if inner:
+                    h.update(f"D {path}\n".encode())
+                stack.append((path, inner))
+            elif hashed and entry.name != "__pycache__":
+                h.update(_entry_line(entry, info, rel, path).encode())
     return h.hexdigest(), disk
+
+
+def _entry_line(entry: os.DirEntry[str], info: os.stat_result, rel: str, path: str) -> str:
+    if stat.S_ISLNK(info.st_mode):
+        return f"L {path} {os.readlink(entry.path)}\n"
+    if not stat.S_ISREG(info.st_mode):
+        return f"O {path} {stat.S_IFMT(info.st_mode)}\n"
+    if entry.name in VOLATILE and rel.endswith(".dist-info"):
+        return ""
+    if entry.name == "RECORD" and rel.endswith(".dist-info"):
+        data = _read_nofollow(entry.path) or b""
+        data = b"\n".join(ln for ln in data.splitlines()
+                          if ln.split(b",")[0].rsplit(b"/", 1)[-1].decode("utf-8", "replace")
+                          not in VOLATILE)
+        digest = hashlib.sha256(data).hexdigest()
+    else:
+        digest = _file_sha256(entry.path)
+    mode = stat.S_IMODE(info.st_mode) & 0o111
+    return f"F {path} {mode:o} {digest}\n"
