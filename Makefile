@@ -8,7 +8,8 @@ MODEL_STAMP := $(VENV)/.codemill-model
 # torch is pinned and installed by pip, never resolved by uv: a bare `torch` from the
 # public index is a multi-GB CUDA build; 2.13.0 has a CPU build on our machines.
 TORCH := torch==2.13.0
-SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && echo sudo)
+# Root needs no sudo; anyone else uses sudo when it exists (and apt-get is skipped when not).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || { command -v sudo >/dev/null && echo sudo; })
 APT_PKGS := git bubblewrap util-linux
 
 .PHONY: help setup system test lint demo bench clean
