@@ -12,22 +12,11 @@ from pathlib import Path
 import pytest
 
 from codemill.core.config import Settings
-from codemill.core.errors import SandboxError
 from codemill.core.records import RepoSnapshot
 from codemill.repos.sources import snapshot_source
 
 PERSISTENT_CACHE = Path(os.environ.get("CODEMILL_TEST_UV_CACHE",
                                        Path.home() / ".cache" / "codemill-test-uv"))
-
-
-@pytest.fixture(scope="session")
-def bwrap_ready() -> None:
-    from codemill.envs.host import host_tools
-
-    try:
-        host_tools()
-    except SandboxError as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -13,18 +13,7 @@ from pathlib import Path
 import pytest
 
 from codemill.core.config import SandboxConfig
-from codemill.core.errors import SandboxError
 from codemill.envs.sandbox import SandboxSpec, open_sandbox
-
-
-@pytest.fixture(scope="session")
-def bwrap_ready() -> None:
-    from codemill.envs.host import host_tools
-
-    try:
-        host_tools()
-    except SandboxError as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture

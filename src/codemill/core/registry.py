@@ -1,7 +1,9 @@
-"""Name -> import path registries for pluggable implementations.
+"""Loading an implementation by name, on demand: ``load(registry, name)``.
 
-Implementations live in upper layers; ``core`` only holds their dotted paths and imports
-them on demand, so choosing ``sandbox = "bwrap"`` in settings costs nothing until used.
+A registry is a plain ``{name: "module:attr"}`` dict that lives in the package owning the
+implementations (``codemill.envs.sandbox.SANDBOXES``, ``codemill.agent.models.MODELS``),
+never here: ``core`` names no module of an upper layer. Loading on demand keeps choosing,
+say, the ``process`` sandbox free of importing the others.
 """
 
 from __future__ import annotations
@@ -10,23 +12,6 @@ import importlib
 from typing import Any
 
 from codemill.core.errors import ConfigError
-
-SANDBOXES: dict[str, str] = {
-    "bwrap": "codemill.envs.bwrap:BwrapSandboxFactory",
-    "process": "codemill.envs.process:ProcessSandboxFactory",
-}
-RUNNERS: dict[str, str] = {
-    "pytest": "codemill.testing.pytest_runner:PytestRunner",
-    "unittest": "codemill.testing.unittest_runner:UnittestRunner",
-    # Not a runner: the k-run baseline of a suite, which the environment builder (a sibling
-    # of ``codemill.testing`` that may not import it) needs as well.
-    "baseline": "codemill.testing.baseline:run_baseline",
-}
-MODELS: dict[str, str] = {
-    "openai": "codemill.agent.models.openai_backend:OpenAIBackend",
-    "transformers": "codemill.agent.models.local:TransformersBackend",
-    "scripted": "codemill.agent.models.scripted:ScriptedBackend",
-}
 
 
 def load(registry: dict[str, str], name: str) -> Any:

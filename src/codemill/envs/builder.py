@@ -15,8 +15,7 @@ Steps, each reported through ``progress``:
    publish it in ``<home>/envs/`` (identical venvs are shared); what the build wrote into
    ``/repo`` (generated version files, egg-info) becomes the environment's layer;
 5. run the baseline: the whole suite ``k`` times, each in a fresh fork without network
-   (``codemill.testing``'s baseline, reached through ``codemill.core.registry`` since
-   ``envs`` and ``testing`` are sibling layers);
+   (``codemill.testing``'s baseline, a layer below);
 6. classify: usable / failed / no_tests / flaky, with a reason a person can act on.
 
 A project that fails to build is a result (status ``failed`` with a reason), never an

@@ -1,10 +1,9 @@
 """The baseline of a built environment and its verdict: usable, failed, no_tests or flaky.
 
 The suite runs ``k`` times, each in a fresh sandbox over the environment without network
-(``codemill.testing``'s baseline and runners, loaded through ``codemill.core.registry``:
-``envs`` and ``testing`` are sibling layers). pytest runs every suite (it runs unittest
-cases too); when pytest finds no tests in a project whose tests are plain unittest with
-names pytest does not collect, the unittest runner gets a turn.
+(``codemill.testing``'s baseline and runners, a layer below ``envs``). pytest runs every
+suite (it runs unittest cases too); when pytest finds no tests in a project whose tests
+are plain unittest with names pytest does not collect, the unittest runner gets a turn.
 
 Verdict:
 - ``no_tests``: the runner collected nothing;
@@ -23,7 +22,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from codemill.core import registry
 from codemill.core.config import Settings
 from codemill.core.records import EnvSpec, EnvStatus, Outcome, RepoSnapshot, TestReport
 from codemill.envs import envstore
@@ -31,6 +29,9 @@ from codemill.envs.builder_plan import PYTHON, BuildConfig
 from codemill.envs.builder_reasons import run_failure
 from codemill.envs.detect import ProjectInfo
 from codemill.envs.sandbox import open_sandbox
+from codemill.testing.baseline import run_baseline
+from codemill.testing.pytest_runner import PytestRunner
+from codemill.testing.unittest_runner import UnittestRunner
 
 NO_TESTS = "no tests collected"
 
@@ -76,10 +77,8 @@ def make_runner(test_command: tuple[str, ...], env_vars: tuple[tuple[str, str], 
         args = list(cmd[3:])
         start = args[args.index("-s") + 1] if "-s" in args[:-1] else "."
         pattern = args[args.index("-p") + 1] if "-p" in args[:-1] else "test*.py"
-        cls = registry.load(registry.RUNNERS, "unittest")
-        return cls(python=cmd[0], start_dir=start, pattern=pattern, env=dict(env_vars))
-    cls = registry.load(registry.RUNNERS, "pytest")
-    return cls(python=cmd[0], extra_args=cmd[3:], env=dict(env_vars))
+        return UnittestRunner(python=cmd[0], start_dir=start, pattern=pattern, env=dict(env_vars))
+    return PytestRunner(python=cmd[0], extra_args=cmd[3:], env=dict(env_vars))
 
 
 def run_suite_baseline(env: EnvSpec, home: Path, settings: Settings, k: int, timeout_s: float,
@@ -88,7 +87,6 @@ def run_suite_baseline(env: EnvSpec, home: Path, settings: Settings, k: int, tim
     limits = settings.sandbox.model_copy(update={
         "timeout_s": max(settings.sandbox.timeout_s, timeout_s)})
     spec = envstore.sandbox_spec(env, home, limits, snapshot_path=snapshot_path)
-    run_baseline = registry.load(registry.RUNNERS, "baseline")
     runner = make_runner(env.test_command, env.env_vars)
     return run_baseline(lambda: open_sandbox(spec, home), runner, k=k, timeout_s=timeout_s)
 

@@ -380,6 +380,3 @@ def _exit_code(status: str, fallback: int | None) -> int | None:
                 code = int(doc["exit-code"])
                 return 128 - code if 128 < code < 128 + 32 else code
     return fallback
-
-
-BwrapSandboxFactory = BwrapSandbox  # the name codemill.core.registry points at

@@ -174,6 +174,3 @@ def _same(entry: Entry, old: Entry | None) -> bool:
         return False
     with open(entry.host, "rb") as a, open(old.host, "rb") as b:
         return a.read() == b.read()
-
-
-ProcessSandboxFactory = ProcessSandbox  # the name codemill.core.registry points at

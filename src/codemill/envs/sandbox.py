@@ -25,9 +25,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from codemill.core import registry
 from codemill.core.config import SandboxConfig
 from codemill.core.errors import SandboxError
+from codemill.core.registry import load
+
+SANDBOXES: dict[str, str] = {
+    "bwrap": "codemill.envs.bwrap:BwrapSandbox",
+    "process": "codemill.envs.process:ProcessSandbox",
+}
+"""Sandbox backends by name, imported on first use (``settings.sandbox.backend``)."""
 
 RESERVED_INSIDE = ("/repo", "/env", "/proc", "/dev", "/harness", "/tmp")
 
@@ -94,7 +100,7 @@ def open_sandbox(spec: SandboxSpec, home: Path, backend: str | None = None) -> A
     the backend cannot run on this machine.
     """
     name = backend or spec.limits.backend
-    factory = registry.load(registry.SANDBOXES, name)
+    factory = load(SANDBOXES, name)
     for layer in spec.layers:
         if not Path(layer).is_dir():
             raise SandboxError(f"layer is not a directory: {layer}")

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from codemill.core.errors import FactoryError
-from codemill.factory.executors import Executor, ItemError, available_cpus, call_item
+from codemill.factory.executor_base import Executor, ItemError, available_cpus, call_item
 
 
 class RayExecutor(Executor):

@@ -27,7 +27,7 @@ import ast
 import re
 from collections.abc import Callable, Iterator
 
-from codemill.tasks.mutate import Edit, FuncInfo, SourceIndex
+from codemill.tasks.sites import Edit, FuncInfo, SourceIndex
 
 Found = Iterator[tuple[list[Edit], str]]
 Operator = Callable[[FuncInfo, SourceIndex], Found]

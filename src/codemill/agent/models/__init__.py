@@ -16,9 +16,16 @@ from pathlib import Path
 
 from codemill.core.errors import ModelError
 from codemill.core.protocols import ModelBackend
-from codemill.core.registry import MODELS, load
+from codemill.core.registry import load
 
 DEFAULT_SPEC = "smollm2"
+
+MODELS: dict[str, str] = {
+    "openai": "codemill.agent.models.openai_backend:OpenAIBackend",
+    "transformers": "codemill.agent.models.local:TransformersBackend",
+    "scripted": "codemill.agent.models.scripted:ScriptedBackend",
+}
+"""Backend kinds by name (the part of a spec before ``:``), imported on first use."""
 
 __all__ = ["DEFAULT_SPEC", "make_backend"]
 
