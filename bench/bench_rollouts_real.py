@@ -28,12 +28,12 @@ from codemill.core.records import TaskSpec
 from codemill.envs.builder_verdict import make_runner
 from codemill.envs.envstore import sandbox_spec
 from codemill.envs.sandbox import open_sandbox
-from codemill.factory.pipeline import RunConfig, require_env
-from codemill.factory.run import run_pipeline
-from codemill.repos.sources import snapshot_source
+from codemill.factory.lookup import env_for_snapshot
+from codemill.factory.pipeline import RunConfig
+from codemill.factory.run import resolve_source, run_pipeline
 from codemill.rollouts.plan import RolloutConfig
 from codemill.rollouts.runner import run_rollouts
-from codemill.store.ledger import Ledger
+from codemill.store.reader import LedgerReader
 from codemill.store.rows import row_to_record
 
 
@@ -70,9 +70,11 @@ def main(argv: list[str]) -> int:
     settings = load_settings(None, home=Path(args.home).absolute())
     cfg = RunConfig(source=args.source, synth_tasks=args.tasks, feature_tasks=0,
                     model="scripted:submit", group_size=1)
-    run_pipeline(cfg, settings, command="bench rollouts").raise_for_status()
-    env = require_env(settings.home, snapshot_source(args.source, settings.home).snapshot_id)
-    with Ledger.open(settings) as ledger:
+    snap = resolve_source(cfg, settings)
+    run_pipeline(cfg, settings, snapshot=snap, command="bench rollouts").raise_for_status()
+    with LedgerReader.open(settings) as ledger:
+        env = env_for_snapshot(ledger, snap.snapshot_id)
+        assert env is not None, "no usable environment"
         rows = ledger.read("tasks", row_filter=f"env_id == '{env.env_id}'").to_pylist()
     tasks = list({r["task_id"]: row_to_record(TaskSpec, r) for r in rows}.values())
     bare = [bare_seconds(t, env, settings) for t in tasks]

@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from codemill.core.records import SamplingConfig
 
+AGENT_VERSION = "1"
+"""Version of the agent loop, prompts and tools; bump when a rollout of the same model
+would behave differently (the factory's ``rollouts`` asset keys on it)."""
+
 DEFAULT_TEST_COMMAND = (
     'PY=python3; if [ -x /env/bin/python ]; then PY=/env/bin/python; fi; "$PY" -m pytest -x -q'
 )

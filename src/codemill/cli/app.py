@@ -55,3 +55,12 @@ def handle_errors() -> Iterator[None]:
 def print_json(data: Any) -> None:
     """Machine output: one JSON document on stdout, nothing else."""
     sys.stdout.write(json.dumps(data, default=str, indent=2) + "\n")
+
+
+def open_reader(create: bool = False) -> Any:
+    """The ledger's read side (``codemill.store.reader.LedgerReader``): commands read the
+    ledger here and record only through ``codemill.factory``. Without ``create`` a missing
+    ledger is one line ("no ledger at ..."), never a new one."""
+    from codemill.store.reader import LedgerReader
+
+    return LedgerReader.open(State.settings(), create=create)

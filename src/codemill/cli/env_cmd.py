@@ -14,16 +14,22 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import typer
 from rich.table import Table
 
-from codemill.cli.app import State, console, err_console, handle_errors, print_json
-from codemill.core.errors import BuildError, LedgerError
-from codemill.core.ids import new_run_id, short_id
+from codemill.cli.app import (
+    State,
+    console,
+    err_console,
+    handle_errors,
+    open_reader,
+    print_json,
+)
+from codemill.core.errors import BuildError
+from codemill.core.ids import short_id
 from codemill.core.records import EnvSpec, EnvStatus, Outcome
 
 NOT_USABLE_EXIT = 3
@@ -39,36 +45,15 @@ def _say_to(status: Any) -> Any:
     return say
 
 
-def _persist(settings: Any, snap: Any, result: Any, run_id: str) -> None:
-    from codemill.store.ledger import Ledger
-    from codemill.store.rows import record_to_row, test_result_rows
-
-    with Ledger.open(settings) as ledger:
-        ledger.start_run(run_id, "env build", {"source": snap.source,
-                                               "settings": settings.model_dump(mode="json")})
-        kw = {"run_id": run_id, "config_hash": settings.config_hash}
-        with ledger.writer("snapshots", asset="snapshots", **kw) as w:
-            w.add(record_to_row(snap))
-        with ledger.writer("environments", asset="envs", **kw) as w:
-            w.add({**record_to_row(result.env), "disk_bytes": result.disk_bytes,
-                   "shared_venv": result.shared_venv, "attempt": result.attempt})
-        with ledger.writer("test_results", asset="envs", **kw) as w:
-            for i, report in enumerate(result.reports):
-                w.add_many(test_result_rows(report, env_id=result.env.env_id, run_index=i,
-                                            phase="baseline"))
-        ledger.finish_run(run_id, "ok", {"env_id": result.env.env_id,
-                                         "status": result.env.status.value})
-
-
-def _summary(result: Any) -> dict[str, Any]:
-    env = result.env
-    counts = {o.value: (result.reports[0].count(o) if result.reports else 0) for o in Outcome}
+def _summary(built: Any) -> dict[str, Any]:
+    env, row = built.env, built.row
     return {"env_id": env.env_id, "snapshot_id": env.snapshot_id, "status": env.status.value,
             "reason": env.reason, "python": env.python, "venv_path": env.venv_path,
             "lock_hash": env.lock_hash, "n_tests": env.n_tests, "n_passing": env.n_passing,
-            "n_flaky": env.n_flaky, "counts": counts, "build_seconds": env.build_seconds,
-            "disk_bytes": result.disk_bytes, "shared_venv": result.shared_venv,
-            "attempt": result.attempt, "python_reason": result.python_reason,
+            "n_flaky": env.n_flaky, "counts": built.counts,
+            "build_seconds": env.build_seconds, "disk_bytes": row.get("disk_bytes"),
+            "shared_venv": row.get("shared_venv"), "attempt": row.get("attempt"),
+            "python_reason": row.get("python_reason"), "cached": built.cached,
             "test_command": list(env.test_command)}
 
 
@@ -80,32 +65,29 @@ def build_cmd(
 ) -> None:
     """Build an environment from SOURCE, run its baseline and record it."""
     with handle_errors():
-        from codemill.envs.builder import build_env
-        from codemill.repos.sources import snapshot_source
+        from codemill.factory.environments import build_environment
 
         settings = State.settings()
         if python:  # a version that is not on this machine is bad input, not a build
             from codemill.envs.interpreters import choose_interpreter
 
             choose_interpreter(requested=python)
-        run_id = new_run_id()
         with err_console.status("[bold]env build[/]: snapshot") as status:
-            say = _say_to(status)
-            snap = snapshot_source(source, settings.home, progress=say)
-            result = build_env(snap, settings.home, settings, progress=say, python=python)
-            say("recording in the ledger")
-            _persist(settings, snap, result, run_id)
+            built = build_environment(source, settings, python=python,
+                                      progress=_say_to(status))
         if show_log:
-            err_console.print(result.log, highlight=False, markup=False, soft_wrap=True)
-        env = result.env
+            log = built.row.get("build_log") or "(no build log: built by an older codemill)"
+            err_console.print(log, highlight=False, markup=False, soft_wrap=True)
+        env = built.env
         if as_json:
-            print_json(_summary(result))
+            print_json(_summary(built))
         else:
             color = "green" if env.status == EnvStatus.USABLE else "yellow"
+            cached = "  (recorded before)" if built.cached else ""
             console.print(f"{short_id(env.env_id)} [{color}]{env.status.value}[/] "
                           f"python {env.python or '-'}  tests {env.n_tests} "
                           f"passing {env.n_passing} flaky {env.n_flaky}  "
-                          f"{env.build_seconds:.0f}s", highlight=False)
+                          f"{env.build_seconds:.0f}s{cached}", highlight=False)
             if env.reason:
                 console.print(f"reason: {env.reason}", highlight=False, markup=False,
                               soft_wrap=True)
@@ -113,11 +95,9 @@ def build_cmd(
             raise typer.Exit(NOT_USABLE_EXIT)
 
 
-def _latest_envs(settings: Any) -> list[dict[str, Any]]:
-    from codemill.store.ledger import Ledger
-
-    with Ledger.open(settings, create=False) as ledger:  # a listing never creates a home
-        rows = ledger.query(
+def _latest_envs() -> list[dict[str, Any]]:
+    with open_reader() as reader:  # a listing never creates a home
+        rows = reader.query(
             "SELECT e.*, s.name AS project, s.source AS source FROM environments e "
             "LEFT JOIN (SELECT DISTINCT ON (snapshot_id) snapshot_id, name, source "
             "FROM snapshots) s USING (snapshot_id) "
@@ -126,32 +106,18 @@ def _latest_envs(settings: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _env_from_row(row: dict[str, Any]) -> EnvSpec:
-    data = {k: row.get(k) for k in EnvSpec.model_fields if row.get(k) is not None}
-    for key in ("test_command", "env_vars"):
-        if isinstance(data.get(key), str):
-            data[key] = json.loads(data[key])
-    return EnvSpec.model_validate(data)
+def resolve_env(ref: str) -> EnvSpec:
+    """The environment ``ref`` (an id or a unique prefix) names, from the ledger."""
+    from codemill.factory.lookup import find_env
 
-
-def _resolve(prefix: str) -> EnvSpec:
-    from codemill.envs.envstore import find_env, load_records
-
-    settings = State.settings()
-    known = {e.env_id: e for e in load_records(settings.home)}
-    try:
-        for row in _latest_envs(settings):
-            known.setdefault(row["env_id"], _env_from_row(row))
-    except LedgerError as exc:  # an unreadable ledger still leaves the records on disk
-        err_console.print(f"note: ledger not read ({exc}); using the records on disk",
-                          highlight=False, soft_wrap=True)
-    return find_env(settings.home, prefix, list(known.values()))
+    with open_reader() as reader:
+        return find_env(reader, ref)
 
 
 def ls_cmd(as_json: bool = _JSON) -> None:
     """List environments (latest row of each), newest first."""
     with handle_errors():
-        rows = _latest_envs(State.settings())
+        rows = _latest_envs()
         cols = ["env_id", "project", "python", "status", "n_tests", "n_passing", "n_flaky",
                 "build_seconds", "reason", "source", "created_at"]
         if as_json:
@@ -177,7 +143,7 @@ def test_cmd(
     with handle_errors():
         from codemill.envs.envstore_run import run_tests
 
-        env = _resolve(env_ref)
+        env = resolve_env(env_ref)
         report = run_tests(env, State.settings(), keyword=keyword, timeout_s=timeout)
         counts = {o.value: report.count(o) for o in Outcome}
         bad = [r for r in report.results if r.outcome in (Outcome.FAILED, Outcome.ERROR)]
@@ -210,7 +176,7 @@ def exec_cmd(
 
         if command and command[0] == "--":
             command = command[1:]
-        env = _resolve(env_ref)
+        env = resolve_env(env_ref)
         res = exec_in_env(env, State.settings(), command, timeout_s=timeout)
         sys.stdout.write(res.stdout)
         sys.stdout.flush()
@@ -229,7 +195,7 @@ def shell_cmd(env_ref: str = _ENV) -> None:
 
         if not sys.stdin.isatty():
             raise BuildError("env shell needs a terminal (stdin is not a tty)")
-        env = _resolve(env_ref)
+        env = resolve_env(env_ref)
         raise typer.Exit(shell_in_env(env, State.settings()))
 
 

@@ -21,34 +21,35 @@ from typing import Any
 
 import typer
 
-from codemill.cli.app import State, console, err_console, handle_errors, print_json
+from codemill.cli.app import (
+    State,
+    console,
+    err_console,
+    handle_errors,
+    open_reader,
+    print_json,
+)
 from codemill.core.errors import TaskError
-from codemill.core.ids import bytes_id, new_run_id, short_id
+from codemill.core.ids import bytes_id, short_id
 
 _JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
 
 
-def _ledger() -> Any:
-    from codemill.store.ledger import Ledger
+def _tasks(reader: Any, refs: list[str]) -> list[Any]:
+    from codemill.factory.lookup import find_task, load_tasks
 
-    return Ledger.open(State.settings())
-
-
-def _tasks(ledger: Any, refs: list[str]) -> list[Any]:
-    from codemill.cli.tasks_cmd import _find_task, _load_tasks
-
+    tasks = load_tasks(reader)
     if refs == ["all"]:
-        tasks = _load_tasks(ledger)
         if not tasks:
             raise TaskError("no tasks in the ledger (codemill tasks synth/mine first)")
         return tasks
-    return [_find_task(ledger, ref) for ref in refs]
+    return [find_task(reader, ref, tasks) for ref in refs]
 
 
-def _envs(tasks: list[Any]) -> dict[str, Any]:
-    from codemill.cli.env_cmd import _resolve
+def _envs(reader: Any, tasks: list[Any]) -> dict[str, Any]:
+    from codemill.factory.lookup import find_env
 
-    return {env_id: _resolve(env_id) for env_id in sorted({t.env_id for t in tasks})}
+    return {env_id: find_env(reader, env_id) for env_id in sorted({t.env_id for t in tasks})}
 
 
 def _existing_rollouts(ledger: Any, policy: str) -> set[str]:
@@ -67,21 +68,19 @@ def grade_command(task_ref: str, patch: Path, record: bool, as_json: bool) -> No
 
     settings = State.settings()
     diff = patch.read_text(encoding="utf-8", errors="replace")
-    with _ledger() as ledger:
-        [task] = _tasks(ledger, [task_ref])
-    env = _envs([task])[task.env_id]
+    with open_reader() as reader:
+        [task] = _tasks(reader, [task_ref])
+        env = _envs(reader, [task])[task.env_id]
     rollout_id = f"patch-{bytes_id(diff.encode())[:16]}"
     err_console.print(f"grading {patch} for task {short_id(task.task_id)}", highlight=False)
     g = grade_detailed(task, diff, env=env, home=settings.home, settings=settings,
                        rollout_id=rollout_id, policy="patch")
     if record:
-        from codemill.store.rows import record_to_row
+        from codemill.factory.record import recorded_run
 
-        run_id = new_run_id()
-        with _ledger() as ledger, ledger.writer(
-                "rewards", run_id=run_id, asset="rewards",
-                config_hash=settings.config_hash) as w:
-            w.add(record_to_row(g.reward))
+        with recorded_run(settings, "grade", {"task": task.task_id,
+                                              "patch": str(patch)}) as rec:
+            rec.add(g.reward)
     if as_json:
         print_json({"reward": _reward_json(g.reward), "notes": g.notes,
                     "restored": g.restored,
@@ -111,6 +110,7 @@ def rollout_command(task_refs: list[str], model: str, group: int, temperature: f
     from codemill.agent.config import AgentConfig
     from codemill.core.records import SamplingConfig
     from codemill.factory.executors import make_executor
+    from codemill.factory.record import recorded_run
     from codemill.rollouts.plan import RolloutConfig
     from codemill.rollouts.runner import stream_rollouts
 
@@ -118,29 +118,23 @@ def rollout_command(task_refs: list[str], model: str, group: int, temperature: f
     sampling = SamplingConfig(temperature=temperature, top_p=top_p, seed=seed)
     config = RolloutConfig(group_size=group, sampling=sampling)
     agent = AgentConfig(max_turns=max_turns, sampling=sampling)
-    run_id = new_run_id()
-    with _ledger() as ledger:
-        tasks = _tasks(ledger, task_refs)
-        envs = _envs(tasks)
-        existing = _existing_rollouts(ledger, model)
-        run_config = {"model": model, "tasks": [t.task_id for t in tasks],
-                      "rollout": config.model_dump(mode="json"),
-                      "agent": agent.model_dump(mode="json")}
-        ledger.start_run(run_id, "rollout", run_config)
-        summary: dict[str, Any] = {}
-        status = "failed"
-        try:
-            with make_executor(settings) as executor:
-                batch, results = stream_rollouts(
-                    tasks, envs=envs, home=settings.home, settings=settings, model=model,
-                    config=config, agent=agent, existing=existing, executor=executor)
-                err_console.print(f"{batch.planned} rollouts to run, {batch.skipped} already "
-                                  "recorded", highlight=False)
-                _persist(ledger, run_id, settings.config_hash, results)
-            summary = _summary(batch)
-            status = "ok"
-        finally:
-            ledger.finish_run(run_id, status, summary)
+    with open_reader() as reader:
+        tasks = _tasks(reader, task_refs)
+        envs = _envs(reader, tasks)
+        existing = _existing_rollouts(reader, model)
+    run_config = {"model": model, "tasks": [t.task_id for t in tasks],
+                  "rollout": config.model_dump(mode="json"),
+                  "agent": agent.model_dump(mode="json")}
+    with recorded_run(settings, "rollout", run_config) as rec, \
+            make_executor(settings) as executor:
+        batch, results = stream_rollouts(
+            tasks, envs=envs, home=settings.home, settings=settings, model=model,
+            config=config, agent=agent, existing=existing, executor=executor)
+        err_console.print(f"{batch.planned} rollouts to run, {batch.skipped} already "
+                          "recorded", highlight=False)
+        _persist(rec, results)
+        summary = _summary(batch)
+        rec.summary.update(summary)
     if as_json:
         print_json(summary)
         return
@@ -153,33 +147,29 @@ def rollout_command(task_refs: list[str], model: str, group: int, temperature: f
         console.print(f"flags: {flags}", highlight=False)
 
 
-def _persist(ledger: Any, run_id: str, config_hash: str, results: Any) -> None:
-    """Write each finished sample's rows; the writers commit in batches."""
+def _persist(rec: Any, results: Any) -> None:
+    """Record each finished sample's rows through the factory; they commit in batches."""
     from codemill.rollouts.runner import RolloutResult
     from codemill.store.rows import record_to_row, step_rows
 
-    kw = {"run_id": run_id, "config_hash": config_hash}
-    with ledger.writer("rollouts", asset="rollouts", **kw) as wr, \
-            ledger.writer("steps", asset="rollouts", **kw) as ws, \
-            ledger.writer("rewards", asset="rewards", **kw) as wv:
-        for result in results:
-            if not isinstance(result, RolloutResult):
-                item, error = result
-                err_console.print(f"  [red]failed[/] {short_id(item.rollout_id)}: {error}",
-                                  highlight=False)
-                continue
-            traj, item = result.trajectory, result.item
-            row = record_to_row(traj)
-            row.update(env_id=item.task.env_id, group_id=item.group_id)
-            wr.add(row)
-            ws.add_many(step_rows(traj))
-            if result.reward is not None:
-                wv.add(record_to_row(result.reward))
-            r = result.reward
-            value = "-" if r is None else ("masked" if r.masked else f"{r.value:.0f}")
-            err_console.print(f"  {short_id(item.rollout_id)} task {short_id(item.task.task_id)}"
-                              f" #{item.sample_index} {traj.stop_reason.value} reward {value}",
+    for result in results:
+        if not isinstance(result, RolloutResult):
+            item, error = result
+            err_console.print(f"  [red]failed[/] {short_id(item.rollout_id)}: {error}",
                               highlight=False)
+            continue
+        traj, item = result.trajectory, result.item
+        row = record_to_row(traj)
+        row.update(env_id=item.task.env_id, group_id=item.group_id)
+        rec.add(row, "rollouts")
+        rec.add_many(step_rows(traj), "steps")
+        if result.reward is not None:
+            rec.add(result.reward)
+        r = result.reward
+        value = "-" if r is None else ("masked" if r.masked else f"{r.value:.0f}")
+        err_console.print(f"  {short_id(item.rollout_id)} task {short_id(item.task.task_id)}"
+                          f" #{item.sample_index} {traj.stop_reason.value} reward {value}",
+                          highlight=False)
 
 
 def _summary(batch: Any) -> dict[str, Any]:
@@ -200,7 +190,8 @@ def _summary(batch: Any) -> dict[str, Any]:
 def register(app: typer.Typer) -> None:
     @app.command("grade")
     def grade_cmd(
-        task: str = typer.Argument(..., help="Task id or a unique prefix of one."),
+        task: str = typer.Argument(..., help="Task id, a unique prefix of one, or the "
+                                   "instance_id of its SWE-bench export."),
         patch: Path = typer.Option(..., "--patch", "-p", exists=True, dir_okay=False,
                                    help="Unified diff to grade (git or plain format)."),
         record: bool = typer.Option(False, "--record", help="Also write the rewards row."),

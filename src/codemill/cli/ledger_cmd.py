@@ -23,15 +23,15 @@ from codemill.cli.app import State, console, handle_errors, print_json
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from codemill.store.ledger import Ledger
+    from codemill.store.reader import LedgerReader
 
 CELL_MAX = 60
 
 
-def _open(create: bool = False) -> Ledger:
-    from codemill.store.ledger import Ledger
+def _open(create: bool = False) -> LedgerReader:
+    from codemill.store.reader import LedgerReader
 
-    return Ledger.open(State.settings(), create=create)
+    return LedgerReader.open(State.settings(), create=create)
 
 
 def _cell(value: Any) -> str:

@@ -18,14 +18,17 @@ def _run(source: str, model: str, group: int, synth: int, features: int, max_tur
          max_tokens: int, python: str | None, as_json: bool, command: str,
          plan_only: bool = False) -> None:
     from codemill.factory.pipeline import RunConfig
-    from codemill.factory.run import plan_pipeline, run_pipeline, summarize
+    from codemill.factory.run import plan_pipeline, resolve_source, run_pipeline, summarize
 
     settings = State.settings()
     cfg = RunConfig(source=source, model=model, group_size=group, synth_tasks=synth,
                     feature_tasks=features, max_turns=max_turns, max_tokens=max_tokens,
                     python=python)
+    with err_console.status(f"[bold]{command}[/]: resolving {source}") as status:
+        snap = resolve_source(cfg, settings,
+                              progress=lambda m: status.update(f"[bold]{command}[/]: {m}"))
     if plan_only:
-        steps = plan_pipeline(cfg, settings).steps
+        steps = plan_pipeline(cfg, settings, snapshot=snap).steps
         if as_json:
             print_json([s.to_json() for s in steps])
             return
@@ -37,8 +40,9 @@ def _run(source: str, model: str, group: int, synth: int, features: int, max_tur
         def progress(asset: str, done: int, total: int | None) -> None:
             of = f"/{total}" if total else ""
             status.update(f"[bold]{command}[/]: {asset} {done}{of}")
-        result = run_pipeline(cfg, settings, progress=progress, command=command)
-    summary = summarize(cfg, settings, result)
+        result = run_pipeline(cfg, settings, snapshot=snap, progress=progress,
+                              command=command)
+    summary = summarize(cfg, settings, result, snapshot=snap)
     if as_json:
         print_json({**summary.to_json(), "run_id": result.run_id,
                     "stages": result.to_json()["assets"]})

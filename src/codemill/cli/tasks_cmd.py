@@ -27,9 +27,16 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from codemill.cli.app import State, console, err_console, handle_errors, print_json
+from codemill.cli.app import (
+    State,
+    console,
+    err_console,
+    handle_errors,
+    open_reader,
+    print_json,
+)
 from codemill.core.errors import TaskError
-from codemill.core.ids import new_run_id, short_id
+from codemill.core.ids import short_id
 from codemill.core.records import TaskSpec
 
 _JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
@@ -40,42 +47,25 @@ _RETRY = typer.Option(False, "--retry-rejected",
                       help="Decide again candidates rejected in earlier runs.")
 
 
-def _ledger(create: bool = True) -> Any:
-    from codemill.store.ledger import Ledger
-
-    return Ledger.open(State.settings(), create=create)
-
-
 def _bed(env_prefix: str) -> Any:
-    from codemill.cli.env_cmd import _resolve
+    from codemill.cli.env_cmd import resolve_env
     from codemill.tasks.testbed import TestBed
 
     settings = State.settings()
-    env = _resolve(env_prefix)
+    env = resolve_env(env_prefix)
     return env, TestBed.from_env(env, settings.home, settings.sandbox)
 
 
-def _task_from_row(row: dict[str, Any]) -> TaskSpec:
-    from codemill.store.rows import row_to_record
+def _load_tasks(reader: Any, env_id: str | None = None) -> list[TaskSpec]:
+    from codemill.factory.lookup import load_tasks
 
-    return row_to_record(TaskSpec, row)
-
-
-def _load_tasks(ledger: Any, env_id: str | None = None) -> list[TaskSpec]:
-    if "tasks" not in ledger.table_names():
-        return []
-    flt = f"env_id == '{env_id}'" if env_id else None
-    seen: dict[str, TaskSpec] = {}
-    for row in ledger.read("tasks", row_filter=flt).to_pylist():
-        seen.setdefault(row["task_id"], _task_from_row(row))
-    return list(seen.values())
+    return load_tasks(reader, env_id)
 
 
-def _find_task(ledger: Any, prefix: str) -> TaskSpec:
-    matches = {t.task_id: t for t in _load_tasks(ledger) if t.task_id.startswith(prefix)}
-    if len(matches) != 1:
-        raise TaskError(f"{'no' if not matches else 'ambiguous'} task id {prefix!r}")
-    return next(iter(matches.values()))
+def _find_task(reader: Any, ref: str) -> TaskSpec:
+    from codemill.factory.lookup import find_task
+
+    return find_task(reader, ref)
 
 
 def _decided(ledger: Any, env_id: str, retry_rejected: bool = False
@@ -97,45 +87,26 @@ def _decided(ledger: Any, env_id: str, retry_rejected: bool = False
     return cands, tasks
 
 
-def _validation_row(v: Any) -> dict[str, Any]:
-    from codemill.store.rows import to_json
-
-    return {"task_id": v.task_id, "env_id": v.env_id, "valid": v.valid, "reason": v.reason,
-            "runs": v.runs, "fail_to_pass_ok": v.fail_to_pass_ok,
-            "pass_to_pass_ok": v.pass_to_pass_ok, "flaky_tests": to_json(v.flaky_tests),
-            "test_strength": v.test_strength, "seconds": v.seconds,
-            "details": to_json(v.details)}
-
-
 def _record(command: str, env_id: str, config: dict[str, Any], funnel: Any,
             decisions: Iterator[tuple[TaskSpec | None, Any]], tasks_present: set[str]
             ) -> list[TaskSpec]:
-    """Persist decisions one by one (flushed each time) and finish the run."""
-    from codemill.store.rows import record_to_row
+    """Record decisions one by one (committed each time) through the factory."""
+    from codemill.factory.record import recorded_run, validation_row
 
-    settings = State.settings()
-    run_id = new_run_id()
     made: list[TaskSpec] = []
-    with _ledger() as ledger:
-        ledger.start_run(run_id, command, {**config, "env_id": env_id})
-        kw = {"run_id": run_id, "asset": "tasks", "config_hash": settings.config_hash}
-        status = "failed"
+    with recorded_run(State.settings(), command, {**config, "env_id": env_id}) as rec:
         try:
-            with ledger.writer("tasks", **kw) as wt, \
-                    ledger.writer("task_validations", **kw) as wv:
-                for task, row in decisions:
-                    wv.add(_validation_row(row))
-                    if task is not None and task.task_id not in tasks_present:
-                        wt.add(record_to_row(task))
-                        tasks_present.add(task.task_id)
-                        made.append(task)
-                    wt.flush()
-                    wv.flush()
-                    _progress(task, row)
-            status = "ok"
+            for task, row in decisions:
+                rec.add(validation_row(row), "task_validations")
+                if task is not None and task.task_id not in tasks_present:
+                    rec.add(task)
+                    tasks_present.add(task.task_id)
+                    made.append(task)
+                rec.flush()
+                _progress(task, row)
         finally:
-            ledger.finish_run(run_id, status, {"funnel": funnel.freeze().model_dump(),
-                                               "tasks": [t.task_id for t in made]})
+            rec.summary.update(funnel=funnel.freeze().model_dump(),
+                               tasks=[t.task_id for t in made])
     return made
 
 
@@ -188,7 +159,7 @@ def synth_cmd(env: str = _ENV, max_tasks: int = typer.Option(20, "--max", help="
         cfg = SynthConfig(max_tasks=max_tasks, kinds=_kinds(kinds), max_candidates=candidates,
                           compose=compose, validation=_vcfg(runs, mutants))
         funnel = FunnelCounter(spec.env_id, "synth")
-        with _ledger() as ledger:
+        with open_reader(create=True) as ledger:
             skip, present = _decided(ledger, spec.env_id, retry)
         made = _record("tasks synth", spec.env_id, cfg.model_dump(), funnel,
                        synthesize(bed, cfg, funnel=funnel, skip=skip), present)
@@ -208,7 +179,7 @@ def features_cmd(env: str = _ENV, max_tasks: int = typer.Option(10, "--max", hel
         cfg = FeatureConfig(max_tasks=max_tasks, kinds=_kinds(kinds) or ("stub_body",),
                             validation=_vcfg(runs, mutants))
         funnel = FunnelCounter(spec.env_id, "feature")
-        with _ledger() as ledger:
+        with open_reader(create=True) as ledger:
             skip, present = _decided(ledger, spec.env_id, retry)
         made = _record("tasks features", spec.env_id, cfg.model_dump(), funnel,
                        feature_tasks(bed, cfg, funnel=funnel, skip=skip), present)
@@ -222,7 +193,7 @@ def _mirror_for(spec: Any, repo: str | None) -> tuple[Path, str, str]:
     settings = State.settings()
     source, commit = repo, None
     if source is None:
-        with _ledger() as ledger:
+        with open_reader(create=True) as ledger:
             rows = ledger.read("snapshots", row_filter=f"snapshot_id == '{spec.snapshot_id}'",
                                columns=["source", "commit"], limit=1).to_pylist()
         if not rows:
@@ -254,7 +225,7 @@ def mine_cmd(env: str = _ENV,
         cfg = MineConfig(max_commits=max_commits, max_tasks=max_tasks,
                          validation=_vcfg(runs, mutants))
         funnel = FunnelCounter(spec.env_id, "mined")
-        with _ledger() as ledger:
+        with open_reader(create=True) as ledger:
             skip, present = _decided(ledger, spec.env_id, retry)
         made = _record("tasks mine", spec.env_id, {**cfg.model_dump(), "repo": url}, funnel,
                        mine(bed, mirror, rev or head, cfg, repo=url, funnel=funnel,
@@ -288,7 +259,7 @@ def validate_cmd(task_ids: list[str] = typer.Argument(None, help="Task ids (defa
     with handle_errors():
         from codemill.tasks.records import FunnelCounter
 
-        with _ledger() as ledger:
+        with open_reader(create=True) as ledger:
             tasks = [_find_task(ledger, t) for t in task_ids] if task_ids else _load_tasks(
                 ledger)
         by_env: dict[str, list[TaskSpec]] = {}
@@ -314,7 +285,7 @@ def import_cmd(file: Path = typer.Argument(..., help="SWE-bench JSONL or Parquet
         spec, bed = _bed(env)
         tasks = [from_instance(row, spec.env_id) for row in read_instances(file)]
         funnel = FunnelCounter(spec.env_id, "imported")
-        with _ledger() as ledger:
+        with open_reader(create=True) as ledger:
             _, present = _decided(ledger, spec.env_id)
         made = _record("tasks import", spec.env_id, {"file": str(file)}, funnel,
                        _revalidate(bed, tasks, _vcfg(runs, mutants), funnel), present)
@@ -325,7 +296,7 @@ def ls_cmd(env: str | None = typer.Option(None, "--env", help="Only this environ
            as_json: bool = _JSON) -> None:
     """List tasks."""
     with handle_errors():
-        with _ledger(create=False) as ledger:
+        with open_reader() as ledger:
             tasks = _load_tasks(ledger)
         if env:
             tasks = [t for t in tasks if t.env_id.startswith(env)]
@@ -353,7 +324,7 @@ def show_cmd(task: str = typer.Argument(..., help="Task id or prefix."),
              as_json: bool = _JSON) -> None:
     """Show one task: labels, metadata, statement and patches."""
     with handle_errors():
-        with _ledger(create=False) as ledger:
+        with open_reader() as ledger:
             t = _find_task(ledger, task)
         if as_json:
             print_json(t.model_dump(mode="json"))
@@ -376,7 +347,7 @@ def package_cmd(task: str = typer.Argument(..., help="Task id or prefix.")) -> N
     with handle_errors():
         from codemill.tasks.package import package_task
 
-        with _ledger(create=False) as ledger:
+        with open_reader() as ledger:
             t = _find_task(ledger, task)
         _, bed = _bed(t.env_id)
         console.print(str(package_task(bed, t)), highlight=False)
@@ -392,7 +363,7 @@ def export_cmd(out: Path = typer.Argument(..., help="Output .jsonl or .parquet f
 
         if fmt != "swebench":
             raise TaskError(f"unknown format {fmt!r} (known: swebench)")
-        with _ledger(create=False) as ledger:
+        with open_reader() as ledger:
             tasks = _load_tasks(ledger)
         tasks = [t for t in tasks if (not env or t.env_id.startswith(env))
                  and (include_weak or not t.metadata.get("weak"))]

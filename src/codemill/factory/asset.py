@@ -130,6 +130,12 @@ class AssetContext:
         """The run's executor, started on first use (a cached run never starts one)."""
         return self._executor_factory()
 
+    @property
+    def reader(self) -> Any:
+        """The ledger's read side (``read``, ``table_names``, ``query``), e.g. for
+        ``codemill.factory.lookup``; for inputs prefer ``upstream``."""
+        return self._reader
+
     def upstream(self, name: str, columns: list[str] | None = None,
                  row_filter: str | None = None) -> pa.Table:
         """The rows of upstream asset ``name``'s table, optionally filtered (pyiceberg

@@ -1,23 +1,38 @@
-"""The main job's assets: source -> snapshots -> environments -> tasks -> rollouts -> rewards.
+"""The main job's assets: snapshots -> environments -> tasks -> rollouts -> rewards.
 
-Every asset takes the same ``RunConfig`` slice it depends on, selects its upstream rows by
-content id, skips ids already recorded (so a crashed run resumes without duplicates) and
-returns records; ``codemill.factory.materialize`` persists them. ``codemill run`` and
-``make demo`` materialize the whole chain; ``codemill factory plan`` shows what is cached.
+The source is resolved to content once, before the plan (``codemill.factory.run``): the
+snapshot record rides in the ``snapshots`` config and every later stage's config names
+the ``snapshot_id``, so cache keys chain from the source's content and an edit re-runs
+exactly what is downstream of it. Each stage reads its inputs from its upstream rows
+(``ctx.upstream``; the environment store's files are a cache of those rows, never asked),
+skips ids already recorded (so a crashed run resumes without duplicates) and returns
+records; ``codemill.factory.materialize`` persists them. An asset's code version is the
+version constant of the code it runs (``SNAPSHOT_VERSION``, ``BUILDER_VERSION``,
+``VALIDATION_VERSION``, ``AGENT_VERSION``, ``HARNESS_VERSION``): a grader change regrades
+the recorded rollouts without sampling them again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from codemill.agent.config import AGENT_VERSION
 from codemill.core.errors import FactoryError
 from codemill.core.records import EnvSpec, RepoSnapshot
+from codemill.envs.builder_records import BUILDER_VERSION
 from codemill.factory.asset import AssetContext, Side
 from codemill.factory.graph import asset
+from codemill.factory.lookup import pick_env
+from codemill.factory.record import validation_row
+from codemill.repos.snapshots import SNAPSHOT_VERSION
+from codemill.rewards.config import HARNESS_VERSION
+from codemill.tasks.validate import VALIDATION_VERSION
+
+BUILD_LOG_CHARS = 20_000
+"""The tail of the build log kept in the environment's row (``env build --log``)."""
 
 
 class RunConfig(BaseModel):
@@ -59,75 +74,73 @@ def _say(ctx: AssetContext) -> Any:
     return lambda message: ctx.logger.info("%s: %s", ctx.asset.name, message)
 
 
-@asset("snapshots", code_version="1")
-def snapshots(ctx: AssetContext) -> Iterator[RepoSnapshot]:
-    """Take the source in as a content-addressed snapshot."""
-    from codemill.repos.sources import snapshot_source
+def _sid(cfg: dict[str, Any]) -> str:
+    sid = str(cfg.get("snapshot_id") or "")
+    if not sid.isalnum():
+        raise FactoryError("the stage's config names no snapshot_id (resolve the source first)")
+    return sid
 
-    cfg = _cfg(ctx)
-    snap = snapshot_source(cfg["source"], ctx.settings.home, progress=_say(ctx))
+
+@asset("snapshots", code_version=f"1.{SNAPSHOT_VERSION}")
+def snapshots(ctx: AssetContext) -> Iterator[RepoSnapshot]:
+    """Record the snapshot the run resolved its source to (taken once, before the plan)."""
+    snap = RepoSnapshot.model_validate(_cfg(ctx)["snapshot"])
     if snap.snapshot_id not in ctx.existing_ids("snapshots", "snapshot_id"):
         yield snap
 
 
-def snapshot_for(ctx: AssetContext, source: str) -> RepoSnapshot:
-    """The latest snapshot row of ``source`` (the upstream asset just made or cached it)."""
-    from codemill.repos.sources import snapshot_source
+def snapshot_row(ctx: AssetContext, snapshot_id: str) -> RepoSnapshot:
+    """The snapshot ``snapshot_id`` from the upstream ``snapshots`` rows."""
+    from codemill.store.rows import row_to_record
 
-    # Re-resolving is cheap (content-addressed, stored once) and returns the full record.
-    return snapshot_source(source, ctx.settings.home)
+    rows = ctx.upstream("snapshots", row_filter=f"snapshot_id == '{snapshot_id}'").to_pylist()
+    if not rows:
+        raise FactoryError(f"snapshot {snapshot_id[:12]} is not in the ledger")
+    return row_to_record(RepoSnapshot, rows[0])
 
 
-@asset("environments", code_version="1", deps=("snapshots",))
+def env_of(ctx: AssetContext, cfg: dict[str, Any], *, usable_only: bool = True
+           ) -> EnvSpec | None:
+    """The environment of the run's snapshot, from the upstream ``environments`` rows."""
+    rows = ctx.upstream("environments", row_filter=f"snapshot_id == '{_sid(cfg)}'")
+    return pick_env(rows.to_pylist(), usable_only=usable_only, python=cfg.get("python"),
+                    builder_version=BUILDER_VERSION)
+
+
+def require_env(ctx: AssetContext, cfg: dict[str, Any]) -> EnvSpec:
+    env = env_of(ctx, cfg)
+    if env is None:
+        raise FactoryError(f"no usable environment for snapshot {_sid(cfg)[:12]}")
+    return env
+
+
+@asset("environments", code_version=f"1.{BUILDER_VERSION}", deps=("snapshots",))
 def environments(ctx: AssetContext) -> Iterator[Any]:
     """Build (or reuse) the environment of the snapshot, with its baseline test results."""
     from codemill.envs.builder import build_env
-    from codemill.store.rows import test_result_rows
+    from codemill.factory.lookup import env_rows
+    from codemill.store.rows import record_to_row, test_result_rows
 
     cfg = _cfg(ctx)
-    snap = snapshot_for(ctx, cfg["source"])
-    known = find_env_for_snapshot(ctx.settings.home, snap.snapshot_id)
-    if known is not None and known.env_id in ctx.existing_ids("environments", "env_id"):
-        return  # built and recorded before (e.g. by `codemill env build`)
+    snap = snapshot_row(ctx, _sid(cfg))
+    # Built and recorded before (by another run, or `codemill env build`): reuse it.
+    known = pick_env(env_rows(ctx.reader, f"snapshot_id == '{snap.snapshot_id}'"),
+                     usable_only=True, python=cfg.get("python"),
+                     builder_version=BUILDER_VERSION)
+    if known is not None:
+        return
     result = build_env(snap, ctx.settings.home, ctx.settings, progress=_say(ctx),
                        python=cfg.get("python"))
     env = result.env
     if env.env_id in ctx.existing_ids("environments", "env_id"):
         return
-    yield env
+    yield {**record_to_row(env), "disk_bytes": result.disk_bytes,
+           "shared_venv": result.shared_venv, "attempt": result.attempt,
+           "python_reason": result.python_reason,
+           "build_log": result.log[-BUILD_LOG_CHARS:]}
     for i, report in enumerate(result.reports):
         for row in test_result_rows(report, env_id=env.env_id, run_index=i, phase="baseline"):
             yield Side("test_results", row)
-
-
-def find_env_for_snapshot(home: Path, snapshot_id: str, *,
-                          usable_only: bool = True) -> EnvSpec | None:
-    """The environment recorded on disk for ``snapshot_id``, if any: a usable one, or with
-    ``usable_only=False`` any whose install finished (its tests may fail: a repository a
-    user wants fixed often has failing tests)."""
-    from codemill.envs.envstore import load_records
-
-    envs = [e for e in load_records(home)
-            if e.snapshot_id == snapshot_id and Path(e.venv_path).is_dir() and e.lock_hash]
-    usable = [e for e in envs if e.status.value == "usable"]
-    pool = usable if usable_only or usable else envs
-    return pool[-1] if pool else None
-
-
-def require_env(home: Path, snapshot_id: str) -> EnvSpec:
-    env = find_env_for_snapshot(home, snapshot_id)
-    if env is None:
-        raise FactoryError(f"no usable environment for snapshot {snapshot_id[:12]}")
-    return env
-
-
-def _validation_row(v: Any) -> dict[str, Any]:
-    from codemill.store.rows import to_json
-
-    row = v.model_dump()
-    row["flaky_tests"] = to_json(v.flaky_tests)
-    row["details"] = to_json(v.details)
-    return row
 
 
 def _decided(ctx: AssetContext, env_id: str) -> set[str]:
@@ -138,16 +151,15 @@ def _decided(ctx: AssetContext, env_id: str) -> set[str]:
     seen: set[str] = set()
     for table in ("task_validations", "tasks"):
         col = "details" if table == "task_validations" else "metadata"
-        rows = ctx.read(table, columns=["task_id", "env_id", col])
+        rows = ctx.read(table, columns=["task_id", "env_id", col],
+                        row_filter=f"env_id == '{env_id}'")
         for r in rows:
-            if r["env_id"] != env_id:
-                continue
             extra = json.loads(r[col]) if r.get(col) else {}
             seen.add(extra.get("candidate_id") or r["task_id"])
     return seen
 
 
-@asset("tasks", code_version="1", deps=("environments",))
+@asset("tasks", code_version=f"1.{VALIDATION_VERSION}", deps=("environments",))
 def tasks(ctx: AssetContext) -> Iterator[Any]:
     """Synthesize and validate bug and feature tasks in the environment, then package each
     accepted task's workspace; validations (accepted and rejected) go to
@@ -159,12 +171,13 @@ def tasks(ctx: AssetContext) -> Iterator[Any]:
     from codemill.tasks.testbed import TestBed
     from codemill.tasks.validate import ValidationConfig
 
-    cfg = RunConfig(**_cfg(ctx))
-    env = require_env(ctx.settings.home, snapshot_for(ctx, cfg.source).snapshot_id)
+    raw = _cfg(ctx)
+    env = require_env(ctx, raw)
+    cfg = RunConfig(**{k: v for k, v in raw.items() if k in RunConfig.model_fields})
     bed = TestBed.from_env(env, ctx.settings.home, ctx.settings.sandbox)
     skip = _decided(ctx, env.env_id)
-    have = [r for r in ctx.read("tasks", columns=["task_id", "env_id", "kind"])
-            if r["env_id"] == env.env_id]
+    have = ctx.read("tasks", columns=["task_id", "env_id", "kind"],
+                    row_filter=f"env_id == '{env.env_id}'")
     present = {r["task_id"] for r in have}
     # The counts asked for are totals for the environment: a resumed or repeated run
     # tops up to them instead of adding that many more.
@@ -181,7 +194,7 @@ def tasks(ctx: AssetContext) -> Iterator[Any]:
     for kind, make, kcfg in sources:
         funnel = FunnelCounter(env.env_id, kind)
         for task, verdict in make(bed, kcfg, funnel=funnel, skip=skip):
-            yield Side("task_validations", _validation_row(verdict))
+            yield Side("task_validations", validation_row(verdict))
             if task is not None and task.task_id not in present:
                 package_task(bed, task)
                 present.add(task.task_id)
@@ -200,24 +213,26 @@ def _tasks_of(ctx: AssetContext, env_id: str) -> list[Any]:
     return sorted(out.values(), key=lambda t: t.task_id)
 
 
-@asset("rollouts", code_version="1", deps=("tasks",))
+@asset("rollouts", code_version=f"1.{AGENT_VERSION}", deps=("tasks", "environments"))
 def rollouts(ctx: AssetContext) -> Iterator[Any]:
-    """G rollouts per task with the configured policy, each graded right away; steps and
-    rewards go to their tables. Samples already recorded are not run again."""
+    """G rollouts per task with the configured policy; steps go to their table. Samples
+    already recorded are not run again. Grading is the ``rewards`` asset's."""
     from codemill.agent.config import AgentConfig
     from codemill.core.records import SamplingConfig
     from codemill.rollouts.plan import RolloutConfig
     from codemill.rollouts.runner import RolloutResult, stream_rollouts
     from codemill.store.rows import record_to_row, step_rows
 
-    cfg = RunConfig(**_cfg(ctx))
-    env = require_env(ctx.settings.home, snapshot_for(ctx, cfg.source).snapshot_id)
+    raw = _cfg(ctx)
+    cfg = RunConfig(**{k: v for k, v in raw.items() if k in RunConfig.model_fields})
+    env = require_env(ctx, raw)
     task_list = _tasks_of(ctx, env.env_id)
     sampling = SamplingConfig(temperature=cfg.temperature, max_tokens=cfg.max_tokens,
                               seed=cfg.seed)
     batch, results = stream_rollouts(
         task_list, envs=[env], home=ctx.settings.home, settings=ctx.settings,
-        model=cfg.model, config=RolloutConfig(group_size=cfg.group_size, sampling=sampling),
+        model=cfg.model, config=RolloutConfig(group_size=cfg.group_size, sampling=sampling,
+                                              grade=False),
         agent=AgentConfig(max_turns=cfg.max_turns, max_tokens=cfg.max_turns * cfg.max_tokens,
                           sampling=sampling),
         existing=ctx.existing_ids("rollouts", "rollout_id"))
@@ -235,5 +250,48 @@ def rollouts(ctx: AssetContext) -> Iterator[Any]:
         yield row
         for row in step_rows(result.trajectory):
             yield Side("steps", row)
-        if result.reward is not None:
-            yield Side("rewards", record_to_row(result.reward))
+
+
+def grade_one(item: tuple[Any, ...]) -> Any:
+    """Grade one recorded rollout (a picklable executor item)."""
+    from codemill.rollouts.runner import reward_for
+
+    task, env, traj, home, settings = item
+    return reward_for(task, env, traj, home=home, settings=settings)
+
+
+@asset("rewards", code_version=f"1.{HARNESS_VERSION}",
+       deps=("rollouts", "tasks", "environments"))
+def rewards(ctx: AssetContext) -> Iterator[Any]:
+    """Grade the policy's recorded rollouts of the environment's tasks: their diffs (and
+    trajectories, for hack flags) are read back from the ``rollouts`` and ``steps`` rows.
+    A rollout already graded by this harness version is not graded again."""
+    from codemill.factory.executor_base import ItemError
+    from codemill.store.rows import trajectory_from_rows
+
+    raw = _cfg(ctx)
+    env = require_env(ctx, raw)
+    by_task = {t.task_id: t for t in _tasks_of(ctx, env.env_id)}
+    rows = [r for r in ctx.upstream("rollouts", row_filter=f"env_id == '{env.env_id}'")
+            .to_pylist() if r["policy"] == raw["model"] and r["task_id"] in by_task]
+    graded = {r["rollout_id"] for r in ctx.read(
+        "rewards", columns=["rollout_id", "harness_version"],
+        row_filter=f"env_id == '{env.env_id}'") if r["harness_version"] == HARNESS_VERSION}
+    todo: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["rollout_id"] not in graded:
+            todo.setdefault(r["rollout_id"], r)
+    steps: dict[str, list[dict[str, Any]]] = {}
+    ids = sorted(todo)
+    for i in range(0, len(ids), 200):  # ids are hex content ids: safe to quote
+        where = "rollout_id in (" + ", ".join(f"'{x}'" for x in ids[i:i + 200]) + ")"
+        for s in ctx.read("steps", row_filter=where):
+            steps.setdefault(s["rollout_id"], []).append(s)
+    items = [(by_task[r["task_id"]], env, trajectory_from_rows(r, steps.get(rid, [])),
+              ctx.settings.home, ctx.settings) for rid, r in sorted(todo.items())]
+    for done, reward in enumerate(ctx.executor.map(grade_one, items), 1):
+        ctx.progress(done, len(items))
+        if isinstance(reward, ItemError):  # no row: the next run grades it again
+            ctx.logger.warning("grading failed in its worker: %s", reward)
+            continue
+        yield reward

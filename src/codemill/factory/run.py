@@ -1,11 +1,12 @@
 """``codemill run``: the main job end to end, and its summary.
 
-``run_pipeline`` materializes snapshots -> environments -> tasks -> rollouts (with
-rewards) for one source and policy; every stage is a cached asset, so a second run with the
-same inputs does nothing and a crashed run resumes. ``summarize`` reads back what this
-source and policy have in the ledger: tasks by kind, the resolved rate with a 95% Wilson
-interval over graded (unmasked) rollouts, masked rewards by reason, hack flags and time per
-stage.
+``resolve_source`` takes the source in once, as content; ``run_pipeline`` materializes
+snapshots -> environments -> tasks -> rollouts -> rewards for it and one policy; every
+stage is a cached asset keyed from that content, so a second run with the same inputs does
+nothing, an edit re-runs what is downstream of it, and a crashed run resumes.
+``summarize`` reads back what this snapshot and policy have in the ledger: tasks by kind,
+the resolved rate with a 95% Wilson interval over graded (unmasked) rollouts, masked
+rewards by reason, hack flags and time per stage.
 """
 
 from __future__ import annotations
@@ -17,43 +18,67 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codemill.core.config import Settings
+from codemill.core.records import RepoSnapshot
 from codemill.evals.stats import Rate, wilson
 from codemill.factory.materialize import MaterializeResult
+from codemill.rewards.config import HARNESS_VERSION
 
-STAGES = ("snapshots", "environments", "tasks", "rollouts")
+STAGES = ("snapshots", "environments", "tasks", "rollouts", "rewards")
 ProgressFn = Callable[[str, int, int | None], None]
 
 
-def stage_configs(cfg: Any) -> dict[str, dict[str, Any]]:
-    """Each asset gets only the fields it depends on, so changing the model reruns the
-    rollouts but not the builds or the tasks."""
+def resolve_source(cfg: Any, settings: Settings, *, progress: Callable[[str], None] | None
+                   = None) -> RepoSnapshot:
+    """The run's source resolved to content, once: a local tree hashed (its working-tree
+    files as they are now), a git URL at its commit, a PyPI release by its sdist hash. The
+    stored snapshot is content-addressed, so an unchanged source costs a hash, not a copy."""
+    from codemill.repos.sources import snapshot_source
+
+    return snapshot_source(cfg.source, settings.home, progress=progress)
+
+
+def stage_configs(cfg: Any, snapshot: RepoSnapshot) -> dict[str, dict[str, Any]]:
+    """Each asset gets only the fields it depends on, plus the snapshot it works on (by
+    content id, never by the source string), so an edit to the source re-runs every
+    stage, changing the model re-runs the rollouts and their rewards, and a grader change
+    only the rewards."""
     full = cfg.model_dump(mode="json")
-    task_keys = ("source", "python", "synth_tasks", "feature_tasks", "kinds", "validation_runs")
+    sid = {"snapshot_id": snapshot.snapshot_id, "python": cfg.python}
+    task_keys = ("synth_tasks", "feature_tasks", "kinds", "validation_runs")
+    rollout_keys = ("model", "group_size", "max_turns", "max_tokens", "temperature", "seed",
+                    *task_keys)
     return {
-        "snapshots": {"source": cfg.source},
-        "environments": {"source": cfg.source, "python": cfg.python},
-        "tasks": {k: full[k] for k in task_keys},
-        "rollouts": full,
+        "snapshots": {"snapshot": snapshot.model_dump(mode="json")},
+        "environments": dict(sid),
+        "tasks": {**sid, **{k: full[k] for k in task_keys}},
+        "rollouts": {**sid, **{k: full[k] for k in rollout_keys}},
+        "rewards": {**sid, "model": cfg.model},
     }
 
 
-def run_pipeline(cfg: Any, settings: Settings, *, progress: ProgressFn | None = None,
-                 command: str = "run") -> MaterializeResult:
+def run_pipeline(cfg: Any, settings: Settings, *, snapshot: RepoSnapshot | None = None,
+                 progress: ProgressFn | None = None, command: str = "run"
+                 ) -> MaterializeResult:
+    """Materialize every stage for ``cfg``; ``snapshot`` is the source already resolved
+    (``resolve_source``), resolved here when not given."""
     from codemill.factory.graph import REGISTRY, load_modules
     from codemill.factory.materialize import materialize
 
     load_modules()
-    return materialize(list(STAGES), stage_configs(cfg), settings, registry=REGISTRY,
+    snap = snapshot or resolve_source(cfg, settings)
+    return materialize(list(STAGES), stage_configs(cfg, snap), settings, registry=REGISTRY,
                        command=command, progress=progress)
 
 
-def plan_pipeline(cfg: Any, settings: Settings) -> Any:
+def plan_pipeline(cfg: Any, settings: Settings, *, snapshot: RepoSnapshot | None = None
+                  ) -> Any:
     """What ``run_pipeline`` would do for ``cfg``: each stage ``run`` or ``cached`` and why."""
     from codemill.factory.graph import REGISTRY, load_modules
     from codemill.factory.materialize import plan
 
     load_modules()
-    return plan(list(STAGES), stage_configs(cfg), settings, registry=REGISTRY)
+    snap = snapshot or resolve_source(cfg, settings)
+    return plan(list(STAGES), stage_configs(cfg, snap), settings, registry=REGISTRY)
 
 
 @dataclass
@@ -82,33 +107,38 @@ class RunSummary:
                 "ledger": self.ledger}
 
 
-def summarize(cfg: Any, settings: Settings, result: MaterializeResult | None = None
-              ) -> RunSummary:
-    """What the ledger holds for ``cfg.source`` and ``cfg.model`` (all runs, deduped by id)."""
-    from codemill.envs.envstore import load_records
-    from codemill.repos.sources import snapshot_source
-    from codemill.store.ledger import Ledger
+def summarize(cfg: Any, settings: Settings, result: MaterializeResult | None = None, *,
+              snapshot: RepoSnapshot) -> RunSummary:
+    """What the ledger holds for the run's ``snapshot`` and ``cfg.model`` (all runs,
+    deduped by id). Reads only: the source is not snapshotted again."""
+    from codemill.factory.lookup import env_rows, pick_env
+    from codemill.store.reader import LedgerReader
 
-    snap = snapshot_source(cfg.source, settings.home)
-    envs = [e for e in load_records(settings.home) if e.snapshot_id == snap.snapshot_id]
-    env = next((e for e in reversed(envs) if e.status.value == "usable"),
-               envs[-1] if envs else None)
-    summary = RunSummary(source=cfg.source, policy=cfg.model,
-                         env_id=env.env_id if env else None,
-                         env_status=f"{env.status.value}{': ' + env.reason if env.reason else ''}"
-                         if env else "not built",
-                         ledger=str(settings.catalog_uri()))
-    if result is not None:
-        summary.seconds = {name: o.seconds for name, o in result.outcomes.items()}
-    if env is None:
-        return summary
-    with Ledger.open(settings) as ledger:
+    with LedgerReader.open(settings) as ledger:
+        rows = env_rows(ledger, f"snapshot_id == '{snapshot.snapshot_id}'")
+        env = (pick_env(rows, python=cfg.python)
+               or pick_env(rows, usable_only=False, python=cfg.python))
+        if env is None and rows:  # a failed build has no venv, but has a reason
+            from codemill.factory.lookup import env_from_row
+
+            env = env_from_row(rows[0])
+        summary = RunSummary(source=cfg.source, policy=cfg.model,
+                             env_id=env.env_id if env else None,
+                             env_status=f"{env.status.value}"
+                             f"{': ' + env.reason if env.reason else ''}"
+                             if env else "not built",
+                             ledger=str(settings.catalog_uri()))
+        if result is not None:
+            summary.seconds = {name: o.seconds for name, o in result.outcomes.items()}
+        if env is None:
+            return summary
         tasks = {r["task_id"]: r for r in ledger.read(
             "tasks", row_filter=f"env_id == '{env.env_id}'",
             columns=["task_id", "kind", "metadata"]).to_pylist()}
         rewards = {r["rollout_id"]: r for r in ledger.read(
             "rewards", row_filter=f"env_id == '{env.env_id}'").to_pylist()
-            if r["policy"] == cfg.model and r["task_id"] in tasks}
+            if r["policy"] == cfg.model and r["task_id"] in tasks
+            and r["harness_version"] == HARNESS_VERSION}
     summary.tasks_by_kind = dict(Counter(t["kind"] for t in tasks.values()))
     summary.weak_tasks = sum(bool(json.loads(t["metadata"] or "{}").get("weak"))
                              for t in tasks.values())

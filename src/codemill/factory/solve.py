@@ -18,6 +18,7 @@ from codemill.core.config import Settings
 from codemill.core.errors import FactoryError
 from codemill.core.ids import content_id, new_run_id
 from codemill.core.records import EnvSpec, Trajectory
+from codemill.factory.environments import ensure_env
 
 Progress = Callable[[str], None]
 
@@ -33,36 +34,6 @@ class SolveResult:
         return self.trajectory.diff
 
 
-def ensure_env(source: str, settings: Settings, *, python: str | None = None,
-               progress: Progress | None = None, usable_only: bool = True) -> EnvSpec:
-    """Snapshot ``source`` and return its environment, building it if needed; with
-    ``usable_only=False`` an installed environment whose tests fail will do."""
-    from codemill.factory.graph import REGISTRY
-    from codemill.factory.materialize import materialize
-    from codemill.factory.pipeline import find_env_for_snapshot
-    from codemill.repos.sources import snapshot_source
-
-    snap = snapshot_source(source, settings.home)
-    env = find_env_for_snapshot(settings.home, snap.snapshot_id, usable_only=usable_only)
-    if env is not None:
-        return env
-    cfg = {"source": source, "python": python}
-    result = materialize(["environments"], {"snapshots": {"source": source},
-                                            "environments": cfg},
-                         settings, registry=REGISTRY, command=f"env for {source}",
-                         progress=(lambda name, done, total: progress(f"{name} {done}"))
-                         if progress else None)
-    result.raise_for_status()
-    env = find_env_for_snapshot(settings.home, snap.snapshot_id, usable_only=usable_only)
-    if env is None:
-        from codemill.envs.envstore import load_records
-
-        failed = [e for e in load_records(settings.home) if e.snapshot_id == snap.snapshot_id]
-        why = failed[-1].reason if failed else "no environment was recorded"
-        raise FactoryError(f"no usable environment for {source}: {why}")
-    return env
-
-
 def solve(repo: str, task_text: str, settings: Settings, *, model: str, max_turns: int = 30,
           python: str | None = None, progress: Progress | None = None) -> SolveResult:
     """Run the agent on ``task_text`` in a sandboxed copy of ``repo``; record the rollout."""
@@ -71,7 +42,7 @@ def solve(repo: str, task_text: str, settings: Settings, *, model: str, max_turn
     from codemill.agent.models import make_backend
     from codemill.envs.envstore import sandbox_spec
     from codemill.envs.sandbox import open_sandbox
-    from codemill.store.ledger import Ledger
+    from codemill.factory.record import recorded_run
     from codemill.store.rows import record_to_row, step_rows
 
     say = progress or (lambda _m: None)
@@ -79,8 +50,7 @@ def solve(repo: str, task_text: str, settings: Settings, *, model: str, max_turn
     say(f"environment {env.env_id[:12]} ready; loading model {model}")
     backend = make_backend(model, home=settings.home)
     config = AgentConfig(max_turns=max_turns)
-    run_id = new_run_id()
-    rollout_id = content_id("solve", env.env_id, task_text, model, run_id)
+    rollout_id = content_id("solve", env.env_id, task_text, model, new_run_id())
     sandbox = open_sandbox(sandbox_spec(env, settings.home, settings.sandbox), settings.home,
                            backend=settings.sandbox.backend)
     try:
@@ -89,16 +59,16 @@ def solve(repo: str, task_text: str, settings: Settings, *, model: str, max_turn
                                           task_id="", policy=model)
     finally:
         sandbox.close()
-    with Ledger.open(settings) as ledger:
-        ledger.start_run(run_id, "solve", {"repo": repo, "model": model, "task": task_text,
-                                           "agent": config.model_dump(mode="json")})
-        kw = {"run_id": run_id, "asset": "solve", "config_hash": settings.config_hash}
-        with ledger.writer("rollouts", **kw) as w:
-            w.add(record_to_row(traj))
-        with ledger.writer("steps", **kw) as w:
-            w.add_many(step_rows(traj))
-        ledger.finish_run(run_id, "success", {"stop_reason": traj.stop_reason.value,
-                                              "diff_lines": traj.diff.count("\n")})
+    run_config = {"repo": repo, "model": model, "task": task_text,
+                  "agent": config.model_dump(mode="json")}
+    with recorded_run(settings, "solve", run_config) as rec:
+        row = record_to_row(traj)
+        row["env_id"] = env.env_id
+        rec.add(row, "rollouts")
+        rec.add_many(step_rows(traj), "steps")
+        rec.summary.update(stop_reason=traj.stop_reason.value,
+                           diff_lines=traj.diff.count("\n"))
+        run_id = rec.run_id
     return SolveResult(env=env, trajectory=traj, run_id=run_id)
 
 

@@ -35,6 +35,9 @@ from codemill.repos.archives import link_inside
 from codemill.repos.gitcmd import git
 
 _CHUNK = 1 << 20
+SNAPSHOT_VERSION = "1"
+"""Version of the tree hash and the stored layout; bump when either changes (the
+factory's ``snapshots`` asset keys on it)."""
 
 
 @dataclass(frozen=True)

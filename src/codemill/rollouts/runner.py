@@ -169,18 +169,30 @@ def run_one(ctx: RolloutContext, item: RolloutItem) -> RolloutResult:
 
 def _reward(ctx: RolloutContext, item: RolloutItem, env: EnvSpec, traj: Trajectory,
             notes: list[str]) -> Reward:
+    return reward_for(item.task, env, traj, home=ctx.home, settings=ctx.settings,
+                      grader=ctx.grader, backend=ctx.backend, notes=notes)
+
+
+def reward_for(task: TaskSpec, env: EnvSpec, traj: Trajectory, *, home: Path,
+               settings: Settings, grader: GraderConfig | None = None,
+               backend: str | None = None, notes: list[str] | None = None) -> Reward:
+    """The reward of a finished rollout: masked for an infrastructure stop (the diff is
+    partial through no fault of the policy) or a grader that failed, graded otherwise.
+    Used right after a rollout and by the factory's ``rewards`` asset, which grades
+    rollouts read back from the ledger."""
+    notes = notes if notes is not None else []
     infra = INFRA_STOPS.get(traj.stop_reason)
     if infra is not None:
         notes.append(f"{infra}: {traj.error or traj.stop_reason}")
-        return infra_reward(item.task, env, rollout_id=item.rollout_id, policy=item.policy,
+        return infra_reward(task, env, rollout_id=traj.rollout_id, policy=traj.policy,
                             error_type=infra, diff=traj.diff)
     with boundary("grader", "grade the rollout") as graded:
-        reward = grade(item.task, traj.diff, env=env, home=ctx.home, settings=ctx.settings,
-                       rollout_id=item.rollout_id, policy=item.policy, trajectory=traj,
-                       config=ctx.grader, backend=ctx.backend)
+        reward = grade(task, traj.diff, env=env, home=home, settings=settings,
+                       rollout_id=traj.rollout_id, policy=traj.policy, trajectory=traj,
+                       config=grader or GraderConfig(), backend=backend)
     if graded.failed:
         notes.append(graded.message or "")
-        return infra_reward(item.task, env, rollout_id=item.rollout_id, policy=item.policy,
+        return infra_reward(task, env, rollout_id=traj.rollout_id, policy=traj.policy,
                             error_type=graded.error_type or "infra:grader", diff=traj.diff)
     return reward
 

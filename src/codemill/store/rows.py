@@ -124,6 +124,33 @@ def step_rows(traj: Trajectory) -> list[dict[str, Any]]:
     return rows
 
 
+def trajectory_from_rows(rollout: dict[str, Any], steps: list[dict[str, Any]]
+                         ) -> Trajectory:
+    """The inverse of ``record_to_row(traj)`` + ``step_rows(traj)``: a rollout read back
+    from the ledger with its steps (in ``step_index`` order), e.g. to grade it later."""
+    from codemill.core.records import Message, ModelReply
+
+    def loads(text: Any, default: Any) -> Any:
+        return json.loads(text) if isinstance(text, str) and text else default
+
+    made = []
+    for r in sorted(steps, key=lambda r: int(r["step_index"])):
+        msg = Message(role=r["role"], content=r.get("content") or "",
+                      tool_calls=loads(r.get("tool_calls"), ()))
+        reply = ModelReply(message=msg, prompt_tokens=r.get("prompt_tokens") or 0,
+                           completion_tokens=r.get("completion_tokens") or 0,
+                           finish_reason=r.get("finish_reason") or "",
+                           latency_s=r.get("latency_s") or 0.0,
+                           token_ids=loads(r.get("token_ids"), ()),
+                           logprobs=loads(r.get("logprobs"), ()))
+        made.append(Step(index=int(r["step_index"]), reply=reply,
+                         observations=loads(r.get("observations"), ()),
+                         tool_seconds=r.get("tool_seconds") or 0.0,
+                         harness_seconds=r.get("harness_seconds") or 0.0))
+    base = row_to_record(Trajectory, {k: v for k, v in rollout.items() if k != "steps"})
+    return base.model_copy(update={"steps": tuple(made)})
+
+
 def test_result_rows(
     report: TestReport,
     *,

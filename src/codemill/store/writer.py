@@ -51,7 +51,7 @@ from codemill.store.coerce import RowError, infer_type, new_columns, to_arrow, u
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
-    from codemill.store.ledger import Ledger
+    from codemill.store.reader import LedgerReader
 
 BATCH_ID = "codemill.batch-id"
 BACKOFF_BASE_S = 0.02
@@ -76,7 +76,7 @@ class BatchWriter:
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: LedgerReader,
         table: str,
         *,
         run_id: str,

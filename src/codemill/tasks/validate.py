@@ -36,6 +36,10 @@ from codemill.tasks.patches import Changes, diff_stats
 from codemill.tasks.records import FunnelCounter, TaskValidation, task_id
 from codemill.tasks.testbed import TestBed, consistent, failed
 
+VALIDATION_VERSION = "1"
+"""Version of the task sources and their validation; bump when the same environment
+would yield other tasks or verdicts (the factory's ``tasks`` asset keys on it)."""
+
 
 class ValidationConfig(BaseModel):
     """How hard validation looks."""
