@@ -253,7 +253,8 @@ def _revalidate(bed: Any, tasks: Iterable[TaskSpec], cfg: Any, funnel: Any
         yield validate(bed, c, cfg, funnel)
 
 
-def validate_cmd(task_ids: list[str] = typer.Argument(None, help="Task ids (default: all)."),
+def validate_cmd(task_ids: list[str] = typer.Argument(
+                     None, help="Task ids, prefixes or instance_ids (default: all)."),
                  runs: int = _RUNS, mutants: int = _MUTANTS, as_json: bool = _JSON) -> None:
     """Re-check tasks from the ledger: gold passes, broken fails, flakiness, strength."""
     with handle_errors():
@@ -320,7 +321,7 @@ def ls_cmd(env: str | None = typer.Option(None, "--env", help="Only this environ
         console.print(table)
 
 
-def show_cmd(task: str = typer.Argument(..., help="Task id or prefix."),
+def show_cmd(task: str = typer.Argument(..., help="Task id, prefix or instance_id."),
              as_json: bool = _JSON) -> None:
     """Show one task: labels, metadata, statement and patches."""
     with handle_errors():
@@ -342,7 +343,8 @@ def show_cmd(task: str = typer.Argument(..., help="Task id or prefix."),
         console.print(t.gold_patch, highlight=False, markup=False)
 
 
-def package_cmd(task: str = typer.Argument(..., help="Task id or prefix.")) -> None:
+def package_cmd(task: str = typer.Argument(..., help="Task id, prefix or instance_id.")
+                ) -> None:
     """Build the agent's workspace layer of a task (single commit, no history)."""
     with handle_errors():
         from codemill.tasks.package import package_task
@@ -363,12 +365,21 @@ def export_cmd(out: Path = typer.Argument(..., help="Output .jsonl or .parquet f
 
         if fmt != "swebench":
             raise TaskError(f"unknown format {fmt!r} (known: swebench)")
+        from codemill.factory.lookup import env_rows, snapshot_of
+
         with open_reader() as ledger:
             tasks = _load_tasks(ledger)
-        tasks = [t for t in tasks if (not env or t.env_id.startswith(env))
-                 and (include_weak or not t.metadata.get("weak"))]
+            tasks = [t for t in tasks if (not env or t.env_id.startswith(env))
+                     and (include_weak or not t.metadata.get("weak"))]
+            snap_of_env = {r["env_id"]: r["snapshot_id"] for r in env_rows(ledger)}
+            snaps = {}
+            for env_id in {t.env_id for t in tasks}:
+                snap = snapshot_of(ledger, snap_of_env.get(env_id, "")) \
+                    if env_id in snap_of_env else None
+                if snap is not None:
+                    snaps[env_id] = snap
         write = write_parquet if out.suffix == ".parquet" else write_jsonl
-        n = write(tasks, out)
+        n = write(tasks, out, snaps)
         console.print(f"{n} task(s) written to {out}", highlight=False)
 
 

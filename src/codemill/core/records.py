@@ -61,7 +61,8 @@ class RepoSnapshot(Record):
     """What the user typed: a path, a git URL[@rev], or ``pypi:NAME==VERSION``."""
     source_kind: SourceKind
     commit: str | None = None
-    """The git commit the tree came from, when there was one."""
+    """The git commit the tree came from, when there was one; for a PyPI release the
+    sdist's ``sha256:<hex>`` (what the source resolved to)."""
     path: str
     """Where the stored tree lies on disk (read-only; never edited in place)."""
     n_files: int

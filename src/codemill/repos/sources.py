@@ -118,7 +118,8 @@ def _from_pypi(source: str, home: Path, say: Progress) -> RepoSnapshot:
         raise
     stored = store_staging(staging, home, skipped=skipped)
     return _record(f"pypi:{sdist.name}=={sdist.version}", SourceKind.PYPI, stored,
-                   name=sdist.name, created_at=sdist.uploaded_at)
+                   name=sdist.name, commit=f"sha256:{sdist.sha256}",
+                   created_at=sdist.uploaded_at)
 
 
 def _from_git(source: str, url: str, rev: str, home: Path, say: Progress) -> RepoSnapshot:

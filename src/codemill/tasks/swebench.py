@@ -12,6 +12,14 @@ a bug; that bug travels in the extra field ``codemill_broken_patch`` (apply it a
 checking out ``base_commit``), next to ``codemill_task_id``, ``codemill_env_id`` and
 ``codemill_kind``. Consumers that ignore extra fields still load the file.
 
+``repo`` and ``base_commit`` come from the task's own metadata (a mined task knows its
+repository and parent commit) or else from the snapshot its environment was built from
+(``source_fields``): a git source gives its URL and commit; a PyPI release gives
+``pypi:NAME``, its version and ``sha256:<sdist hash>``; a local directory gives its path
+and its git commit when the snapshot has one, else the snapshot's content id (the tree
+hash: there is no commit to check out). Every command that takes a task accepts the
+``instance_id`` written here (``codemill.factory.lookup.find_task``).
+
 Import reads such files back into ``TaskSpec``s of kind ``imported`` for one environment;
 ``codemill tasks validate`` then checks their labels like any other task's.
 """
@@ -24,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from codemill.core.errors import TaskError
-from codemill.core.records import TaskKind, TaskSpec
+from codemill.core.records import RepoSnapshot, SourceKind, TaskKind, TaskSpec
+from codemill.repos.sources import split_rev
 from codemill.tasks.patches import patch_paths
 from codemill.tasks.paths import is_test_path
 from codemill.tasks.records import task_id
@@ -37,13 +46,26 @@ FIELDS = (
 EXTRA = ("codemill_task_id", "codemill_env_id", "codemill_kind", "codemill_broken_patch")
 
 
-def to_instance(task: TaskSpec) -> dict[str, str]:
-    """The SWE-bench instance of ``task`` (every value a string)."""
-    md = task.metadata
+def source_fields(snapshot: RepoSnapshot | None) -> dict[str, str]:
+    """``repo``, ``base_commit`` and ``version`` of a snapshot (see the module docstring)."""
+    if snapshot is None:
+        return {}
+    if snapshot.source_kind == SourceKind.PYPI:
+        name, _, version = snapshot.source.removeprefix("pypi:").partition("==")
+        return {"repo": f"pypi:{name}", "base_commit": snapshot.commit or snapshot.snapshot_id,
+                "version": version}
+    location, _ = split_rev(snapshot.source)
+    return {"repo": location, "base_commit": snapshot.commit or snapshot.snapshot_id}
+
+
+def to_instance(task: TaskSpec, snapshot: RepoSnapshot | None = None) -> dict[str, str]:
+    """The SWE-bench instance of ``task`` (every value a string); ``snapshot`` is the one
+    its environment was built from, for ``repo``/``base_commit`` the task does not know."""
+    md = {**source_fields(snapshot), **{k: v for k, v in task.metadata.items() if v}}
     repo = str(md.get("repo") or md.get("project") or "")
-    slug = repo.rstrip("/").split("/")[-1].removesuffix(".git") or "repo"
+    slug = repo.rstrip("/").split("/")[-1].removesuffix(".git").removeprefix("pypi:")
     return {
-        "instance_id": f"{slug}__codemill-{task.task_id[:12]}",
+        "instance_id": f"{slug or 'repo'}__codemill-{task.task_id[:12]}",
         "repo": repo,
         "base_commit": str(md.get("base_commit") or ""),
         "patch": task.gold_patch,
@@ -62,22 +84,31 @@ def to_instance(task: TaskSpec) -> dict[str, str]:
     }
 
 
-def write_jsonl(tasks: Iterable[TaskSpec], path: Path) -> int:
+Snapshots = Mapping[str, RepoSnapshot]
+"""``env_id -> snapshot`` of the environments the tasks belong to."""
+
+
+def write_jsonl(tasks: Iterable[TaskSpec], path: Path, snapshots: Snapshots | None = None
+                ) -> int:
     """Write instances as JSON Lines; returns how many."""
     n = 0
+    snaps = snapshots or {}
     with Path(path).open("w", encoding="utf-8") as fh:
         for t in tasks:
-            fh.write(json.dumps(to_instance(t), ensure_ascii=False) + "\n")
+            fh.write(json.dumps(to_instance(t, snaps.get(t.env_id)), ensure_ascii=False)
+                     + "\n")
             n += 1
     return n
 
 
-def write_parquet(tasks: Iterable[TaskSpec], path: Path) -> int:
+def write_parquet(tasks: Iterable[TaskSpec], path: Path, snapshots: Snapshots | None = None
+                  ) -> int:
     """Write instances as one Parquet file (all columns strings); returns how many."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [to_instance(t) for t in tasks]
+    snaps = snapshots or {}
+    rows = [to_instance(t, snaps.get(t.env_id)) for t in tasks]
     cols = {name: pa.array([r[name] for r in rows], type=pa.string()) for name in FIELDS + EXTRA}
     pq.write_table(pa.table(cols), str(path))
     return len(rows)
