@@ -153,3 +153,25 @@ def test_trajectory_reads_back_from_its_rows():
     from codemill.store.rows import record_to_row
 
     assert trajectory_from_rows(record_to_row(traj), step_rows(traj)) == traj
+
+
+def test_baseline_runs_read_back_from_test_results_rows():
+    from codemill.core.records import Outcome, TestCaseResult, TestReport
+    from codemill.store.rows import reports_from_rows, test_result_rows
+    from codemill.testing.baseline import summarize
+
+    def report(outcome: Outcome) -> TestReport:
+        return TestReport(command=("python", "-m", "pytest"), exit_code=1, duration_s=1.5,
+                          parser_version="junit", results=(
+                              TestCaseResult(node_id="t.py::a", outcome=Outcome.PASSED,
+                                             duration_s=0.5),
+                              TestCaseResult(node_id="t.py::b", outcome=outcome)))
+
+    runs = [report(Outcome.PASSED), report(Outcome.FAILED)]
+    rows = [row for i, r in enumerate(runs)
+            for row in test_result_rows(r, env_id="e", run_index=i, phase="baseline")]
+    back = reports_from_rows(rows)
+    assert back == runs
+    base = summarize(back)
+    assert base.flaky == {"t.py::b"} and base.passing == {"t.py::a"}
+    assert base.runs == 2 and base.cost(["t.py::a"]) == 0.5

@@ -121,6 +121,10 @@ def test_edit_reruns_what_is_downstream_and_nothing_else(tmp_path):
 
     first = _run(tmp_path, *args)
     assert statuses(first) == dict.fromkeys(STAGES, "success")
+    # Validation reused the build's k baseline runs (read from the ledger) instead of
+    # running the suite k more times and caching them on disk.
+    home = tmp_path / "home"
+    assert not (home / "cache" / "baseline" / f"{first['env_id']}.json").exists()
     assert statuses(_run(tmp_path, *args)) == dict.fromkeys(STAGES, "cached")
 
     # An uncommitted edit to one source file: the working tree is the source.

@@ -49,11 +49,15 @@ _RETRY = typer.Option(False, "--retry-rejected",
 
 def _bed(env_prefix: str) -> Any:
     from codemill.cli.env_cmd import resolve_env
+    from codemill.factory.lookup import baseline_reports
     from codemill.tasks.testbed import TestBed
 
     settings = State.settings()
     env = resolve_env(env_prefix)
-    return env, TestBed.from_env(env, settings.home, settings.sandbox)
+    with open_reader() as reader:  # the build's k runs: validation need not run them again
+        reports = baseline_reports(reader, env.env_id)
+    return env, TestBed.from_env(env, settings.home, settings.sandbox,
+                                 baseline_reports=reports)
 
 
 def _load_tasks(reader: Any, env_id: str | None = None) -> list[TaskSpec]:

@@ -142,3 +142,12 @@ def snapshot_of(reader: Any, snapshot_id: str) -> RepoSnapshot | None:
 
     rows = _rows(reader, "snapshots", f"snapshot_id == {_quote(snapshot_id)}")
     return row_to_record(RepoSnapshot, rows[0]) if rows else None
+
+
+def baseline_reports(reader: Any, env_id: str) -> list[Any]:
+    """The build's k baseline runs of ``env_id`` (``TestReport``s, in run order)."""
+    from codemill.store.rows import reports_from_rows
+
+    rows = [r for r in _rows(reader, "test_results", f"env_id == {_quote(env_id)}")
+            if r.get("phase") == "baseline" and not r.get("task_id")]
+    return reports_from_rows(rows)

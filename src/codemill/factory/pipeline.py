@@ -74,6 +74,13 @@ def _say(ctx: AssetContext) -> Any:
     return lambda message: ctx.logger.info("%s: %s", ctx.asset.name, message)
 
 
+def _run_config(raw: dict[str, Any]) -> RunConfig:
+    """The stage's slice of ``RunConfig`` (its other fields at their defaults); the stage
+    works on a snapshot, so the snapshot id stands in for the source."""
+    fields = {k: v for k, v in raw.items() if k in RunConfig.model_fields}
+    return RunConfig(**{**fields, "source": _sid(raw)})
+
+
 def _sid(cfg: dict[str, Any]) -> str:
     sid = str(cfg.get("snapshot_id") or "")
     if not sid.isalnum():
@@ -173,8 +180,11 @@ def tasks(ctx: AssetContext) -> Iterator[Any]:
 
     raw = _cfg(ctx)
     env = require_env(ctx, raw)
-    cfg = RunConfig(**{k: v for k, v in raw.items() if k in RunConfig.model_fields})
-    bed = TestBed.from_env(env, ctx.settings.home, ctx.settings.sandbox)
+    cfg = _run_config(raw)
+    from codemill.factory.lookup import baseline_reports
+
+    bed = TestBed.from_env(env, ctx.settings.home, ctx.settings.sandbox,
+                           baseline_reports=baseline_reports(ctx.reader, env.env_id))
     skip = _decided(ctx, env.env_id)
     have = ctx.read("tasks", columns=["task_id", "env_id", "kind"],
                     row_filter=f"env_id == '{env.env_id}'")
@@ -224,7 +234,7 @@ def rollouts(ctx: AssetContext) -> Iterator[Any]:
     from codemill.store.rows import record_to_row, step_rows
 
     raw = _cfg(ctx)
-    cfg = RunConfig(**{k: v for k, v in raw.items() if k in RunConfig.model_fields})
+    cfg = _run_config(raw)
     env = require_env(ctx, raw)
     task_list = _tasks_of(ctx, env.env_id)
     sampling = SamplingConfig(temperature=cfg.temperature, max_tokens=cfg.max_tokens,

@@ -175,6 +175,27 @@ def test_result_rows(
     return [{**shared, **record_to_row(case)} for case in report.results]
 
 
+def reports_from_rows(rows: list[dict[str, Any]]) -> list[TestReport]:
+    """The inverse of ``test_result_rows`` for one phase of one environment: a report per
+    ``run_index``, in order (e.g. the build's k baseline runs, reused by task validation)."""
+    from codemill.core.records import TestCaseResult
+
+    runs: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        runs.setdefault(int(row.get("run_index") or 0), []).append(row)
+    reports = []
+    for _, group in sorted(runs.items()):
+        first = group[0]
+        cases = tuple(row_to_record(TestCaseResult, r)
+                      for r in sorted(group, key=lambda r: r["node_id"]))
+        reports.append(TestReport(
+            command=tuple(json.loads(first["command"]) if first.get("command") else ()),
+            exit_code=first.get("exit_code"), duration_s=first.get("report_duration_s") or 0.0,
+            timed_out=bool(first.get("timed_out")), results=cases,
+            parser_version=first.get("parser_version") or "", error=first.get("report_error")))
+    return reports
+
+
 test_result_rows.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 

@@ -16,7 +16,6 @@ import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,64 +28,18 @@ from codemill.envs.sandbox import SandboxSpec, open_sandbox
 from codemill.tasks import coverage_map as cov
 from codemill.tasks.patches import Changes
 from codemill.tasks.paths import is_source_path
+from codemill.testing.baseline import Baseline, consistent
+from codemill.testing.baseline import summarize as baseline_of
 from codemill.testing.pytest_runner import PytestRunner
+
+__all__ = ["Baseline", "TestBed", "apply_changes", "baseline_of", "consistent", "failed"]
 
 MIN_TIMEOUT_S = 12.0
 TIMEOUT_FACTOR = 3.0
 
 
-@dataclass
-class Baseline:
-    """What the unchanged environment's tests do, over ``runs`` identical runs."""
-
-    outcomes: dict[str, Outcome]
-    """Each test's outcome when it was the same in every run."""
-    durations: dict[str, float]
-    flaky: set[str] = field(default_factory=set)
-    runs: int = 1
-    seconds: float = 0.0
-    """Wall time of one full-suite run (the mean)."""
-    reports: list[TestReport] = field(default_factory=list)
-    """The runs themselves (the unchanged state's evidence, reused by validation)."""
-
-    @property
-    def passing(self) -> set[str]:
-        return {t for t, o in self.outcomes.items() if o == Outcome.PASSED}
-
-    def cost(self, tests: Sequence[str] | set[str] | None) -> float:
-        """Test seconds of running ``tests`` (None: the full suite)."""
-        if tests is None:
-            return sum(self.durations.values())
-        return sum(self.durations.get(t, 0.0) for t in tests)
-
-
-def baseline_of(reports: Sequence[TestReport]) -> Baseline:
-    """A ``Baseline`` from full-suite runs of the unchanged state."""
-    outcomes, flaky = consistent(reports)
-    durations: dict[str, float] = {}
-    for r in reports:
-        for res in r.results:
-            durations[res.node_id] = max(durations.get(res.node_id, 0.0), res.duration_s)
-    seconds = sum(r.duration_s for r in reports) / max(len(reports), 1)
-    return Baseline(outcomes, durations, flaky, len(reports), seconds, list(reports))
-
-
 def failed(outcome: Outcome | None) -> bool:
     return outcome in (Outcome.FAILED, Outcome.ERROR)
-
-
-def consistent(reports: Sequence[TestReport]) -> tuple[dict[str, Outcome], set[str]]:
-    """Outcomes that agree across ``reports``, and the tests that did not (flaky).
-
-    A test missing from one run counts as a different outcome there (it vanished)."""
-    seen: dict[str, set[Outcome | None]] = {}
-    names = set().union(*(r.outcomes().keys() for r in reports)) if reports else set()
-    for r in reports:
-        outs = r.outcomes()
-        for n in names:
-            seen.setdefault(n, set()).add(outs.get(n))
-    stable = {n: next(iter(v)) for n, v in seen.items() if len(v) == 1 and None not in v}
-    return stable, {n for n, v in seen.items() if len(v) > 1}  # type: ignore[misc]
 
 
 class TestBed:
@@ -121,16 +74,23 @@ class TestBed:
 
     @classmethod
     def from_env(cls, env: EnvSpec, home: Path, limits: SandboxConfig | None = None, *,
-                 backend: str | None = None, min_timeout_s: float = MIN_TIMEOUT_S) -> TestBed:
+                 backend: str | None = None, min_timeout_s: float = MIN_TIMEOUT_S,
+                 baseline_reports: Sequence[TestReport] = ()) -> TestBed:
         """A bed over a built environment (its snapshot, build layer and venv), running
         pytest exactly as the environment's ``test_command`` does: its options (e.g. an
-        ``-o python_files=...`` the builder found necessary) decide what is collected."""
+        ``-o python_files=...`` the builder found necessary) decide what is collected.
+        ``baseline_reports`` are the build's own runs of the unchanged suite (its
+        ``test_results`` rows): when they all produced results they are the bed's
+        baseline, so validation does not run the suite k more times."""
         spec = envstore.sandbox_spec(env, home, limits)
         cmd = tuple(env.test_command)
         runner = (PytestRunner(cmd[0], cmd[3:], dict(env.env_vars))
                   if cmd[1:3] == ("-m", "pytest") else None)
+        reports = list(baseline_reports)
+        baseline = baseline_of(reports) if reports and all(r.ran for r in reports) else None
         return cls(env.env_id, spec, home, runner=runner, backend=backend,
-                   env_vars=dict(env.env_vars), min_timeout_s=min_timeout_s)
+                   env_vars=dict(env.env_vars), min_timeout_s=min_timeout_s,
+                   baseline=baseline)
 
     # --- files of the snapshot ---------------------------------------------------------------
     def read_base(self, path: str) -> bytes | None:

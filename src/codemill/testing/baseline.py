@@ -9,6 +9,11 @@ list the test):
 - ``passing``: tests that passed in every run;
 - ``usable``: every run produced results and at least one test passes consistently.
 
+``consistent(reports)`` is the one flakiness rule of codemill: the environment's baseline,
+task validation (gold and broken states run k times) and grading all use it. A task
+layer's ``TestBed`` starts from the build's own k runs (recorded as the environment's
+``test_results`` rows) instead of running the suite k more times.
+
 A run that produced no trustworthy results (timeout, crash, no result file) makes the
 baseline unusable and ends it (no k-1 more timeouts); its ``error`` is kept in ``errors``.
 Runs are sequential on purpose: concurrent runs would compete for the CPU and make
@@ -17,7 +22,7 @@ timing-sensitive tests look flaky.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +30,24 @@ from codemill.core.protocols import Sandbox, TestRunner
 from codemill.core.records import Outcome, TestReport
 
 
+def consistent(reports: Sequence[TestReport]) -> tuple[dict[str, Outcome], set[str]]:
+    """Outcomes that agree across ``reports``, and the tests that did not (flaky).
+
+    A test missing from one run counts as a different outcome there (it vanished)."""
+    seen: dict[str, set[Outcome | None]] = {}
+    names = set().union(*(r.outcomes().keys() for r in reports)) if reports else set()
+    for r in reports:
+        outs = r.outcomes()
+        for n in names:
+            seen.setdefault(n, set()).add(outs.get(n))
+    stable = {n: o for n, v in seen.items() if len(v) == 1 for o in v if o is not None}
+    return stable, {n for n, v in seen.items() if len(v) > 1}
+
+
 @dataclass(frozen=True)
 class Baseline:
+    """The unchanged suite over ``k`` runs: per-test outcomes, flakiness, timing."""
+
     reports: tuple[TestReport, ...]
     outcomes: dict[str, tuple[Outcome | None, ...]] = field(default_factory=dict)
     """Per node id, its outcome in each run that produced results, in run order."""
@@ -38,12 +59,28 @@ class Baseline:
 
     @property
     def flaky(self) -> frozenset[str]:
-        return frozenset(n for n, outs in self.outcomes.items() if len(set(outs)) > 1)
+        return frozenset(consistent([r for r in self.reports if r.ran])[1])
 
     @property
     def passing(self) -> frozenset[str]:
-        return frozenset(n for n, outs in self.outcomes.items()
-                         if outs and all(o == Outcome.PASSED for o in outs))
+        stable = consistent([r for r in self.reports if r.ran])[0]
+        return frozenset(n for n, o in stable.items() if o == Outcome.PASSED)
+
+    @property
+    def runs(self) -> int:
+        return len(self.reports)
+
+    @property
+    def seconds(self) -> float:
+        """Wall time of one full-suite run (the mean)."""
+        return sum(r.duration_s for r in self.reports) / max(len(self.reports), 1)
+
+    def cost(self, tests: Iterable[str] | None) -> float:
+        """Test seconds of running ``tests`` (None: the full suite), each at its slowest."""
+        slowest = {n: max(d) for n, d in self.durations.items() if d}
+        if tests is None:
+            return sum(slowest.values())
+        return sum(slowest.get(t, 0.0) for t in tests)
 
     @property
     def usable(self) -> bool:
