@@ -58,7 +58,7 @@ def _run(tmp_path, *args):
     return json.loads(out.stdout)
 
 
-def test_run_end_to_end_then_cached_then_new_policy(tmp_path):
+def _project(tmp_path):
     repo = tmp_path / "mathx"
     (repo / "tests").mkdir(parents=True)
     (repo / "mathx.py").write_text(MODULE)
@@ -67,6 +67,11 @@ def test_run_end_to_end_then_cached_then_new_policy(tmp_path):
         '[project]\nname = "mathx"\nversion = "0.1"\n'
         '[project.optional-dependencies]\ntest = ["pytest"]\n'
         '[tool.pytest.ini_options]\npythonpath = ["."]\n')
+    return repo
+
+
+def test_run_end_to_end_then_cached_then_new_policy(tmp_path):
+    repo = _project(tmp_path)
 
     first = _run(tmp_path, str(repo), "--model", "scripted:submit", "--tasks", "2",
                  "--features", "1", "--group", "2")
@@ -102,14 +107,7 @@ def _git(repo, *args):
 
 @pytest.mark.timeout(900)
 def test_edit_reruns_what_is_downstream_and_nothing_else(tmp_path):
-    repo = tmp_path / "mathx"
-    (repo / "tests").mkdir(parents=True)
-    (repo / "mathx.py").write_text(MODULE)
-    (repo / "tests" / "test_mathx.py").write_text(TESTS)
-    (repo / "pyproject.toml").write_text(
-        '[project]\nname = "mathx"\nversion = "0.1"\n'
-        '[project.optional-dependencies]\ntest = ["pytest"]\n'
-        '[tool.pytest.ini_options]\npythonpath = ["."]\n')
+    repo = _project(tmp_path)
     _git(repo, "init", "-q")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "first")

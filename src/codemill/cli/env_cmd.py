@@ -20,14 +20,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from codemill.cli.app import (
-    State,
-    console,
-    err_console,
-    handle_errors,
-    open_reader,
-    print_json,
-)
+from codemill.cli.app import State, console, err_console, handle_errors, open_reader, print_json
 from codemill.core.errors import BuildError
 from codemill.core.ids import short_id
 from codemill.core.records import EnvSpec, EnvStatus, Outcome

@@ -21,14 +21,7 @@ from typing import Any
 
 import typer
 
-from codemill.cli.app import (
-    State,
-    console,
-    err_console,
-    handle_errors,
-    open_reader,
-    print_json,
-)
+from codemill.cli.app import State, console, err_console, handle_errors, open_reader, print_json
 from codemill.core.errors import TaskError
 from codemill.core.ids import bytes_id, short_id
 

@@ -27,14 +27,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from codemill.cli.app import (
-    State,
-    console,
-    err_console,
-    handle_errors,
-    open_reader,
-    print_json,
-)
+from codemill.cli.app import State, console, err_console, handle_errors, open_reader, print_json
 from codemill.core.errors import TaskError
 from codemill.core.ids import short_id
 from codemill.core.records import TaskSpec
@@ -60,6 +53,13 @@ def _bed(env_prefix: str) -> Any:
                                  baseline_reports=reports)
 
 
+def decided(reader: Any, env_id: str, retry_rejected: bool = False
+            ) -> tuple[set[str], set[str]]:
+    from codemill.factory.lookup import decided_candidates
+
+    return decided_candidates(reader, env_id, retry_rejected=retry_rejected)
+
+
 def _load_tasks(reader: Any, env_id: str | None = None) -> list[TaskSpec]:
     from codemill.factory.lookup import load_tasks
 
@@ -70,25 +70,6 @@ def _find_task(reader: Any, ref: str) -> TaskSpec:
     from codemill.factory.lookup import find_task
 
     return find_task(reader, ref)
-
-
-def _decided(ledger: Any, env_id: str, retry_rejected: bool = False
-             ) -> tuple[set[str], set[str]]:
-    """(candidate ids decided before, task ids present) for an environment; with
-    ``retry_rejected`` only accepted candidates count as decided."""
-    cands: set[str] = set()
-    tasks: set[str] = set()
-    names = ledger.table_names()
-    if "task_validations" in names and not retry_rejected:
-        rows = ledger.read("task_validations", row_filter=f"env_id == '{env_id}'",
-                           columns=["task_id", "details"]).to_pylist()
-        for r in rows:
-            details = json.loads(r["details"]) if r.get("details") else {}
-            cands.add(details.get("candidate_id") or r["task_id"])
-    for t in _load_tasks(ledger, env_id):
-        tasks.add(t.task_id)
-        cands.add(str(t.metadata.get("candidate_id") or t.task_id))
-    return cands, tasks
 
 
 def _record(command: str, env_id: str, config: dict[str, Any], funnel: Any,
@@ -164,7 +145,7 @@ def synth_cmd(env: str = _ENV, max_tasks: int = typer.Option(20, "--max", help="
                           compose=compose, validation=_vcfg(runs, mutants))
         funnel = FunnelCounter(spec.env_id, "synth")
         with open_reader(create=True) as ledger:
-            skip, present = _decided(ledger, spec.env_id, retry)
+            skip, present = decided(ledger, spec.env_id, retry)
         made = _record("tasks synth", spec.env_id, cfg.model_dump(), funnel,
                        synthesize(bed, cfg, funnel=funnel, skip=skip), present)
         _print_funnel(funnel, made, as_json)
@@ -184,7 +165,7 @@ def features_cmd(env: str = _ENV, max_tasks: int = typer.Option(10, "--max", hel
                             validation=_vcfg(runs, mutants))
         funnel = FunnelCounter(spec.env_id, "feature")
         with open_reader(create=True) as ledger:
-            skip, present = _decided(ledger, spec.env_id, retry)
+            skip, present = decided(ledger, spec.env_id, retry)
         made = _record("tasks features", spec.env_id, cfg.model_dump(), funnel,
                        feature_tasks(bed, cfg, funnel=funnel, skip=skip), present)
         _print_funnel(funnel, made, as_json)
@@ -230,7 +211,7 @@ def mine_cmd(env: str = _ENV,
                          validation=_vcfg(runs, mutants))
         funnel = FunnelCounter(spec.env_id, "mined")
         with open_reader(create=True) as ledger:
-            skip, present = _decided(ledger, spec.env_id, retry)
+            skip, present = decided(ledger, spec.env_id, retry)
         made = _record("tasks mine", spec.env_id, {**cfg.model_dump(), "repo": url}, funnel,
                        mine(bed, mirror, rev or head, cfg, repo=url, funnel=funnel,
                             skip=skip), present)
@@ -291,7 +272,7 @@ def import_cmd(file: Path = typer.Argument(..., help="SWE-bench JSONL or Parquet
         tasks = [from_instance(row, spec.env_id) for row in read_instances(file)]
         funnel = FunnelCounter(spec.env_id, "imported")
         with open_reader(create=True) as ledger:
-            _, present = _decided(ledger, spec.env_id)
+            _, present = decided(ledger, spec.env_id)
         made = _record("tasks import", spec.env_id, {"file": str(file)}, funnel,
                        _revalidate(bed, tasks, _vcfg(runs, mutants), funnel), present)
         _print_funnel(funnel, made, as_json)

@@ -75,6 +75,21 @@ def find_task(reader: Any, ref: str, tasks: list[TaskSpec] | None = None) -> Tas
     return next(iter(matches.values()))
 
 
+def decided_candidates(reader: Any, env_id: str, *, retry_rejected: bool = False
+                       ) -> tuple[set[str], set[str]]:
+    """(candidate ids decided before, task ids present) for ``env_id``: a rerun skips
+    the candidates, so a crashed run resumes without redoing or duplicating them. With
+    ``retry_rejected`` only accepted candidates count as decided."""
+    cands: set[str] = set()
+    if not retry_rejected:
+        for r in _rows(reader, "task_validations", f"env_id == {_quote(env_id)}"):
+            details = json.loads(r["details"]) if r.get("details") else {}
+            cands.add(details.get("candidate_id") or r["task_id"])
+    tasks = load_tasks(reader, env_id)
+    cands |= {str(t.metadata.get("candidate_id") or t.task_id) for t in tasks}
+    return cands, {t.task_id for t in tasks}
+
+
 # -- environments and snapshots ------------------------------------------------------------
 
 

@@ -150,22 +150,6 @@ def environments(ctx: AssetContext) -> Iterator[Any]:
             yield Side("test_results", row)
 
 
-def _decided(ctx: AssetContext, env_id: str) -> set[str]:
-    """Candidate ids already decided for ``env_id`` (accepted or rejected): skipped on a
-    rerun, so a crashed run resumes without redoing or duplicating them."""
-    import json
-
-    seen: set[str] = set()
-    for table in ("task_validations", "tasks"):
-        col = "details" if table == "task_validations" else "metadata"
-        rows = ctx.read(table, columns=["task_id", "env_id", col],
-                        row_filter=f"env_id == '{env_id}'")
-        for r in rows:
-            extra = json.loads(r[col]) if r.get(col) else {}
-            seen.add(extra.get("candidate_id") or r["task_id"])
-    return seen
-
-
 @asset("tasks", code_version=f"1.{VALIDATION_VERSION}", deps=("environments",))
 def tasks(ctx: AssetContext) -> Iterator[Any]:
     """Synthesize and validate bug and feature tasks in the environment, then package each
@@ -181,11 +165,11 @@ def tasks(ctx: AssetContext) -> Iterator[Any]:
     raw = _cfg(ctx)
     env = require_env(ctx, raw)
     cfg = _run_config(raw)
-    from codemill.factory.lookup import baseline_reports
+    from codemill.factory.lookup import baseline_reports, decided_candidates
 
     bed = TestBed.from_env(env, ctx.settings.home, ctx.settings.sandbox,
                            baseline_reports=baseline_reports(ctx.reader, env.env_id))
-    skip = _decided(ctx, env.env_id)
+    skip, _ = decided_candidates(ctx.reader, env.env_id)
     have = ctx.read("tasks", columns=["task_id", "env_id", "kind"],
                     row_filter=f"env_id == '{env.env_id}'")
     present = {r["task_id"] for r in have}
