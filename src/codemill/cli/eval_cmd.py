@@ -5,6 +5,7 @@
     codemill eval compare scripted:look-then-submit smollm2 --suite held-out
     codemill eval judge held-out --model smollm2 --judge heuristic
     codemill eval checkpoints --suite held-out
+    codemill eval vibes ENV --model scripted:look-then-submit --model smollm2
 
 Parses and prints; the factory (``codemill.factory.eval_api``) runs and records.
 """
@@ -173,6 +174,37 @@ def checkpoints_cmd(suite: str = typer.Option(..., "--suite", "-s")) -> None:
         for cid, res in out:
             what = res if isinstance(res, str) else f"{res.status}: pass@1 {res.score.pass1}"
             console.print(f"{cid[:12]} {what}", highlight=False)
+
+
+@app.command("vibes")
+def vibes_cmd(
+    env: str = typer.Argument(..., help="Environment id prefix (e.g. your repo's)."),
+    model: list[str] = typer.Option(..., "--model", "-m", help="Variants (repeatable)."),
+    judge: str = typer.Option("heuristic", "--judge"),
+    functions: int = typer.Option(2, "--functions", help="Functions to ask about."),
+    seed: int = typer.Option(0, "--seed"),
+    max_turns: int = typer.Option(6, "--max-turns"),
+    max_tokens: int = typer.Option(256, "--max-tokens"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Realistic requests (explain, answer, add a test, refactor) answered side by side;
+    executable checks in the sandbox, judge preferences otherwise."""
+    with handle_errors():
+        from codemill.factory.eval_api import vibe_check
+
+        rows = vibe_check(State.settings(), env, list(model), judge=judge,
+                          n_functions=functions, seed=seed, max_turns=max_turns,
+                          max_tokens=max_tokens)
+        if as_json:
+            print_json(rows)
+            return
+        t = Table(title="vibe checks", title_justify="left")
+        for col in ("request", "variant", "check", "passed", "judge prefers"):
+            t.add_column(col)
+        for r in sorted(rows, key=lambda r: (r["request_id"], r["variant"])):
+            t.add_row(f"{r['kind']}: {r['request'][:50]}", r["variant"][:30], r["check"],
+                      str(r["check_passed"]), r["preference"] or "")
+        console.print(t)
 
 
 def register(root: typer.Typer) -> None:

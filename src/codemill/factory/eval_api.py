@@ -18,7 +18,7 @@ from codemill.evals.judge import Agreement, agreement
 from codemill.evals.measures import VariantScore, score
 from codemill.evals.suites import SuiteRunConfig, SuiteSelection, SuiteSpec
 from codemill.factory import eval_inputs as inputs
-from codemill.factory import evaluation, judging  # noqa: F401  (registers the assets)
+from codemill.factory import evaluation, judging, vibing  # noqa: F401  (registers the assets)
 from codemill.factory.graph import REGISTRY
 from codemill.factory.materialize import MaterializeResult, materialize
 
@@ -144,3 +144,25 @@ def evaluate_checkpoints(settings: Settings, suite_ref: str, *,
         except FactoryError as exc:
             out.append((cid, str(exc)))
     return out
+
+
+def vibe_check(settings: Settings, env_prefix: str, variants: list[str], *,
+               judge: str = "heuristic", n_functions: int = 2, seed: int = 0,
+               max_turns: int = 6, max_tokens: int = 256,
+               progress: ProgressFn | None = None) -> list[dict[str, Any]]:
+    """Each variant answers the vibe-check requests of one environment (see
+    ``codemill.factory.vibing``); the rows of this environment and these variants."""
+    ledger, read = _read(settings)
+    with ledger:
+        envs = sorted({r["env_id"] for r in read("environments", columns=["env_id"])
+                       if r["env_id"].startswith(env_prefix)})
+    if len(envs) != 1:
+        raise FactoryError(f"{len(envs) or 'no'} environment(s) match {env_prefix!r}")
+    cfg = {"env_id": envs[0], "variants": list(variants), "judge": judge,
+           "n_functions": n_functions, "seed": seed, "max_turns": max_turns,
+           "max_tokens": max_tokens}
+    _run("vibe_checks", cfg, settings, "eval vibes", progress)
+    ledger, read = _read(settings)
+    with ledger:
+        rows = read("vibe_checks", row_filter=f"env_id == '{envs[0]}'")
+    return list({r["vibe_id"]: r for r in rows if r["variant"] in variants}.values())
