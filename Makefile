@@ -10,15 +10,15 @@ MODEL_STAMP := $(VENV)/.codemill-model
 TORCH := torch==2.13.0
 # Root needs no sudo; anyone else uses sudo when it exists (and apt-get is skipped when not).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || { command -v sudo >/dev/null && echo sudo; })
-APT_PKGS := git bubblewrap util-linux
+APT_PKGS := git bubblewrap util-linux chromium chromium-driver
 
 .PHONY: help setup system test lint demo bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## / - /'
 
-system:  ## install system packages (git, bubblewrap) with apt-get when missing
-	@missing=""; for p in git bwrap setpriv; do command -v $$p >/dev/null || missing=1; done; \
+system:  ## install system packages (git, bubblewrap, chromium for the report test) with apt-get when missing
+	@missing=""; for p in git bwrap setpriv chromium chromedriver; do command -v $$p >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null && { [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null; }; then \
 	    echo "installing system packages: $(APT_PKGS)"; \
@@ -31,13 +31,13 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	@$(BIN)/python -m pip install -q --disable-pip-version-check uv
-	@$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev,ray]'
+	@$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev,ray,report]'
 	@touch $(STAMP)
 
 $(MODEL_STAMP): $(STAMP)
 	@echo "installing the local model stack (torch, transformers, gguf)"
 	@$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
-	@$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev,ray,model]'
+	@$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev,ray,model,report]'
 	@touch $(MODEL_STAMP)
 
 setup: system $(STAMP) $(MODEL_STAMP)  ## create .venv and install codemill, its dev tools and the model stack

@@ -21,6 +21,8 @@ COMMAND_MODULES = (
     "codemill.cli.grade_cmd",
     "codemill.cli.solve_cmd",
     "codemill.cli.run_cmd",
+    "codemill.cli.eval_cmd",
+    "codemill.cli.report_cmd",
 )
 
 app = typer.Typer(

@@ -53,3 +53,53 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def mean_pass_at_k(counts: list[tuple[int, int]], k: int) -> float | None:
+    """pass@k of a suite: the mean over tasks of ``pass_at_k(n, c, k)`` for each task's
+    ``(n graded samples, c passed)``; tasks with fewer than ``k`` graded samples are left
+    out (their estimate is undefined), None when none is left."""
+    vals = [pass_at_k(n, c, k) for n, c in counts if n >= k]
+    return sum(vals) / len(vals) if vals else None
+
+
+def bootstrap_ci(values: list[float], *, reps: int = 2000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (resampling the items: the
+    tasks, which are the unit that varies between suites). Deterministic for a seed."""
+    import random
+
+    if not values:
+        return (0.0, 1.0)
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(reps))
+    lo = means[int((1 - level) / 2 * reps)]
+    hi = means[min(reps - 1, int((1 + level) / 2 * reps))]
+    return (lo, hi)
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for ``b`` pairs won only by A and ``c`` only by B:
+    a binomial test of ``min(b, c)`` out of ``b + c`` at one half (1.0 when no pair is
+    discordant)."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def cohen_kappa(pairs: list[tuple[bool, bool]]) -> float | None:
+    """Cohen's kappa between two binary raters (agreement beyond chance); None when it is
+    undefined (no pairs, or both raters constant and equal)."""
+    n = len(pairs)
+    if n == 0:
+        return None
+    observed = sum(a == b for a, b in pairs) / n
+    pa = sum(a for a, _ in pairs) / n
+    pb = sum(b for _, b in pairs) / n
+    expected = pa * pb + (1 - pa) * (1 - pb)
+    if expected >= 1.0:
+        return None
+    return (observed - expected) / (1 - expected)

@@ -86,15 +86,43 @@ _COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
         ("test_command", STR), ("parser_version", STR), ("harness_version", STR),
         ("grading_seconds", FLT),
     ),
+    # Columns agreed with the training helper (branch ``train``): lineage as JSON lists.
     "checkpoints": (
-        ("checkpoint_id", STR), ("parent_id", STR), ("policy", STR), ("algorithm", STR),
-        ("step", INT), ("path", STR), ("n_rollouts", INT), ("mean_reward", FLT),
-        ("metrics", STR), ("config_json", STR),
+        ("checkpoint_id", STR), ("kind", STR), ("base_model", STR), ("parent_id", STR),
+        ("path", STR), ("lora", BOOL), ("step", INT), ("task_ids", STR), ("snapshot_ids", STR),
+        ("env_ids", STR), ("rollout_ids", STR), ("config_hash", STR), ("config", STR),
+        ("metrics", STR),
     ),
     "evals": (
         ("eval_id", STR), ("suite", STR), ("policy", STR), ("checkpoint_id", STR), ("metric", STR),
         ("value", FLT), ("ci_low", FLT), ("ci_high", FLT), ("k", INT), ("n_tasks", INT),
         ("n_samples", INT), ("details", STR),
+    ),
+    # Evals (codemill.evals, persisted by codemill.factory.evaluation).
+    "suites": (
+        ("suite_id", STR), ("name", STR), ("version", STR), ("k", INT), ("n_tasks", INT),
+        ("selection", STR), ("run_config", STR), ("description", STR),
+    ),
+    "suite_tasks": (
+        ("suite_id", STR), ("task_id", STR), ("env_id", STR), ("project", STR), ("kind", STR),
+        ("difficulty", STR), ("strength", STR),
+    ),
+    "eval_samples": (
+        ("eval_id", STR), ("suite_id", STR), ("variant", STR), ("task_id", STR),
+        ("sample_index", INT), ("rollout_id", STR), ("resolved", BOOL), ("masked", BOOL),
+        ("error_type", STR), ("flags", STR), ("stop_reason", STR), ("tokens", INT),
+        ("model_seconds", FLT), ("sandbox_seconds", FLT), ("wall_seconds", FLT),
+        ("project", STR), ("kind", STR), ("difficulty", STR), ("contaminated", BOOL),
+    ),
+    "judgments": (
+        ("judgment_id", STR), ("rollout_id", STR), ("task_id", STR), ("variant", STR),
+        ("judge", STR), ("rubric_version", STR), ("scores", STR), ("overall", FLT),
+        ("verdict", BOOL), ("rationale", STR), ("resolved", BOOL), ("error", STR),
+    ),
+    "vibe_checks": (
+        ("vibe_id", STR), ("request_id", STR), ("kind", STR), ("variant", STR), ("env_id", STR),
+        ("request", STR), ("answer", STR), ("diff", STR), ("check", STR), ("check_passed", BOOL),
+        ("judge", STR), ("preference", STR), ("details", STR),
     ),
 }
 

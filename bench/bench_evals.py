@@ -1,0 +1,165 @@
+"""Evals on real projects: three or more variants on a held-out suite, compared paired.
+
+Runbook::
+
+    # tasks first (real PyPI projects, as bench_tasks_real.py does):
+    .venv/bin/python bench/bench_tasks_real.py --home bench/out/evals_home \\
+        --results bench/out/evals_tasks.jsonl --synth 7 --features 2
+    # then (niced, in the background: SmolLM2 takes about a minute an attempt on 2 cores)
+    nice -n 10 .venv/bin/python bench/bench_evals.py > bench/out/evals_bench.log 2>&1 &
+
+1. defines suite ``held-out@1`` from the tasks recorded in ``--home`` (``--limit`` tasks,
+   sampled by project; it needs >= 3 projects), k attempts each, SmolLM2-sized budgets;
+2. evaluates each ``--variant`` through the factory (default: ``scripted:look-then-submit``,
+   the ``oracle`` ceiling, ``smollm2``; add ``ckpt:ID`` for a checkpoint). Each eval is a
+   cached asset, so a rerun after a crash resumes (recorded attempts are reused);
+3. measures eval throughput (attempts per minute, from the recorded materialization
+   seconds) next to a bare run of the same tests (each task's FAIL_TO_PASS + PASS_TO_PASS
+   selection once over its gold state in a fresh sandbox);
+4. compares every variant with the first, paired (McNemar, bootstrap interval, flips);
+5. judges every variant's attempts with ``--judge`` and prints agreement with execution;
+6. writes the HTML report (``--report``) and, with ``--screenshot``, a PNG of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+
+
+def bare_seconds(settings, suite) -> list[float]:  # type: ignore[no-untyped-def]
+    """Each task's selection run once over its gold state in a fresh sandbox."""
+    from codemill.envs.builder_verdict import make_runner
+    from codemill.envs.envstore import sandbox_spec
+    from codemill.envs.sandbox import open_sandbox
+    from codemill.factory.eval_inputs import ledger_reader, suite_tasks, task_envs
+    from codemill.store.ledger import Ledger
+
+    with Ledger.open(settings) as ledger:
+        read = ledger_reader(ledger)
+        tasks = suite_tasks(read, suite)
+        envs = task_envs(read, settings.home, {t.env_id for t in tasks})
+    out = []
+    for task in tasks:
+        env = envs[task.env_id]
+        runner = make_runner(env.test_command, env.env_vars)
+        with open_sandbox(sandbox_spec(env, settings.home, settings.sandbox),
+                          settings.home) as sb:
+            start = time.perf_counter()
+            runner.run(sb, list(task.fail_to_pass) + list(task.pass_to_pass), timeout_s=300)
+            out.append(time.perf_counter() - start)
+    return out
+
+
+def eval_seconds(settings, eval_cfg) -> float | None:  # type: ignore[no-untyped-def]
+    """Seconds the eval's successful materialization took (recorded by the factory)."""
+    import codemill.factory.evaluation  # noqa: F401  (registers the evals asset)
+    from codemill.factory.cache import cache_key
+    from codemill.factory.graph import REGISTRY
+    from codemill.store.ledger import Ledger
+
+    key = cache_key(REGISTRY.get("evals"), {}, eval_cfg)
+    with Ledger.open(settings) as ledger:
+        rows = [r for r in ledger.read("materializations").to_pylist()
+                if r["cache_key"] == key and r["status"] == "success"]
+    return rows[-1]["seconds"] if rows else None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--home", type=Path, default=OUT / "evals_home")
+    ap.add_argument("--suite", default="held-out")
+    ap.add_argument("--version", default="1")
+    ap.add_argument("--limit", type=int, default=45)
+    ap.add_argument("--k", type=int, default=1)
+    ap.add_argument("--max-turns", type=int, default=4)
+    ap.add_argument("--max-tokens", type=int, default=160)
+    ap.add_argument("--variant", action="append", help="Model spec (repeatable).")
+    ap.add_argument("--judge", default="heuristic")
+    ap.add_argument("--report", type=Path, default=OUT / "evals_report.html")
+    ap.add_argument("--screenshot", type=Path)
+    ap.add_argument("--results", type=Path, default=OUT / "evals_bench.json")
+    args = ap.parse_args()
+    os.environ["CODEMILL_HOME"] = str(args.home)
+    from codemill.core.config import load_settings
+    from codemill.evals.suites import SuiteRunConfig, SuiteSelection
+    from codemill.factory import eval_api, evaluation
+
+    settings = load_settings()
+    variants = args.variant or ["scripted:look-then-submit", "oracle", "smollm2"]
+    run = SuiteRunConfig(k=args.k, max_turns=args.max_turns, max_tokens=args.max_tokens,
+                         temperature=0.0 if args.k == 1 else 0.7, seed=0, wall_time_s=600)
+    suite = eval_api.define_suite(settings, args.suite, args.version,
+                                  SuiteSelection(limit=args.limit), run)
+    projects: dict[str, int] = {}
+    for t in suite.tasks:
+        projects[t.project] = projects.get(t.project, 0) + 1
+    print(f"suite {suite.name}@{suite.version}: {len(suite.tasks)} tasks from "
+          f"{len(projects)} projects {projects}; k={run.k}, max_turns={run.max_turns}, "
+          f"max_tokens/call={run.max_tokens}", flush=True)
+    bare = bare_seconds(settings, suite)
+    bare_rate = 60 / statistics.mean(bare)
+    print(f"bare test runs: {statistics.mean(bare):.2f} s mean per task -> "
+          f"{bare_rate:.1f} tasks/min", flush=True)
+    results, figures = [], {}
+    for v in variants:
+        started = time.monotonic()
+        res = eval_api.evaluate(settings, f"{suite.name}@{suite.version}", v)
+        secs = eval_seconds(settings, evaluation.eval_config(settings, suite.suite_id, v))
+        secs = secs or (time.monotonic() - started)
+        rate = len(res.samples) / (secs / 60) if secs else 0.0
+        sc = res.score
+        print(f"{v:28} pass@1 {sc.pass1}  masked {sc.masked}/{sc.attempts}  "
+              f"{rate:.1f} attempts/min ({secs:.0f} s, {res.status})  stops "
+              f"{sc.stop_reasons}", flush=True)
+        figures[v] = {"score": sc.to_json(), "eval_seconds": secs, "attempts_per_min": rate,
+                      "status": res.status}
+        results.append(res)
+    print("\npaired comparisons (B - A over the same tasks and seeds):")
+    base = results[0]
+    from codemill.evals.compare import compare
+
+    comparisons = []
+    for other in results[1:]:
+        c = compare(base.variant, base.samples, other.variant, other.samples)
+        comparisons.append(c.to_json())
+        diff = "n/a" if c.diff is None else (
+            f"{c.diff:+.1%} [{c.diff_low:+.1%}, {c.diff_high:+.1%}]")
+        print(f"  {c.a} -> {c.b}: {diff}; A only {c.only_a}, B only {c.only_b}, "
+              f"McNemar p={c.p_value:.3g}, {len(c.flips)} flipped tasks; {c.verdict}",
+              flush=True)
+    print(f"\njudge {args.judge} vs execution:")
+    agreements = {}
+    for res in results:
+        _, agree = eval_api.judge_eval(settings, res.eval_id, args.judge)
+        agreements[res.variant] = agree.to_json()
+        kappa = "n/a" if agree.kappa is None else f"{agree.kappa:.2f}"
+        print(f"  {res.variant:28} agreement {agree.agree} kappa {kappa} {agree.confusion}",
+              flush=True)
+    from codemill.report.data import collect
+    from codemill.report.html import write_report
+
+    path = write_report(collect(settings, f"{suite.name}@{suite.version}"), args.report)
+    print(f"\nreport: {path}")
+    if args.screenshot:
+        from codemill.report.browser import inspect
+
+        seen = inspect(path, screenshot=args.screenshot, height=2000)
+        print(f"screenshot: {args.screenshot} ({len(seen.plots)} plots)")
+    args.results.write_text(json.dumps({
+        "suite": suite.row(), "projects": projects, "bare_seconds": bare,
+        "bare_tasks_per_min": bare_rate, "variants": figures, "comparisons": comparisons,
+        "judge": agreements, "report": str(path)}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
