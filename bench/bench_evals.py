@@ -9,7 +9,9 @@ Runbook::
     nice -n 10 .venv/bin/python bench/bench_evals.py > bench/out/evals_bench.log 2>&1 &
 
 1. defines suite ``held-out@1`` from the tasks recorded in ``--home`` (``--limit`` tasks,
-   sampled by project; it needs >= 3 projects), k attempts each, SmolLM2-sized budgets;
+   sampled by project; it needs >= 3 projects), k attempts each, budgets sized for SmolLM2
+   on 2 shared cores (3 turns of at most 96 tokens); when the home holds fewer tasks it
+   first runs ``bench_tasks_real.py`` into it;
 2. evaluates each ``--variant`` through the factory (default: ``scripted:look-then-submit``,
    the ``oracle`` ceiling, ``smollm2``; add ``ckpt:ID`` for a checkpoint). Each eval is a
    cached asset, so a rerun after a crash resumes (recorded attempts are reused);
@@ -27,6 +29,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -73,6 +76,14 @@ def eval_seconds(settings, eval_cfg) -> float | None:  # type: ignore[no-untyped
     return rows[-1]["seconds"] if rows else None
 
 
+def _recorded_tasks(settings) -> int:  # type: ignore[no-untyped-def]
+    from codemill.store.ledger import Ledger
+
+    with Ledger.open(settings) as ledger:
+        return len(set(ledger.read("tasks", columns=["task_id"]).column("task_id")
+                       .to_pylist()))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, default=OUT / "evals_home")
@@ -80,8 +91,8 @@ def main() -> int:
     ap.add_argument("--version", default="1")
     ap.add_argument("--limit", type=int, default=45)
     ap.add_argument("--k", type=int, default=1)
-    ap.add_argument("--max-turns", type=int, default=4)
-    ap.add_argument("--max-tokens", type=int, default=160)
+    ap.add_argument("--max-turns", type=int, default=3)
+    ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--variant", action="append", help="Model spec (repeatable).")
     ap.add_argument("--judge", default="heuristic")
     ap.add_argument("--report", type=Path, default=OUT / "evals_report.html")
@@ -94,6 +105,13 @@ def main() -> int:
     from codemill.factory import eval_api, evaluation
 
     settings = load_settings()
+    if _recorded_tasks(settings) < args.limit:
+        print(f"fewer than {args.limit} tasks in {args.home}: making them with "
+              "bench_tasks_real.py first", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "bench" / "bench_tasks_real.py"),
+                        "--home", str(args.home), "--results",
+                        str(OUT / "evals_tasks.jsonl"), "--synth", "7", "--features", "2"],
+                       check=False)
     variants = args.variant or ["scripted:look-then-submit", "oracle", "smollm2"]
     run = SuiteRunConfig(k=args.k, max_turns=args.max_turns, max_tokens=args.max_tokens,
                          temperature=0.0 if args.k == 1 else 0.7, seed=0, wall_time_s=600)
