@@ -18,6 +18,8 @@ Runbook::
 3. measures eval throughput (attempts per minute, from the recorded materialization
    seconds) next to a bare run of the same tests (each task's FAIL_TO_PASS + PASS_TO_PASS
    selection once over its gold state in a fresh sandbox);
+   Slow variants (``--chunked``, default SmolLM2) run slice by slice first so partial
+   results are committed as they come;
 4. compares every variant with the first, paired (McNemar, bootstrap interval, flips);
 5. judges every variant's attempts with ``--judge`` and prints agreement with execution;
 6. writes the HTML report (``--report``) and, with ``--screenshot``, a PNG of it.
@@ -76,6 +78,22 @@ def eval_seconds(settings, eval_cfg) -> float | None:  # type: ignore[no-untyped
     return rows[-1]["seconds"] if rows else None
 
 
+def _chunks(eval_api, settings, suite, run, variant: str, size: int) -> None:  # type: ignore[no-untyped-def]
+    """Evaluate a slow variant slice by slice (suites ``NAME-part-i``, same run config, so
+    the same rollout ids): each slice commits its attempts, a crash loses one slice at most,
+    and the full suite's eval then reuses every recorded attempt."""
+    from codemill.evals.suites import SuiteSelection
+
+    ids = [t.task_id for t in suite.tasks]
+    for i in range(0, len(ids), size):
+        part = eval_api.define_suite(settings, f"{suite.name}-part-{i // size}", suite.version,
+                                     SuiteSelection(task_ids=tuple(ids[i:i + size])), run)
+        t0 = time.monotonic()
+        res = eval_api.evaluate(settings, part.suite_id, variant)
+        print(f"  {variant} slice {i // size}: {len(res.samples)} attempts, pass@1 "
+              f"{res.score.pass1} ({time.monotonic() - t0:.0f} s, {res.status})", flush=True)
+
+
 def _recorded_tasks(settings) -> int:  # type: ignore[no-untyped-def]
     from codemill.store.ledger import Ledger
 
@@ -95,6 +113,9 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--variant", action="append", help="Model spec (repeatable).")
     ap.add_argument("--judge", default="heuristic")
+    ap.add_argument("--chunked", action="append", default=["smollm2"],
+                    help="Variants evaluated slice by slice first (slow ones).")
+    ap.add_argument("--chunk", type=int, default=5, help="Tasks per slice.")
     ap.add_argument("--report", type=Path, default=OUT / "evals_report.html")
     ap.add_argument("--screenshot", type=Path)
     ap.add_argument("--results", type=Path, default=OUT / "evals_bench.json")
@@ -129,6 +150,8 @@ def main() -> int:
           f"{bare_rate:.1f} tasks/min", flush=True)
     results, figures = [], {}
     for v in variants:
+        if v in args.chunked:
+            _chunks(eval_api, settings, suite, run, v, args.chunk)
         started = time.monotonic()
         res = eval_api.evaluate(settings, f"{suite.name}@{suite.version}", v)
         secs = eval_seconds(settings, evaluation.eval_config(settings, suite.suite_id, v))
