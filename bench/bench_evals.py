@@ -9,13 +9,17 @@ Runbook::
     nice -n 10 .venv/bin/python bench/bench_evals.py > bench/out/evals_bench.log 2>&1 &
 
 1. defines suite ``held-out@1`` from the tasks recorded in ``--home`` (``--limit`` tasks,
-   sampled by project; it needs >= 3 projects), k attempts each, SmolLM2-sized budgets;
+   sampled by project; it needs >= 3 projects), k attempts each, budgets sized for SmolLM2
+   on 2 shared cores (3 turns of at most 96 tokens); when the home holds fewer tasks it
+   first runs ``bench_tasks_real.py`` into it;
 2. evaluates each ``--variant`` through the factory (default: ``scripted:look-then-submit``,
    the ``oracle`` ceiling, ``smollm2``; add ``ckpt:ID`` for a checkpoint). Each eval is a
    cached asset, so a rerun after a crash resumes (recorded attempts are reused);
 3. measures eval throughput (attempts per minute, from the recorded materialization
    seconds) next to a bare run of the same tests (each task's FAIL_TO_PASS + PASS_TO_PASS
    selection once over its gold state in a fresh sandbox);
+   Slow variants (``--chunked``, default SmolLM2) run slice by slice first so partial
+   results are committed as they come;
 4. compares every variant with the first, paired (McNemar, bootstrap interval, flips);
 5. judges every variant's attempts with ``--judge`` and prints agreement with execution;
 6. writes the HTML report (``--report``) and, with ``--screenshot``, a PNG of it.
@@ -27,6 +31,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -73,6 +78,30 @@ def eval_seconds(settings, eval_cfg) -> float | None:  # type: ignore[no-untyped
     return rows[-1]["seconds"] if rows else None
 
 
+def _chunks(eval_api, settings, suite, run, variant: str, size: int) -> None:  # type: ignore[no-untyped-def]
+    """Evaluate a slow variant slice by slice (suites ``NAME-part-i``, same run config, so
+    the same rollout ids): each slice commits its attempts, a crash loses one slice at most,
+    and the full suite's eval then reuses every recorded attempt."""
+    from codemill.evals.suites import SuiteSelection
+
+    ids = [t.task_id for t in suite.tasks]
+    for i in range(0, len(ids), size):
+        part = eval_api.define_suite(settings, f"{suite.name}-part-{i // size}", suite.version,
+                                     SuiteSelection(task_ids=tuple(ids[i:i + size])), run)
+        t0 = time.monotonic()
+        res = eval_api.evaluate(settings, part.suite_id, variant)
+        print(f"  {variant} slice {i // size}: {len(res.samples)} attempts, pass@1 "
+              f"{res.score.pass1} ({time.monotonic() - t0:.0f} s, {res.status})", flush=True)
+
+
+def _recorded_tasks(settings) -> int:  # type: ignore[no-untyped-def]
+    from codemill.store.ledger import Ledger
+
+    with Ledger.open(settings) as ledger:
+        return len(set(ledger.read("tasks", columns=["task_id"]).column("task_id")
+                       .to_pylist()))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, default=OUT / "evals_home")
@@ -80,10 +109,13 @@ def main() -> int:
     ap.add_argument("--version", default="1")
     ap.add_argument("--limit", type=int, default=45)
     ap.add_argument("--k", type=int, default=1)
-    ap.add_argument("--max-turns", type=int, default=4)
-    ap.add_argument("--max-tokens", type=int, default=160)
+    ap.add_argument("--max-turns", type=int, default=3)
+    ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--variant", action="append", help="Model spec (repeatable).")
     ap.add_argument("--judge", default="heuristic")
+    ap.add_argument("--chunked", action="append", default=["smollm2"],
+                    help="Variants evaluated slice by slice first (slow ones).")
+    ap.add_argument("--chunk", type=int, default=5, help="Tasks per slice.")
     ap.add_argument("--report", type=Path, default=OUT / "evals_report.html")
     ap.add_argument("--screenshot", type=Path)
     ap.add_argument("--results", type=Path, default=OUT / "evals_bench.json")
@@ -94,6 +126,13 @@ def main() -> int:
     from codemill.factory import eval_api, evaluation
 
     settings = load_settings()
+    if _recorded_tasks(settings) < args.limit:
+        print(f"fewer than {args.limit} tasks in {args.home}: making them with "
+              "bench_tasks_real.py first", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "bench" / "bench_tasks_real.py"),
+                        "--home", str(args.home), "--results",
+                        str(OUT / "evals_tasks.jsonl"), "--synth", "7", "--features", "2"],
+                       check=False)
     variants = args.variant or ["scripted:look-then-submit", "oracle", "smollm2"]
     run = SuiteRunConfig(k=args.k, max_turns=args.max_turns, max_tokens=args.max_tokens,
                          temperature=0.0 if args.k == 1 else 0.7, seed=0, wall_time_s=600)
@@ -111,6 +150,8 @@ def main() -> int:
           f"{bare_rate:.1f} tasks/min", flush=True)
     results, figures = [], {}
     for v in variants:
+        if v in args.chunked:
+            _chunks(eval_api, settings, suite, run, v, args.chunk)
         started = time.monotonic()
         res = eval_api.evaluate(settings, f"{suite.name}@{suite.version}", v)
         secs = eval_seconds(settings, evaluation.eval_config(settings, suite.suite_id, v))

@@ -60,6 +60,8 @@ class SuiteSelection(BaseModel):
     """Leave out tasks whose tests were measured weak (or not measured)."""
     env_ids: tuple[str, ...] = ()
     """Environment id prefixes (a user's own repository: ``codemill run .`` then eval)."""
+    task_ids: tuple[str, ...] = ()
+    """Task id prefixes (an explicit list, e.g. a slice of a bigger suite)."""
     limit: int | None = None
     """Sample at most this many tasks (seeded, stratified by project)."""
     sample_seed: int = 0
@@ -152,6 +154,9 @@ def select_tasks(candidates: Iterable[SuiteTask], selection: SuiteSelection
         if selection.strong_only and t.strength != "strong":
             continue
         if selection.env_ids and not any(t.env_id.startswith(p) for p in selection.env_ids):
+            continue
+        if selection.task_ids and not any(t.task_id.startswith(p)
+                                          for p in selection.task_ids):
             continue
         seen[t.task_id] = t
     chosen = sorted(seen.values(), key=lambda t: t.task_id)
