@@ -21,6 +21,9 @@ RUNNERS: dict[str, str] = {
     # Not a runner: the k-run baseline of a suite, which the environment builder (a sibling
     # of ``codemill.testing`` that may not import it) needs as well.
     "baseline": "codemill.testing.baseline:run_baseline",
+    # Not a runner either: an environment's recorded test command -> its runner (the one
+    # construction every layer uses, so building, validating and grading agree).
+    "command": "codemill.testing.runners:runner_for_command",
 }
 MODELS: dict[str, str] = {
     "openai": "codemill.agent.models.openai_backend:OpenAIBackend",

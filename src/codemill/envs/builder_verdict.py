@@ -70,16 +70,10 @@ def runner_for(project: ProjectInfo, kind: str) -> RunnerChoice:
 
 
 def make_runner(test_command: tuple[str, ...], env_vars: tuple[tuple[str, str], ...]) -> Any:
-    """The ``TestRunner`` that runs an environment's recorded ``test_command``."""
-    cmd = tuple(test_command) or (PYTHON, "-m", "pytest")
-    if cmd[1:3] == ("-m", "unittest"):
-        args = list(cmd[3:])
-        start = args[args.index("-s") + 1] if "-s" in args[:-1] else "."
-        pattern = args[args.index("-p") + 1] if "-p" in args[:-1] else "test*.py"
-        cls = registry.load(registry.RUNNERS, "unittest")
-        return cls(python=cmd[0], start_dir=start, pattern=pattern, env=dict(env_vars))
-    cls = registry.load(registry.RUNNERS, "pytest")
-    return cls(python=cmd[0], extra_args=cmd[3:], env=dict(env_vars))
+    """The ``TestRunner`` that runs an environment's recorded ``test_command`` (the one
+    construction: ``codemill.testing.runners.runner_for_command``)."""
+    return registry.load(registry.RUNNERS, "command")(
+        tuple(test_command) or (PYTHON, "-m", "pytest"), env_vars)
 
 
 def run_suite_baseline(env: EnvSpec, home: Path, settings: Settings, k: int, timeout_s: float,

@@ -11,6 +11,7 @@ reward's meaning.
 - Test configuration: ``conftest.py`` and pytest's ini files at any depth (pytest looks for
   its ini file upward from the test paths, so a nested one changes the configuration), plus
   ``setup.cfg``, ``tox.ini`` and ``pyproject.toml``, which may hold pytest sections.
+- Package metadata: ``*.dist-info``, ``*.egg-info`` folders (entry points, pytest plugins).
 - Hooks: ``sitecustomize.py``, ``usercustomize.py`` and ``*.pth`` run at interpreter start;
   bytecode (``*.pyc``, ``__pycache__``) can shadow source without being readable in a diff.
 """
@@ -58,6 +59,15 @@ def is_hook(path: str) -> bool:
     return name in HOOK_NAMES or name.endswith(".pth")
 
 
+METADATA_SUFFIXES = (".dist-info", ".egg-info", ".egg-link")
+
+
+def is_metadata(path: str) -> bool:
+    """Package metadata (``*.dist-info``, ``*.egg-info``): on ``sys.path`` it registers
+    entry points, pytest plugins among them. A candidate never needs to add or edit it."""
+    return any(p.endswith(METADATA_SUFFIXES) for p in _parts(path))
+
+
 def is_bytecode(path: str) -> bool:
     return path.endswith((".pyc", ".pyo")) or "__pycache__" in _parts(path)
 
@@ -96,5 +106,6 @@ def protected(path: str, task_paths: frozenset[str]) -> bool:
         or is_shared_config(path)
         or is_hook(path)
         or is_bytecode(path)
+        or is_metadata(path)
         or is_under(path, task_paths)
     )

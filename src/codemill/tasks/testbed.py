@@ -30,6 +30,8 @@ from codemill.tasks import coverage_map as cov
 from codemill.tasks.patches import Changes
 from codemill.tasks.paths import is_source_path
 from codemill.testing.pytest_runner import PytestRunner
+from codemill.testing.runners import runner_for_command, same_runner_with
+from codemill.testing.unittest_runner import UnittestRunner
 
 MIN_TIMEOUT_S = 12.0
 TIMEOUT_FACTOR = 3.0
@@ -100,7 +102,7 @@ class TestBed:
         spec: SandboxSpec,
         home: Path,
         *,
-        runner: PytestRunner | None = None,
+        runner: PytestRunner | UnittestRunner | None = None,
         backend: str | None = None,
         env_vars: Mapping[str, str] | None = None,
         baseline: Baseline | None = None,
@@ -126,9 +128,7 @@ class TestBed:
         pytest exactly as the environment's ``test_command`` does: its options (e.g. an
         ``-o python_files=...`` the builder found necessary) decide what is collected."""
         spec = envstore.sandbox_spec(env, home, limits)
-        cmd = tuple(env.test_command)
-        runner = (PytestRunner(cmd[0], cmd[3:], dict(env.env_vars))
-                  if cmd[1:3] == ("-m", "pytest") else None)
+        runner = runner_for_command(env.test_command, env.env_vars)
         return cls(env.env_id, spec, home, runner=runner, backend=backend,
                    env_vars=dict(env.env_vars), min_timeout_s=min_timeout_s)
 
@@ -224,6 +224,8 @@ class TestBed:
         tools = cov.tools_dir(self.home)
         inside = cov.TOOLS_INSIDE if self.backend == "bwrap" else str(tools)
         binds = ((tools, cov.TOOLS_INSIDE),) if self.backend == "bwrap" else ()
+        if not isinstance(self.runner, PytestRunner):
+            raise TaskError("per-test coverage needs a pytest environment")
         base = self.baseline()
         started = time.monotonic()
         with self.sandbox(None, ro_binds=binds) as sb:
@@ -236,9 +238,8 @@ class TestBed:
             extra = cov.coverage_env(inside, inside_results, root, own)
             if env.get("PYTHONPATH"):
                 extra["PYTHONPATH"] = f"{extra['PYTHONPATH']}:{env['PYTHONPATH']}"
-            runner = PytestRunner(self.runner.python, (*self.runner.extra_args, *no_cov,
-                                  "-p", "codemill_covctx"), {**env, **extra},
-                                  rootdir=self.runner.rootdir)
+            runner = same_runner_with(self.runner, extra_args=(*no_cov, "-p", "codemill_covctx"),
+                                      env={**env, **extra})
             report = runner.run(sb, None, timeout_s=max(self.timeout_for(None) * 3, 120.0))
             if not report.ran:
                 raise TaskError(f"coverage run failed: {report.error}")
