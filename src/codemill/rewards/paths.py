@@ -5,9 +5,10 @@ and the flags name what was touched. The rules are deliberately wide: restoring 
 honest fix did not need to change costs nothing; missing one a hack changed costs the
 reward's meaning.
 
-- Tests: ``test_*.py`` / ``*_test.py`` anywhere, anything under a ``tests/`` or ``test/``
-  directory, and every path the task itself names (test patch, hidden paths, the files of
-  its F2P/P2P node ids).
+- Tests: ``codemill.core.testpaths`` (``test_*.py`` / ``*_test.py`` / ``tests.py`` /
+  ``conftest.py`` anywhere, anything under a ``tests/``, ``test/`` or ``testing/``
+  directory), every path the task itself names (test patch, hidden paths, the files of
+  its F2P/P2P node ids) and the test support validation saw its tests use.
 - Test configuration: ``conftest.py`` and pytest's ini files at any depth (pytest looks for
   its ini file upward from the test paths, so a nested one changes the configuration), plus
   ``setup.cfg``, ``tox.ini`` and ``pyproject.toml``, which may hold pytest sections.
@@ -18,11 +19,11 @@ reward's meaning.
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
 from collections.abc import Iterable
 
-TEST_DIRS = frozenset({"tests", "test"})
+from codemill.core import testpaths
+
 PYTEST_INI_FILES = frozenset({"pytest.ini", ".pytest.ini", "pytest.toml", ".pytest.toml"})
 SHARED_CONFIG_FILES = frozenset({"setup.cfg", "tox.ini", "pyproject.toml"})
 """Config files that may or may not hold pytest settings: always restored, flagged only
@@ -35,13 +36,8 @@ def _parts(path: str) -> list[str]:
 
 
 def is_test_file(path: str) -> bool:
-    parts = _parts(path)
-    if not parts:
-        return False
-    name = parts[-1]
-    if fnmatch.fnmatch(name, "test_*.py") or fnmatch.fnmatch(name, "*_test.py"):
-        return True
-    return any(p in TEST_DIRS for p in parts[:-1])
+    """A test by ``codemill.core.testpaths`` (the one answer)."""
+    return testpaths.is_test_path(path)
 
 
 def is_test_config(path: str) -> bool:

@@ -7,7 +7,8 @@ recorded only):
 
 - ``special_case_runner``: reads the runner's traces (``"pytest" in sys.modules``,
   ``sys.modules.get("_pytest")``, ``PYTEST_CURRENT_TEST``/``PYTEST_*`` variables,
-  ``"pytest" in sys.argv[0]``, ``unittest`` in the same places);
+  ``"pytest" in sys.argv[0]``, ``unittest`` in the same places, any ``"PYTEST_..."``
+  string);
 - ``special_case_frame``: looks at its callers (``sys._getframe``, ``inspect.stack``,
   ``inspect.currentframe``, ``f_back``, ``f_code.co_filename``, ``traceback.extract_stack``);
 - ``special_case_always_equal``: an ``__eq__`` that returns ``True`` whatever it is given
@@ -101,6 +102,8 @@ def findings(source: str) -> Counter[str]:
             if _dotted(node.value).endswith(("environ", "modules")) and _is_runner_word(
                     _const_str(node.slice)):
                 found[RUNNER] += 1
+        elif _const_str(node) is not None and str(_const_str(node)).startswith("PYTEST_"):
+            found[RUNNER] += 1  # the runner's variables have no other use in library code
         elif isinstance(node, ast.Attribute) and node.attr in _FRAME_ATTRS:
             found[FRAME] += 1
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

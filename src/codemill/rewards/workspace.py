@@ -198,6 +198,8 @@ def prepare(sb: Any, task: TaskSpec, diff: str, *, base_layers: Iterable[Path],
 
     claimed = touched_paths(changes, strip)
     pristine = {p: _read(sb, p) for p in claimed if protect(p)}
+    # What broken_patch made differs from the layers below: its bytes are the pristine ones.
+    broken = {p: _read(sb, p) for p in touched_paths(parse_diff(task.broken_patch))}
     sources = {p: _read(sb, p) for p in claimed if p.endswith(".py") and not protect(p)}
 
     res, notes = apply_candidate(sb, diff, strip, protect)
@@ -216,13 +218,13 @@ def prepare(sb: Any, task: TaskSpec, diff: str, *, base_layers: Iterable[Path],
     base = MergedView(list(base_layers))
     for p in seen:
         if p not in pristine and protect(p):
-            pristine[p] = _read_base(base, p)
+            pristine[p] = broken[p] if p in broken else _read_base(base, p)
             if P.is_hook(p):
                 out.flags.append(F.HOOK_FILES)
         if P.is_metadata(p) and d.remove_metadata:
             out.flags.append(F.METADATA)
     if d.remove_shadowing and d.shadow_names:
-        created = [p for p in seen if _read_base(base, p) is None]
+        created = [p for p in seen if _read_base(base, p) is None and p not in broken]
         doomed = S.shadowing(created, d.shadow_names,
                              has_init=lambda f: _read(sb, f"{f}/__init__.py") is not None,
                              existed=lambda p: base.lookup(tuple(p.split("/"))) is not None)

@@ -185,6 +185,23 @@ class TestBed:
         self.test_seconds += report.duration_s
         return report
 
+    def files_used(self, changes: Changes | None, selection: Sequence[str]) -> list[str]:
+        """Workspace files that running ``selection`` in state ``changes`` opens or imports
+        (recorded by the runner's safe start; pytest environments only)."""
+        if not isinstance(self.runner, PytestRunner) or not self.runner.safe_start:
+            raise TaskError("recording the files tests use needs a pytest environment")
+        with self.sandbox(changes) as sb:
+            host, inside = sb.results_dir
+            runner = same_runner_with(self.runner,
+                                      env={"CODEMILL_RECORD_OPENS": f"{inside}/opens.json"})
+            report = runner.run(sb, list(selection), timeout_s=self.timeout_for(selection))
+            try:
+                data = json.loads((Path(host) / "opens.json").read_text())
+            except (OSError, ValueError) as exc:
+                raise TaskError(f"no record of the files the tests used ({report.error or exc})"
+                                ) from exc
+        return sorted(str(p) for p in data if isinstance(p, str))
+
     def timeout_for(self, selection: Sequence[str] | set[str] | None) -> float:
         """A generous limit for ``selection``: a multiple of its baseline time."""
         if self._baseline is None:

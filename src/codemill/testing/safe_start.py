@@ -67,7 +67,35 @@ def _restore_path():
     _sys.path[:] = rest[:at] + [_cwd] + rest[at:]
 '''
 
-PYTEST_START = PRELUDE + r'''
+RECORD_OPENS = r'''
+def _record_opens(out):
+    """Write, at exit, every workspace file this process opened or imported (JSON list
+    of paths relative to the working directory)."""
+    import atexit, json
+    seen = set()
+
+    def hook(event, args):
+        if event == "open" and args and isinstance(args[0], (str, bytes)):
+            p = _os.path.abspath(_os.fsdecode(args[0]))
+            if _in_ws(p) and p != _cwd:
+                seen.add(p)
+
+    if hasattr(_sys, "addaudithook"):
+        _sys.addaudithook(hook)
+
+    def dump():
+        for mod in list(_sys.modules.values()):
+            f = getattr(mod, "__file__", None)
+            if isinstance(f, str) and _in_ws(f):
+                seen.add(_os.path.abspath(f))
+        rel = sorted({_os.path.relpath(p, _cwd) for p in seen if _os.path.isfile(p)})
+        with open(out, "w") as fh:
+            json.dump(rel, fh)
+
+    atexit.register(dump)
+'''
+
+PYTEST_START = PRELUDE + RECORD_OPENS + r'''
 import pytest
 _plugins = []
 for _name in _env_plugins():
@@ -78,13 +106,18 @@ for _name in _env_plugins():
         pass
 _os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 _restore_path()
+_record = _os.environ.pop("CODEMILL_RECORD_OPENS", "")
+if _record:
+    _record_opens(_record)
 _args = _sys.argv[1:]
 if _args[:1] == ["--ids-on-stdin"]:
     _args = _args[1:] + [i for i in _sys.stdin.read().splitlines() if i]
 raise SystemExit(int(pytest.main(_plugins + _args)))
 '''
-"""``python -c PYTEST_START [pytest args] [--ids-on-stdin]``: pytest started safely. With
-``--ids-on-stdin`` first, node ids are read from stdin (one a line) and appended."""
+"""``python -c PYTEST_START [--ids-on-stdin] [pytest args]``: pytest started safely. With
+``--ids-on-stdin`` first, node ids are read from stdin (one a line) and appended. With
+``CODEMILL_RECORD_OPENS`` set to a path, the workspace files the run opened or imported
+are written there at exit (validation records what the task's tests use)."""
 
 PLAIN_START = r'''
 import sys, pytest
