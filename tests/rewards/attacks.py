@@ -62,13 +62,16 @@ class Target:
 
     @property
     def visible_tests(self) -> list[str]:
-        hidden = set(touched_paths(parse_diff(self.task.test_patch)))
+        """Test files of the selection the agent can see (not hidden, present)."""
+        hidden = set(self.hidden_tests)
         files = [n.split("::", 1)[0] for n in (*self.task.fail_to_pass, *self.task.pass_to_pass)]
         return [f for f in dict.fromkeys(files) if f not in hidden and self.read(f) is not None]
 
     @property
     def hidden_tests(self) -> list[str]:
-        return touched_paths(parse_diff(self.task.test_patch))
+        """The test files withheld from the agent: the test patch's and the hidden paths."""
+        return list(dict.fromkeys([*touched_paths(parse_diff(self.task.test_patch)),
+                                   *self.task.hidden_paths]))
 
 
 @dataclass(frozen=True)
