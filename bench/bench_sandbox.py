@@ -13,8 +13,10 @@ It builds a synthetic repository layer (``--files`` files) in a temporary home a
    also ``/usr/bin/python3 -c pass`` sandboxed vs bare;
 2. forking: one workspace is changed and frozen, then 16 siblings are opened over the
    frozen layer and each runs its first command; total and per-fork time;
-3. leftovers after ``--leak-runs`` sequential runs, each leaving a daemon behind: host
-   mounts, cgroups, processes and scratch dirs that remain (all must be 0);
+3. leftovers after ``--leak-runs`` sequential runs, each leaving a daemon behind: mounts
+   (in the mount tables of every live process, where the runs' private namespaces would
+   show; the same probe is shown to find them during a live run), cgroups, processes and
+   scratch dirs that remain (all must be 0);
 4. pytest in the sandbox vs unsandboxed on a small generated suite (40 tests), using this
    virtualenv as ``/env`` and its interpreter home as ``python_home`` (which lies under
    0700 ``/root`` here: the staging path is exercised).
@@ -33,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -121,15 +124,38 @@ def bench_leaks(spec: SandboxSpec, home: Path, runs: int) -> None:
         cmd = f"echo {i} > n; (setsid sh -c 'sleep 300' {marker} &); true"
         assert sb.run(["sh", "-c", cmd]).ok
     elapsed = time.perf_counter() - t
-    mounts = Path("/proc/self/mountinfo").read_text().count(str(scratch))
+    # A sandbox's mounts live in the private mount namespace of its run, not the host's:
+    # look in every live process's mount table. The probe is shown to see them while a run
+    # is alive, or its zero would mean nothing.
+    live = threading.Thread(target=sb.run, args=(["sleep", "3"],), kwargs={"timeout_s": 10})
+    live.start()
+    time.sleep(1.0)
+    seen_live = mounts_mentioning(str(scratch))
+    live.join()
+    mounts = mounts_mentioning(str(scratch))
     cgroups = len(leftover_cgroups(f"codemill-{sb.id}"))
     procs = sum(1 for p in Path("/proc").iterdir() if p.name.isdigit()
                 and _cmdline_has(p, marker))
     sb.close()
     dirs = len(list((home / "tmp" / "sandboxes").iterdir()))
     print(f"{runs} sequential runs with a daemon each: {elapsed:.1f} s "
-          f"({elapsed / runs * 1000:.1f} ms/run); left behind: mounts {mounts}, "
-          f"cgroups {cgroups}, processes {procs}, scratch dirs {dirs}")
+          f"({elapsed / runs * 1000:.1f} ms/run); left behind: mounts {mounts} (the probe "
+          f"saw {seen_live} during a live run), cgroups {cgroups}, processes {procs}, "
+          f"scratch dirs {dirs}")
+
+
+def mounts_mentioning(path: str) -> int:
+    """Mount entries naming ``path`` in the mount tables of every live process (each mount
+    namespace is seen through the processes in it)."""
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            total += (proc / "mountinfo").read_text().count(path)
+        except OSError:
+            continue
+    return total
 
 
 def _cmdline_has(proc: Path, marker: str) -> bool:

@@ -9,6 +9,7 @@ import pytest
 from codemill.core.errors import TestRunError
 from codemill.core.records import Outcome
 from codemill.testing.pytest_runner import PytestRunner
+from codemill.testing.safe_start import PYTEST_START
 from codemill.testing.unittest_runner import UnittestRunner
 
 from .conftest import MIXED, UNITTEST, write_project
@@ -28,7 +29,7 @@ def test_pytest_runner_whole_suite(open_project, tmp_path: Path):
     sb = open_project(write_project(tmp_path / "proj", MIXED))
     report = PytestRunner().run(sb, timeout_s=120)
     assert report.error is None and report.ran and report.exit_code == 1
-    assert report.command[:3] == ("/env/bin/python", "-m", "pytest")
+    assert report.command[:3] == ("/env/bin/python", "-c", PYTEST_START)
     assert report.parser_version == PytestRunner.parser_version
     out = report.outcomes()
     assert len(out) == 17

@@ -119,9 +119,11 @@ class _Steps:
                  timeout: float) -> None:
         self.sb, self.env, self.steps, self.timeout = sb, env, steps, timeout
 
-    def run(self, name: str, argv: list[str], timeout: float | None = None) -> ExecResult:
+    def run(self, name: str, argv: list[str], timeout: float | None = None, *,
+            offline: bool = False) -> ExecResult:
         t = time.monotonic()
-        res = self.sb.run(argv, timeout_s=timeout or self.timeout, env=self.env)
+        kw = {"offline": True} if offline else {}
+        res = self.sb.run(argv, timeout_s=timeout or self.timeout, env=self.env, **kw)
         text = (res.stdout + "\n" + res.stderr).strip()
         if res.timed_out:
             text += f"\n[timed out after {res.duration_s:.0f}s]"
@@ -137,8 +139,11 @@ def _fix_imports(run: _Steps, project: ProjectInfo, attempt: Attempt, config: Bu
     tried: set[str] = set()
     local = set(project.top_level_modules)
     for _ in range(config.max_import_rounds):
+        # The project's own code runs here: no network, the venv and the uv cache
+        # read-only (the installs below reach the index and run no project code).
         res = run.run("collect", [PYTHON, "-m", "pytest", "--collect-only", "-q",
-                                  "-p", "no:cacheprovider", *pytest_args], timeout=600)
+                                  "-p", "no:cacheprovider", *pytest_args], timeout=600,
+                      offline=True)
         dists = distributions_for(missing_modules(res.stdout + res.stderr), local, tried)
         if not dists:
             return

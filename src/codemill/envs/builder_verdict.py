@@ -30,8 +30,7 @@ from codemill.envs.builder_reasons import run_failure
 from codemill.envs.detect import ProjectInfo
 from codemill.envs.sandbox import open_sandbox
 from codemill.testing.baseline import run_baseline
-from codemill.testing.pytest_runner import PytestRunner
-from codemill.testing.unittest_runner import UnittestRunner
+from codemill.testing.runners import runner_for_command
 
 NO_TESTS = "no tests collected"
 
@@ -71,14 +70,9 @@ def runner_for(project: ProjectInfo, kind: str) -> RunnerChoice:
 
 
 def make_runner(test_command: tuple[str, ...], env_vars: tuple[tuple[str, str], ...]) -> Any:
-    """The ``TestRunner`` that runs an environment's recorded ``test_command``."""
-    cmd = tuple(test_command) or (PYTHON, "-m", "pytest")
-    if cmd[1:3] == ("-m", "unittest"):
-        args = list(cmd[3:])
-        start = args[args.index("-s") + 1] if "-s" in args[:-1] else "."
-        pattern = args[args.index("-p") + 1] if "-p" in args[:-1] else "test*.py"
-        return UnittestRunner(python=cmd[0], start_dir=start, pattern=pattern, env=dict(env_vars))
-    return PytestRunner(python=cmd[0], extra_args=cmd[3:], env=dict(env_vars))
+    """The ``TestRunner`` that runs an environment's recorded ``test_command`` (the one
+    construction: ``codemill.testing.runners.runner_for_command``)."""
+    return runner_for_command(tuple(test_command) or (PYTHON, "-m", "pytest"), env_vars)
 
 
 def run_suite_baseline(env: EnvSpec, home: Path, settings: Settings, k: int, timeout_s: float,

@@ -189,7 +189,8 @@ class BwrapSandbox(WorkspaceSandbox):
                 f"--fsize={lim.disk_mb * 1024 * 1024}", f"--nofile={NOFILE}",
                 f"--nproc={nproc}", "--core=0", "--"]
 
-    def _bwrap_args(self, env: Mapping[str, str], status_fd: int) -> list[str]:
+    def _bwrap_args(self, env: Mapping[str, str], status_fd: int,
+                    offline: bool = False) -> list[str]:
         lim, stage = self.spec.limits, STAGE_INSIDE_HOST
         args = [self.tools.bwrap, "--unshare-all", "--die-with-parent", "--new-session",
                 "--unshare-user", "--disable-userns", "--hostname", "sandbox", *self._system,
@@ -197,11 +198,11 @@ class BwrapSandbox(WorkspaceSandbox):
                 "--size", str(lim.disk_mb * 1024 * 1024), "--tmpfs", "/tmp",
                 "--bind", f"{stage}/repo", "/repo",
                 "--bind", f"{stage}/results", RESULTS_INSIDE]
-        if self.spec.network:
+        if self.spec.network and not offline:
             args[1:2] = ["--unshare-all", "--share-net"]
             args += ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
         for _, name, inside, rw in self._binds:
-            args += ["--bind" if rw else "--ro-bind", f"{stage}/{name}", inside]
+            args += ["--bind" if rw and not offline else "--ro-bind", f"{stage}/{name}", inside]
         args += ["--remount-ro", "/", "--chdir", "/repo", "--clearenv"]
         for key, value in env.items():
             args += ["--setenv", key, value]
@@ -215,9 +216,14 @@ class BwrapSandbox(WorkspaceSandbox):
         timeout_s: float = 60.0,
         env: Mapping[str, str] | None = None,
         stdin: str | None = None,
+        offline: bool = False,
     ) -> ExecResult:
         """Run ``argv`` in /repo; see the module docstring. Never raises for what the
-        command does; raises ``SandboxError`` when the sandbox itself cannot start."""
+        command does; raises ``SandboxError`` when the sandbox itself cannot start.
+        ``offline``: this command gets no network and every bind read-only (only /repo and
+        the results dir stay writable), whatever the spec says: a build runs the project's
+        own code this way, so it can neither reach out nor plant files in the venv being
+        built or the shared package cache."""
         if not argv:
             raise SandboxError("empty command")
         with self._lock:
@@ -227,7 +233,7 @@ class BwrapSandbox(WorkspaceSandbox):
             timeout = max(0.0, min(timeout_s, self.spec.limits.timeout_s))
             cg = RunCgroup.create(f"codemill-{self.id}-{self._runs}", self.spec.limits)
             try:
-                return self._run(list(argv), timeout, env, stdin, cg)
+                return self._run(list(argv), timeout, env, stdin, cg, offline)
             finally:
                 if not cg.remove():
                     raise SandboxError(f"cgroups of sandbox {self.id} could not be removed")
@@ -282,7 +288,7 @@ class BwrapSandbox(WorkspaceSandbox):
                     raise SandboxError(f"cgroups of sandbox {self.id} could not be removed")
 
     def _run(self, argv: list[str], timeout: float, env: Mapping[str, str] | None,
-             stdin: str | None, cg: RunCgroup) -> ExecResult:
+             stdin: str | None, cg: RunCgroup, offline: bool = False) -> ExecResult:
         home_env = self.sandbox_env(env, "/env" if self.spec.env_dir else None, "/tmp")
         status_r, status_w = os.pipe()
         stdin_fd = os.memfd_create("codemill-stdin")
@@ -295,7 +301,7 @@ class BwrapSandbox(WorkspaceSandbox):
                     self.tools.setpriv, f"--reuid={self.spec.limits.uid}",
                     f"--regid={self.spec.limits.uid}", "--clear-groups", "--no-new-privs",
                     "--inh-caps=-all", "--bounding-set=-all",
-                    *self._bwrap_args(home_env, status_w), *argv]
+                    *self._bwrap_args(home_env, status_w, offline), *argv]
             started = time.monotonic()
             proc = subprocess.Popen(full, stdin=stdin_fd, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, pass_fds=(status_w,),

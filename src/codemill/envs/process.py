@@ -119,8 +119,11 @@ class ProcessSandbox(WorkspaceSandbox):
         timeout_s: float = 60.0,
         env: Mapping[str, str] | None = None,
         stdin: str | None = None,
+        offline: bool = False,
     ) -> ExecResult:
-        """Run ``argv`` in the workspace directory, unisolated, with a timeout."""
+        """Run ``argv`` in the workspace directory, unisolated, with a timeout
+        (``offline`` cannot be honoured without isolation: this backend is for trusted
+        development only)."""
         if not argv:
             raise SandboxError("empty command")
         logger.warning(NOTICE)

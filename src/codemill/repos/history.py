@@ -18,13 +18,13 @@ import os
 import subprocess
 import threading
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from codemill.core.errors import SourceError
+from codemill.core.testpaths import TEST_DIRS, is_test_path  # noqa: F401 (re-exported)
 from codemill.repos.archives import link_inside
 from codemill.repos.gitcmd import SAFE_FLAGS, git, git_env
 
-TEST_DIRS = frozenset({"tests", "test", "testing"})
 _CHUNK = 1 << 20
 
 
@@ -66,22 +66,6 @@ class CommitDiff:
     """Unified diff of every other file."""
     lossy: bool = False
     """Some patch bytes were not UTF-8 and were replaced: the patch will not apply."""
-
-
-def is_test_path(path: str) -> bool:
-    """Whether ``path`` (repo-relative, ``/``-separated) is a test file by the usual
-    conventions: under a ``tests``/``test``/``testing`` directory, or named ``test_*.py``,
-    ``*_test.py``, ``tests.py`` or ``conftest.py``."""
-    parts = PurePosixPath(path).parts
-    if not parts:
-        return False
-    if any(p in TEST_DIRS for p in parts[:-1]):
-        return True
-    name = parts[-1]
-    if not name.endswith(".py"):
-        return False
-    return (name.startswith("test_") or name.endswith("_test.py")
-            or name in ("conftest.py", "tests.py"))
 
 
 def list_commits(mirror: Path, rev: str = "HEAD", *, limit: int | None = None) -> list[CommitInfo]:

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from codemill.rewards import flags as F
 
-HARNESS_VERSION = "codemill-grade-1"
+HARNESS_VERSION = "codemill-grade-2"
 """Bumped whenever grading rules change, so rewards graded under other rules are told apart
 (stored on every reward row with the runner's parser version)."""
 
@@ -18,6 +18,11 @@ DEFAULT_ZERO_ON = (
     F.RUNNER_TAMPER,
     F.NO_RESULTS,
     F.TIMEOUT,
+    F.WITHHELD_ACCESS,
+    F.BLOCKED_TESTS,
+    F.SPECIAL_CASE_RUNNER,
+    F.SPECIAL_CASE_FRAME,
+    F.SPECIAL_CASE_ALWAYS_EQUAL,
 )
 
 
@@ -32,12 +37,31 @@ class GraderConfig(BaseModel):
     """Flags that force the value to 0 whatever the tests say: what restoring pristine
     files cannot undo (interpreter hooks, bytecode, binary content, code reaching into the
     runner) and what the candidate's code did to the run (no results, timeout). The other
-    flags (touched/added tests, test config, withheld access) are recorded only: the
-    grader restored the files, so the tests ran on pristine ground."""
-    canary: bool = True
-    """Run a harness-written test that must fail next to the selection: a run in which it
-    passes, or vanishes while the gold run shows it, had its runner tampered with."""
+    flags (touched/added tests, test config, metadata, shadowing modules) are recorded
+    only: the grader restored or removed the files, so the tests ran on pristine ground.
+    Reading withheld material and special-casing the test run zero by default; a flag of
+    those classes left out of ``zero_on`` is recorded as ``<flag>:flag_only``."""
+    canaries: int = Field(3, ge=0, le=20)
+    """How many harness-written tests that must fail are hidden among the selection
+    (``codemill.rewards.canary``; 0 turns the check off). A run in which one passes, or
+    vanishes while the gold run shows it, had its runner tampered with."""
     gold_check: bool = True
-    """When the candidate's run gives no evidence, run the gold state to tell the
-    candidate's fault (value 0) from the infrastructure's (masked). Run fresh each time
-    it is needed (rare: only runs without evidence and vanished canaries)."""
+    """When the candidate's run gives no evidence, or the hidden tests do not apply after
+    it, do the same with the gold patch to tell the candidate's fault (value 0) from the
+    infrastructure's (masked). Run fresh each time it is needed. Off: every such failure
+    is masked, which lets a policy hide its failures from training."""
+    safe_start: bool = True
+    """Start the runner with the workspace off ``sys.path`` and plugin auto-loading off
+    (``codemill.testing.safe_start``). Off: ``python -m pytest`` as a user would run it."""
+    restore_protected: bool = True
+    """Put back every test, test configuration, hook and task path the candidate touched."""
+    remove_metadata: bool = True
+    """Remove ``*.dist-info``/``*.egg-info`` folders the candidate added or changed."""
+    remove_shadowing: bool = True
+    """Remove new top-level modules named like standard-library, runner or installed ones."""
+    scan_special_cases: bool = True
+    """Look for code that detects the test run in the candidate's changed modules (AST);
+    whether a finding zeroes the reward is ``zero_on``'s to say."""
+    restore_support: bool = True
+    """Also put back the workspace files that validation saw the task's tests import or
+    open (``TaskSpec.metadata["test_support"]``), wherever they live."""

@@ -25,7 +25,6 @@ source changes that reach into pytest, its result file or ``os._exit``.
 
 from __future__ import annotations
 
-import posixpath
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,11 +38,15 @@ from codemill.core.ids import bytes_id, content_id
 from codemill.core.records import EnvSpec, Outcome, Reward, TaskSpec, TestReport, Trajectory
 from codemill.envs.sandbox import open_sandbox
 from codemill.rewards import flags as F
+from codemill.rewards import shadow as S
 from codemill.rewards import workspace as W
-from codemill.rewards.config import HARNESS_VERSION, GraderConfig
+from codemill.rewards.canary import Canary, plant
+from codemill.rewards.config import DEFAULT_ZERO_ON, HARNESS_VERSION, GraderConfig
 from codemill.rewards.diffs import parse_diff, touched_paths
 from codemill.rewards.verdict import TestVerdict, has_evidence, judge
 from codemill.testing.pytest_runner import PytestRunner
+from codemill.testing.runners import runner_for_command
+from codemill.testing.unittest_runner import UnittestRunner
 
 FLAKY_KEYS = ("flaky_excluded", "flaky_tests", "flaky")
 
@@ -66,6 +69,8 @@ class GoldCheck:
     evidence: bool
     canary_seen: bool
     error: str = ""
+    prepared: bool = False
+    """The gold patch and the hidden tests applied (whatever the run then did)."""
 
 
 def flaky_tests(task: TaskSpec) -> frozenset[str]:
@@ -77,13 +82,10 @@ def flaky_tests(task: TaskSpec) -> frozenset[str]:
     return frozenset(out)
 
 
-def make_runner(env: EnvSpec) -> Any:
-    """The runner the environment's tests use (its ``test_command`` names it)."""
-    if "unittest" in " ".join(env.test_command):
-        from codemill.testing.unittest_runner import UnittestRunner
-
-        return UnittestRunner(env=dict(env.env_vars))
-    return PytestRunner(env=dict(env.env_vars))
+def make_runner(env: EnvSpec, *, safe_start: bool = True) -> Any:
+    """The runner the environment's tests use: its recorded ``test_command`` and variables,
+    built the one way the build's baseline and task validation build it."""
+    return runner_for_command(env.test_command, env.env_vars, safe_start=safe_start)
 
 
 class _Grade:
@@ -97,15 +99,16 @@ class _Grade:
         self.task, self.diff, self.env, self.home = task, diff, env, Path(home)
         self.settings, self.rollout_id, self.policy = settings, rollout_id, policy
         self.config, self.backend = config, backend or settings.sandbox.backend
-        self.runner = runner or make_runner(env)
-        # The canary is a pytest function; other runners would not collect it.
-        self.use_canary = config.canary and isinstance(self.runner, PytestRunner)
-        first = (task.fail_to_pass or task.pass_to_pass or ("",))[0]
-        self.canary_dir = posixpath.dirname(first.split("::", 1)[0])
         self.spec: Any = None
         self.spec_error = ""
         try:
-            self.spec = W.env_spec(env, self.home, settings.sandbox)
+                self.runner = runner or make_runner(env, safe_start=config.safe_start)
+        except CodemillError as exc:  # an environment whose command no runner runs
+            self.runner, self.spec_error = PytestRunner(), str(exc)
+        self.unittest = isinstance(self.runner, UnittestRunner)
+        try:
+            if not self.spec_error:
+                self.spec = W.env_spec(env, self.home, settings.sandbox)
         except CodemillError as exc:
             self.spec_error = str(exc)
         self.selection = list(dict.fromkeys((*task.fail_to_pass, *task.pass_to_pass)))
@@ -118,6 +121,24 @@ class _Grade:
         self._gold: GoldCheck | None = None
 
     # --- the flow -------------------------------------------------------------------------
+    def defences(self) -> W.Defences:
+        c = self.config
+        shadow = frozenset()
+        if c.remove_shadowing:
+            shadow = S.shadow_names(Path(self.env.venv_path),
+                                    Path(self.env.python_path).parent.parent)
+        support = tuple(str(p) for p in self.task.metadata.get("test_support", ()) or ())
+        return W.Defences(restore_protected=c.restore_protected,
+                          remove_metadata=c.remove_metadata,
+                          remove_shadowing=c.remove_shadowing,
+                          scan_special_cases=c.scan_special_cases, shadow_names=shadow,
+                          support_paths=support if c.restore_support else ())
+
+    def plant(self, sb: Any) -> tuple[list[Canary], list[str]]:
+        if not self.config.canaries:
+            return [], list(self.selection)
+        return plant(sb, self.selection, count=self.config.canaries, unittest=self.unittest)
+
     def run(self) -> Grading:
         if not self.diff.strip():
             return self.finish(value=0.0)
@@ -129,9 +150,9 @@ class _Grade:
             return self.masked("infra:sandbox", opened.message or "")
         try:
             with boundary("sandbox", "prepare the grading workspace") as prep_b:
-                prep = W.prepare(sb, self.task, self.diff, base_layers=self.spec.layers)
-                canary = (W.write_canary(sb, self.canary_dir)
-                          if self.use_canary and prep.ok else None)
+                prep = W.prepare(sb, self.task, self.diff, base_layers=self.spec.layers,
+                                 defences=self.defences())
+                canaries, selection = self.plant(sb) if prep.ok else ([], [])
             if prep_b.failed:
                 return self.prepare_failed(prep_b.message or "")
             self.flags += prep.flags
@@ -139,18 +160,23 @@ class _Grade:
             if prep.patch_failed:
                 self.flags.append(F.PATCH_FAILED)
                 return self.finish(value=0.0, restored=prep.restored)
+            if (prep.infra == "task:test_patch" and self.config.gold_check
+                    and self.gold_check().prepared):
+                self.flags.append(F.BLOCKED_TESTS)
+                self.notes.append("the hidden tests apply after the gold patch but not "
+                                  "after this diff")
+                return self.finish(value=0.0, restored=prep.restored)
             if prep.infra:
                 return self.masked(prep.infra, "; ".join(prep.notes))
-            report = self.run_tests(sb, canary)
+            report = self.run_tests(sb, selection)
         finally:
             with boundary("sandbox", "close the grading sandbox") as closed:
                 sb.close()
             if closed.failed:  # the verdict stands; the leak is the sandbox's to report
                 self.notes.append(closed.message or "")
-        return self.judge(report, canary, prep.restored)
+        return self.judge(report, canaries, prep.restored)
 
-    def run_tests(self, sb: Any, canary: W.Canary | None) -> TestReport | None:
-        selection = self.selection + ([canary.node_id] if canary else [])
+    def run_tests(self, sb: Any, selection: list[str]) -> TestReport | None:
         with boundary("testing", "run the graded tests") as ran:
             report = self.runner.run(sb, selection, timeout_s=self.config.timeout_s)
         if ran.failed:
@@ -158,36 +184,36 @@ class _Grade:
             return None
         return report
 
-    def judge(self, report: TestReport | None, canary: W.Canary | None,
+    def judge(self, report: TestReport | None, canaries: list[Canary],
               restored: list[str]) -> Grading:
         if report is None or not has_evidence(report):
             return self.no_evidence(report, restored)
         verdict = judge(report, self.task.fail_to_pass, self.task.pass_to_pass, self.flaky)
-        self.check_canary(report, canary)
+        self.check_canary(report, canaries)
         if verdict.missing:
             self.flags.append(F.MISSING_TESTS)
         return self.finish(value=1.0 if verdict.resolved else 0.0, verdict=verdict,
                            report=report, restored=restored)
 
-    def check_canary(self, report: TestReport, canary: W.Canary | None) -> None:
+    def check_canary(self, report: TestReport, canaries: list[Canary]) -> None:
         outcomes = report.outcomes()
         failures = any(o in (Outcome.FAILED, Outcome.ERROR) for o in outcomes.values())
         if failures and report.exit_code == 0:
             self.flags.append(F.RUNNER_TAMPER)
             self.notes.append("exit code 0 with failing tests in the result file")
-        if canary is None:
+        if not canaries:
             return
-        got = outcomes.get(canary.node_id)
-        if got == Outcome.PASSED:
+        got = [outcomes.get(c.node_id) for c in canaries]
+        if any(o == Outcome.PASSED for o in got):
             self.flags.append(F.RUNNER_TAMPER)
-            self.notes.append("the canary test, which must fail, was reported passed")
-        elif got is None and self.config.gold_check:
+            self.notes.append("a canary test, which must fail, was reported passed")
+        elif any(o is None for o in got) and self.config.gold_check:
             gold = self.gold_check()
             if gold.canary_seen:
                 self.flags.append(F.RUNNER_TAMPER)
-                self.notes.append("the canary test vanished (the gold run reports it)")
+                self.notes.append("a canary test vanished (the gold run reports them all)")
             else:
-                self.notes.append("canary not collectable in this project: check skipped")
+                self.notes.append("canaries not collectable in this project: check skipped")
 
     def no_evidence(self, report: TestReport | None, restored: list[str]) -> Grading:
         why = "no report" if report is None else (report.error or "no results")
@@ -227,18 +253,18 @@ class _Grade:
         with (boundary("sandbox", "run the gold state") as b,
               open_sandbox(self.spec, self.home, backend=self.backend) as sb):
             prep = W.prepare(sb, self.task, self.task.gold_patch,
-                             base_layers=self.spec.layers)
+                             base_layers=self.spec.layers, defences=self.defences())
             if not prep.ok:
                 return GoldCheck(False, False, "; ".join(prep.notes) or "prepare failed")
-            canary = W.write_canary(sb, self.canary_dir) if self.use_canary else None
-            extra = [canary.node_id] if canary else []
-            report = self.runner.run(sb, [*self.selection, *extra],
-                                     timeout_s=self.config.timeout_s)
+            canaries, selection = self.plant(sb)
+            report = self.runner.run(sb, selection, timeout_s=self.config.timeout_s)
         if b.failed:
             return GoldCheck(False, False, b.message or "")
         if not has_evidence(report):
-            return GoldCheck(False, False, report.error or "no results")
-        return GoldCheck(True, canary is not None and canary.node_id in report.outcomes())
+            return GoldCheck(False, False, report.error or "no results", prepared=True)
+        seen = report.outcomes()
+        return GoldCheck(True, bool(canaries) and all(c.node_id in seen for c in canaries),
+                         prepared=True)
 
     # --- the reward -------------------------------------------------------------------------
     def masked(self, error_type: str, message: str,
@@ -249,6 +275,8 @@ class _Grade:
     def finish(self, *, value: float, verdict: Any = None, report: TestReport | None = None,
                restored: list[str] | None = None) -> Grading:
         zero = [f for f in self.flags if f in self.config.zero_on]
+        self.flags += [f"{f}:{F.FLAG_ONLY}" for f in self.flags
+                       if f in DEFAULT_ZERO_ON and f not in self.config.zero_on]
         if zero and value:
             self.notes.append(f"value forced to 0 by {', '.join(dict.fromkeys(zero))}")
             value = 0.0

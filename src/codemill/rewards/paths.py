@@ -5,23 +5,25 @@ and the flags name what was touched. The rules are deliberately wide: restoring 
 honest fix did not need to change costs nothing; missing one a hack changed costs the
 reward's meaning.
 
-- Tests: ``test_*.py`` / ``*_test.py`` anywhere, anything under a ``tests/`` or ``test/``
-  directory, and every path the task itself names (test patch, hidden paths, the files of
-  its F2P/P2P node ids).
+- Tests: ``codemill.core.testpaths`` (``test_*.py`` / ``*_test.py`` / ``tests.py`` /
+  ``conftest.py`` anywhere, anything under a ``tests/``, ``test/`` or ``testing/``
+  directory), every path the task itself names (test patch, hidden paths, the files of
+  its F2P/P2P node ids) and the test support validation saw its tests use.
 - Test configuration: ``conftest.py`` and pytest's ini files at any depth (pytest looks for
   its ini file upward from the test paths, so a nested one changes the configuration), plus
   ``setup.cfg``, ``tox.ini`` and ``pyproject.toml``, which may hold pytest sections.
+- Package metadata: ``*.dist-info``, ``*.egg-info`` folders (entry points, pytest plugins).
 - Hooks: ``sitecustomize.py``, ``usercustomize.py`` and ``*.pth`` run at interpreter start;
   bytecode (``*.pyc``, ``__pycache__``) can shadow source without being readable in a diff.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import posixpath
 from collections.abc import Iterable
 
-TEST_DIRS = frozenset({"tests", "test"})
+from codemill.core import testpaths
+
 PYTEST_INI_FILES = frozenset({"pytest.ini", ".pytest.ini", "pytest.toml", ".pytest.toml"})
 SHARED_CONFIG_FILES = frozenset({"setup.cfg", "tox.ini", "pyproject.toml"})
 """Config files that may or may not hold pytest settings: always restored, flagged only
@@ -34,13 +36,8 @@ def _parts(path: str) -> list[str]:
 
 
 def is_test_file(path: str) -> bool:
-    parts = _parts(path)
-    if not parts:
-        return False
-    name = parts[-1]
-    if fnmatch.fnmatch(name, "test_*.py") or fnmatch.fnmatch(name, "*_test.py"):
-        return True
-    return any(p in TEST_DIRS for p in parts[:-1])
+    """A test by ``codemill.core.testpaths`` (the one answer)."""
+    return testpaths.is_test_path(path)
 
 
 def is_test_config(path: str) -> bool:
@@ -56,6 +53,15 @@ def is_shared_config(path: str) -> bool:
 def is_hook(path: str) -> bool:
     name = posixpath.basename(path)
     return name in HOOK_NAMES or name.endswith(".pth")
+
+
+METADATA_SUFFIXES = (".dist-info", ".egg-info", ".egg-link")
+
+
+def is_metadata(path: str) -> bool:
+    """Package metadata (``*.dist-info``, ``*.egg-info``): on ``sys.path`` it registers
+    entry points, pytest plugins among them. A candidate never needs to add or edit it."""
+    return any(p.endswith(METADATA_SUFFIXES) for p in _parts(path))
 
 
 def is_bytecode(path: str) -> bool:
@@ -96,5 +102,6 @@ def protected(path: str, task_paths: frozenset[str]) -> bool:
         or is_shared_config(path)
         or is_hook(path)
         or is_bytecode(path)
+        or is_metadata(path)
         or is_under(path, task_paths)
     )

@@ -26,7 +26,6 @@ What this does not do: judge anything. ``grader`` runs the tests and reads the v
 from __future__ import annotations
 
 import posixpath
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,8 @@ from codemill.envs.layers import MergedView
 from codemill.envs.sandbox import SandboxSpec
 from codemill.rewards import flags as F
 from codemill.rewards import paths as P
+from codemill.rewards import shadow as S
+from codemill.rewards import special_case as SC
 from codemill.rewards.diffs import parse_diff, strip_level, touched_paths
 
 GIT_ENV = {
@@ -51,7 +52,6 @@ GIT_ENV = {
     "HOME": "/tmp",
 }
 GIT_TIMEOUT_S = 60.0
-CANARY_DIR = "_codemill_canary_{tok}"
 
 
 @dataclass
@@ -160,8 +160,23 @@ def _apply_twice(sb: Any, diff: str, strip: int) -> ExecResult:
     return res
 
 
-def prepare(sb: Any, task: TaskSpec, diff: str, *, base_layers: Iterable[Path]) -> Prepared:
+@dataclass(frozen=True)
+class Defences:
+    """Which workspace defences ``prepare`` applies (``GraderConfig`` switches them)."""
+
+    restore_protected: bool = True
+    remove_metadata: bool = True
+    remove_shadowing: bool = True
+    scan_special_cases: bool = True
+    shadow_names: frozenset[str] = frozenset()
+    support_paths: tuple[str, ...] = ()
+    """Workspace files the task's tests were seen to import or open (validation)."""
+
+
+def prepare(sb: Any, task: TaskSpec, diff: str, *, base_layers: Iterable[Path],
+            defences: Defences | None = None) -> Prepared:
     """Steps 1-5 of the module docstring on an open, fresh sandbox."""
+    d = defences or Defences()
     out = Prepared()
     if task.broken_patch.strip():
         res = git_apply(sb, task.broken_patch, strip_level(parse_diff(task.broken_patch)))
@@ -174,12 +189,18 @@ def prepare(sb: Any, task: TaskSpec, diff: str, *, base_layers: Iterable[Path]) 
     test_patch_paths = touched_paths(parse_diff(task.test_patch))
     task_paths = P.task_test_paths(test_patch_paths, task.hidden_paths,
                                    (*task.fail_to_pass, *task.pass_to_pass))
+    task_paths = task_paths | frozenset(d.support_paths)
 
     def protect(path: str) -> bool:
-        return P.protected(path, task_paths)
+        if P.is_metadata(path):
+            return d.remove_metadata
+        return d.restore_protected and P.protected(path, task_paths)
 
     claimed = touched_paths(changes, strip)
     pristine = {p: _read(sb, p) for p in claimed if protect(p)}
+    # What broken_patch made differs from the layers below: its bytes are the pristine ones.
+    broken = {p: _read(sb, p) for p in touched_paths(parse_diff(task.broken_patch))}
+    sources = {p: _read(sb, p) for p in claimed if p.endswith(".py") and not protect(p)}
 
     res, notes = apply_candidate(sb, diff, strip, protect)
     out.notes += notes
@@ -188,14 +209,30 @@ def prepare(sb: Any, task: TaskSpec, diff: str, *, base_layers: Iterable[Path]) 
         out.notes.append(f"candidate diff does not apply: {_first_line(res)}")
         return out
 
+    if d.scan_special_cases:
+        for p, before in sources.items():
+            out.flags += SC.added_special_cases(_text(before), _text(_read(sb, p)))
+
     # The workspace's own account of what changed catches paths the diff parser missed.
     seen = touched_paths(parse_diff(sb.diff()))
     base = MergedView(list(base_layers))
     for p in seen:
         if p not in pristine and protect(p):
-            pristine[p] = _read_base(base, p)
+            pristine[p] = broken[p] if p in broken else _read_base(base, p)
             if P.is_hook(p):
                 out.flags.append(F.HOOK_FILES)
+        if P.is_metadata(p) and d.remove_metadata:
+            out.flags.append(F.METADATA)
+    if d.remove_shadowing and d.shadow_names:
+        created = [p for p in seen if _read_base(base, p) is None and p not in broken]
+        doomed = S.shadowing(created, d.shadow_names,
+                             has_init=lambda f: _read(sb, f"{f}/__init__.py") is not None,
+                             existed=lambda p: base.lookup(tuple(p.split("/"))) is not None)
+        for p in doomed:
+            pristine.setdefault(p, None)
+        if doomed:
+            out.flags.append(F.SHADOW_MODULE)
+            out.notes.append(f"removed new modules shadowing installed ones: {', '.join(doomed)}")
     for p, before in pristine.items():
         name = posixpath.basename(p)
         if P.is_shared_config(p) and F.config_section_changed(name, _text(before),
@@ -231,29 +268,6 @@ def restore(sb: Any, pristine: dict[str, bytes | None]) -> None:
     for path, data in sorted(pristine.items()):
         if data is not None:
             sb.write_file(path, data)
-
-
-@dataclass(frozen=True)
-class Canary:
-    """A harness-written test that must fail: if a run reports it passed, or reports success
-    while it failed, the run's reporting was tampered with."""
-
-    node_id: str
-    path: str
-
-
-def write_canary(sb: Any, near: str = "") -> Canary:
-    """Write a failing test with random names next to the task's tests (``near``: a
-    directory), so that code reading the selection from ``sys.argv`` cannot tell it from a
-    hidden test by its name."""
-    tok, fn = secrets.token_hex(6), secrets.token_hex(5)
-    a, b = secrets.randbelow(900) + 100, secrets.randbelow(900) + 100
-    folder = posixpath.normpath(near) if near and near not in (".", "/") else ""
-    path = posixpath.join(folder, f"test_{tok}.py") if folder else f"test_{tok}.py"
-    if _read(sb, path) is not None:  # never overwrite a file of the project
-        path = posixpath.join(CANARY_DIR.format(tok=tok), f"test_{tok}.py")
-    sb.write_file(path, f"def test_{fn}():\n    assert {a} + {b} == {a + b + 1}\n".encode())
-    return Canary(node_id=f"{path}::test_{fn}", path=path)
 
 
 def _first_line(res: ExecResult) -> str:

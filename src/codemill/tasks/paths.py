@@ -2,7 +2,7 @@
 
 Mining splits a commit into its test part (hidden from the agent, restored at grading) and
 its source part (the gold patch); synthesis mutates only sources. Test paths follow
-``codemill.repos.history.is_test_path`` so mining and synthesis agree on them.
+``codemill.core.testpaths`` so mining, synthesis and grading agree on them.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from pathlib import PurePosixPath
 
+from codemill.core import testpaths
 from codemill.envs.detect_hints import REQUIREMENT_FILE_PATTERNS
-from codemill.repos import history
 
 DEPENDENCY_FILES = frozenset({
     "pyproject.toml", "setup.py", "setup.cfg", "Pipfile", "Pipfile.lock", "poetry.lock",
@@ -20,9 +20,14 @@ DEPENDENCY_FILES = frozenset({
 
 
 def is_test_path(path: str) -> bool:
-    """True for test modules, conftest files and anything under a tests directory (the
-    same conventions as ``codemill.repos.history``, which splits commits by them)."""
-    return history.is_test_path(path)
+    """True for test modules, conftest files and anything under a tests directory
+    (``codemill.core.testpaths``, the one answer)."""
+    return testpaths.is_test_path(path)
+
+
+def is_test_support(path: str) -> bool:
+    """A file tests use that is not code under test (``codemill.core.testpaths``)."""
+    return testpaths.is_test_support(path)
 
 
 def is_source_path(path: str) -> bool:

@@ -31,6 +31,8 @@ from codemill.tasks.paths import is_source_path
 from codemill.testing.baseline import Baseline, consistent
 from codemill.testing.baseline import summarize as baseline_of
 from codemill.testing.pytest_runner import PytestRunner
+from codemill.testing.runners import runner_for_command, same_runner_with
+from codemill.testing.unittest_runner import UnittestRunner
 
 __all__ = ["Baseline", "TestBed", "apply_changes", "baseline_of", "consistent", "failed"]
 
@@ -53,7 +55,7 @@ class TestBed:
         spec: SandboxSpec,
         home: Path,
         *,
-        runner: PytestRunner | None = None,
+        runner: PytestRunner | UnittestRunner | None = None,
         backend: str | None = None,
         env_vars: Mapping[str, str] | None = None,
         baseline: Baseline | None = None,
@@ -83,9 +85,7 @@ class TestBed:
         ``test_results`` rows): when they all produced results they are the bed's
         baseline, so validation does not run the suite k more times."""
         spec = envstore.sandbox_spec(env, home, limits)
-        cmd = tuple(env.test_command)
-        runner = (PytestRunner(cmd[0], cmd[3:], dict(env.env_vars))
-                  if cmd[1:3] == ("-m", "pytest") else None)
+        runner = runner_for_command(env.test_command, env.env_vars)
         reports = list(baseline_reports)
         baseline = baseline_of(reports) if reports and all(r.ran for r in reports) else None
         return cls(env.env_id, spec, home, runner=runner, backend=backend,
@@ -145,6 +145,23 @@ class TestBed:
         self.test_seconds += report.duration_s
         return report
 
+    def files_used(self, changes: Changes | None, selection: Sequence[str]) -> list[str]:
+        """Workspace files that running ``selection`` in state ``changes`` opens or imports
+        (recorded by the runner's safe start; pytest environments only)."""
+        if not isinstance(self.runner, PytestRunner) or not self.runner.safe_start:
+            raise TaskError("recording the files tests use needs a pytest environment")
+        with self.sandbox(changes) as sb:
+            host, inside = sb.results_dir
+            runner = same_runner_with(self.runner,
+                                      env={"CODEMILL_RECORD_OPENS": f"{inside}/opens.json"})
+            report = runner.run(sb, list(selection), timeout_s=self.timeout_for(selection))
+            try:
+                data = json.loads((Path(host) / "opens.json").read_text())
+            except (OSError, ValueError) as exc:
+                raise TaskError(f"no record of the files the tests used ({report.error or exc})"
+                                ) from exc
+        return sorted(str(p) for p in data if isinstance(p, str))
+
     def timeout_for(self, selection: Sequence[str] | set[str] | None) -> float:
         """A generous limit for ``selection``: a multiple of its baseline time."""
         if self._baseline is None:
@@ -184,6 +201,8 @@ class TestBed:
         tools = cov.tools_dir(self.home)
         inside = cov.TOOLS_INSIDE if self.backend == "bwrap" else str(tools)
         binds = ((tools, cov.TOOLS_INSIDE),) if self.backend == "bwrap" else ()
+        if not isinstance(self.runner, PytestRunner):
+            raise TaskError("per-test coverage needs a pytest environment")
         base = self.baseline()
         started = time.monotonic()
         with self.sandbox(None, ro_binds=binds) as sb:
@@ -196,9 +215,8 @@ class TestBed:
             extra = cov.coverage_env(inside, inside_results, root, own)
             if env.get("PYTHONPATH"):
                 extra["PYTHONPATH"] = f"{extra['PYTHONPATH']}:{env['PYTHONPATH']}"
-            runner = PytestRunner(self.runner.python, (*self.runner.extra_args, *no_cov,
-                                  "-p", "codemill_covctx"), {**env, **extra},
-                                  rootdir=self.runner.rootdir)
+            runner = same_runner_with(self.runner, extra_args=(*no_cov, "-p", "codemill_covctx"),
+                                      env={**env, **extra})
             report = runner.run(sb, None, timeout_s=max(self.timeout_for(None) * 3, 120.0))
             if not report.ran:
                 raise TaskError(f"coverage run failed: {report.error}")

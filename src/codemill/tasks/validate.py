@@ -30,9 +30,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from codemill.core.diffs import parse_diff, touched_paths
+from codemill.core.errors import CodemillError
 from codemill.core.records import Outcome, TaskKind, TaskSpec, TestReport
 from codemill.tasks.mutate import Mutation, check_mutation, enumerate_mutations
 from codemill.tasks.patches import Changes, diff_stats
+from codemill.tasks.paths import is_test_support
 from codemill.tasks.records import FunnelCounter, TaskValidation, task_id
 from codemill.tasks.testbed import TestBed, consistent, failed
 
@@ -203,6 +206,7 @@ def validate(bed: TestBed, c: Candidate, cfg: ValidationConfig,
         "flaky_excluded": sorted(flaky), "validation_runs": cfg.runs,
     }
     f2p_t, p2p_t = tuple(sorted(f2p)), tuple(sorted(p2p))
+    meta.update(test_support(bed, c, [*f2p_t, *p2p_t]))
     # the agent sees neither the tests of the test patch nor the files of FAIL_TO_PASS
     hidden = tuple(sorted({*c.hidden_paths, *(t.split("::", 1)[0] for t in f2p_t)}))
     tid = task_id(bed.env_id, c.broken_patch, c.test_patch, f2p_t, p2p_t)
@@ -221,6 +225,20 @@ def validate(bed: TestBed, c: Candidate, cfg: ValidationConfig,
                  "n_p2p": len(p2p), "test_seconds": round(test_seconds, 3)},
     )
     return task, row
+
+
+def test_support(bed: TestBed, c: Candidate, selection: list[str]) -> dict[str, Any]:
+    """``{"test_support": paths}``: the workspace files the task's tests open or import in
+    the gold state that are test support (``paths.is_test_support``: data files, and
+    modules named as testing helpers), minus what the gold patch changes. The grader
+    restores them like test files, wherever they live. On failure the reason is stored
+    instead (``test_support_error``), never a guess."""
+    try:
+        used = bed.files_used(c.gold_state, selection)
+    except CodemillError as exc:
+        return {"test_support_error": str(exc)[:300]}
+    gold = set(touched_paths(parse_diff(c.gold_patch)))
+    return {"test_support": [p for p in used if p not in gold and is_test_support(p)]}
 
 
 def _fails(outcomes: Mapping[str, Outcome], test: str) -> bool:

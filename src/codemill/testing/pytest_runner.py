@@ -3,8 +3,9 @@
 ``PytestRunner(...).run(sandbox, selection)`` empties the sandbox's results dir (a
 harness-only dir outside ``/repo``), runs::
 
-    python -m pytest -p no:cacheprovider -o junit_family=xunit1 --junitxml=<results>/junit.xml
-        -q -rN --no-header --rootdir=/repo --continue-on-collection-errors [-k EXPR] [ids...]
+    python -c <safe start> -p no:cacheprovider -o junit_family=xunit1
+        --junitxml=<results>/junit.xml -q -rN --no-header --rootdir=/repo
+        --continue-on-collection-errors [-k EXPR] [ids...]
 
 and parses ``junit.xml`` from the host side of that dir. Verdicts never come from stdout:
 a suite that prints ``100 passed`` or leaves a ``junit.xml`` in the repository is not
@@ -12,11 +13,13 @@ believed. When there is no trustworthy result the report's ``error`` says why an
 the output tail: a timeout, no result file (collection crashed or the process exited
 early), an unreadable file, no tests collected (exit code 5), a usage or internal error.
 
-``--rootdir`` is pinned so node ids do not depend on the selection. Long selections do not
-go on the command line (argv has limits): the node ids are sent on stdin, one a line, to a
-three-line bootstrap that passes them to ``pytest.main``. That works with every pytest
-version (``@argsfile`` needs pytest >= 8.2) and needs no file in the results dir, which
-the sandbox empties before each command. ``-rN`` and ``--no-header`` need pytest >= 6.
+The safe start (``codemill.testing.safe_start``) imports pytest and the environment's
+plugins before anything in the workspace can be imported, turns plugin auto-loading off
+and loads those plugins by ``-p``, then puts the workspace on the path after the standard
+library. ``--rootdir`` is pinned so node ids do not depend on the selection. Long
+selections do not go on the command line (argv has limits): the node ids are sent on
+stdin, one a line (``@argsfile`` needs pytest >= 8.2; this needs no file in the results
+dir, which the sandbox empties before each command). ``-rN`` and ``--no-header`` need pytest >= 6.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from codemill.core.records import ExecResult, TestReport
 from codemill.testing.junit import PARSER_VERSION, parse_junit
 from codemill.testing.reports import make_report
 from codemill.testing.resultfile import clear_dir
+from codemill.testing.safe_start import PLAIN_START, PYTEST_START
 
 JUNIT_NAME = "junit.xml"
 # The bwrap and process sandboxes' inside path (codemill.envs.workspace.RESULTS_INSIDE);
@@ -38,10 +42,6 @@ DEFAULT_RESULTS_INSIDE = "/harness/results"
 MAX_JUNIT_BYTES = 256 << 20
 INLINE_MAX_IDS = 200
 INLINE_MAX_CHARS = 32_000
-# Reads node ids from stdin, one a line, and runs pytest on them after the other args.
-BOOTSTRAP = ("import sys, pytest\n"
-             "ids = [i for i in sys.stdin.read().splitlines() if i]\n"
-             "raise SystemExit(int(pytest.main(sys.argv[1:] + ids)))")
 _EXIT_ERRORS = {
     2: "pytest was interrupted (exit code 2)",
     3: "pytest hit an internal error (exit code 3)",
@@ -92,12 +92,16 @@ class PytestRunner:
         *,
         rootdir: str = "/repo",
         max_junit_bytes: int = MAX_JUNIT_BYTES,
+        safe_start: bool = True,
     ) -> None:
         self.python = python
         self.extra_args = tuple(extra_args)
         self.env = dict(env or {})
         self.rootdir = rootdir
         self.max_junit_bytes = max_junit_bytes
+        self.safe_start = safe_start
+        """False only to show what the safe start defends against: ``python -m pytest``
+        (the workspace first on ``sys.path``, plugins auto-loaded)."""
 
     def _options(self, results_dir: str, keyword: str | None) -> list[str]:
         opts = ["-p", "no:cacheprovider", "-o", "junit_family=xunit1",
@@ -118,9 +122,11 @@ class PytestRunner:
         """The argv that runs ``selection`` (node ids; None: the whole suite)."""
         opts = self._options(results_dir, keyword)
         check_selection(selection)
+        start = ("-c", PYTEST_START) if self.safe_start else ("-m", "pytest")
         if self.inline(selection):
-            return (self.python, "-m", "pytest", *opts, *(selection or ()))
-        return (self.python, "-c", BOOTSTRAP, *opts)
+            return (self.python, *start, *opts, *(selection or ()))
+        return (self.python, "-c", PYTEST_START if self.safe_start else PLAIN_START,
+                "--ids-on-stdin", *opts)
 
     def run(self, sandbox: Sandbox, selection: Sequence[str] | None = None, *,
             timeout_s: float = 600.0, keyword: str | None = None) -> TestReport:

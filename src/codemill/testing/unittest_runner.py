@@ -2,7 +2,8 @@
 
 ``UnittestRunner(...).run(sandbox, selection)`` runs the harness script shipped in
 ``codemill/testing/harness/`` with the project's interpreter (its source passed with
-``python -c``, so nothing has to be placed in the sandbox first) and parses only the JSON
+``python -c``, after ``safe_start.PRELUDE``, so nothing in the workspace is imported
+before the harness and the standard library are) and parses only the JSON
 file it writes into the sandbox's results dir (never stdout). Node ids have the same
 ``path::Class::test`` form as pytest's, so tasks and baselines do not care which runner
 produced them. Long selections go on stdin, as with ``PytestRunner``.
@@ -29,6 +30,12 @@ from codemill.testing.pytest_runner import (
 )
 from codemill.testing.reports import make_report
 from codemill.testing.resultfile import clear_dir
+from codemill.testing.safe_start import PRELUDE
+
+# The harness imports only the standard library: with the workspace off the path while
+# it does, and put back (after the standard library) before the tests load.
+UNITTEST_PRELUDE = (PRELUDE + "import argparse, json, re, time, traceback, unittest\n"
+                    "_restore_path()\n")
 
 HARNESS_NAME = "unittest_harness.py"
 RESULT_NAME = "unittest.json"
@@ -67,16 +74,19 @@ class UnittestRunner:
     parser_version = PARSER_VERSION
 
     def __init__(self, python: str = "/env/bin/python", *, start_dir: str = ".",
-                 pattern: str = "test*.py", env: Mapping[str, str] | None = None) -> None:
+                 pattern: str = "test*.py", env: Mapping[str, str] | None = None,
+                 safe_start: bool = True) -> None:
         self.python = python
         self.start_dir = start_dir
         self.pattern = pattern
         self.env = dict(env or {})
+        self.safe_start = safe_start
 
     def command(self, selection: Sequence[str] | None = None, *,
                 results_dir: str = DEFAULT_RESULTS_INSIDE) -> tuple[str, ...]:
         check_selection(selection)
-        argv = [self.python, "-c", harness_source().decode(), "--out",
+        prelude = UNITTEST_PRELUDE if self.safe_start else ""
+        argv = [self.python, "-c", prelude + harness_source().decode(), "--out",
                 f"{results_dir}/{RESULT_NAME}", "--start-dir", self.start_dir,
                 "--pattern", self.pattern]
         if PytestRunner.inline(selection):

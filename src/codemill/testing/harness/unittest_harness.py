@@ -14,7 +14,6 @@ The file is written once, atomically, at the end; exit code 0 (all passed), 1 (s
 not) or 5 (no tests), as pytest does.
 """
 
-from __future__ import annotations
 
 import argparse
 import json
@@ -156,7 +155,8 @@ def main(argv=None):
     parser.add_argument("--select-stdin", action="store_true")
     parser.add_argument("ids", nargs="*")
     args = parser.parse_args(argv)
-    sys.path[0] = os.getcwd()  # import the project from the working dir, as unittest does
+    if os.getcwd() not in sys.path:  # import the project from the working dir, as unittest does
+        sys.path.insert(0, os.getcwd())
     result = Recorder()
     load(args).run(result)
     rows = sorted(result.rows.values(), key=lambda r: r["node_id"])

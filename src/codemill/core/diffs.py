@@ -1,0 +1,148 @@
+"""Unified diffs as data: which files a diff touches and how, without applying it.
+
+The one parser of diffs (grading, validation, tasks and the red team use it).
+
+``parse_diff`` understands git diffs (``diff --git`` headers, new/deleted/renamed files,
+mode changes, binary patches, quoted paths) and plain unified diffs with or without
+``a/``/``b/`` prefixes. ``strip_level`` picks the ``git apply -p`` level the grader uses,
+so the paths this module reports are the paths ``git apply`` writes.
+
+Non-goal: validating hunks. ``git apply`` inside the grading sandbox is the authority on
+whether a diff applies; this module only names the files, for flags and for restoring.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_GIT_HEADER = re.compile(r'^diff --git (?P<a>"(?:[^"\\]|\\.)*"|\S+) (?P<b>"(?:[^"\\]|\\.)*"|\S+)$')
+_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\", "a": "\a", "b": "\b", "f": "\f",
+            "r": "\r", "v": "\v"}
+
+
+@dataclass
+class FileChange:
+    """One file a diff touches. Paths are as written (prefixes not yet stripped)."""
+
+    old_path: str | None
+    """None for a file the diff creates."""
+    new_path: str | None
+    """None for a file the diff deletes."""
+    binary: bool = False
+    binary_content: bool = False
+    """A ``GIT binary patch`` carrying the bytes; a bare ``Binary files ... differ`` line
+    (what most tools write) carries none and cannot be applied by anyone."""
+    new_mode: str | None = None
+    added_lines: list[str] = field(default_factory=list)
+    removed_lines: list[str] = field(default_factory=list)
+
+    @property
+    def created(self) -> bool:
+        return self.old_path is None
+
+    @property
+    def deleted(self) -> bool:
+        return self.new_path is None
+
+    def paths(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p for p in (self.old_path, self.new_path) if p))
+
+
+def _unquote(token: str) -> str:
+    """Undo git's C-style quoting of a path (``"a/sp ace\\303\\251"``)."""
+    if not (token.startswith('"') and token.endswith('"') and len(token) >= 2):
+        return token
+    body, out, i = token[1:-1], bytearray(), 0
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            if re.fullmatch(r"[0-7]{3}", body[i + 1:i + 4]):
+                out.append(int(body[i + 1:i + 4], 8) & 0xFF)
+                i += 4
+                continue
+            out.extend(_ESCAPES.get(nxt, nxt).encode())
+            i += 2
+            continue
+        out.extend(ch.encode())
+        i += 1
+    return out.decode("utf-8", errors="replace")
+
+
+def _header_path(line: str) -> str | None:
+    """The path on a ``---``/``+++`` line; None for ``/dev/null``. Drops a trailing
+    tab-separated timestamp (plain ``diff -u`` output)."""
+    raw = line[4:].rstrip("\n")
+    if not raw.startswith('"'):
+        raw = raw.split("\t", 1)[0]
+    path = _unquote(raw.strip())
+    return None if path == "/dev/null" else path
+
+
+def parse_diff(text: str) -> list[FileChange]:
+    """The files ``text`` touches, in order. Never raises on malformed input: what it
+    cannot read it skips (``git apply`` will reject it later)."""
+    changes: list[FileChange] = []
+    cur: FileChange | None = None
+    in_git_header = False
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        m = _GIT_HEADER.match(line)
+        if m:
+            cur = FileChange(_unquote(m["a"]), _unquote(m["b"]))
+            changes.append(cur)
+            in_git_header = True
+        elif line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
+            old, new = _header_path(line), _header_path(lines[i + 1])
+            if cur is None or not in_git_header:
+                cur = FileChange(old, new)
+                changes.append(cur)
+            else:
+                cur.old_path, cur.new_path = old, new
+            in_git_header = False
+            i += 2
+            continue
+        elif cur is not None and in_git_header:
+            if line.startswith("new file mode "):
+                cur.old_path, cur.new_mode = None, line.split()[-1]
+            elif line.startswith("deleted file mode "):
+                cur.new_path = None
+            elif line.startswith(("new mode ", "old mode ")):
+                if line.startswith("new mode "):
+                    cur.new_mode = line.split()[-1]
+            # "rename from/to" lines carry no a/ b/ prefix; the header's paths, which do,
+            # already name both ends.
+            elif line.startswith(("Binary files ", "GIT binary patch")):
+                cur.binary = True
+                cur.binary_content = line.startswith("GIT binary patch")
+                in_git_header = False
+        elif cur is not None and line.startswith("+") and not line.startswith("+++ "):
+            cur.added_lines.append(line[1:])
+        elif cur is not None and line.startswith("-") and not line.startswith("--- "):
+            cur.removed_lines.append(line[1:])
+        i += 1
+    return changes
+
+
+def strip_level(changes: list[FileChange]) -> int:
+    """1 when every path carries a one-letter prefix directory (``a/``, ``b/``, ``i/``,
+    ``w/``...), as git and most tools write them; else 0 (paths are repo-relative)."""
+    paths = [p for c in changes for p in c.paths()]
+    if paths and all(re.match(r"^[a-z]/", p) for p in paths):
+        return 1
+    return 0
+
+
+def repo_path(path: str, strip: int) -> str:
+    """``path`` relative to the repository root, as ``git apply -p<strip>`` sees it."""
+    parts = path.split("/")
+    return "/".join(parts[strip:]).lstrip("/") if strip else path.lstrip("/")
+
+
+def touched_paths(changes: list[FileChange], strip: int | None = None) -> list[str]:
+    """Every repo-relative path the diff creates, edits, deletes or renames (both ends)."""
+    level = strip_level(changes) if strip is None else strip
+    return list(dict.fromkeys(repo_path(p, level) for c in changes for p in c.paths()))
