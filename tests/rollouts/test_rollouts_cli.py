@@ -22,11 +22,15 @@ def cli(toy, monkeypatch):
         monkeypatch.setenv(f"CODEMILL_SANDBOX__{key.upper()}", str(value))
     monkeypatch.setenv("CODEMILL_EXECUTOR__WORKERS", "1")
     monkeypatch.chdir(toy.home.parent)
+    # The ledger is where commands find environments and tasks (the toy was built
+    # without the factory): record both as the factory would have.
     with Ledger.open(toy.settings) as ledger:
-        known = set(ledger.read("tasks", columns=["task_id"]).column("task_id").to_pylist())
-        if toy.task.task_id not in known:
-            with ledger.writer("tasks", run_id="test", asset="tasks", config_hash="") as w:
-                w.add(record_to_row(toy.task))
+        for table, key, record in (("environments", "env_id", toy.env),
+                                   ("tasks", "task_id", toy.task)):
+            known = set(ledger.read(table, columns=[key]).column(key).to_pylist())
+            if getattr(record, key) not in known:
+                with ledger.writer(table, run_id="test", asset=table, config_hash="") as w:
+                    w.add(record_to_row(record))
     runner = CliRunner()
 
     def run(*args):

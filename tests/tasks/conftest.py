@@ -141,22 +141,21 @@ def make_repo(root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def calc_env(tmp_path_factory):
-    """(settings, repo path, EnvSpec) of the calculator, built for real."""
-    from codemill.envs.builder import build_env
-    from codemill.repos.sources import snapshot_source
+    """(settings, repo path, EnvSpec) of the calculator, built for real through the
+    factory (so the ledger records it, where commands look environments up)."""
+    from codemill.factory.environments import build_environment
 
     root = tmp_path_factory.mktemp("tasks")
     repo = make_repo(root)
     settings = Settings(home=root / "home")
-    snap = snapshot_source(str(repo), settings.home)
     with warnings.catch_warnings():
         # envs.builder leaves an os.scandir iterator unclosed (`any(os.scandir(...))`);
         # reported to its owner, ignored here so filterwarnings=error does not trip on it
         warnings.simplefilter("ignore", ResourceWarning)
-        result = build_env(snap, settings.home, settings)
+        built = build_environment(str(repo), settings)
         gc.collect()
-    assert result.env.status == EnvStatus.USABLE, result.env.reason
-    return settings, repo, result.env
+    assert built.env.status == EnvStatus.USABLE, built.env.reason
+    return settings, repo, built.env
 
 
 @pytest.fixture

@@ -29,8 +29,6 @@ from codemill.envs.builder_plan import PYTHON, BuildConfig
 from codemill.envs.builder_reasons import run_failure
 from codemill.envs.detect import ProjectInfo
 from codemill.envs.sandbox import open_sandbox
-from codemill.testing.baseline import run_baseline
-from codemill.testing.runners import runner_for_command
 
 NO_TESTS = "no tests collected"
 
@@ -72,6 +70,10 @@ def runner_for(project: ProjectInfo, kind: str) -> RunnerChoice:
 def make_runner(test_command: tuple[str, ...], env_vars: tuple[tuple[str, str], ...]) -> Any:
     """The ``TestRunner`` that runs an environment's recorded ``test_command`` (the one
     construction: ``codemill.testing.runners.runner_for_command``)."""
+    # Imported here, not at the top: `import codemill.envs` stays light (no runners, no
+    # XML parsing) for the commands that only look environments up.
+    from codemill.testing.runners import runner_for_command
+
     return runner_for_command(tuple(test_command) or (PYTHON, "-m", "pytest"), env_vars)
 
 
@@ -80,6 +82,8 @@ def run_suite_baseline(env: EnvSpec, home: Path, settings: Settings, k: int, tim
     """``k`` runs of ``env``'s suite in fresh forks; the testing layer's ``Baseline``."""
     limits = settings.sandbox.model_copy(update={
         "timeout_s": max(settings.sandbox.timeout_s, timeout_s)})
+    from codemill.testing.baseline import run_baseline
+
     spec = envstore.sandbox_spec(env, home, limits, snapshot_path=snapshot_path)
     runner = make_runner(env.test_command, env.env_vars)
     return run_baseline(lambda: open_sandbox(spec, home), runner, k=k, timeout_s=timeout_s)
