@@ -129,7 +129,7 @@ def evals(ctx: AssetContext) -> Iterator[Any]:
     rcfg = RolloutConfig(group_size=run.k, sampling=sampling)
     planned = plan_rollouts(tasks, variant, rcfg)
     ids = [p.rollout_id for p in planned]
-    where = f"rollout_id in ({inputs._quoted(ids)})"
+    where = f"rollout_id in ({inputs.quoted(ids)})"
     rewards = {r["rollout_id"]: r for r in ctx.read("rewards", row_filter=where)}
     rollouts = {r["rollout_id"]: r for r in ctx.read("rollouts", row_filter=where)
                 if r["rollout_id"] in rewards}
