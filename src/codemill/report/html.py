@@ -94,6 +94,8 @@ def _comparisons(sr: SuiteReport) -> str:
         flips = "<br>".join(f"{escape(f.task_id[:12])} ({escape(f.project)}): "
                             f"A {f.a_resolved}/{f.attempts}, B {f.b_resolved}/{f.attempts}"
                             for f in c.flips) or "none"
+        if len(c.flips) > 4:  # long lists fold away; the count stays visible
+            flips = f"<details><summary>{len(c.flips)} tasks</summary>{flips}</details>"
         rows.append(f"<tr><td>{escape(c.a)}</td><td>{escape(c.b)}</td><td>{c.pairs} "
                     f"({c.dropped_masked} masked dropped)</td><td>{_pct(c.a_rate)}</td>"
                     f"<td>{_pct(c.b_rate)}</td><td>{diff}</td><td>{c.only_a} / {c.only_b}</td>"
