@@ -94,6 +94,21 @@ def _chunks(eval_api, settings, suite, run, variant: str, size: int) -> None:  #
               f"{res.score.pass1} ({time.monotonic() - t0:.0f} s, {res.status})", flush=True)
 
 
+def _vibes(eval_api, settings, suite, variants, args) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Vibe checks (one function, four requests) on one project's environment, every
+    variant but the oracle (which only knows task patches)."""
+    env = next(t.env_id for t in suite.tasks if t.project == args.vibes)
+    models = [v for v in variants if v != "oracle"]
+    rows = eval_api.vibe_check(settings, env[:16], models, judge=args.judge, n_functions=1,
+                               max_turns=args.max_turns, max_tokens=args.max_tokens)
+    print(f"\nvibe checks on {args.vibes} ({env[:12]}):")
+    for r in sorted(rows, key=lambda r: (r["kind"], r["variant"])):
+        print(f"  {r['kind']:9} {r['variant'][:28]:28} check: {r['check']} "
+              f"({r['check_passed']}); judge prefers: {r['preference'] or '-'}", flush=True)
+    return [{k: r[k] for k in ("kind", "variant", "check", "check_passed", "preference")}
+            for r in rows]
+
+
 def _recorded_tasks(settings) -> int:  # type: ignore[no-untyped-def]
     from codemill.store.ledger import Ledger
 
@@ -119,6 +134,8 @@ def main() -> int:
     ap.add_argument("--report", type=Path, default=OUT / "evals_report.html")
     ap.add_argument("--screenshot", type=Path)
     ap.add_argument("--results", type=Path, default=OUT / "evals_bench.json")
+    ap.add_argument("--vibes", metavar="PROJECT",
+                    help="Also run the vibe checks on this project's environment.")
     args = ap.parse_args()
     os.environ["CODEMILL_HOME"] = str(args.home)
     from codemill.core.config import load_settings
@@ -185,6 +202,7 @@ def main() -> int:
         kappa = "n/a" if agree.kappa is None else f"{agree.kappa:.2f}"
         print(f"  {res.variant:28} agreement {agree.agree} kappa {kappa} {agree.confusion}",
               flush=True)
+    vibe_rows = _vibes(eval_api, settings, suite, variants, args) if args.vibes else []
     from codemill.report.data import collect
     from codemill.report.html import write_report
 
@@ -198,7 +216,8 @@ def main() -> int:
     args.results.write_text(json.dumps({
         "suite": suite.row(), "projects": projects, "bare_seconds": bare,
         "bare_tasks_per_min": bare_rate, "variants": figures, "comparisons": comparisons,
-        "judge": agreements, "report": str(path)}, indent=2, default=str))
+        "judge": agreements, "vibes": vibe_rows, "report": str(path)}, indent=2,
+        default=str))
     return 0
 
 

@@ -29,7 +29,7 @@ def _rows(reader: Any, table: str, columns: list[str] | None = None) -> list[dic
     return list(reader(table, columns=columns))
 
 
-def _quoted(ids: Iterable[str]) -> str:
+def quoted(ids: Iterable[str]) -> str:
     # ids are content hashes (hex): safe to quote
     return ", ".join(f"'{i}'" for i in sorted(set(ids)))
 
@@ -84,7 +84,7 @@ def suite_tasks(reader: Any, suite: SuiteSpec) -> list[TaskSpec]:
     from codemill.store.rows import row_to_record
 
     wanted = [t.task_id for t in suite.tasks]
-    rows = reader("tasks", row_filter=f"task_id in ({_quoted(wanted)})")
+    rows = reader("tasks", row_filter=f"task_id in ({quoted(wanted)})")
     by_id = {r["task_id"]: row_to_record(TaskSpec, r) for r in rows}
     missing = [t for t in wanted if t not in by_id]
     if missing:
@@ -99,7 +99,7 @@ def task_envs(reader: Any, home: Path, env_ids: Iterable[str]) -> dict[str, EnvS
     from codemill.store.rows import row_to_record
 
     wanted = set(env_ids)
-    rows = reader("environments", row_filter=f"env_id in ({_quoted(wanted)})")
+    rows = reader("environments", row_filter=f"env_id in ({quoted(wanted)})")
     envs = {r["env_id"]: row_to_record(EnvSpec, r) for r in rows}
     for env in load_records(home):
         if env.env_id in wanted:

@@ -92,11 +92,25 @@ def _check_lineage(ctx: AssetContext, suite: Any, checkpoint_id: str | None,
     return report
 
 
+def _backend(ctx: AssetContext, variant: str, checkpoint_id: str | None) -> Any:
+    """The model of ``variant``. A checkpoint is loaded by its ``ckpt:`` spec where the
+    model backends know it, else from the weights directory its row records."""
+    from codemill.agent.models import make_backend
+    from codemill.core.errors import ModelError
+
+    try:
+        return make_backend(variant, home=ctx.settings.home)
+    except ModelError:
+        if checkpoint_id is None:
+            raise
+    row = inputs.resolve_checkpoint(ctx.read, checkpoint_id)
+    return make_backend(f"transformers:{row['path']}", home=ctx.settings.home)
+
+
 @asset("evals", code_version=EVAL_VERSION)
 def evals(ctx: AssetContext) -> Iterator[Any]:
     """Run one variant on one suite (reusing recorded attempts) and measure it."""
     from codemill.agent.config import AgentConfig
-    from codemill.agent.models import make_backend
     from codemill.core.records import SamplingConfig
     from codemill.rollouts.plan import RolloutConfig, plan_rollouts
     from codemill.rollouts.runner import RolloutResult, stream_rollouts
@@ -115,7 +129,7 @@ def evals(ctx: AssetContext) -> Iterator[Any]:
     rcfg = RolloutConfig(group_size=run.k, sampling=sampling)
     planned = plan_rollouts(tasks, variant, rcfg)
     ids = [p.rollout_id for p in planned]
-    where = f"rollout_id in ({inputs._quoted(ids)})"
+    where = f"rollout_id in ({inputs.quoted(ids)})"
     rewards = {r["rollout_id"]: r for r in ctx.read("rewards", row_filter=where)}
     rollouts = {r["rollout_id"]: r for r in ctx.read("rollouts", row_filter=where)
                 if r["rollout_id"] in rewards}
@@ -125,7 +139,7 @@ def evals(ctx: AssetContext) -> Iterator[Any]:
         steps.setdefault(s["rollout_id"], []).append(s)
     # A variant that cannot even load is a failed eval (recorded), not N masked attempts.
     model = (oracle_backend(tasks) if variant == ORACLE
-             else make_backend(variant, home=ctx.settings.home))
+             else _backend(ctx, variant, cfg.get("checkpoint_id")))
     agent = AgentConfig(max_turns=run.max_turns, max_tokens=run.max_turns * run.max_tokens,
                         wall_time_s=run.wall_time_s, sampling=sampling)
     batch, results = stream_rollouts(tasks, envs=envs, home=ctx.settings.home,

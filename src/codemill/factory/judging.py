@@ -15,7 +15,7 @@ from typing import Any
 from codemill.core.errors import FactoryError
 from codemill.evals.judge import judge_one, judgment_id, make_judge
 from codemill.factory.asset import AssetContext
-from codemill.factory.eval_inputs import _quoted
+from codemill.factory.eval_inputs import quoted
 from codemill.factory.graph import asset
 
 
@@ -32,7 +32,7 @@ def judgments(ctx: AssetContext) -> Iterator[Any]:
     todo = {rid: s for rid, s in samples.items() if judgment_id(rid, judge) not in done}
     if not todo:
         return
-    where = f"rollout_id in ({_quoted(todo)})"
+    where = f"rollout_id in ({quoted(todo)})"
     rollouts = {r["rollout_id"]: r for r in
                 ctx.read("rollouts", columns=["rollout_id", "diff", "task_prompt"],
                          row_filter=where)}

@@ -101,7 +101,8 @@ def collect(settings: Settings, suite_ref: str | None = None, per_variant: int =
         eval_ids = sorted({m["eval_id"] for m in metric_rows
                            if m["suite"] == label and m["metric"] == "pass@1"})
         evals = [load_eval(settings, e) for e in eval_ids]
-        evals = [e for e in evals if e.suite.suite_id == suite.suite_id]
+        evals = sorted((e for e in evals if e.suite.suite_id == suite.suite_id),
+                       key=lambda e: e.variant)
         comparisons = [compare(a.variant, a.samples, b.variant, b.samples)
                        for a, b in combinations(evals, 2)]
         agreements: dict[str, list[tuple[str, Agreement]]] = {}

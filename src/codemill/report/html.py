@@ -3,9 +3,9 @@ script, nothing fetched when it opens).
 
 Sections: training reward curve; per suite, pass@k per variant with interval bars, the
 score table (masked shown apart, costs, stop reasons), paired comparisons with flipped
-tasks, per-project breakdown, judge-vs-execution agreement; a trajectory viewer (each
-step: the model's message, the tool call, the observation, the files edited so far, and at
-the end the graded diff and the reward with its flags).
+tasks, per-project/kind/difficulty breakdown, judge-vs-execution agreement; a trajectory
+viewer (each step: the model's message, the tool call, the observation, the files edited
+so far, and at the end the graded diff and the reward with its flags).
 """
 
 from __future__ import annotations
@@ -68,6 +68,20 @@ def _scores(sr: SuiteReport) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _breakdown(sr: SuiteReport) -> str:
+    """pass@1 with Wilson intervals per project, task kind and difficulty, per variant."""
+    head = "<tr><th>by</th><th>value</th>" + "".join(
+        f"<th>{escape(ev.variant)}</th>" for ev in sr.evals) + "</tr>"
+    rows = []
+    for dim in ("project", "kind", "difficulty"):
+        values = sorted({v for ev in sr.evals for v in ev.score.by.get(dim, {})})
+        for v in values:
+            cells = "".join(f"<td>{escape(str(ev.score.by.get(dim, {}).get(v, '-')))}</td>"
+                            for ev in sr.evals)
+            rows.append(f"<tr><td>{dim}</td><td>{escape(v)}</td>{cells}</tr>")
+    return f"<table class='breakdown'>{head}{''.join(rows)}</table>"
+
+
 def _comparisons(sr: SuiteReport) -> str:
     if not sr.comparisons:
         return "<p class='muted'>one variant only: nothing to compare.</p>"
@@ -80,6 +94,8 @@ def _comparisons(sr: SuiteReport) -> str:
         flips = "<br>".join(f"{escape(f.task_id[:12])} ({escape(f.project)}): "
                             f"A {f.a_resolved}/{f.attempts}, B {f.b_resolved}/{f.attempts}"
                             for f in c.flips) or "none"
+        if len(c.flips) > 4:  # long lists fold away; the count stays visible
+            flips = f"<details><summary>{len(c.flips)} tasks</summary>{flips}</details>"
         rows.append(f"<tr><td>{escape(c.a)}</td><td>{escape(c.b)}</td><td>{c.pairs} "
                     f"({c.dropped_masked} masked dropped)</td><td>{_pct(c.a_rate)}</td>"
                     f"<td>{_pct(c.b_rate)}</td><td>{diff}</td><td>{c.only_a} / {c.only_b}</td>"
@@ -169,7 +185,8 @@ def render(data: ReportData) -> str:
                      f"{s.run.seed} <span class='muted'>({s.suite_id[:12]})</span></p>")
         parts += [_img(plots.pass_at_k(sr), "pass@k per variant"), _scores(sr),
                   "<h3>Paired comparisons</h3>", _comparisons(sr),
-                  "<h3>Per project</h3>", _img(plots.per_project(sr), "pass@1 per project"),
+                  "<h3>Per project, kind and difficulty</h3>",
+                  _img(plots.per_project(sr), "pass@1 per project"), _breakdown(sr),
                   "<h3>Judge vs execution</h3>",
                   _img(plots.judge_agreement(sr), "judge agreement"), _agreements(sr),
                   "<h3>Trajectories</h3>"]
