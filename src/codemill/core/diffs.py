@@ -13,8 +13,11 @@ whether a diff applies; this module only names the files, for flags and for rest
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
+
+from codemill.core.errors import TaskError
 
 _GIT_HEADER = re.compile(r'^diff --git (?P<a>"(?:[^"\\]|\\.)*"|\S+) (?P<b>"(?:[^"\\]|\\.)*"|\S+)$')
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\", "a": "\a", "b": "\b", "f": "\f",
@@ -146,3 +149,108 @@ def touched_paths(changes: list[FileChange], strip: int | None = None) -> list[s
     """Every repo-relative path the diff creates, edits, deletes or renames (both ends)."""
     level = strip_level(changes) if strip is None else strip
     return list(dict.fromkeys(repo_path(p, level) for c in changes for p in c.paths()))
+
+
+# --- writing ---------------------------------------------------------------------------------
+# The one writer of unified diffs: task patches (``codemill.tasks.patches``) and workspace
+# diffs (``codemill.envs.workspace_diff``) both come from ``file_diff``, so a file reads the
+# same way in both (lines split on ``\n`` only, as git splits them; binary content decided
+# once).
+
+Blob = tuple[str, bytes]
+"""(git mode, content): ``100644``, ``100755`` or ``120000`` (a symlink; the content is
+its target)."""
+CONTEXT = 3
+NO_EOL = "\\ No newline at end of file"
+
+
+class BinaryChangeError(TaskError):
+    """A change to a file that is not UTF-8 text; a text patch cannot carry it."""
+
+
+def _as_blob(value: Blob | bytes | None) -> Blob | None:
+    if value is None or isinstance(value, tuple):
+        return value
+    return "100644", bytes(value)
+
+
+def text_or_none(data: bytes) -> str | None:
+    """``data`` as text, or None when it is binary (a NUL byte) or not UTF-8."""
+    if b"\x00" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines as git sees them: split on ``\\n`` only, each keeping it (the last may not)."""
+    parts = text.split("\n")
+    lines = [p + "\n" for p in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _range(start: int, length: int) -> str:
+    first = start + 1
+    if length == 1:
+        return str(first)
+    if length == 0:
+        first -= 1
+    return f"{first},{length}"
+
+
+def _line(mark: str, text: str) -> str:
+    return mark + text if text.endswith("\n") else f"{mark}{text}\n{NO_EOL}\n"
+
+
+def hunks(a: list[str], b: list[str], context: int = CONTEXT) -> list[str]:
+    """The ``@@`` hunks turning lines ``a`` into ``b``."""
+    out: list[str] = []
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    for group in matcher.get_grouped_opcodes(context):
+        i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
+        out.append(f"@@ -{_range(i1, i2 - i1)} +{_range(j1, j2 - j1)} @@\n")
+        for tag, a1, a2, b1, b2 in group:
+            if tag == "equal":
+                out += [_line(" ", x) for x in a[a1:a2]]
+                continue
+            out += [_line("-", x) for x in a[a1:a2]]
+            out += [_line("+", x) for x in b[b1:b2]]
+    return out
+
+
+def file_diff(path: str, old: Blob | bytes | None, new: Blob | bytes | None, *,
+              context: int = CONTEXT, binary: str = "mark") -> str:
+    """The git-style diff of one path (``None``: absent; bytes: a regular file); empty when
+    nothing changed. A symlink turning into a file (or back) is a deletion plus a creation.
+    Binary content: ``binary="mark"`` writes ``Binary files ... differ`` (no content, what
+    git writes without ``--binary``: nobody can apply it, the grader drops it with a flag);
+    ``"raise"`` raises ``BinaryChangeError`` (stored task patches must apply)."""
+    a, b = _as_blob(old), _as_blob(new)
+    if a == b:
+        return ""
+    if a is not None and b is not None and (a[0] == "120000") != (b[0] == "120000"):
+        return (file_diff(path, a, None, context=context, binary=binary)
+                + file_diff(path, None, b, context=context, binary=binary))
+    head = [f"diff --git a/{path} b/{path}\n"]
+    if a is None and b is not None:
+        head.append(f"new file mode {b[0]}\n")
+    elif b is None and a is not None:
+        head.append(f"deleted file mode {a[0]}\n")
+    elif a is not None and b is not None and a[0] != b[0]:
+        head += [f"old mode {a[0]}\n", f"new mode {b[0]}\n"]
+    old_data, new_data = (a[1] if a else b""), (b[1] if b else b"")
+    if old_data == new_data:  # a mode change, or an empty file added or deleted
+        return "".join(head)
+    a_name = f"a/{path}" if a else "/dev/null"
+    b_name = f"b/{path}" if b else "/dev/null"
+    a_text, b_text = text_or_none(old_data), text_or_none(new_data)
+    if a_text is None or b_text is None:
+        if binary == "raise":
+            raise BinaryChangeError(f"{path}: binary file or not UTF-8 text")
+        return "".join(head) + f"Binary files {a_name} and {b_name} differ\n"
+    body = hunks(split_lines(a_text), split_lines(b_text), context)
+    return "".join([*head, f"--- {a_name}\n", f"+++ {b_name}\n", *body])

@@ -13,17 +13,16 @@ running tests writes them, and they are never part of a solution.
 
 from __future__ import annotations
 
-import difflib
 import os
 import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from codemill.core.diffs import file_diff as core_file_diff
 from codemill.envs.layers import Entry, MergedView, is_opaque, is_whiteout
 
 EXCLUDED_NAMES = frozenset({"__pycache__", ".pytest_cache"})
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
-CONTEXT = 3
 
 
 def excluded(rel: Sequence[str]) -> bool:
@@ -78,77 +77,10 @@ def _blob(entry: Entry | None) -> tuple[str, bytes] | None:
     return ("100755" if entry.st.st_mode & stat.S_IXUSR else "100644"), data
 
 
-def _lines(text: str) -> list[str]:
-    parts = text.split("\n")
-    lines = [p + "\n" for p in parts[:-1]]
-    if parts[-1]:
-        lines.append(parts[-1])
-    return lines
-
-
-def _range(start: int, length: int) -> str:
-    first = start + 1
-    if length == 1:
-        return str(first)
-    if length == 0:
-        first -= 1
-    return f"{first},{length}"
-
-
-def _hunks(a: list[str], b: list[str]) -> list[str]:
-    out = []
-    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
-    for group in matcher.get_grouped_opcodes(CONTEXT):
-        i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
-        out.append(f"@@ -{_range(i1, i2 - i1)} +{_range(j1, j2 - j1)} @@\n")
-        for tag, a1, a2, b1, b2 in group:
-            if tag == "equal":
-                out += [_line(" ", x) for x in a[a1:a2]]
-                continue
-            out += [_line("-", x) for x in a[a1:a2]]
-            out += [_line("+", x) for x in b[b1:b2]]
-    return out
-
-
-def _line(mark: str, text: str) -> str:
-    if text.endswith("\n"):
-        return mark + text
-    return f"{mark}{text}\n\\ No newline at end of file\n"
-
-
-def _text(data: bytes) -> str | None:
-    if b"\x00" in data:
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
 def file_diff(path: str, old: tuple[str, bytes] | None, new: tuple[str, bytes] | None) -> str:
-    """The diff of one path; empty when nothing changed."""
-    if old == new:
-        return ""
-    if old is not None and new is not None and (old[0] == "120000") != (new[0] == "120000"):
-        return file_diff(path, old, None) + file_diff(path, None, new)
-    head = [f"diff --git a/{path} b/{path}\n"]
-    if old is None and new is not None:
-        head.append(f"new file mode {new[0]}\n")
-    elif new is None and old is not None:
-        head.append(f"deleted file mode {old[0]}\n")
-    elif old is not None and new is not None and old[0] != new[0]:
-        head += [f"old mode {old[0]}\n", f"new mode {new[0]}\n"]
-    old_data = old[1] if old else b""
-    new_data = new[1] if new else b""
-    if old_data == new_data:  # a mode change, or an empty file added or deleted
-        return "".join(head)
-    a_name = f"a/{path}" if old else "/dev/null"
-    b_name = f"b/{path}" if new else "/dev/null"
-    a_text, b_text = _text(old_data), _text(new_data)
-    if a_text is None or b_text is None:
-        return "".join(head) + f"Binary files {a_name} and {b_name} differ\n"
-    body = _hunks(_lines(a_text), _lines(b_text))
-    return "".join([*head, f"--- {a_name}\n", f"+++ {b_name}\n", *body])
+    """The diff of one path; empty when nothing changed (``codemill.core.diffs``, the one
+    writer; binary content is marked, not carried)."""
+    return core_file_diff(path, old, new)
 
 
 def workspace_diff(full: MergedView, base: MergedView, top_layers: Iterable[Path]) -> str:

@@ -137,7 +137,9 @@ class _Grade:
     def plant(self, sb: Any) -> tuple[list[Canary], list[str]]:
         if not self.config.canaries:
             return [], list(self.selection)
-        return plant(sb, self.selection, count=self.config.canaries, unittest=self.unittest)
+        return plant(sb, self.selection, count=self.config.canaries, unittest=self.unittest,
+                     fail_to_pass=tuple(t for t in self.task.fail_to_pass
+                                        if t not in self.flaky))
 
     def run(self) -> Grading:
         if not self.diff.strip():

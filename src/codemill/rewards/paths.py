@@ -76,11 +76,13 @@ def node_file(node_id: str) -> str:
 def task_test_paths(
     test_patch_paths: Iterable[str], hidden_paths: Iterable[str], node_ids: Iterable[str]
 ) -> frozenset[str]:
-    """Paths the task itself declares as its tests."""
+    """Paths the task itself declares as its tests. The file of a node id that is a
+    source module (a doctest of the code under repair) is not one: restoring it would undo
+    the fix (validation no longer makes such ids)."""
+    files = [node_file(n) for n in node_ids]
+    files = [f for f in files if not (f.endswith(".py") and not testpaths.is_test_path(f))]
     return frozenset(
-        posixpath.normpath(p)
-        for p in (*test_patch_paths, *hidden_paths, *(node_file(n) for n in node_ids))
-        if p
+        posixpath.normpath(p) for p in (*test_patch_paths, *hidden_paths, *files) if p
     )
 
 

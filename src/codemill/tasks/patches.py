@@ -15,11 +15,16 @@ candidate with a reason instead of storing a patch that cannot be applied.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from codemill.core.diffs import (
+    BinaryChangeError,  # noqa: F401 (re-exported)
+    split_lines,
+    text_or_none,
+)
+from codemill.core.diffs import file_diff as core_file_diff
 from codemill.core.errors import TaskError
 
 Changes = dict[str, bytes | None]
@@ -27,48 +32,19 @@ _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _NO_EOL = "\\ No newline at end of file"
 
 
-class BinaryChangeError(TaskError):
-    """A change to a file that is not UTF-8 text; a text patch cannot carry it."""
-
-
 def _text(path: str, data: bytes | None) -> str | None:
     if data is None:
         return None
-    if b"\x00" in data:
-        raise BinaryChangeError(f"{path}: binary file")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BinaryChangeError(f"{path}: not UTF-8 text") from exc
+    text = text_or_none(data)
+    if text is None:
+        raise BinaryChangeError(f"{path}: binary file or not UTF-8 text")
+    return text
 
 
 def file_diff(path: str, old: bytes | None, new: bytes | None, context: int = 3) -> str:
-    """The git-style diff of one file; empty when nothing changed."""
-    if old == new:
-        return ""
-    a, b = _text(path, old), _text(path, new)
-    a_lines = (a or "").splitlines(keepends=True)
-    b_lines = (b or "").splitlines(keepends=True)
-    head = [f"diff --git a/{path} b/{path}\n"]
-    if a is None:
-        head.append("new file mode 100644\n")
-    elif b is None:
-        head.append("deleted file mode 100644\n")
-    body = []
-    for line in difflib.unified_diff(
-        a_lines,
-        b_lines,
-        fromfile="/dev/null" if a is None else f"a/{path}",
-        tofile="/dev/null" if b is None else f"b/{path}",
-        n=context,
-    ):
-        body.append(line if line.endswith("\n") else f"{line}\n{_NO_EOL}\n")
-    if not body:  # e.g. an empty file created or deleted: headers only
-        body = [
-            f"--- {'/dev/null' if a is None else 'a/' + path}\n",
-            f"+++ {'/dev/null' if b is None else 'b/' + path}\n",
-        ]
-    return "".join(head + body)
+    """The git-style diff of one file; empty when nothing changed (``codemill.core.diffs``,
+    the one writer). ``BinaryChangeError`` for content that is not UTF-8 text."""
+    return core_file_diff(path, old, new, context=context, binary="raise")
 
 
 def make_diff(before: Mapping[str, bytes | None], after: Mapping[str, bytes | None]) -> str:
@@ -108,11 +84,16 @@ def _strip_prefix(name: str) -> str | None:
 def parse_patch(patch: str) -> list[FilePatch]:
     """Parse a unified diff (git or plain) into files and hunks."""
     files: list[FilePatch] = []
-    lines = patch.splitlines(keepends=True)
+    lines = split_lines(patch)  # on "\n" only, as git splits them
     i = 0
     current: FilePatch | None = None
     while i < len(lines):
         line = lines[i]
+        if line.startswith("diff --git "):
+            empty = _headers_only(lines, i)
+            if empty is not None:  # an empty file created or deleted: no ---/+++ lines
+                files.append(empty)
+                current = None
         if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
             current = FilePatch(_strip_prefix(line[4:]), _strip_prefix(lines[i + 1][4:]))
             files.append(current)
@@ -148,6 +129,26 @@ def parse_patch(patch: str) -> list[FilePatch]:
     return files
 
 
+def _headers_only(lines: list[str], i: int) -> FilePatch | None:
+    """The ``diff --git`` section at ``i`` when it creates or deletes a file with no
+    content lines (git writes only the header and the mode line then)."""
+    parts = lines[i].split()
+    if len(parts) != 4:
+        return None
+    j, created, deleted = i + 1, False, False
+    while j < len(lines) and not lines[j].startswith(("diff --git ", "--- ", "@@")):
+        created |= lines[j].startswith("new file mode ")
+        deleted |= lines[j].startswith("deleted file mode ")
+        j += 1
+    if j < len(lines) and lines[j].startswith("--- "):
+        return None
+    if created:
+        return FilePatch(None, _strip_prefix(parts[3]))
+    if deleted:
+        return FilePatch(_strip_prefix(parts[2]), None)
+    return None
+
+
 def _find(haystack: list[str], needle: list[str], around: int) -> int:
     if not needle:
         return max(0, min(around, len(haystack)))
@@ -160,7 +161,7 @@ def _find(haystack: list[str], needle: list[str], around: int) -> int:
 
 
 def _apply_file(fp: FilePatch, text: str | None) -> str | None:
-    lines = (text or "").splitlines(keepends=True)
+    lines = split_lines(text or "")  # as the writer and git split them
     offset = 0
     for n, hunk in enumerate(fp.hunks, 1):
         old = [h[1:] for h in hunk.lines if h[:1] in (" ", "-")]

@@ -35,7 +35,7 @@ from codemill.core.errors import CodemillError
 from codemill.core.records import Outcome, TaskKind, TaskSpec, TestReport
 from codemill.tasks.mutate import Mutation, check_mutation, enumerate_mutations
 from codemill.tasks.patches import Changes, diff_stats
-from codemill.tasks.paths import is_test_support
+from codemill.tasks.paths import is_test_path, is_test_support
 from codemill.tasks.records import FunnelCounter, TaskValidation, task_id
 from codemill.tasks.testbed import TestBed, consistent, failed
 
@@ -184,6 +184,15 @@ def validate(bed: TestBed, c: Candidate, cfg: ValidationConfig,
         funnel.reject("flaky")
         return _reject(bed, c, "flaky", "passed_validation", started, cfg.runs,
                        flaky_tests=tuple(sorted(flaky)))
+    # A doctest in a source module is text the agent edits with the fix: it can neither be
+    # hidden nor restored at grading without undoing the fix, so it grades nothing.
+    editable = {t for t in f2p | p2p if in_source_module(t)}
+    f2p -= editable
+    p2p -= editable
+    if not f2p:
+        reason = "only doctests of source modules tell the states apart"
+        funnel.reject(reason)
+        return _reject(bed, c, reason, "passed_validation", started, cfg.runs)
     if c.labels == "check" and flaky & set(c.fail_to_pass):
         funnel.reject("flaky")
         return _reject(bed, c, "flaky", "passed_validation", started, cfg.runs,
@@ -225,6 +234,12 @@ def validate(bed: TestBed, c: Candidate, cfg: ValidationConfig,
                  "n_p2p": len(p2p), "test_seconds": round(test_seconds, 3)},
     )
     return task, row
+
+
+def in_source_module(node_id: str) -> bool:
+    """A test id inside a non-test Python module (a doctest of the code under repair)."""
+    path = node_id.split("::", 1)[0]
+    return path.endswith(".py") and not is_test_path(path)
 
 
 def test_support(bed: TestBed, c: Candidate, selection: list[str]) -> dict[str, Any]:
