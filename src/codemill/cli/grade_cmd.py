@@ -156,11 +156,12 @@ def rollout_command(task_refs: list[str], model: str, group: int, temperature: f
 def _persist(ledger: Any, run_id: str, config_hash: str, results: Any) -> None:
     """Write each finished sample's rows; the writers commit in batches."""
     from codemill.rollouts.runner import RolloutResult
-    from codemill.store.rows import record_to_row, step_rows
+    from codemill.store.rows import record_to_row, step_rows, trajectory_row
 
     kw = {"run_id": run_id, "config_hash": config_hash}
     with ledger.writer("rollouts", asset="rollouts", **kw) as wr, \
             ledger.writer("steps", asset="rollouts", **kw) as ws, \
+            ledger.writer("trajectories", asset="rollouts", **kw) as wt, \
             ledger.writer("rewards", asset="rewards", **kw) as wv:
         for result in results:
             if not isinstance(result, RolloutResult):
@@ -173,6 +174,9 @@ def _persist(ledger: Any, run_id: str, config_hash: str, results: Any) -> None:
             row.update(env_id=item.task.env_id, group_id=item.group_id)
             wr.add(row)
             ws.add_many(step_rows(traj))
+            tokens = trajectory_row(traj, item.group_id)
+            if tokens is not None:
+                wt.add(tokens)
             if result.reward is not None:
                 wv.add(record_to_row(result.reward))
             r = result.reward

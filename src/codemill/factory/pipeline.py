@@ -208,7 +208,7 @@ def rollouts(ctx: AssetContext) -> Iterator[Any]:
     from codemill.core.records import SamplingConfig
     from codemill.rollouts.plan import RolloutConfig
     from codemill.rollouts.runner import RolloutResult, stream_rollouts
-    from codemill.store.rows import record_to_row, step_rows
+    from codemill.store.rows import record_to_row, step_rows, trajectory_row
 
     cfg = RunConfig(**_cfg(ctx))
     env = require_env(ctx.settings.home, snapshot_for(ctx, cfg.source).snapshot_id)
@@ -235,5 +235,8 @@ def rollouts(ctx: AssetContext) -> Iterator[Any]:
         yield row
         for row in step_rows(result.trajectory):
             yield Side("steps", row)
+        tokens = trajectory_row(result.trajectory, result.item.group_id)
+        if tokens is not None:
+            yield Side("trajectories", tokens)
         if result.reward is not None:
             yield Side("rewards", record_to_row(result.reward))
