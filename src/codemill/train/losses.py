@@ -17,15 +17,23 @@ from typing import Any
 
 
 def token_logprobs(model: Any, batch: dict[str, Any], temperature: float = 1.0) -> Any:
-    """log p(ids[t+1] | ids[:t+1]) at ``temperature``, shape [B, T-1]."""
+    """log p(ids[t+1] | ids[:t+1]) at ``temperature``, shape [B, T-1]; 0.0 at positions
+    no row trains on. Logits are computed only where some row has a loss token
+    (``logits_to_keep``): the vocabulary projection and its softmax are the costliest part
+    of a small model's step, and tool output (mask 0) is most of an agent's tokens."""
     import torch
 
-    logits = model(input_ids=batch["input_ids"],
-                   attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+    keep = torch.nonzero(batch["mask"].sum(0) > 0).squeeze(-1)
+    out = torch.zeros(batch["mask"].shape, device=batch["mask"].device)
+    if keep.numel() == 0:
+        return out
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   logits_to_keep=keep).logits.float()
     if temperature != 1.0:
         logits = logits / temperature
     logp = torch.log_softmax(logits, dim=-1)
-    return logp.gather(-1, batch["targets"].unsqueeze(-1)).squeeze(-1)
+    picked = logp.gather(-1, batch["targets"][:, keep].unsqueeze(-1)).squeeze(-1)
+    return out.index_copy(1, keep, picked)
 
 
 def sft_loss(logp: Any, batch: dict[str, Any], n_tokens: int) -> Any:

@@ -69,6 +69,9 @@ def load_policy(model_dir: Path, config: TrainConfig, *, adapter_dir: Path | Non
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from codemill.agent.models.local import quiet_transformers
+
+    quiet_transformers()
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     if config.kl_coef > 0:

@@ -45,7 +45,7 @@ def sft_step(policy: Policy, seqs: Sequence[TrainSeq]) -> dict[str, Any]:
         batch = collate(chunk, policy.pad_id, policy.device)
         loss = sft_loss(token_logprobs(policy.model, batch), batch, n_tokens)
         loss.backward()
-        total += float(loss)
+        total += float(loss.detach())
     norm = _finish(policy)
     seconds = time.monotonic() - started
     return {"step": policy.step, "loss": total, "grad_norm": norm, "sequences": len(seqs),
@@ -68,7 +68,7 @@ def grpo_step(policy: Policy, seqs: Sequence[TrainSeq]) -> dict[str, Any]:
         logp = token_logprobs(policy.model, batch, cfg.temperature)
         loss, stats = grpo_loss(logp, batch, n_tokens, cfg.clip_low, cfg.clip_high)
         loss.backward()
-        total += float(loss)
+        total += float(loss.detach())
         clipped += stats["clip_frac_sum"]
         gap_sum += stats["logp_gap_sum"]
         gap_max = max(gap_max, stats["logp_gap_max"])
