@@ -11,31 +11,9 @@ from codemill.train.data import from_trace
 from codemill.train.grpo import Sample, round_data
 from codemill.train.policy import load_policy
 from codemill.train.steps import grpo_step, sft_step
+from tests.train.traces import chat_trace as _chat_trace
 
 pytestmark = pytest.mark.slow
-
-
-def _chat_trace(tokenizer, task: str, replies: list[str], observations: list[str]) -> TokenTrace:
-    """A two-turn conversation laid out exactly as the agent's backends lay it out."""
-    from codemill.agent.models.sampler import encode
-
-    conv = TokenConversation()
-    chat = [{"role": "system", "content": "You fix code."}, {"role": "user", "content": task}]
-    _, prompt = conv.continue_with(tokenizer, chat)
-    ids, mask = [], []
-    for i, reply in enumerate(replies):
-        if i:
-            chat = chat + [{"role": "user", "content": observations[i - 1]}]
-            _, bridge = conv.continue_with(tokenizer, chat)
-            ids += bridge
-            mask += [0] * len(bridge)
-        sampled = encode(tokenizer, reply) + [tokenizer.eos_token_id]
-        conv.record_reply({"role": "assistant", "content": reply}, sampled, sampled[-1])
-        chat = chat + [{"role": "assistant", "content": reply}]
-        ids += sampled
-        mask += [1] * len(sampled)
-    return TokenTrace(prompt_ids=tuple(prompt), completion_ids=tuple(ids),
-                      loss_mask=tuple(mask), logprobs=(0.0,) * len(ids))
 
 
 def test_sft_drives_the_loss_of_a_small_batch_near_zero(tiny_dir, tokenizer):

@@ -163,6 +163,7 @@ def save_checkpoint(policy: Policy, run_dir: Path, manifest: dict[str, Any]) -> 
     model.save_pretrained(tmp, safe_serialization=True)
     if not manifest.get("lora"):
         policy.tokenizer.save_pretrained(tmp)
+    (tmp / "metrics.json").write_text(json.dumps(policy.metrics))
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
     shutil.rmtree(run_dir / "state", ignore_errors=True)
     # The manifest moves last: a directory with a manifest is a complete checkpoint.
