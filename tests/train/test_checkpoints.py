@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.train.traces import chat_trace
 
 from codemill.train.export import ExportRow, export_parquet
-from tests.train.traces import chat_trace
 
 pytestmark = pytest.mark.slow
 STEPS = 10

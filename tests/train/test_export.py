@@ -1,9 +1,9 @@
 """A Parquet export of token traces feeds TRL's GRPOTrainer (``rollout_func``) for a step."""
 
 import pytest
+from tests.train.traces import chat_trace
 
 from codemill.train.export import ExportRow, export_parquet, read_export, trl_rollout_batch
-from tests.train.traces import chat_trace
 
 pytestmark = pytest.mark.slow
 

@@ -1,8 +1,7 @@
 """SFT and GRPO on a tiny random model with the real tokenizer: the losses do their job."""
 
-import random
-
 import pytest
+from tests.train.traces import chat_trace as _chat_trace
 
 from codemill.agent.models.sampler import TokenConversation, sample
 from codemill.core.records import SamplingConfig, TokenTrace
@@ -11,7 +10,6 @@ from codemill.train.data import from_trace
 from codemill.train.grpo import Sample, round_data
 from codemill.train.policy import load_policy
 from codemill.train.steps import grpo_step, sft_step
-from tests.train.traces import chat_trace as _chat_trace
 
 pytestmark = pytest.mark.slow
 
@@ -96,4 +94,3 @@ def test_zero_variance_groups_are_dropped_and_counted():
     assert data.left_out == {"masked": 1, "truncated": 1}
     loo = round_data(samples, TrainConfig(baseline="loo"))
     assert [s.advantage for s in loo.seqs] == [1.0, -1.0]
-    random.seed(0)
