@@ -366,7 +366,8 @@ def train_sft(settings: Settings, job: SftJob, *, on_step: StepFn | None = None,
     while policy.step < cfg.steps:
         metrics = sft_step(policy, [seqs[i] for i in schedule[policy.step]])
         policy.metrics.append(metrics)
-        save_state(policy, run_dir)
+        if policy.step % cfg.save_every == 0 or policy.step == cfg.steps:
+            save_state(policy, run_dir)
         if on_step:
             on_step(metrics)
     save_checkpoint(policy, run_dir, _manifest(ckpt_id, "sft", root, parent, cfg, policy.step))
@@ -479,7 +480,8 @@ def train_grpo(settings: Settings, job: GrpoJob, *, on_step: StepFn | None = Non
             rollouts=len(graded), rollout_seconds=rollout_s, task_results=results,
             round_seconds=time.monotonic() - started, **_timing(new))
         policy.metrics.append(metrics)
-        save_state(policy, run_dir)
+        if policy.step % cfg.save_every == 0 or policy.step == cfg.steps:
+            save_state(policy, run_dir)
         if on_step:
             on_step(metrics)
     save_checkpoint(policy, run_dir, _manifest(ckpt_id, "grpo", root, parent, cfg, policy.step))
@@ -505,3 +507,95 @@ def export_trajectories(settings: Settings, out: Path, policy_prefix: str | None
                                      policies.get(g.rollout_id) or "", g.reward,
                                      g.stop_reason, g.trace)
                            for g in graded if g.trace is not None], out)
+
+
+def sample_policy(settings: Settings, model: str, tasks: Sequence[TaskSpec],
+                  envs: dict[str, EnvSpec], *, group: int = 1, temperature: float = 0.0,
+                  max_turns: int = 6, max_new_tokens: int = 128,
+                  observation_limit: int = 1500, seed: int = 0,
+                  say: Callable[[str], None] | None = None) -> list[Graded]:
+    """Roll ``model`` out on ``tasks`` (recorded, graded; samples recorded before are read
+    back, not rerun) and return the graded samples: what an eval or a rejection sampler
+    needs. The model is built once, in this process."""
+    from codemill.agent.config import AgentConfig
+    from codemill.agent.models import make_backend
+    from codemill.rollouts.plan import RolloutConfig
+    from codemill.rollouts.runner import RolloutResult, stream_rollouts
+
+    say = say or (lambda _m: None)
+    sampling = SamplingConfig(temperature=temperature, max_tokens=max_new_tokens, seed=seed)
+    agent = AgentConfig(max_turns=max_turns, max_tokens=max_turns * max_new_tokens,
+                        observation_limit=observation_limit, sampling=sampling)
+    policy = f"{model}|t{max_turns}x{max_new_tokens}|obs{observation_limit}"
+    have = {g.rollout_id for g in read_graded(settings, policy_prefix=policy)}
+    backend = make_backend(model, home=settings.home)
+    batch, stream = stream_rollouts(
+        list(tasks), envs=envs, home=Path(settings.home), settings=settings, model=backend,
+        policy=policy, config=RolloutConfig(group_size=group, sampling=sampling),
+        agent=agent, existing=have)
+    run_id = new_run_id()
+    for done, res in enumerate(stream, 1):
+        if isinstance(res, RolloutResult):
+            _persist(settings, run_id, "policy_samples", [res])
+            r = res.reward
+            say(f"{model} {done}/{batch.planned}: task {res.item.task.task_id[:10]} "
+                f"{'masked' if r is None or r.masked else r.value} "
+                f"({res.trajectory.stop_reason.value}, {res.seconds:.0f}s)")
+    wanted = {t.task_id for t in tasks}
+    return [g for g in read_graded(settings, policy_prefix=policy) if g.task_id in wanted]
+
+
+@dataclass
+class RunTraining:
+    """What ``codemill run --train`` (and ``codemill demo``) trained and measured."""
+
+    checkpoint: TrainResult
+    base: Any
+    """``codemill.evals.stats.Rate`` of the base policy on the run's tasks."""
+    trained: Any
+    """The same rate for the checkpoint, with the same agent settings."""
+    tasks: int
+    same_tasks: bool = True
+    """The checkpoint was trained on these tasks' gold patches: the comparison shows that
+    it learned to act in the format, not that it generalizes (see ``bench_train``)."""
+
+
+def train_after_run(settings: Settings, run: Any, *, steps: int = 12, per_task: int = 2,
+                    lr: float = 1e-3, lora: bool = True, on_step: StepFn | None = None,
+                    say: Callable[[str], None] | None = None) -> RunTraining:
+    """SFT on expert trajectories of ``run``'s tasks (``run`` is the pipeline's
+    ``RunConfig``), then the checkpoint rolled out on the same tasks with the run's agent
+    settings. Every part is cached by content id: a rerun trains and samples nothing new."""
+    from codemill.evals.stats import wilson
+    from codemill.factory.pipeline import require_env
+    from codemill.repos.sources import snapshot_source
+    from codemill.store.ledger import Ledger
+
+    say = say or (lambda _m: None)
+    env = require_env(Path(settings.home), snapshot_source(run.source, settings.home).snapshot_id)
+    tasks, envs = ledger_tasks(settings)
+    tasks = [t for t in tasks if t.env_id == env.env_id]
+    if not tasks:
+        raise FactoryError(f"{run.source}: no validated tasks to train on")
+    job = SftJob(model=run.model, data="expert", tasks=tuple(t.task_id for t in tasks),
+                 per_task=per_task, max_turns=max(6, run.max_turns),
+                 train=TrainConfig(steps=steps, batch_size=2, lr=lr, lora=lora, max_len=3072,
+                                   seed=run.seed))
+    ckpt = train_sft(settings, job, on_step=on_step, say=say)
+    model = f"ckpt:{ckpt.checkpoint_id}"
+    say(f"rolling out {model[:17]} on {len(tasks)} task(s)")
+    kw = {"group": run.group_size, "temperature": run.temperature, "max_turns": run.max_turns,
+          "max_new_tokens": run.max_tokens, "seed": run.seed, "observation_limit": 10_000}
+    trained = [g.reward for g in sample_policy(settings, model, tasks, envs, say=say, **kw)]
+    # The base policy's rollouts are the run's own (same tasks, same agent settings).
+    ids = {t.task_id for t in tasks}
+    with Ledger.open(settings) as ledger:
+        rows = {r["rollout_id"]: r for r in ledger.read("rewards").to_pylist()
+                if r["policy"] == run.model and r["task_id"] in ids}
+    base = [None if r["masked"] else r["value"] for r in rows.values()]
+
+    def rate(values: list[float | None]) -> Any:
+        scored = [v for v in values if v is not None]
+        return wilson(sum(1 for v in scored if v >= 1), len(scored))
+
+    return RunTraining(ckpt, rate(base), rate(trained), len(tasks))

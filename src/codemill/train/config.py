@@ -41,6 +41,11 @@ class TrainConfig(BaseModel):
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    save_every: int = Field(1, ge=1)
+    """Write a resumable state every this many steps (and after the last). A full model's
+    state is weights plus AdamW moments (~1.6 GB for SmolLM2-135M), so full fine-tunes
+    save less often; a resumed run redoes the unsaved steps exactly (same batches, same
+    RNG), so nothing is repeated in the result or lost."""
     device: str = "auto"
     """``auto`` picks CUDA when available, else CPU; or name one (``cpu``, ``cuda:0``)."""
     threads: int | None = None
