@@ -18,6 +18,7 @@ import json
 import os
 import random
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,16 +84,17 @@ def load_policy(model_dir: Path, config: TrainConfig, *, adapter_dir: Path | Non
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise TrainError(f"cannot load the model at {model_dir}: {exc}") from exc
-    if adapter_dir is not None:
-        from peft import PeftModel
+    if adapter_dir is not None or config.lora:
+        from peft import LoraConfig, PeftModel, get_peft_model
 
-        model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=True)
-    elif config.lora:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(
-            r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
-            target_modules=list(config.lora_targets), task_type="CAUSAL_LM"))
+        with warnings.catch_warnings():  # peft calls APIs transformers 5 deprecates
+            warnings.simplefilter("ignore", FutureWarning)
+            if adapter_dir is not None:
+                model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=True)
+            else:
+                model = get_peft_model(model, LoraConfig(
+                    r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+                    target_modules=list(config.lora_targets), task_type="CAUSAL_LM"))
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas,
@@ -159,8 +161,9 @@ def resume(policy: Policy, run_dir: Path) -> bool:
 def save_checkpoint(policy: Policy, run_dir: Path, manifest: dict[str, Any]) -> Path:
     """The final weights and ``manifest.json`` in ``run_dir`` (states are dropped)."""
     tmp = _atomic_dir(run_dir.with_name(run_dir.name + "-final"))
-    model = policy.model
-    model.save_pretrained(tmp, safe_serialization=True)
+    with warnings.catch_warnings():  # peft calls APIs transformers 5 deprecates
+        warnings.simplefilter("ignore", FutureWarning)
+        policy.model.save_pretrained(tmp, safe_serialization=True)
     if not manifest.get("lora"):
         policy.tokenizer.save_pretrained(tmp)
     (tmp / "metrics.json").write_text(json.dumps(policy.metrics))

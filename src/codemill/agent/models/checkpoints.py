@@ -10,6 +10,7 @@ reads the ledger: the directory is the whole contract.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,8 @@ def load_checkpoint(prefix: str, home: str | Path, *, device: str = "cpu",
             from peft import PeftModel
         except ImportError as exc:
             raise ModelError("LoRA checkpoints need the 'train' extra (peft)") from exc
-        backend.model = PeftModel.from_pretrained(backend.model, adapter).merge_and_unload()
+        with warnings.catch_warnings():  # peft calls APIs transformers 5 deprecates
+            warnings.simplefilter("ignore", FutureWarning)
+            backend.model = PeftModel.from_pretrained(backend.model, adapter).merge_and_unload()
         backend.model.to(device).eval()
     return backend
