@@ -13,10 +13,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def ledger_home(tmp_path_factory, bwrap_ready):
     """A fresh home holding the toy environment and its task in the ledger."""
-    from rewards.toyproject import make_toy, toy_settings
-
     from codemill.store.ledger import Ledger
     from codemill.store.rows import record_to_row
+    from rewards.toyproject import make_toy, toy_settings
 
     home = tmp_path_factory.mktemp("train-home").absolute()
     settings = toy_settings(home)
