@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from codemill.agent.actions import PARSE_ERROR, parse_actions
 from codemill.agent.config import AgentConfig
 from codemill.agent.prompts import FORMAT_REMINDER, system_prompt
+from codemill.agent.tokens import token_trace
 from codemill.agent.tools import Tool, ToolContext, ToolOutput, ToolUsageError, default_tools, trim
 from codemill.core.boundary import boundary
 from codemill.core.protocols import ModelBackend, Sandbox
@@ -93,11 +94,16 @@ class Agent:
             diff = sandbox.diff()
         if seam.failed and error is None:
             stop, error = StopReason.SANDBOX_ERROR, seam.message
+        trace = None
+        with boundary("model", "token trace") as seam:
+            trace = token_trace(steps, cfg.sampling)
+        if seam.failed and error is None:  # not token-exact: unusable for training
+            stop, error = StopReason.MODEL_ERROR, seam.message
         return Trajectory(
             rollout_id=rollout_id, task_id=task_id, policy=policy or self.model.name,
             sample_index=sample_index, system_prompt=self.system_prompt, task_prompt=task_prompt,
             steps=tuple(steps), stop_reason=stop, diff=diff,
-            wall_seconds=time.monotonic() - start, error=error)
+            wall_seconds=time.monotonic() - start, error=error, tokens=trace)
 
     def _budget_stop(self, turns: int, tokens: int, elapsed: float) -> StopReason | None:
         cfg = self.config

@@ -143,7 +143,7 @@ def rollout_command(task_refs: list[str], model: str, group: int, temperature: f
 def _persist(rec: Any, results: Any) -> None:
     """Record each finished sample's rows through the factory; they commit in batches."""
     from codemill.rollouts.runner import RolloutResult
-    from codemill.store.rows import record_to_row, step_rows
+    from codemill.store.rows import record_to_row, step_rows, trajectory_row
 
     for result in results:
         if not isinstance(result, RolloutResult):
@@ -156,6 +156,9 @@ def _persist(rec: Any, results: Any) -> None:
         row.update(env_id=item.task.env_id, group_id=item.group_id)
         rec.add(row, "rollouts")
         rec.add_many(step_rows(traj), "steps")
+        tokens = trajectory_row(traj, item.group_id)
+        if tokens is not None:
+            rec.add(tokens, "trajectories")
         if result.reward is not None:
             rec.add(result.reward)
         r = result.reward

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "codemill.cli.run_cmd",
     "codemill.cli.eval_cmd",
     "codemill.cli.report_cmd",
+    "codemill.cli.train_cmd",
 )
 
 app = typer.Typer(

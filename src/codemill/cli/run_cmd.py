@@ -16,7 +16,7 @@ DEMO_SOURCE = "pypi:toolz==0.12.0"
 
 def _run(source: str, model: str, group: int, synth: int, features: int, max_turns: int,
          max_tokens: int, python: str | None, as_json: bool, command: str,
-         plan_only: bool = False) -> None:
+         plan_only: bool = False, train: bool = False, train_steps: int = 12) -> None:
     from codemill.factory.pipeline import RunConfig
     from codemill.factory.run import plan_pipeline, resolve_source, run_pipeline, summarize
 
@@ -43,11 +43,25 @@ def _run(source: str, model: str, group: int, synth: int, features: int, max_tur
         result = run_pipeline(cfg, settings, snapshot=snap, progress=progress,
                               command=command)
     summary = summarize(cfg, settings, result, snapshot=snap)
+    trained = None
+    if train and result.ok:
+        from codemill.factory.training import train_after_run
+
+        with err_console.status(f"[bold]{command}[/]: training") as status:
+            trained = train_after_run(
+                settings, cfg, steps=train_steps,
+                say=lambda m: status.update(f"[bold]{command}[/]: {m}"),
+                on_step=lambda m: status.update(
+                    f"[bold]{command}[/]: SFT step {m['step']}/{train_steps} "
+                    f"loss {m['loss']:.3f}"))
     if as_json:
+        extra = {} if trained is None else {"training": _training_json(trained)}
         print_json({**summary.to_json(), "run_id": result.run_id,
-                    "stages": result.to_json()["assets"]})
+                    "stages": result.to_json()["assets"], **extra})
     else:
         _print(summary, result, time.monotonic() - started)
+        if trained is not None:
+            _print_training(trained, time.monotonic() - started, source)
     if not result.ok:
         failed = ", ".join(f"{n}: {o.error}" for n, o in result.outcomes.items()
                            if o.status == "failed")
@@ -84,6 +98,39 @@ def _print(summary, result, seconds: float) -> None:  # type: ignore[no-untyped-
                   "flags from rewards\"", highlight=False)
 
 
+def _training_json(t) -> dict:  # type: ignore[no-untyped-def]
+    def rate(r):  # type: ignore[no-untyped-def]
+        return {"rate": r.value, "low": r.low, "high": r.high, "successes": r.successes,
+                "graded": r.n}
+
+    return {"checkpoint_id": t.checkpoint.checkpoint_id, "cached": t.checkpoint.cached,
+            "path": str(t.checkpoint.path), "data": t.checkpoint.data,
+            "loss": [m["loss"] for m in t.checkpoint.metrics], "tasks": t.tasks,
+            "base": rate(t.base), "trained": rate(t.trained), "same_tasks": t.same_tasks}
+
+
+def _print_training(t, seconds: float, source: str) -> None:  # type: ignore[no-untyped-def]
+    ck = t.checkpoint
+    table = Table(title="training (SFT on expert trajectories of these tasks)",
+                  title_justify="left", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    losses = [m["loss"] for m in ck.metrics]
+    table.add_row("checkpoint", f"ckpt:{ck.checkpoint_id[:12]}"
+                  + (" (cached)" if ck.cached else ""))
+    table.add_row("data", ", ".join(f"{k} {v}" for k, v in ck.data.items()) or "-")
+    if losses:
+        table.add_row("loss", f"{losses[0]:.3f} -> {losses[-1]:.3f} in {len(losses)} steps")
+    table.add_row("resolved, base (95% CI)", str(t.base))
+    table.add_row("resolved, trained (95% CI)", str(t.trained))
+    table.add_row("note", "trained on these tasks' gold patches: shows the action format "
+                  "is learned, not generalization (bench/bench_train.py holds projects out)")
+    table.add_row("time", f"{seconds:.1f}s in all")
+    console.print(table)
+    console.print(f"reproduce: [bold]codemill run {source} --train[/]; use it: "
+                  f"[bold]--model ckpt:{ck.checkpoint_id[:12]}[/]", highlight=False)
+
+
 def run_cmd(
     source: str = typer.Argument(..., help="Local dir, git URL[@rev] or pypi:NAME[==VER]."),
     model: str = typer.Option("smollm2", "--model", "-m", help="Policy backend spec."),
@@ -95,24 +142,31 @@ def run_cmd(
     python: str | None = typer.Option(None, "--python", help="Interpreter version."),
     plan_only: bool = typer.Option(False, "--plan",
                                    help="Only say which stages would run and why."),
+    train: bool = typer.Option(False, "--train", help="Then SFT the policy on expert "
+                               "trajectories of the tasks and roll the checkpoint out."),
+    train_steps: int = typer.Option(12, "--train-steps", help="SFT steps with --train."),
     as_json: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """The main job: source -> environment -> tasks -> validation -> rollouts -> rewards,
-    then a summary. Every stage is cached: rerunning does only what is missing."""
+    then a summary (and with --train, a checkpoint). Every stage is cached: rerunning does
+    only what is missing."""
     with handle_errors():
         _run(source, model, group, synth, features, max_turns, max_tokens, python, as_json,
-             "run", plan_only)
+             "run", plan_only, train, train_steps)
 
 
 def demo_cmd(
     source: str = typer.Option(DEMO_SOURCE, "--source", help="What to run on."),
     model: str = typer.Option("smollm2", "--model", "-m", help="Policy backend spec."),
+    train: bool = typer.Option(True, "--train/--no-train", help="End with a short LoRA SFT "
+                               "on expert trajectories and the trained model's rate."),
     as_json: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
-    """`codemill run` on a real PyPI project with the embedded SmolLM2 model, sized to
-    finish in minutes on 2 cores (2 bug tasks, 1 feature task, groups of 2, 4 turns)."""
+    """`codemill run --train` on a real PyPI project with the embedded SmolLM2 model,
+    sized to finish in minutes on 2 cores (2 bug tasks, 1 feature task, groups of 2, 4
+    turns), ending with a checkpoint that follows the action format."""
     with handle_errors():
-        _run(source, model, 2, 2, 1, 4, 128, None, as_json, "demo")
+        _run(source, model, 2, 2, 1, 4, 128, None, as_json, "demo", train=train)
 
 
 def register(app: typer.Typer) -> None:

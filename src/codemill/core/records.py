@@ -206,6 +206,9 @@ class SamplingConfig(Record):
 
     temperature: float = 0.0
     top_p: float = 1.0
+    top_k: int = 0
+    """Sample among the k likeliest tokens only; 0 = off (RL samples with top_k=0, top_p=1
+    so the recorded full-vocabulary log-probs are the sampler's own)."""
     max_tokens: int = 1024
     seed: int | None = None
     n: int = 1
@@ -241,6 +244,19 @@ class ModelReply(Record):
     token_ids: tuple[int, ...] = ()
     """Sampled token ids when the backend exposes them (local models; for RL)."""
     logprobs: tuple[float, ...] = ()
+    """Per sampled token: log_softmax(logits / temperature) over the full vocabulary
+    (temperature 1 when greedy), whatever top-p/top-k filtering the sampler applied."""
+    prompt_token_ids: tuple[int, ...] = ()
+    """Token-exact backends: the prompt tokens this call appended to the conversation's
+    token sequence: the whole prompt on a fresh conversation, else only what follows the
+    previous reply's sampled ids (the end of that turn, the observations, the next turn's
+    header). The model's earlier tokens are never re-tokenized from text."""
+    prompt_offset: int = 0
+    """Where ``prompt_token_ids`` start in the conversation's token sequence: 0 for a fresh
+    conversation; for a continued one, the previous reply's offset plus its prompt and
+    sampled token counts (``codemill.agent.tokens`` checks this chain)."""
+    tokenizer_hash: str = ""
+    """sha256 of the tokenizer's vocabulary and chat template (token-exact backends)."""
 
 
 class Step(Record):
@@ -264,6 +280,31 @@ class StopReason(StrEnum):
     FORMAT_ERROR = "format_error"
 
 
+class TokenTrace(Record):
+    """A rollout as the model saw it, token for token: what RL trainers consume.
+
+    ``prompt_ids`` is the first prompt. ``completion_ids`` holds everything after it, in
+    order: each turn's sampled tokens (``loss_mask`` 1) and the tokens the harness inserted
+    between turns (end-of-turn, tool observations, next header; ``loss_mask`` 0).
+    ``logprobs`` are the sampler's per-token log-probs (0.0 where the mask is 0). The
+    columns map one-to-one to TRL ``rollout_func`` (prompt_ids, completion_ids, logprobs,
+    env_mask), veRL agent-loop (prompt_ids, response_ids, response_mask,
+    response_logprobs) and SkyRL generator output (prompt_token_ids, response_ids,
+    loss_masks, rollout_logprobs).
+    """
+
+    prompt_ids: tuple[int, ...]
+    completion_ids: tuple[int, ...]
+    loss_mask: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    turns: tuple[tuple[int, int], ...] = ()
+    """Per model turn, ``(start, end)`` of its sampled tokens in ``completion_ids``."""
+    tokenizer_hash: str = ""
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+
 class Trajectory(Record):
     """A whole agent run: messages, steps, why it stopped and the final diff."""
 
@@ -278,6 +319,9 @@ class Trajectory(Record):
     diff: str = ""
     wall_seconds: float = 0.0
     error: str | None = None
+    tokens: TokenTrace | None = None
+    """The token-exact record when the backend is token-exact (local models), else None.
+    Stored in the ``trajectories`` table, not as a ``rollouts`` column."""
 
 
 # --- rewards ---------------------------------------------------------------------------

@@ -215,7 +215,7 @@ def rollouts(ctx: AssetContext) -> Iterator[Any]:
     from codemill.core.records import SamplingConfig
     from codemill.rollouts.plan import RolloutConfig
     from codemill.rollouts.runner import RolloutResult, stream_rollouts
-    from codemill.store.rows import record_to_row, step_rows
+    from codemill.store.rows import record_to_row, step_rows, trajectory_row
 
     raw = _cfg(ctx)
     cfg = _run_config(raw)
@@ -244,6 +244,9 @@ def rollouts(ctx: AssetContext) -> Iterator[Any]:
         yield row
         for row in step_rows(result.trajectory):
             yield Side("steps", row)
+        tokens = trajectory_row(result.trajectory, result.item.group_id)
+        if tokens is not None:
+            yield Side("trajectories", tokens)
 
 
 def grade_one(item: tuple[Any, ...]) -> Any:

@@ -38,6 +38,7 @@ OWNER: dict[str, str] = {
     "task_validations": "tasks",
     "rollouts": "rollouts",
     "steps": "rollouts",
+    "trajectories": "rollouts",
     "rewards": "rewards",
 }
 """Each table recorded outside ``materialize``, and the asset (of ``pipeline.py``) whose

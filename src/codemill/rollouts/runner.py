@@ -92,7 +92,7 @@ class RolloutResult:
 
 
 _MODELS: dict[str, ModelBackend] = {}
-CACHED_KINDS = ("transformers", "smollm2")
+CACHED_KINDS = ("transformers", "smollm2", "ckpt")
 """Backends whose construction loads weights: built once per worker process and reused.
 Others are cheap and may hold per-run state (a scripted replay), so each rollout gets its
 own."""

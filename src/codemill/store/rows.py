@@ -6,7 +6,8 @@ sorted keys), everything else stays a scalar. Two records fan out to several tab
 have their own helpers:
 
 - a ``Trajectory`` is one ``rollouts`` row (``record_to_row``, with step and token
-  totals) plus one ``steps`` row per step (``step_rows``);
+  totals) plus one ``steps`` row per step (``step_rows``) and, when token-exact, one
+  ``trajectories`` row of list columns (``trajectory_row``; ``trace_from_row`` reads it);
 - a ``TestReport`` is one ``test_results`` row per test case (``test_result_rows``),
   each carrying the report's command, exit code and parser version.
 
@@ -31,6 +32,7 @@ from codemill.core.records import (
     TaskSpec,
     TestCaseResult,
     TestReport,
+    TokenTrace,
     Trajectory,
 )
 
@@ -100,7 +102,7 @@ def record_to_row(record: BaseModel) -> dict[str, Any]:
 
 def _rollout_row(traj: Trajectory) -> dict[str, Any]:
     row = {name: _scalar(getattr(traj, name))
-           for name in Trajectory.model_fields if name != "steps"}
+           for name in Trajectory.model_fields if name not in ("steps", "tokens")}
     row["n_steps"] = len(traj.steps)
     row["prompt_tokens"] = sum(s.reply.prompt_tokens for s in traj.steps)
     row["completion_tokens"] = sum(s.reply.completion_tokens for s in traj.steps)
@@ -149,6 +151,33 @@ def trajectory_from_rows(rollout: dict[str, Any], steps: list[dict[str, Any]]
                          harness_seconds=r.get("harness_seconds") or 0.0))
     base = row_to_record(Trajectory, {k: v for k, v in rollout.items() if k != "steps"})
     return base.model_copy(update={"steps": tuple(made)})
+
+
+def trajectory_row(traj: Trajectory, group_id: str = "") -> dict[str, Any] | None:
+    """The ``trajectories`` row of a token-exact rollout (None when it has no tokens)."""
+    t = traj.tokens
+    if t is None:
+        return None
+    return {
+        "rollout_id": traj.rollout_id, "task_id": traj.task_id, "group_id": group_id,
+        "policy": traj.policy, "sample_index": traj.sample_index,
+        "stop_reason": _scalar(traj.stop_reason), "prompt_ids": list(t.prompt_ids),
+        "completion_ids": list(t.completion_ids), "loss_mask": list(t.loss_mask),
+        "logprobs": list(t.logprobs), "turn_starts": [a for a, _ in t.turns],
+        "turn_ends": [b for _, b in t.turns], "tokenizer_hash": t.tokenizer_hash,
+        "temperature": t.temperature, "top_p": t.top_p, "top_k": t.top_k,
+    }
+
+
+def trace_from_row(row: dict[str, Any]) -> TokenTrace:
+    """The ``TokenTrace`` of a ``trajectories`` row."""
+    return TokenTrace(
+        prompt_ids=tuple(row["prompt_ids"]), completion_ids=tuple(row["completion_ids"]),
+        loss_mask=tuple(row["loss_mask"]), logprobs=tuple(row["logprobs"]),
+        turns=tuple(zip(row["turn_starts"], row["turn_ends"], strict=True)),
+        tokenizer_hash=row.get("tokenizer_hash") or "",
+        temperature=row.get("temperature") or 0.0, top_p=row.get("top_p") or 1.0,
+        top_k=row.get("top_k") or 0)
 
 
 def test_result_rows(

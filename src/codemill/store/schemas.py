@@ -79,6 +79,16 @@ _COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
         ("completion_tokens", INT), ("latency_s", FLT), ("token_ids", STR), ("logprobs", STR),
         ("observations", STR), ("tool_seconds", FLT), ("harness_seconds", FLT),
     ),
+    # Token-exact trajectories (codemill.core.records.TokenTrace): list columns, the one
+    # exception to the JSON-text rule, so trainers read tokens straight from Arrow.
+    "trajectories": (
+        ("rollout_id", STR), ("task_id", STR), ("group_id", STR), ("policy", STR),
+        ("sample_index", INT), ("stop_reason", STR),
+        ("prompt_ids", pa.list_(pa.int32())), ("completion_ids", pa.list_(pa.int32())),
+        ("loss_mask", pa.list_(pa.int8())), ("logprobs", pa.list_(pa.float32())),
+        ("turn_starts", pa.list_(pa.int32())), ("turn_ends", pa.list_(pa.int32())),
+        ("tokenizer_hash", STR), ("temperature", FLT), ("top_p", FLT), ("top_k", INT),
+    ),
     "rewards": (
         ("reward_id", STR), ("rollout_id", STR), ("task_id", STR), ("env_id", STR), ("policy", STR),
         ("value", FLT), ("resolved", BOOL), ("f2p_passed", INT), ("f2p_total", INT),
@@ -88,10 +98,14 @@ _COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
     ),
     # Columns agreed with the training helper (branch ``train``): lineage as JSON lists.
     "checkpoints": (
-        ("checkpoint_id", STR), ("kind", STR), ("base_model", STR), ("parent_id", STR),
-        ("path", STR), ("lora", BOOL), ("step", INT), ("task_ids", STR), ("snapshot_ids", STR),
-        ("env_ids", STR), ("rollout_ids", STR), ("config_hash", STR), ("config", STR),
-        ("metrics", STR),
+        ("checkpoint_id", STR), ("parent_id", STR), ("policy", STR), ("algorithm", STR),
+        ("step", INT), ("path", STR), ("n_rollouts", INT), ("mean_reward", FLT),
+        ("metrics", STR), ("config_json", STR),
+        # lineage (codemill.factory.training): kind 'sft' | 'grpo', base_model a model
+        # spec, the id lists JSON text, config the resolved TrainConfig as JSON
+        ("kind", STR), ("base_model", STR), ("lora", BOOL), ("task_ids", STR),
+        ("snapshot_ids", STR), ("env_ids", STR), ("rollout_ids", STR), ("config_hash", STR),
+        ("config", STR),
     ),
     "evals": (
         ("eval_id", STR), ("suite", STR), ("policy", STR), ("checkpoint_id", STR), ("metric", STR),

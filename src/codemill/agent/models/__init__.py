@@ -6,6 +6,7 @@
 - ``scripted:NAME`` (a built-in policy) or ``scripted:PATH`` (a JSON list of replies)
 - ``transformers:PATH`` (a model directory or a ``.gguf`` file)
 - ``smollm2`` (the default: the embedded SmolLM2-135M-Instruct)
+- ``ckpt:ID`` (a trained checkpoint under ``<home>/checkpoints/``, by id or unique prefix)
 
 Backends import their heavy dependencies (openai, torch, transformers) only when built.
 """
@@ -41,9 +42,17 @@ def make_backend(spec: str = DEFAULT_SPEC, *, home: str | Path | None = None) ->
 
             home = load_settings().home
         return load_smollm2(home)
+    if kind == "ckpt":
+        from codemill.agent.models.checkpoints import load_checkpoint
+
+        if home is None:
+            from codemill.core.config import load_settings
+
+            home = load_settings().home
+        return load_checkpoint(rest, home)
     if not rest:
         raise ModelError(f"model spec {spec!r}: expected openai:MODEL@URL, scripted:NAME_OR_PATH,"
-                         " transformers:PATH or smollm2")
+                         " transformers:PATH, ckpt:ID or smollm2")
     if kind not in MODELS:
         raise ModelError(f"model spec {spec!r}: unknown kind {kind!r} "
                          f"({', '.join(sorted(MODELS))}, smollm2)")

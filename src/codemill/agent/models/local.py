@@ -1,8 +1,10 @@
 """A local ``transformers`` causal LM, prompted through its own chat template.
 
-Samples with the given temperature, top-p, seed and token budget on CPU (or ``device``) and
-returns the sampled token ids and their log-probabilities, which RL training needs. It has no
-native tool calls: the agent describes its text action format in the prompt instead.
+Samples with the given temperature, top-p, top-k, seed and token budget on CPU (or
+``device``) and returns token-exact replies (``codemill.agent.models.sampler``): the prompt
+tokens each turn appended, the sampled ids and their full-vocabulary log-probabilities,
+which RL training needs, with the KV cache kept across the turns of a conversation. It has
+no native tool calls: the agent describes its text action format in the prompt instead.
 Requires the ``model`` extra (torch, transformers, gguf); imports them only when built.
 """
 
@@ -14,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from codemill.agent.models.sampler import TokenConversation
 from codemill.core.errors import ModelError
 from codemill.core.records import Message, ModelReply, SamplingConfig
 
@@ -45,6 +48,8 @@ class TransformersBackend:
 
             torch.set_num_threads(threads)
         self._lock = threading.Lock()  # one generation at a time: the model is not reentrant
+        self._conv = TokenConversation()  # the conversation whose KV cache is kept
+        self._tok_hash: str | None = None
         self.model: Any = None
         self.tokenizer: Any = None
         if path is not None:
@@ -78,43 +83,32 @@ class TransformersBackend:
     def complete(self, messages: Sequence[Message], *,
                  tools: Sequence[Mapping[str, object]] | None = None,
                  sampling: SamplingConfig | None = None) -> ModelReply:
-        import torch
+        from codemill.agent.models.sampler import sample, tokenizer_hash
 
         s = sampling or SamplingConfig()
         start = time.monotonic()
         tok = self.tokenizer
-        prompt = tok.apply_chat_template(_chat_dicts(messages), add_generation_prompt=True,
-                                         return_tensors="pt", return_dict=True)
-        input_ids = prompt["input_ids"].to(self.device)
-        sample = s.temperature > 0
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": max(1, s.max_tokens), "do_sample": sample,
-            "return_dict_in_generate": True, "output_scores": True,
-            "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None
-            else tok.eos_token_id,
-        }
-        if sample:
-            kwargs.update(temperature=s.temperature, top_p=s.top_p)
-        else:  # greedy: unset the model's default sampling knobs so none is reported unused
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        with self._lock, torch.inference_mode():
-            if s.seed is not None:
-                torch.manual_seed(s.seed)
-            out = self.model.generate(input_ids, attention_mask=prompt["attention_mask"]
-                                      .to(self.device), **kwargs)
-            scores = self.model.compute_transition_scores(out.sequences, out.scores,
-                                                          normalize_logits=True)
-        new_ids = out.sequences[0, input_ids.shape[1]:].tolist()
-        logprobs = scores[0].tolist()[: len(new_ids)]
-        eos = {tok.eos_token_id} | set(_as_list(self.model.generation_config.eos_token_id))
-        stopped = bool(new_ids) and new_ids[-1] in eos
-        text = tok.decode(new_ids, skip_special_tokens=True)
+        chat = _chat_dicts(messages)
+        with self._lock:
+            if self._tok_hash is None:
+                self._tok_hash = tokenizer_hash(tok)
+            conv = self._conv
+            offset, prompt_ids = conv.continue_with(tok, chat)
+            stops = {tok.eos_token_id} | set(_as_list(self.model.generation_config.eos_token_id))
+            stops.discard(None)
+            new_ids, logprobs, stopped = sample(self.model, conv, s, stops, self.device)
+            text = tok.decode(new_ids, skip_special_tokens=True)
+            conv.record_reply({"role": "assistant", "content": text}, new_ids,
+                              new_ids[-1] if stopped else None)
+            total = len(conv.ids) - len(new_ids)
         return ModelReply(
             message=Message(role="assistant", content=text),
-            prompt_tokens=int(input_ids.shape[1]), completion_tokens=len(new_ids),
+            prompt_tokens=total, completion_tokens=len(new_ids),
             finish_reason="stop" if stopped else "length",
             latency_s=time.monotonic() - start,
-            token_ids=tuple(new_ids), logprobs=tuple(float(x) for x in logprobs),
+            token_ids=tuple(new_ids), logprobs=tuple(logprobs),
+            prompt_token_ids=tuple(prompt_ids), prompt_offset=offset,
+            tokenizer_hash=self._tok_hash,
         )
 
 

@@ -1,0 +1,273 @@
+"""Training on the embedded SmolLM2-135M, split by project: base vs SFT vs GRPO.
+
+Runbook::
+
+    nice -n 10 .venv/bin/python bench/bench_train.py > bench/out/train.log 2>&1 &
+    .venv/bin/python bench/bench_train.py --report        # print what is measured so far
+
+Stages, each resumable (results appended as JSON lines to ``bench/out/train.jsonl``; a
+stage already there is skipped; rollouts and training states already recorded in the
+home ``bench/out/train_home`` are reused, so a killed run continues where it stopped):
+
+1. ``speed``: train tokens/s of ``codemill.train`` (SFT step on a real expert-length
+   sequence) next to a plain PyTorch forward+backward+AdamW loop on the same model and
+   length (the ceiling here), and sampling tokens/s of the token-exact sampler next to
+   plain ``generate`` on the same prompt.
+2. ``tasks``: environments and validated synthetic tasks for the TRAIN and EVAL projects
+   through the CLI (``codemill env build``, ``codemill tasks synth``). No project is in
+   both lists.
+3. ``eval:base``: the base model on every EVAL task (greedy, one sample each).
+4. ``sft``: ``codemill train sft`` on expert trajectories of the TRAIN tasks.
+5. ``eval:sft``; 6. ``grpo`` (from the SFT checkpoint, on TRAIN tasks); 7. ``eval:grpo``.
+
+Resolved rates carry 95% Wilson intervals. The GRPO reward curve is saved as
+``bench/out/train_reward_curve.png`` (matplotlib). On 2 shared CPU cores this is hours of
+compute; the report says which stages finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+TRAIN = ("toolz==0.12.0", "cachetools==5.3.1")
+EVAL = ("iniconfig==1.1.1", "python-slugify==5.0.2", "semver==2.13.0", "itsdangerous==2.1.2")
+TASKS_PER_PROJECT = {"train": 12, "eval": 12}
+AGENT = {"max_turns": 6, "max_new_tokens": 128, "observation_limit": 1200}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def done_stages(results: Path) -> dict[str, dict]:
+    if not results.exists():
+        return {}
+    out = {}
+    for line in results.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            out[row["stage"]] = row
+    return out
+
+
+def record(results: Path, row: dict) -> None:
+    with results.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def cli(args: list[str], home: Path, timeout: float = 7200) -> dict:
+    env = {**os.environ, "CODEMILL_HOME": str(home)}
+    cmd = [sys.executable, "-c", "from codemill.cli.main import main; main()", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
+                          cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {proc.stderr.strip()[-800:]}")
+    return json.loads(proc.stdout) if proc.stdout.strip().startswith(("{", "[")) else {}
+
+
+# --- stage 1: speed ---------------------------------------------------------------------
+
+
+def speed(home: Path) -> dict:
+    import torch
+
+    from codemill.agent.models.sampler import TokenConversation, encode, render, sample
+    from codemill.agent.models.smollm2 import convert_smollm2
+    from codemill.core.records import SamplingConfig
+    from codemill.train.config import TrainConfig
+    from codemill.train.data import TrainSeq
+    from codemill.train.policy import load_policy
+    from codemill.train.steps import sft_step
+
+    torch.set_num_threads(2)
+    path = convert_smollm2(home)
+    policy = load_policy(path, TrainConfig(lr=1e-5, threads=2))
+    n, model_share = 1024, 0.3  # an expert-length sequence; ~30% of it model tokens
+    ids = tuple(int(x) for x in torch.randint(100, 40000, (n,), generator=torch.Generator()
+                                              .manual_seed(0)))
+    mask = tuple(1 if i > n * (1 - model_share) else 0 for i in range(n))
+    seq = TrainSeq(ids, mask, (0.0,) * n)
+    sft_step(policy, [seq])  # warm up
+    ours = [sft_step(policy, [seq])["seconds"] for _ in range(3)]
+    model, opt = policy.model, policy.optimizer
+    x = torch.tensor([ids])
+
+    def plain() -> float:
+        t = time.monotonic()
+        opt.zero_grad()
+        out = model(input_ids=x, labels=x)
+        out.loss.backward()
+        opt.step()
+        return time.monotonic() - t
+
+    plain()
+    ceiling = [plain() for _ in range(3)]
+    model.eval()
+    tok = policy.tokenizer
+    prompt = encode(tok, render(tok, [{"role": "user", "content": "Write a Python function "
+                                       "that parses an INI file. " * 20}], True))
+    s = SamplingConfig(temperature=1.0, max_tokens=64, seed=0)
+    conv = TokenConversation(ids=list(prompt))
+    t = time.monotonic()
+    got, _, _ = sample(model, conv, s, set(), "cpu")
+    ours_s = time.monotonic() - t
+    t = time.monotonic()
+    with torch.inference_mode():
+        gen = model.generate(torch.tensor([prompt]), max_new_tokens=64, min_new_tokens=64,
+                             do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                             pad_token_id=tok.eos_token_id)
+    gen_s = time.monotonic() - t
+    new = gen.shape[1] - len(prompt)
+    return {"train_tokens": n, "train_tok_s": n / min(ours), "plain_tok_s": n / min(ceiling),
+            "prompt_tokens": len(prompt), "sample_tok_s": len(got) / ours_s,
+            "generate_tok_s": new / gen_s}
+
+
+# --- stage 2: tasks ---------------------------------------------------------------------
+
+
+def tasks(home: Path) -> dict:
+    made = {}
+    for split, projects in (("train", TRAIN), ("eval", EVAL)):
+        for project in projects:
+            log(f"tasks: {project}")
+            try:
+                env = cli(["env", "build", f"pypi:{project}", "--json"], home)
+                env_id = env["env_id"]
+                out = cli(["tasks", "synth", env_id, "--max", str(TASKS_PER_PROJECT[split]),
+                           "--json"], home)
+                made[project] = {"split": split, "env_id": env_id, "env": env["status"],
+                                 "tasks": len(out["tasks"])}
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                made[project] = {"split": split, "error": str(exc)[-300:]}
+            log(f"tasks: {project}: {str(made[project])[:200]}")
+    return made
+
+
+def split_tasks(home: Path) -> tuple[list, list, dict]:
+    """(train tasks, eval tasks, envs): by the project of each task's snapshot."""
+    from codemill.core.config import Settings
+    from codemill.factory.training import ledger_tasks
+    from codemill.store.ledger import Ledger
+
+    settings = Settings(home=home)
+    all_tasks, envs = ledger_tasks(settings)
+    with Ledger.open(settings) as ledger:
+        names = {r["snapshot_id"]: (r["source"] or "") for r in ledger.read(
+            "snapshots", columns=["snapshot_id", "source"]).to_pylist()}
+
+    def project(task) -> str:
+        return names.get(envs[task.env_id].snapshot_id, "").removeprefix("pypi:")
+
+    train = [t for t in all_tasks if project(t) in TRAIN]
+    evals = [t for t in all_tasks if project(t) in EVAL]
+    assert not {project(t) for t in train} & {project(t) for t in evals}
+    return train, evals, envs
+
+
+# --- stages 3-7 -------------------------------------------------------------------------
+
+
+def evaluate(home: Path, model: str) -> dict:
+    from codemill.core.config import Settings
+    from codemill.evals.stats import wilson
+    from codemill.factory.training import sample_policy
+
+    _, evals, envs = split_tasks(home)
+    graded = sample_policy(Settings(home=home), model, evals, envs, say=log, **AGENT)
+    scored = [g for g in graded if g.reward is not None]
+    ok = sum(1 for g in scored if g.reward >= 1)
+    rate = wilson(ok, len(scored))
+    return {"model": model, "tasks": len(evals), "graded": len(scored), "resolved": ok,
+            "rate": rate.value, "low": rate.low, "high": rate.high,
+            "masked": len(graded) - len(scored)}
+
+
+def train_sft(home: Path) -> dict:
+    train, _, _ = split_tasks(home)
+    args = ["train", "sft", "--model", "smollm2", "--data", "expert", "--per-task", "2",
+            "--steps", "40", "--batch", "4", "--lr", "3e-5", "--max-len", "3072",
+            "--save-every", "10", "--json"]
+    for t in train:
+        args += ["--task", t.task_id]
+    return cli(args, home, timeout=6 * 3600)
+
+
+def train_grpo(home: Path, sft_id: str) -> dict:
+    train, _, _ = split_tasks(home)
+    args = ["train", "grpo", "--model", f"ckpt:{sft_id}", "--rounds", "6",
+            "--tasks-per-round", "2", "--group", "4", "--lr", "1e-5", "--max-tokens", "128",
+            "--max-turns", "6", "--max-len", "4096", "--json"]
+    for t in train:
+        args += ["--task", t.task_id]
+    return cli(args, home, timeout=8 * 3600)
+
+
+def curve(metrics: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [m["step"] for m in metrics if m.get("reward_mean") is not None]
+    ys = [m["reward_mean"] for m in metrics if m.get("reward_mean") is not None]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(xs, ys, marker="o")
+    ax.set_xlabel("GRPO round")
+    ax.set_ylabel("mean reward (train tasks)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title("SmolLM2-135M GRPO on CPU")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--home", type=Path, default=OUT / "train_home")
+    ap.add_argument("--results", type=Path, default=OUT / "train.jsonl")
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    args.home.mkdir(parents=True, exist_ok=True)
+    have = done_stages(args.results)
+    if args.report:
+        for name, row in have.items():
+            print(name, json.dumps(row)[:600])
+        return
+    stages = [("speed", lambda: speed(args.home)), ("tasks", lambda: tasks(args.home)),
+              ("eval:base", lambda: evaluate(args.home, "smollm2")),
+              ("sft", lambda: train_sft(args.home))]
+    for name, fn in stages:
+        if name in have:
+            continue
+        log(f"stage {name}")
+        t = time.monotonic()
+        row = {"stage": name, **fn(), "seconds": round(time.monotonic() - t, 1)}
+        record(args.results, row)
+        have[name] = row
+        log(f"stage {name} done: {json.dumps(row)[:400]}")
+    sft_id = have["sft"]["checkpoint_id"]
+    for name, fn in (("eval:sft", lambda: evaluate(args.home, f"ckpt:{sft_id}")),
+                     ("grpo", lambda: train_grpo(args.home, sft_id))):
+        if name not in have:
+            t = time.monotonic()
+            row = {"stage": name, **fn(), "seconds": round(time.monotonic() - t, 1)}
+            record(args.results, row)
+            have[name] = row
+    curve(have["grpo"]["metrics"], OUT / "train_reward_curve.png")
+    if "eval:grpo" not in have:
+        row = {"stage": "eval:grpo",
+               **evaluate(args.home, f"ckpt:{have['grpo']['checkpoint_id']}")}
+        record(args.results, row)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Token-level sampling for local models: one conversation's tokens and KV cache, kept
+across turns.
+
+``TokenConversation.continue_with(chat)`` returns the prompt tokens a new turn appends:
+the whole prompt for a fresh conversation, or, when ``chat`` extends the previous turn's
+messages plus the model's reply, only the tokens after the model's own sampled ids (the end
+of its turn, the observations, the next header), rendered from the chat template's *text
+difference* and tokenized alone. The model's tokens are never re-tokenized, so each turn's
+prompt extends the previous one token for token, and the KV cache of the earlier turns is
+reused (re-encoding the whole conversation every turn is the main waste of a multi-turn
+rollout on CPU).
+
+``sample`` draws tokens one at a time with the cache: log-probs are
+``log_softmax(logits / T)`` over the full vocabulary at the sampled token (T = 1 when
+greedy), the quantity an RL trainer recomputes; top-p / top-k only filter what is drawn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from codemill.core.errors import ModelError
+from codemill.core.records import SamplingConfig
+
+_SENTINEL = "\x00codemill-reply\x00"
+
+
+def tokenizer_hash(tokenizer: Any) -> str:
+    """sha256 of the vocabulary, the special tokens and the chat template."""
+    h = hashlib.sha256()
+    h.update(json.dumps(sorted(tokenizer.get_vocab().items()), separators=(",", ":")).encode())
+    h.update(json.dumps(tokenizer.all_special_tokens).encode())
+    h.update((getattr(tokenizer, "chat_template", None) or "").encode())
+    return h.hexdigest()
+
+
+def render(tokenizer: Any, chat: Sequence[dict[str, str]], generation: bool) -> str:
+    return str(tokenizer.apply_chat_template(list(chat), tokenize=False,
+                                             add_generation_prompt=generation))
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of template text (its special tokens are in the text already)."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+@dataclass
+class TokenConversation:
+    """The token state of the conversation a backend is in: messages so far (the last one
+    the model's reply), every token so far, and the KV cache of all but the newest."""
+
+    chat: list[dict[str, str]] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)
+    cache: Any = None
+    last_stop: int | None = None
+    """The stop token the last reply ended with, if it ended on one."""
+
+    def continue_with(self, tokenizer: Any, chat: list[dict[str, str]]) -> tuple[int, list[int]]:
+        """``(offset, new prompt ids)`` for a turn asking ``chat``; resets the state when
+        ``chat`` does not extend this conversation."""
+        n = len(self.chat)
+        if n and len(chat) > n and chat[:n] == self.chat:
+            bridge = self._bridge(tokenizer, chat)
+            if bridge is not None:
+                offset = len(self.ids)
+                self.ids += bridge
+                self.chat = list(chat)
+                return offset, bridge
+        self.chat, self.ids, self.cache, self.last_stop = list(chat), [], None, None
+        self.ids = encode(tokenizer, render(tokenizer, chat, True))
+        return 0, list(self.ids)
+
+    def _bridge(self, tokenizer: Any, chat: list[dict[str, str]]) -> list[int] | None:
+        """Tokens between the model's last sampled token and the new generation point."""
+        previous = render(tokenizer, self.chat, False)
+        full = render(tokenizer, chat, True)
+        if not full.startswith(previous):
+            return None  # the template rewrites earlier turns: start over
+        marked = render(tokenizer, self.chat[:-1] + [{"role": "assistant",
+                                                      "content": _SENTINEL}], False)
+        if _SENTINEL not in marked:
+            return None
+        end = marked[marked.index(_SENTINEL) + len(_SENTINEL):]  # e.g. "<|im_end|>\n"
+        if self.last_stop is not None:
+            said = tokenizer.decode([self.last_stop])
+            if not end.startswith(said):
+                return None
+            end = end[len(said):]  # the model already sampled the end-of-turn token
+        return encode(tokenizer, end + full[len(previous):])
+
+    def record_reply(self, reply: dict[str, str], sampled: list[int],
+                     stop: int | None) -> None:
+        self.chat.append(reply)
+        self.ids += sampled
+        self.last_stop = stop
+
+
+def sample(model: Any, conv: TokenConversation, sampling: SamplingConfig,
+           stop_ids: set[int], device: str) -> tuple[list[int], list[float], bool]:
+    """Sample after ``conv.ids`` with its cache; returns (ids, logprobs, stopped)."""
+    import torch
+    from transformers import DynamicCache
+
+    limit = getattr(model.config, "max_position_embeddings", None)
+    budget = max(1, sampling.max_tokens)
+    if limit is not None and len(conv.ids) + budget > limit:
+        budget = limit - len(conv.ids)
+        if budget < 1:
+            raise ModelError(f"the conversation has {len(conv.ids)} tokens; the model's "
+                             f"context is {limit}")
+    if conv.cache is None:
+        conv.cache = DynamicCache()
+    generator = torch.Generator(device=device)
+    if sampling.seed is not None:
+        generator.manual_seed(sampling.seed)
+    else:
+        generator.seed()
+    temperature = sampling.temperature
+    ids: list[int] = []
+    logps: list[float] = []
+    feed = conv.ids[conv.cache.get_seq_length():]
+    cache_kw = _cache_keyword(model)
+    with torch.inference_mode():
+        while True:
+            out = model(input_ids=torch.tensor([feed], device=device), use_cache=True,
+                        logits_to_keep=1, **{cache_kw: conv.cache})
+            logits = out.logits[0, -1].float()
+            logp = torch.log_softmax(logits / (temperature if temperature > 0 else 1.0), -1)
+            if temperature > 0:
+                token = int(torch.multinomial(_filtered(logp, sampling).exp(), 1,
+                                              generator=generator))
+            else:
+                token = int(logp.argmax())
+            ids.append(token)
+            logps.append(float(logp[token]))
+            if token in stop_ids:
+                return ids, logps, True
+            if len(ids) >= budget:
+                return ids, logps, False
+            feed = [token]
+
+
+def _cache_keyword(model: Any) -> str:
+    """``cache`` in transformers >= 5.24 (``past_key_values`` is deprecated there), else
+    ``past_key_values``; looked up on the innermost model (a peft wrapper passes it on)."""
+    import inspect
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(inner.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _filtered(logp: Any, sampling: SamplingConfig) -> Any:
+    """``logp`` with tokens outside top-k / the top-p nucleus set to -inf."""
+    import torch
+
+    if sampling.top_k > 0:
+        kth = torch.topk(logp, min(sampling.top_k, logp.numel())).values[-1]
+        logp = logp.masked_fill(logp < kth, float("-inf"))
+    if sampling.top_p < 1.0:
+        sorted_lp, order = torch.sort(logp, descending=True)
+        cum = sorted_lp.exp().cumsum(-1)
+        drop = cum - sorted_lp.exp() > sampling.top_p  # keep the token that crosses top_p
+        logp = logp.clone()
+        logp[order[drop]] = float("-inf")
+    return logp

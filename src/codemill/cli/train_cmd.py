@@ -1,0 +1,163 @@
+"""``codemill train sft|grpo|export``: parse, call ``codemill.factory.training``, print.
+
+Each step prints one line as it finishes, and a table at the end (loss, reward mean,
+resolved rate, dead groups, tokens/s, seconds). The factory records the checkpoint; the
+command writes nothing itself. A rerun of the same command resumes a killed run or, when it
+finished, reports the cached checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from codemill.cli.app import State, console, err_console, handle_errors, print_json
+
+app = typer.Typer(help="Train policies: SFT on resolved trajectories, GRPO from execution "
+                  "rewards; checkpoints are recorded with their lineage.",
+                  no_args_is_help=True)
+
+COLUMNS = ("step", "loss", "reward", "resolved", "dead", "tok/s", "s")
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _cells(m: dict[str, Any]) -> list[str]:
+    dead = f"{m['dead_groups']}/{m['groups']}" if "groups" in m else "-"
+    seconds = m.get("round_seconds", m.get("seconds"))
+    return [str(m["step"]), _fmt(m.get("loss"), ".4f"), _fmt(m.get("reward_mean")),
+            _fmt(m.get("resolved_rate")), dead, _fmt(m.get("tokens_per_s"), ".0f"),
+            _fmt(seconds, ".1f")]
+
+
+def _on_step(m: dict[str, Any]) -> None:
+    console.print("  ".join(f"{c}={v}" for c, v in zip(COLUMNS, _cells(m), strict=True)),
+                  highlight=False)
+
+
+def _report(result: Any, as_json: bool) -> None:
+    if as_json:
+        print_json({"checkpoint_id": result.checkpoint_id, "path": str(result.path),
+                    "kind": result.kind, "cached": result.cached, "data": result.data,
+                    "metrics": result.metrics})
+        return
+    table = Table(title=f"{result.kind} checkpoint {result.checkpoint_id[:12]}"
+                  + (" (cached)" if result.cached else ""), title_justify="left")
+    for col in COLUMNS:
+        table.add_column(col, justify="right")
+    for m in result.metrics:
+        table.add_row(*_cells(m))
+    console.print(table)
+    if result.data:
+        console.print("data: " + ", ".join(f"{k} {v}" for k, v in result.data.items()),
+                      highlight=False)
+    console.print(f"use it: [bold]--model ckpt:{result.checkpoint_id[:12]}[/]  "
+                  f"({result.path})", highlight=False)
+
+
+def _train_config(**kw: Any) -> Any:
+    from codemill.train.config import TrainConfig
+
+    return TrainConfig(**{k: v for k, v in kw.items() if v is not None})
+
+
+@app.command("sft")
+def sft_cmd(
+    model: str = typer.Option("smollm2", "--model", "-m", help="Base: smollm2, "
+                              "transformers:DIR or ckpt:ID."),
+    data: str = typer.Option("expert", "--data", help="expert (gold patches acted out), "
+                             "rollouts (resolved recorded rollouts) or parquet."),
+    data_path: str | None = typer.Option(None, "--data-path", help="Parquet export file."),
+    teacher: str | None = typer.Option(None, "--teacher", help="With --data expert: "
+                                       "rejection-sample this model instead of scripts."),
+    tasks: list[str] = typer.Option([], "--task", help="Task id prefix (repeatable)."),
+    per_task: int = typer.Option(2, "--per-task", help="Expert runs per task."),
+    steps: int = typer.Option(20, "--steps", help="Optimizer steps."),
+    batch: int = typer.Option(4, "--batch", help="Sequences per step."),
+    lr: float = typer.Option(1e-4, "--lr", help="AdamW learning rate."),
+    lora: bool = typer.Option(False, "--lora", help="Train a LoRA adapter (peft)."),
+    max_len: int = typer.Option(2048, "--max-len", help="Longer sequences are left out."),
+    save_every: int = typer.Option(1, "--save-every", help="Steps between resumable states."),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    as_json: bool = typer.Option(False, "--json", help="Machine output."),
+) -> None:
+    """Supervised fine-tuning: masked next-token loss on the model's own tokens of
+    resolved trajectories."""
+    with handle_errors():
+        from codemill.factory.training import SftJob, train_sft
+
+        if data not in ("expert", "rollouts", "parquet"):
+            raise typer.BadParameter("--data must be expert, rollouts or parquet")
+        if data == "parquet" and (not data_path or not Path(data_path).is_file()):
+            raise typer.BadParameter(f"--data-path {data_path!r}: no such Parquet file")
+        cfg = _train_config(steps=steps, batch_size=batch, lr=lr, lora=lora, max_len=max_len,
+                            seed=seed, threads=threads, device=device, save_every=save_every)
+        job = SftJob(model=model, data=data, data_path=data_path, teacher=teacher,  # type: ignore[arg-type]
+                     tasks=tuple(tasks), per_task=per_task, train=cfg)
+        say = (lambda m: err_console.print(m, highlight=False)) if not as_json else None
+        result = train_sft(State.settings(), job, on_step=None if as_json else _on_step,
+                           say=say)
+        _report(result, as_json)
+
+
+@app.command("grpo")
+def grpo_cmd(
+    model: str = typer.Option("smollm2", "--model", "-m", help="Policy to start from "
+                              "(usually ckpt:ID of an SFT checkpoint)."),
+    tasks: list[str] = typer.Option([], "--task", help="Task id prefix (repeatable)."),
+    rounds: int = typer.Option(4, "--rounds", help="On-policy rounds (one update each)."),
+    tasks_per_round: int = typer.Option(2, "--tasks-per-round"),
+    group: int = typer.Option(4, "--group", "-g", help="G: rollouts per task and round."),
+    lr: float = typer.Option(1e-5, "--lr"),
+    temperature: float = typer.Option(1.0, "--temperature"),
+    max_new_tokens: int = typer.Option(128, "--max-tokens", help="Tokens per model call."),
+    max_turns: int = typer.Option(6, "--max-turns"),
+    baseline: str = typer.Option("mean", "--baseline", help="mean or loo."),
+    lora: bool = typer.Option(False, "--lora"),
+    max_len: int = typer.Option(4096, "--max-len"),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int | None = typer.Option(None, "--threads"),
+    device: str = typer.Option("auto", "--device"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """GRPO from execution rewards: rollouts with the current weights, graded, one
+    clipped update per round; dead groups are dropped and counted."""
+    with handle_errors():
+        from codemill.factory.training import GrpoJob, train_grpo
+
+        if baseline not in ("mean", "loo"):
+            raise typer.BadParameter("--baseline must be mean or loo")
+        cfg = _train_config(steps=rounds, batch_size=tasks_per_round, group_size=group, lr=lr,
+                            temperature=temperature, max_new_tokens=max_new_tokens,
+                            max_turns=max_turns, baseline=baseline, lora=lora,
+                            max_len=max_len, seed=seed, threads=threads, device=device)
+        job = GrpoJob(model=model, tasks=tuple(tasks), train=cfg)
+        say = (lambda m: err_console.print(m, highlight=False)) if not as_json else None
+        result = train_grpo(State.settings(), job, on_step=None if as_json else _on_step,
+                            say=say)
+        _report(result, as_json)
+
+
+@app.command("export")
+def export_cmd(
+    out: Path = typer.Argument(..., help="Parquet file to write."),
+    policy: str | None = typer.Option(None, "--policy", help="Only this policy (prefix)."),
+) -> None:
+    """Token-exact trajectories with rewards to Parquet (columns map to TRL rollout_func,
+    veRL agent-loop and SkyRL generator output; see codemill.train.export)."""
+    with handle_errors():
+        from codemill.factory.training import export_trajectories
+
+        n = export_trajectories(State.settings(), out, policy)
+        console.print(f"wrote {n} trajectories to {out}", highlight=False)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="train")

@@ -1,0 +1,77 @@
+"""``TrainConfig``: every knob of SFT and GRPO, typed, frozen and documented.
+
+The resolved config is stored with every checkpoint (``config`` and ``config_hash``), so a
+checkpoint can be reproduced from its lineage.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainConfig(BaseModel):
+    """How one training run (SFT or GRPO) updates a policy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps: int = Field(10, ge=1)
+    """Optimizer steps (SFT) or on-policy rounds (GRPO; one update per round)."""
+    batch_size: int = Field(8, ge=1)
+    """SFT: sequences per optimizer step. GRPO: tasks per round (each gives a group)."""
+    micro_batch: int = Field(1, ge=1)
+    """Sequences per forward/backward; gradients are accumulated over a step's micro
+    batches, and the loss is normalized by the step's total loss tokens, so the update does
+    not depend on how the step is split."""
+    lr: float = Field(1e-5, gt=0)
+    """AdamW learning rate (constant)."""
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = Field(1.0, gt=0)
+    """Clip the global gradient norm to this before each step."""
+    max_len: int = Field(2048, ge=8)
+    """Sequences (prompt + completion) longer than this are left out, not cut: a cut
+    trajectory would train on a conversation the model never finished."""
+    seed: int = 0
+    """Seeds data order, LoRA init and (with ``group_seed``) rollout sampling."""
+    lora: bool = False
+    """Train a LoRA adapter (peft) instead of every weight; the checkpoint holds only the
+    adapter and names its base."""
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    save_every: int = Field(1, ge=1)
+    """Write a resumable state every this many steps (and after the last). A full model's
+    state is weights plus AdamW moments (~1.6 GB for SmolLM2-135M), so full fine-tunes
+    save less often; a resumed run redoes the unsaved steps exactly (same batches, same
+    RNG), so nothing is repeated in the result or lost."""
+    device: str = "auto"
+    """``auto`` picks CUDA when available, else CPU; or name one (``cpu``, ``cuda:0``)."""
+    threads: int | None = None
+    """torch CPU threads (None leaves torch's default). 1 makes CPU runs bit-reproducible
+    across a kill and resume."""
+    # --- GRPO -------------------------------------------------------------------------------
+    group_size: int = Field(8, ge=2)
+    """G: rollouts per task and round."""
+    temperature: float = Field(1.0, gt=0)
+    """Sampling temperature of rollouts; the trainer divides logits by it too, so the
+    ratio compares the same distributions (TRL #4159)."""
+    max_new_tokens: int = Field(256, ge=1)
+    """Tokens per model call in GRPO rollouts."""
+    max_turns: int = Field(6, ge=1)
+    """Model calls per GRPO rollout."""
+    clip_low: float = Field(0.2, ge=0)
+    """Lower clip: the ratio is held above ``1 - clip_low`` for negative advantages."""
+    clip_high: float = Field(0.28, ge=0)
+    """Upper clip (DAPO's clip-higher): the ratio is held below ``1 + clip_high``."""
+    baseline: Literal["mean", "loo"] = "mean"
+    """Group baseline: the group mean, or leave-one-out (each sample against the others)."""
+    scale_std: bool = False
+    """Divide advantages by the group's std (off by default: Dr. GRPO)."""
+    kl_coef: float = Field(0.0, ge=0)
+    """No KL term by default; > 0 is not implemented and rejected by the trainer."""
+    pass_rate_low: float = Field(0.0, ge=0, le=1)
+    pass_rate_high: float = Field(1.0, ge=0, le=1)
+    """Tasks whose pass rate so far is strictly between these are preferred; tasks never
+    tried count as in range (``codemill.train.grpo.choose_tasks``)."""
