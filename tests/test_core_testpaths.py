@@ -32,3 +32,9 @@ def test_doctests_of_source_modules_grade_nothing():
     assert not in_source_module("docs/usage.rst::usage.rst")
     paths = task_test_paths([], [], ["semver.py::semver.compare", "test_semver.py::test_x"])
     assert paths == frozenset({"test_semver.py"})
+
+
+def test_a_hidden_source_module_is_never_a_task_test_path():
+    paths = task_test_paths([], ["semver.py", "docs/usage.rst", "test_semver.py"],
+                            ["docs/usage.rst::usage.rst"])
+    assert paths == frozenset({"docs/usage.rst", "test_semver.py"})

@@ -93,9 +93,11 @@ def plant(sb: Any, selection: list[str], *, count: int, unittest: bool,
     second goes in a new file next to one, the rest anywhere in the selection's files."""
     rng = rng or random.Random(secrets.randbits(64))
     must = [n for n in fail_to_pass if n in selection] or list(selection)
-    files = list(dict.fromkeys(n.split("::", 1)[0] for n in selection if "::" in n)) or [
-        f"test_{secrets.token_hex(4)}.py"]
-    key_files = list(dict.fromkeys(n.split("::", 1)[0] for n in must if "::" in n)) or files
+    # Only Python files take a canary (doctest ids name .rst/.txt files, or modules).
+    files = [f for f in dict.fromkeys(n.split("::", 1)[0] for n in selection if "::" in n)
+             if f.endswith(".py")] or [f"test_{secrets.token_hex(4)}.py"]
+    key_files = [f for f in dict.fromkeys(n.split("::", 1)[0] for n in must if "::" in n)
+                 if f.endswith(".py")] or files
     names = [_ident(n.split("::")[-1].split("[")[0]) for n in must] or ["test_value"]
     words = [w for n in selection for w in _ident(n.split("::")[-1].split("[")[0]).split("_")
              if len(w) > 2 and w != "test"] or list(SUFFIXES)

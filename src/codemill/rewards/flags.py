@@ -140,7 +140,7 @@ def static_flags(
         flags.append(RUNNER_TAMPER)
     added = ["\n".join((*c.paths(), *c.added_lines)) for c in changes]
     texts = added + (trajectory_texts(trajectory) if trajectory is not None else [])
-    if withheld_hits(texts, task.hidden_paths):
+    if withheld_hits(texts, [h for h in task.hidden_paths if not P.is_source_module(h)]):
         flags.append(WITHHELD_ACCESS)
     return list(dict.fromkeys(flags))
 

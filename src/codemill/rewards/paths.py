@@ -79,11 +79,15 @@ def task_test_paths(
     """Paths the task itself declares as its tests. The file of a node id that is a
     source module (a doctest of the code under repair) is not one: restoring it would undo
     the fix (validation no longer makes such ids)."""
-    files = [node_file(n) for n in node_ids]
-    files = [f for f in files if not (f.endswith(".py") and not testpaths.is_test_path(f))]
-    return frozenset(
-        posixpath.normpath(p) for p in (*test_patch_paths, *hidden_paths, *files) if p
-    )
+    files = [f for f in (*hidden_paths, *(node_file(n) for n in node_ids))
+             if not is_source_module(f)]
+    return frozenset(posixpath.normpath(p) for p in (*test_patch_paths, *files) if p)
+
+
+def is_source_module(path: str) -> bool:
+    """A Python module that is not a test: what the agent fixes, never a task's test path
+    (older tasks hid such files when a doctest in them failed)."""
+    return path.endswith(".py") and not testpaths.is_test_path(path)
 
 
 def is_under(path: str, roots: Iterable[str]) -> bool:

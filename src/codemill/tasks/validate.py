@@ -217,7 +217,8 @@ def validate(bed: TestBed, c: Candidate, cfg: ValidationConfig,
     f2p_t, p2p_t = tuple(sorted(f2p)), tuple(sorted(p2p))
     meta.update(test_support(bed, c, [*f2p_t, *p2p_t]))
     # the agent sees neither the tests of the test patch nor the files of FAIL_TO_PASS
-    hidden = tuple(sorted({*c.hidden_paths, *(t.split("::", 1)[0] for t in f2p_t)}))
+    hidden = tuple(sorted(p for p in {*c.hidden_paths, *(t.split("::", 1)[0] for t in f2p_t)}
+                          if not in_source_module(p)))  # the agent must see what it fixes
     tid = task_id(bed.env_id, c.broken_patch, c.test_patch, f2p_t, p2p_t)
     task = TaskSpec(task_id=tid, env_id=bed.env_id, kind=c.kind, broken_patch=c.broken_patch,
                     gold_patch=c.gold_patch, test_patch=c.test_patch, fail_to_pass=f2p_t,

@@ -15,9 +15,11 @@ both by construction, on every Python 3 the projects use (``-P`` needs 3.11):
    ``site-packages`` entry (after the standard library, which it can then never shadow),
    the other workspace entries where they were.
 
-What stays open: an installed module the runner has not imported yet can still be
-shadowed by a workspace module of the same name; the grader removes such new names
-(``codemill.rewards.shadow``).
+When the project is itself a dependency of the runner (iniconfig, pluggy), installed from
+the workspace, its installed paths come back before the runner is imported (the working
+directory still stays out). What stays open: an installed module the runner has not
+imported yet can still be shadowed by a workspace module of the same name; the grader
+removes such new names (``codemill.rewards.shadow``).
 """
 
 from __future__ import annotations
@@ -96,7 +98,14 @@ def _record_opens(out):
 '''
 
 PYTEST_START = PRELUDE + RECORD_OPENS + r'''
-import pytest
+try:
+    import pytest
+except ImportError:
+    # The project is one of the runner's own dependencies (iniconfig, pluggy, packaging),
+    # installed from the workspace: the runner cannot start without it. Its installed
+    # paths come back; the working directory stays out until the runner is loaded.
+    _sys.path[:] = [p for p in _orig if p not in ("", ".", _cwd)]
+    import pytest
 _plugins = []
 for _name in _env_plugins():
     try:
