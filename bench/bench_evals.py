@@ -78,20 +78,33 @@ def eval_seconds(settings, eval_cfg) -> float | None:  # type: ignore[no-untyped
     return rows[-1]["seconds"] if rows else None
 
 
-def _chunks(eval_api, settings, suite, run, variant: str, size: int) -> None:  # type: ignore[no-untyped-def]
+def _chunks(eval_api, settings, suite, run, variant: str, size: int,  # type: ignore[no-untyped-def]
+            max_slices: int | None) -> tuple[list[str], float]:
     """Evaluate a slow variant slice by slice (suites ``NAME-part-i``, same run config, so
     the same rollout ids): each slice commits its attempts, a crash loses one slice at most,
     and the full suite's eval then reuses every recorded attempt."""
     from codemill.evals.suites import SuiteSelection
+    from codemill.factory import evaluation
 
     ids = [t.task_id for t in suite.tasks]
-    for i in range(0, len(ids), size):
-        part = eval_api.define_suite(settings, f"{suite.name}-part-{i // size}", suite.version,
+    done: list[str] = []
+    seconds = 0.0
+    for n, i in enumerate(range(0, len(ids), size)):
+        if max_slices is not None and n >= max_slices:
+            break
+        # slices of the default size keep their first names (their recorded seconds are
+        # the variant's throughput); other sizes get their own
+        name = f"{suite.name}-part-{n}" if size == 5 else f"{suite.name}-part{size}-{n}"
+        part = eval_api.define_suite(settings, name, suite.version,
                                      SuiteSelection(task_ids=tuple(ids[i:i + size])), run)
         t0 = time.monotonic()
         res = eval_api.evaluate(settings, part.suite_id, variant)
-        print(f"  {variant} slice {i // size}: {len(res.samples)} attempts, pass@1 "
-              f"{res.score.pass1} ({time.monotonic() - t0:.0f} s, {res.status})", flush=True)
+        secs = eval_seconds(settings, evaluation.eval_config(settings, part.suite_id, variant))
+        seconds += secs or (time.monotonic() - t0)
+        done += ids[i:i + size]
+        print(f"  {variant} slice {n}: {len(res.samples)} attempts, pass@1 "
+              f"{res.score.pass1} ({secs or 0:.0f} s, {res.status})", flush=True)
+    return done, seconds
 
 
 def _vibes(eval_api, settings, suite, variants, args) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -107,6 +120,49 @@ def _vibes(eval_api, settings, suite, variants, args) -> list[dict]:  # type: ig
               f"({r['check_passed']}); judge prefers: {r['preference'] or '-'}", flush=True)
     return [{k: r[k] for k in ("kind", "variant", "check", "check_passed", "preference")}
             for r in rows]
+
+
+def _table(eval_api, evaluation, settings, suite, variants, covered,  # type: ignore[no-untyped-def]
+           measured):
+    """Evaluate ``variants`` on ``suite`` (reusing recorded attempts) and print a row each;
+    throughput from the recorded seconds (slices' seconds for sliced variants)."""
+    results, figures = [], {}
+    for v in variants:
+        started = time.monotonic()
+        res = eval_api.evaluate(settings, suite.suite_id, v)
+        if v in covered:  # a sliced variant: the seconds its slices took
+            secs, attempts = covered[v][1], len(covered[v][0]) * suite.run.k
+        elif v in measured:  # measured on the full suite (here its attempts were reused)
+            secs, attempts = measured[v]
+        else:
+            cfg = evaluation.eval_config(settings, suite.suite_id, v)
+            secs = eval_seconds(settings, cfg) or (time.monotonic() - started)
+            attempts = len(res.samples)
+        rate = attempts / (secs / 60) if secs else 0.0
+        sc = res.score
+        print(f"  {v:28} pass@1 {sc.pass1}  masked {sc.masked}/{sc.attempts}  "
+              f"{rate:.1f} attempts/min ({secs:.0f} s for {attempts})  stops "
+              f"{sc.stop_reasons}", flush=True)
+        figures[v] = {"score": sc.to_json(), "eval_seconds": secs, "attempts_per_min": rate}
+        measured.setdefault(v, (secs, attempts))
+        results.append(res)
+    return results, figures
+
+
+def _compare_all(results) -> list[dict]:  # type: ignore[no-untyped-def]
+    from codemill.evals.compare import compare
+
+    out = []
+    for i, a in enumerate(results):
+        for b in results[i + 1:]:
+            c = compare(a.variant, a.samples, b.variant, b.samples)
+            out.append(c.to_json())
+            diff = "n/a" if c.diff is None else (
+                f"{c.diff:+.1%} [{c.diff_low:+.1%}, {c.diff_high:+.1%}]")
+            print(f"    {c.a} -> {c.b}: B - A {diff}; A only {c.only_a}, B only "
+                  f"{c.only_b}, McNemar p={c.p_value:.3g}, {len(c.flips)} flipped; "
+                  f"{c.verdict}", flush=True)
+    return out
 
 
 def _recorded_tasks(settings) -> int:  # type: ignore[no-untyped-def]
@@ -131,6 +187,8 @@ def main() -> int:
     ap.add_argument("--chunked", action="append", default=["smollm2"],
                     help="Variants evaluated slice by slice first (slow ones).")
     ap.add_argument("--chunk", type=int, default=5, help="Tasks per slice.")
+    ap.add_argument("--max-slices", type=int, help="Stop sliced variants after this many "
+                    "slices (then every variant is also compared on the finished subset).")
     ap.add_argument("--report", type=Path, default=OUT / "evals_report.html")
     ap.add_argument("--screenshot", type=Path)
     ap.add_argument("--results", type=Path, default=OUT / "evals_bench.json")
@@ -161,39 +219,40 @@ def main() -> int:
     print(f"suite {suite.name}@{suite.version}: {len(suite.tasks)} tasks from "
           f"{len(projects)} projects {projects}; k={run.k}, max_turns={run.max_turns}, "
           f"max_tokens/call={run.max_tokens}", flush=True)
-    bare = bare_seconds(settings, suite)
+    cache = OUT / f"evals_bare_{suite.suite_id[:12]}.json"
+    if cache.exists():  # measured before for this very suite
+        bare = json.loads(cache.read_text())
+    else:
+        bare = bare_seconds(settings, suite)
+        cache.write_text(json.dumps(bare))
     bare_rate = 60 / statistics.mean(bare)
     print(f"bare test runs: {statistics.mean(bare):.2f} s mean per task -> "
           f"{bare_rate:.1f} tasks/min", flush=True)
-    results, figures = [], {}
+    covered: dict[str, tuple[list[str], float]] = {}
     for v in variants:
         if v in args.chunked:
-            _chunks(eval_api, settings, suite, run, v, args.chunk)
-        started = time.monotonic()
-        res = eval_api.evaluate(settings, f"{suite.name}@{suite.version}", v)
-        secs = eval_seconds(settings, evaluation.eval_config(settings, suite.suite_id, v))
-        secs = secs or (time.monotonic() - started)
-        rate = len(res.samples) / (secs / 60) if secs else 0.0
-        sc = res.score
-        print(f"{v:28} pass@1 {sc.pass1}  masked {sc.masked}/{sc.attempts}  "
-              f"{rate:.1f} attempts/min ({secs:.0f} s, {res.status})  stops "
-              f"{sc.stop_reasons}", flush=True)
-        figures[v] = {"score": sc.to_json(), "eval_seconds": secs, "attempts_per_min": rate,
-                      "status": res.status}
-        results.append(res)
-    print("\npaired comparisons (B - A over the same tasks and seeds):")
-    base = results[0]
-    from codemill.evals.compare import compare
-
-    comparisons = []
-    for other in results[1:]:
-        c = compare(base.variant, base.samples, other.variant, other.samples)
-        comparisons.append(c.to_json())
-        diff = "n/a" if c.diff is None else (
-            f"{c.diff:+.1%} [{c.diff_low:+.1%}, {c.diff_high:+.1%}]")
-        print(f"  {c.a} -> {c.b}: {diff}; A only {c.only_a}, B only {c.only_b}, "
-              f"McNemar p={c.p_value:.3g}, {len(c.flips)} flipped tasks; {c.verdict}",
-              flush=True)
+            covered[v] = _chunks(eval_api, settings, suite, run, v, args.chunk,
+                                 args.max_slices)
+    all_ids = {t.task_id for t in suite.tasks}
+    partial = {v: ids for v, (ids, _) in covered.items() if set(ids) != all_ids}
+    full = [v for v in variants if v not in partial]
+    print(f"\nsuite {suite.name}@{suite.version} ({len(suite.tasks)} tasks):")
+    measured: dict[str, tuple[float, int]] = {}
+    results, figures = _table(eval_api, evaluation, settings, suite, full, covered, measured)
+    comparisons = _compare_all(results)
+    suites = [f"{suite.name}@{suite.version}"]
+    if partial:
+        ids = sorted(set.intersection(*(set(i) for i in partial.values())))
+        sub = eval_api.define_suite(settings, f"{suite.name}-sub-{len(ids)}", suite.version,
+                                    SuiteSelection(task_ids=tuple(ids)), run)
+        print(f"\n{', '.join(partial)} finished {len(ids)} of {len(suite.tasks)} tasks: every "
+              f"variant on that subset, suite {sub.name}@{sub.version}:")
+        sub_results, sub_figures = _table(eval_api, evaluation, settings, sub, variants,
+                                          covered, measured)
+        comparisons += _compare_all(sub_results)
+        figures = {"full": figures, "subset": sub_figures}
+        results += [r for r in sub_results if r.variant in partial]
+        suites.append(f"{sub.name}@{sub.version}")
     print(f"\njudge {args.judge} vs execution:")
     agreements = {}
     for res in results:
@@ -206,7 +265,7 @@ def main() -> int:
     from codemill.report.data import collect
     from codemill.report.html import write_report
 
-    path = write_report(collect(settings, f"{suite.name}@{suite.version}"), args.report)
+    path = write_report(collect(settings, suites), args.report)
     print(f"\nreport: {path}")
     if args.screenshot:
         from codemill.report.browser import inspect

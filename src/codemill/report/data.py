@@ -82,8 +82,8 @@ def _trajectories(read: Any, evals: list[EvalResult], per_variant: int) -> list[
     return out
 
 
-def collect(settings: Settings, suite_ref: str | None = None, per_variant: int = 2
-            ) -> ReportData:
+def collect(settings: Settings, suite_ref: str | list[str] | None = None,
+            per_variant: int = 2) -> ReportData:
     """Everything the report draws (see the module docstring)."""
     from codemill.store.ledger import Ledger
 
@@ -92,7 +92,9 @@ def collect(settings: Settings, suite_ref: str | None = None, per_variant: int =
         read = ledger_reader(ledger)
         data.curves = _curves(read("checkpoints"))
         suite_rows = read("suites")
-        refs = [suite_ref] if suite_ref else sorted({r["suite_id"] for r in suite_rows})
+        if isinstance(suite_ref, str):
+            suite_ref = [suite_ref]
+        refs = suite_ref or sorted({r["suite_id"] for r in suite_rows})
         suites = [find_suite(read, ref) for ref in refs]
         metric_rows = read("evals", columns=["eval_id", "suite", "metric"])
         judgment_rows = read("judgments")
