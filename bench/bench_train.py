@@ -87,10 +87,9 @@ def speed(home: Path) -> dict:
     from codemill.train.policy import load_policy
     from codemill.train.steps import sft_step
 
-    torch.set_num_threads(2)
     path = convert_smollm2(home)
-    policy = load_policy(path, TrainConfig(lr=1e-5, threads=2))
-    n, model_share = 1024, 0.3  # an expert-length sequence; ~30% of it model tokens
+    policy = load_policy(path, TrainConfig(lr=1e-5, threads=1))
+    n, model_share = 512, 0.3  # an expert-length sequence; ~30% of it model tokens
     ids = tuple(int(x) for x in torch.randint(100, 40000, (n,), generator=torch.Generator()
                                               .manual_seed(0)))
     mask = tuple(1 if i > n * (1 - model_share) else 0 for i in range(n))
@@ -195,7 +194,7 @@ def train_sft(home: Path) -> dict:
     train, _, _ = split_tasks(home)
     args = ["train", "sft", "--model", "smollm2", "--data", "expert", "--per-task", "2",
             "--steps", "40", "--batch", "4", "--lr", "3e-5", "--max-len", "3072",
-            "--save-every", "10", "--json"]
+            "--save-every", "10", "--threads", "1", "--json"]
     for t in train:
         args += ["--task", t.task_id]
     return cli(args, home, timeout=6 * 3600)
@@ -205,7 +204,8 @@ def train_grpo(home: Path, sft_id: str) -> dict:
     train, _, _ = split_tasks(home)
     args = ["train", "grpo", "--model", f"ckpt:{sft_id}", "--rounds", "6",
             "--tasks-per-round", "2", "--group", "4", "--lr", "1e-5", "--max-tokens", "128",
-            "--max-turns", "6", "--max-len", "4096", "--json"]
+            "--max-turns", "6", "--max-len", "4096", "--threads", "1", "--save-every", "2",
+            "--json"]
     for t in train:
         args += ["--task", t.task_id]
     return cli(args, home, timeout=8 * 3600)

@@ -49,8 +49,9 @@ class TrainConfig(BaseModel):
     device: str = "auto"
     """``auto`` picks CUDA when available, else CPU; or name one (``cpu``, ``cuda:0``)."""
     threads: int | None = None
-    """torch CPU threads (None leaves torch's default). 1 makes CPU runs bit-reproducible
-    across a kill and resume."""
+    """torch CPU threads (None leaves torch's default). On a busy 2-core machine one thread
+    is far faster than two (OpenMP waits on the other core; see ``smollm2.load_smollm2``),
+    and a fixed count keeps CPU runs bit-reproducible across a kill and resume."""
     # --- GRPO -------------------------------------------------------------------------------
     group_size: int = Field(8, ge=2)
     """G: rollouts per task and round."""
