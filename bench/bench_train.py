@@ -33,6 +33,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,7 +188,31 @@ def evaluate(home: Path, model: str) -> dict:
     rate = wilson(ok, len(scored))
     return {"model": model, "tasks": len(evals), "graded": len(scored), "resolved": ok,
             "rate": rate.value, "low": rate.low, "high": rate.high,
-            "masked": len(graded) - len(scored)}
+            "masked": len(graded) - len(scored),
+            "stops": dict(Counter(g.stop_reason for g in graded)),
+            **time_shares(home, [g.rollout_id for g in graded])}
+
+
+def time_shares(home: Path, rollout_ids: list[str]) -> dict:
+    """Where the rollouts' wall time went: model calls, tool commands, the harness (the
+    loop itself), from the ``steps`` and ``rollouts`` rows."""
+    from codemill.core.config import Settings
+    from codemill.store.ledger import Ledger
+
+    ids = set(rollout_ids)
+    with Ledger.open(Settings(home=home)) as ledger:
+        steps = [r for r in ledger.read("steps", columns=[
+            "rollout_id", "latency_s", "tool_seconds", "harness_seconds"]).to_pylist()
+            if r["rollout_id"] in ids]
+        walls = {r["rollout_id"]: r["wall_seconds"] for r in ledger.read(
+            "rollouts", columns=["rollout_id", "wall_seconds"]).to_pylist()
+            if r["rollout_id"] in ids}
+    wall = sum(walls.values()) or 1.0
+    model = sum(r["latency_s"] or 0 for r in steps)
+    tools = sum(r["tool_seconds"] or 0 for r in steps)
+    harness = sum(r["harness_seconds"] or 0 for r in steps)
+    return {"wall_s": wall, "model_share": model / wall, "tools_share": tools / wall,
+            "harness_share": harness / wall}
 
 
 def train_sft(home: Path) -> dict:
