@@ -82,6 +82,8 @@ def sft_cmd(
     batch: int = typer.Option(4, "--batch", help="Sequences per step."),
     lr: float = typer.Option(1e-4, "--lr", help="AdamW learning rate."),
     lora: bool = typer.Option(False, "--lora", help="Train a LoRA adapter (peft)."),
+    lora_layers: int | None = typer.Option(None, "--lora-layers",
+                                           help="Adapt only the last N layers."),
     max_len: int = typer.Option(2048, "--max-len", help="Longer sequences are left out."),
     save_every: int = typer.Option(1, "--save-every", help="Steps between resumable states."),
     seed: int = typer.Option(0, "--seed"),
@@ -99,6 +101,7 @@ def sft_cmd(
         if data == "parquet" and (not data_path or not Path(data_path).is_file()):
             raise ConfigError(f"--data-path {data_path!r}: no such Parquet file")
         cfg = _train_config(steps=steps, batch_size=batch, lr=lr, lora=lora, max_len=max_len,
+                            lora_layers=lora_layers,
                             seed=seed, threads=threads, device=device, save_every=save_every)
         job = SftJob(model=model, data=data, data_path=data_path, teacher=teacher,  # type: ignore[arg-type]
                      tasks=tuple(tasks), per_task=per_task, train=cfg)

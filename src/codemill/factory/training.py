@@ -580,7 +580,7 @@ def train_after_run(settings: Settings, run: Any, *, steps: int = 12, per_task: 
     job = SftJob(model=run.model, data="expert", tasks=tuple(t.task_id for t in tasks),
                  per_task=per_task, max_turns=max(6, run.max_turns),
                  train=TrainConfig(steps=steps, batch_size=2, lr=lr, lora=lora, max_len=3072,
-                                   seed=run.seed, threads=1))
+                                   seed=run.seed, threads=1, lora_layers=8))
     ckpt = train_sft(settings, job, on_step=on_step, say=say)
     model = f"ckpt:{ckpt.checkpoint_id}"
     say(f"rolling out {model[:17]} on {len(tasks)} task(s)")
