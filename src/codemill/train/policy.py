@@ -107,8 +107,11 @@ def load_policy(model_dir: Path, config: TrainConfig, *, adapter_dir: Path | Non
 
 
 def _atomic_dir(target: Path) -> Path:
+    """A fresh temporary sibling of ``target``; leftovers of a killed writer go first (one
+    writer per run directory)."""
+    for stale in target.parent.glob(f".{target.name}.*.part"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     return tmp
 
