@@ -33,6 +33,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,10 +88,9 @@ def speed(home: Path) -> dict:
     from codemill.train.policy import load_policy
     from codemill.train.steps import sft_step
 
-    torch.set_num_threads(2)
     path = convert_smollm2(home)
-    policy = load_policy(path, TrainConfig(lr=1e-5, threads=2))
-    n, model_share = 1024, 0.3  # an expert-length sequence; ~30% of it model tokens
+    policy = load_policy(path, TrainConfig(lr=1e-5, threads=1))
+    n, model_share = 512, 0.3  # an expert-length sequence; ~30% of it model tokens
     ids = tuple(int(x) for x in torch.randint(100, 40000, (n,), generator=torch.Generator()
                                               .manual_seed(0)))
     mask = tuple(1 if i > n * (1 - model_share) else 0 for i in range(n))
@@ -188,14 +188,38 @@ def evaluate(home: Path, model: str) -> dict:
     rate = wilson(ok, len(scored))
     return {"model": model, "tasks": len(evals), "graded": len(scored), "resolved": ok,
             "rate": rate.value, "low": rate.low, "high": rate.high,
-            "masked": len(graded) - len(scored)}
+            "masked": len(graded) - len(scored),
+            "stops": dict(Counter(g.stop_reason for g in graded)),
+            **time_shares(home, [g.rollout_id for g in graded])}
+
+
+def time_shares(home: Path, rollout_ids: list[str]) -> dict:
+    """Where the rollouts' wall time went: model calls, tool commands, the harness (the
+    loop itself), from the ``steps`` and ``rollouts`` rows."""
+    from codemill.core.config import Settings
+    from codemill.store.ledger import Ledger
+
+    ids = set(rollout_ids)
+    with Ledger.open(Settings(home=home)) as ledger:
+        steps = [r for r in ledger.read("steps", columns=[
+            "rollout_id", "latency_s", "tool_seconds", "harness_seconds"]).to_pylist()
+            if r["rollout_id"] in ids]
+        walls = {r["rollout_id"]: r["wall_seconds"] for r in ledger.read(
+            "rollouts", columns=["rollout_id", "wall_seconds"]).to_pylist()
+            if r["rollout_id"] in ids}
+    wall = sum(walls.values()) or 1.0
+    model = sum(r["latency_s"] or 0 for r in steps)
+    tools = sum(r["tool_seconds"] or 0 for r in steps)
+    harness = sum(r["harness_seconds"] or 0 for r in steps)
+    return {"wall_s": wall, "model_share": model / wall, "tools_share": tools / wall,
+            "harness_share": harness / wall}
 
 
 def train_sft(home: Path) -> dict:
     train, _, _ = split_tasks(home)
     args = ["train", "sft", "--model", "smollm2", "--data", "expert", "--per-task", "2",
             "--steps", "40", "--batch", "4", "--lr", "3e-5", "--max-len", "3072",
-            "--save-every", "10", "--json"]
+            "--save-every", "10", "--threads", "1", "--json"]
     for t in train:
         args += ["--task", t.task_id]
     return cli(args, home, timeout=6 * 3600)
@@ -205,7 +229,8 @@ def train_grpo(home: Path, sft_id: str) -> dict:
     train, _, _ = split_tasks(home)
     args = ["train", "grpo", "--model", f"ckpt:{sft_id}", "--rounds", "6",
             "--tasks-per-round", "2", "--group", "4", "--lr", "1e-5", "--max-tokens", "128",
-            "--max-turns", "6", "--max-len", "4096", "--json"]
+            "--max-turns", "6", "--max-len", "4096", "--threads", "1", "--save-every", "2",
+            "--json"]
     for t in train:
         args += ["--task", t.task_id]
     return cli(args, home, timeout=8 * 3600)

@@ -34,7 +34,7 @@ def test_sft_on_expert_data_then_grpo_rounds(ledger_home, tiny_dir):
     sft = train_sft(settings, SftJob(
         model=f"transformers:{tiny_dir}", data="expert", per_task=2,
         train=TrainConfig(steps=2, batch_size=2, lr=1e-3, threads=1, device="cpu",
-                          lora=True, lora_r=4)))
+                          lora=True, lora_r=4, lora_layers=1)))
     assert sft.data["resolved"] == 2 and sft.data["sequences"] == 2 and not sft.cached
     assert [m["step"] for m in sft.metrics] == [1, 2]
 

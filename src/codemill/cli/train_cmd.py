@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from codemill.cli.app import State, console, err_console, handle_errors, print_json
+from codemill.core.errors import ConfigError
 
 app = typer.Typer(help="Train policies: SFT on resolved trajectories, GRPO from execution "
                   "rewards; checkpoints are recorded with their lineage.",
@@ -81,6 +82,8 @@ def sft_cmd(
     batch: int = typer.Option(4, "--batch", help="Sequences per step."),
     lr: float = typer.Option(1e-4, "--lr", help="AdamW learning rate."),
     lora: bool = typer.Option(False, "--lora", help="Train a LoRA adapter (peft)."),
+    lora_layers: int | None = typer.Option(None, "--lora-layers",
+                                           help="Adapt only the last N layers."),
     max_len: int = typer.Option(2048, "--max-len", help="Longer sequences are left out."),
     save_every: int = typer.Option(1, "--save-every", help="Steps between resumable states."),
     seed: int = typer.Option(0, "--seed"),
@@ -94,10 +97,11 @@ def sft_cmd(
         from codemill.factory.training import SftJob, train_sft
 
         if data not in ("expert", "rollouts", "parquet"):
-            raise typer.BadParameter("--data must be expert, rollouts or parquet")
+            raise ConfigError("--data must be expert, rollouts or parquet")
         if data == "parquet" and (not data_path or not Path(data_path).is_file()):
-            raise typer.BadParameter(f"--data-path {data_path!r}: no such Parquet file")
+            raise ConfigError(f"--data-path {data_path!r}: no such Parquet file")
         cfg = _train_config(steps=steps, batch_size=batch, lr=lr, lora=lora, max_len=max_len,
+                            lora_layers=lora_layers,
                             seed=seed, threads=threads, device=device, save_every=save_every)
         job = SftJob(model=model, data=data, data_path=data_path, teacher=teacher,  # type: ignore[arg-type]
                      tasks=tuple(tasks), per_task=per_task, train=cfg)
@@ -133,7 +137,7 @@ def grpo_cmd(
         from codemill.factory.training import GrpoJob, train_grpo
 
         if baseline not in ("mean", "loo"):
-            raise typer.BadParameter("--baseline must be mean or loo")
+            raise ConfigError("--baseline must be mean or loo")
         cfg = _train_config(steps=rounds, batch_size=tasks_per_round, group_size=group, lr=lr,
                             temperature=temperature, max_new_tokens=max_new_tokens,
                             max_turns=max_turns, baseline=baseline, lora=lora,

@@ -41,6 +41,9 @@ class TrainConfig(BaseModel):
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    lora_layers: int | None = Field(None, ge=1)
+    """Adapt only the last N transformer layers (None: all). The backward pass then stops
+    at the lowest adapted layer: on CPU this roughly halves a step's time."""
     save_every: int = Field(1, ge=1)
     """Write a resumable state every this many steps (and after the last). A full model's
     state is weights plus AdamW moments (~1.6 GB for SmolLM2-135M), so full fine-tunes
@@ -49,8 +52,9 @@ class TrainConfig(BaseModel):
     device: str = "auto"
     """``auto`` picks CUDA when available, else CPU; or name one (``cpu``, ``cuda:0``)."""
     threads: int | None = None
-    """torch CPU threads (None leaves torch's default). 1 makes CPU runs bit-reproducible
-    across a kill and resume."""
+    """torch CPU threads (None leaves torch's default). On a busy 2-core machine one thread
+    is far faster than two (OpenMP waits on the other core; see ``smollm2.load_smollm2``),
+    and a fixed count keeps CPU runs bit-reproducible across a kill and resume."""
     # --- GRPO -------------------------------------------------------------------------------
     group_size: int = Field(8, ge=2)
     """G: rollouts per task and round."""

@@ -92,9 +92,13 @@ def load_policy(model_dir: Path, config: TrainConfig, *, adapter_dir: Path | Non
             if adapter_dir is not None:
                 model = PeftModel.from_pretrained(model, adapter_dir, is_trainable=True)
             else:
+                n = int(model.config.num_hidden_layers)
+                layers = (list(range(max(0, n - config.lora_layers), n))
+                          if config.lora_layers else None)
                 model = get_peft_model(model, LoraConfig(
                     r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
-                    target_modules=list(config.lora_targets), task_type="CAUSAL_LM"))
+                    target_modules=list(config.lora_targets), layers_to_transform=layers,
+                    task_type="CAUSAL_LM"))
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, betas=config.betas,
@@ -103,8 +107,11 @@ def load_policy(model_dir: Path, config: TrainConfig, *, adapter_dir: Path | Non
 
 
 def _atomic_dir(target: Path) -> Path:
+    """A fresh temporary sibling of ``target``; leftovers of a killed writer go first (one
+    writer per run directory)."""
+    for stale in target.parent.glob(f".{target.name}.*.part"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     return tmp
 

@@ -1,0 +1,206 @@
+"""Training data through the factory: tasks from the ledger, rollouts recorded, traces read
+back joined with their rewards, expert (or teacher) trajectories, policy samples, exports.
+
+``codemill.factory.training`` trains on what these functions return; like it, this module
+is the only place (with ``codemill.store``) that writes these rows.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codemill.core.config import Settings
+from codemill.core.ids import content_id, new_run_id
+from codemill.core.records import EnvSpec, SamplingConfig, TaskSpec, TokenTrace
+
+# --- data ------------------------------------------------------------------------------
+
+
+def ledger_tasks(settings: Settings, prefixes: Sequence[str] = ()) -> tuple[list[TaskSpec],
+                                                                          dict[str, EnvSpec]]:
+    """Validated tasks (deduped, sorted by id) whose environment is usable on disk."""
+    from codemill.envs.envstore import load_records
+    from codemill.store.ledger import Ledger
+    from codemill.store.rows import row_to_record
+
+    envs = {e.env_id: e for e in load_records(settings.home) if e.status.value == "usable"}
+    with Ledger.open(settings) as ledger:
+        rows = ledger.read("tasks").to_pylist()
+    tasks: dict[str, TaskSpec] = {}
+    for row in rows:
+        if row["env_id"] in envs and (not prefixes or row["task_id"].startswith(tuple(prefixes))):
+            tasks.setdefault(row["task_id"], row_to_record(TaskSpec, row))
+    return sorted(tasks.values(), key=lambda t: t.task_id), envs
+
+
+def persist_rollouts(settings: Settings, run_id: str, asset: str, results: Sequence[Any]) -> None:
+    """Rows of finished rollouts: rollouts, steps, trajectories, rewards."""
+    from codemill.store.ledger import Ledger
+    from codemill.store.rows import record_to_row, step_rows, trajectory_row
+
+    if not results:
+        return
+    kw = {"run_id": run_id, "config_hash": settings.config_hash}
+    with Ledger.open(settings) as ledger, \
+            ledger.writer("rollouts", asset=asset, **kw) as wr, \
+            ledger.writer("steps", asset=asset, **kw) as ws, \
+            ledger.writer("trajectories", asset=asset, **kw) as wt, \
+            ledger.writer("rewards", asset=asset, **kw) as wv:
+        for result in results:
+            row = record_to_row(result.trajectory)
+            row.update(env_id=result.item.task.env_id, group_id=result.item.group_id)
+            wr.add(row)
+            ws.add_many(step_rows(result.trajectory))
+            tokens = trajectory_row(result.trajectory, result.item.group_id)
+            if tokens is not None:
+                wt.add(tokens)
+            if result.reward is not None:
+                wv.add(record_to_row(result.reward))
+
+
+@dataclass(frozen=True)
+class Graded:
+    """A recorded rollout as training reads it back: trace joined with its reward."""
+
+    rollout_id: str
+    task_id: str
+    group_id: str
+    trace: TokenTrace | None
+    reward: float | None
+    stop_reason: str
+
+
+def read_graded(settings: Settings, rollout_ids: Sequence[str] | None = None,
+                policy_prefix: str | None = None) -> list[Graded]:
+    """Token traces joined with their rewards (rewards rows, by rollout_id)."""
+    from codemill.store.ledger import Ledger
+    from codemill.store.rows import trace_from_row
+
+    wanted = set(rollout_ids) if rollout_ids is not None else None
+    with Ledger.open(settings) as ledger:
+        traces = ledger.read("trajectories").to_pylist()
+        rewards = {r["rollout_id"]: r for r in ledger.read(
+            "rewards", columns=["rollout_id", "value", "masked"]).to_pylist()}
+    out: dict[str, Graded] = {}
+    for row in traces:
+        rid = row["rollout_id"]
+        if wanted is not None and rid not in wanted:
+            continue
+        if policy_prefix is not None and not (row["policy"] or "").startswith(policy_prefix):
+            continue
+        r = rewards.get(rid)
+        value = None if r is None or r["masked"] else r["value"]
+        out[rid] = Graded(rid, row["task_id"], row["group_id"] or "", trace_from_row(row),
+                          value, row["stop_reason"] or "")
+    return list(out.values())
+
+
+def expert_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
+                envs: dict[str, EnvSpec], tokenizer_dir: Path, run_id: str,
+                say: Callable[[str], None]) -> list[Graded]:
+    """Expert (or teacher) rollouts of ``tasks``, recorded and graded; reused when an
+    earlier run recorded them (same ids)."""
+    from transformers import AutoTokenizer
+
+    from codemill.agent.config import AgentConfig
+    from codemill.agent.models import make_backend
+    from codemill.agent.models.sampler import tokenizer_hash
+    from codemill.agent.models.scripted import ScriptedBackend
+    from codemill.agent.models.teacher import TeacherBackend
+    from codemill.rollouts.plan import RolloutItem
+    from codemill.rollouts.runner import RolloutContext, prepare_workspaces, run_one
+    from codemill.train.expert import expert_script
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    policy = f"expert:{job.teacher}" if job.teacher else "expert"
+    sampling = SamplingConfig(temperature=0.7 if job.teacher else 0.0, seed=job.train.seed)
+    plan: list[tuple[RolloutItem, Any]] = []
+    salt = (tokenizer_hash(tokenizer), job.observation_limit, job.max_turns)
+    for task in tasks:
+        for i in range(job.per_task):
+            rid = content_id("expert-rollout", task.task_id, policy, salt, job.train.seed, i)
+            plan.append((RolloutItem(rid, task, policy, i, sampling), None))
+    have = {g.rollout_id: g for g in read_graded(settings, [i.rollout_id for i, _ in plan])}
+    todo = [item for item, _ in plan if item.rollout_id not in have]
+    if todo:
+        say(f"expert data: {len(todo)} runs to make ({len(have)} recorded before)")
+        layers = prepare_workspaces([i.task for i in todo], envs, settings.home, settings)
+        agent = AgentConfig(max_turns=job.max_turns, observation_limit=job.observation_limit,
+                            sampling=sampling)
+        teacher_model = make_backend(job.teacher, home=settings.home) if job.teacher else None
+        results = []
+        for n, item in enumerate(todo):
+            rng = random.Random(content_id(item.rollout_id))
+            if teacher_model is not None:
+                inner = teacher_model
+            else:
+                script = expert_script(item.task, rng)
+                if script is None:
+                    continue
+                inner = ScriptedBackend(script, name=policy)
+            ctx = RolloutContext(home=Path(settings.home).absolute(), settings=settings,
+                                 model=TeacherBackend(inner, tokenizer, name=policy),
+                                 envs=envs, layers=layers, agent=agent)
+            results.append(run_one(ctx, item))
+            r = results[-1].reward
+            say(f"expert {n + 1}/{len(todo)} task {item.task.task_id[:10]}: "
+                f"{'masked' if r is None or r.masked else r.value}")
+        persist_rollouts(settings, run_id, "expert_trajectories", results)
+        have = {g.rollout_id: g for g in read_graded(settings, [i.rollout_id for i, _ in plan])}
+    return list(have.values())
+
+
+
+def sample_policy(settings: Settings, model: str, tasks: Sequence[TaskSpec],
+                  envs: dict[str, EnvSpec], *, group: int = 1, temperature: float = 0.0,
+                  max_turns: int = 6, max_new_tokens: int = 128,
+                  observation_limit: int = 1500, seed: int = 0,
+                  say: Callable[[str], None] | None = None) -> list[Graded]:
+    """Roll ``model`` out on ``tasks`` (recorded, graded; samples recorded before are read
+    back, not rerun) and return the graded samples: what an eval or a rejection sampler
+    needs. The model is built once, in this process."""
+    from codemill.agent.config import AgentConfig
+    from codemill.agent.models import make_backend
+    from codemill.rollouts.plan import RolloutConfig
+    from codemill.rollouts.runner import RolloutResult, stream_rollouts
+
+    say = say or (lambda _m: None)
+    sampling = SamplingConfig(temperature=temperature, max_tokens=max_new_tokens, seed=seed)
+    agent = AgentConfig(max_turns=max_turns, max_tokens=max_turns * max_new_tokens,
+                        observation_limit=observation_limit, sampling=sampling)
+    policy = f"{model}|t{max_turns}x{max_new_tokens}|obs{observation_limit}"
+    have = {g.rollout_id for g in read_graded(settings, policy_prefix=policy)}
+    backend = make_backend(model, home=settings.home)
+    batch, stream = stream_rollouts(
+        list(tasks), envs=envs, home=Path(settings.home), settings=settings, model=backend,
+        policy=policy, config=RolloutConfig(group_size=group, sampling=sampling),
+        agent=agent, existing=have)
+    run_id = new_run_id()
+    for done, res in enumerate(stream, 1):
+        if isinstance(res, RolloutResult):
+            persist_rollouts(settings, run_id, "policy_samples", [res])
+            r = res.reward
+            say(f"{model} {done}/{batch.planned}: task {res.item.task.task_id[:10]} "
+                f"{'masked' if r is None or r.masked else r.value} "
+                f"({res.trajectory.stop_reason.value}, {res.seconds:.0f}s)")
+    wanted = {t.task_id for t in tasks}
+    return [g for g in read_graded(settings, policy_prefix=policy) if g.task_id in wanted]
+
+
+def export_trajectories(settings: Settings, out: Path, policy_prefix: str | None = None) -> int:
+    """Every recorded token trace (optionally of one policy) to a Parquet export."""
+    from codemill.store.ledger import Ledger
+    from codemill.train.export import ExportRow, export_parquet
+
+    graded = read_graded(settings, policy_prefix=policy_prefix)
+    with Ledger.open(settings) as ledger:
+        policies = {r["rollout_id"]: r["policy"] for r in ledger.read(
+            "trajectories", columns=["rollout_id", "policy"]).to_pylist()}
+    return export_parquet([ExportRow(g.rollout_id, g.task_id, g.group_id,
+                                     policies.get(g.rollout_id) or "", g.reward,
+                                     g.stop_reason, g.trace)
+                           for g in graded if g.trace is not None], out)
