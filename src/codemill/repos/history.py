@@ -71,7 +71,8 @@ class CommitDiff:
 def is_test_path(path: str) -> bool:
     """Whether ``path`` (repo-relative, ``/``-separated) is a test file by the usual
     conventions: under a ``tests``/``test``/``testing`` directory, or named ``test_*.py``,
-    ``*_test.py``, ``tests.py`` or ``conftest.py``."""
+    ``*_test.py``, ``test.py``, ``tests.py`` or ``conftest.py`` (a single-module project's
+    suite is often one ``test.py`` beside it)."""
     parts = PurePosixPath(path).parts
     if not parts:
         return False
@@ -81,7 +82,7 @@ def is_test_path(path: str) -> bool:
     if not name.endswith(".py"):
         return False
     return (name.startswith("test_") or name.endswith("_test.py")
-            or name in ("conftest.py", "tests.py"))
+            or name in ("conftest.py", "test.py", "tests.py"))
 
 
 def list_commits(mirror: Path, rev: str = "HEAD", *, limit: int | None = None) -> list[CommitInfo]:

@@ -13,9 +13,11 @@ For each first-parent commit C (newest first) that changes both code and tests:
   PASS_TO_PASS = passing in both (derived by validation from full-suite runs, k times).
 
 Commits are rejected, each with a counted reason, when they touch no code or no tests, are
-root commits, change the dependencies the environment installed (``deps changed``;
-manifests whose declared requirements are unchanged do not count), carry binary changes,
-lie too far from the snapshot, or yield no fail-to-pass test. All git access is plumbing
+root commits, declare requirements the environment does not meet (``deps not met``: the
+parent's or the commit's manifests, held to the environment's lock and Python by
+``tasks.deps.unmet_requirements``; without a lock, ``deps changed``: manifests whose
+declared requirements differ from the snapshot's or across the commit), carry binary
+changes, lie too far from the snapshot, or yield no fail-to-pass test. All git access is plumbing
 on a mirror (``codemill.repos``); the repository's code runs only in sandboxes.
 """
 
@@ -33,7 +35,7 @@ from codemill.core.records import Outcome, TaskKind
 from codemill.envs.layers import MergedView
 from codemill.repos.gitcmd import git
 from codemill.repos.history import CommitInfo, changed_files, list_commits
-from codemill.tasks.deps import deps_changed
+from codemill.tasks.deps import Installed, deps_changed, unmet_requirements
 from codemill.tasks.patches import BinaryChangeError, Changes, changed_lines, make_diff
 from codemill.tasks.paths import is_dependency_path, is_test_path
 from codemill.tasks.records import FunnelCounter, candidate_id
@@ -99,21 +101,41 @@ def snapshot_files(layer: Path) -> dict[str, tuple[str, bytes]]:
     return out
 
 
+class _DepsFit:
+    """``unmet_requirements`` of trees, cached by their manifests' blobs (most commits
+    leave them alone, so a long history holds few distinct ones)."""
+
+    def __init__(self, installed: Installed, blobs: _Blobs) -> None:
+        self.installed, self.blobs = installed, blobs
+        self.cache: dict[tuple[tuple[str, str], ...], list[str]] = {}
+
+    def unmet(self, tree: dict[str, str]) -> list[str]:
+        key = tuple(sorted((p, sha) for p, sha in tree.items() if is_dependency_path(p)))
+        if key not in self.cache:
+            self.cache[key] = unmet_requirements(
+                {p: self.blobs.get(sha) for p, sha in key}, self.installed)
+        return self.cache[key]
+
+
 def mine(bed: TestBed, mirror: Path, head: str, cfg: MineConfig, *, repo: str = "",
-         funnel: FunnelCounter | None = None, skip: Iterable[str] = ()) -> Iterator[Decision]:
-    """Mined tasks for ``bed``'s environment from ``head``'s history; see module doc."""
+         funnel: FunnelCounter | None = None, skip: Iterable[str] = (),
+         installed: Installed | None = None) -> Iterator[Decision]:
+    """Mined tasks for ``bed``'s environment from ``head``'s history; see module doc.
+    ``installed`` (``Installed.of(env)``) is what the environment has; without it a commit
+    whose manifests differ from the snapshot's is skipped as ``deps changed``."""
     funnel = funnel if funnel is not None else FunnelCounter(bed.env_id, "mined")
     skip = set(skip)
     snap = snapshot_files(bed.spec.layers[-1])
     blobs = _Blobs(mirror)
+    fit = _DepsFit(installed, blobs) if installed is not None else None
     made = 0
     for info in list_commits(mirror, head, limit=cfg.max_commits):
         if made >= cfg.max_tasks:
             break
         started = time.monotonic()
-        built = _build(bed, mirror, info, cfg, snap, blobs, repo)
+        built = _build(bed, mirror, info, cfg, snap, blobs, repo, fit)
         if isinstance(built, tuple):
-            reason, stage = built
+            reason, stage, why = built
             cid = candidate_id(bed.env_id, "mined", info.sha, "")
             if cid in skip:
                 funnel.skipped_known += 1
@@ -123,7 +145,7 @@ def mine(bed: TestBed, mirror: Path, head: str, cfg: MineConfig, *, repo: str = 
                 funnel.reached("compiled")
             funnel.reject(reason)
             yield None, reject(bed.env_id, None, reason, stage, kind="mined", candidate_id=cid,
-                               detail=f"commit {info.sha[:12]}: {info.subject[:200]}",
+                               detail=f"commit {info.sha[:12]}: {info.subject[:200]}{why}",
                                seconds=time.monotonic() - started)
             continue
         c = built
@@ -148,29 +170,34 @@ def mine(bed: TestBed, mirror: Path, head: str, cfg: MineConfig, *, repo: str = 
 
 
 def _build(bed: TestBed, mirror: Path, info: CommitInfo, cfg: MineConfig,
-           snap: dict[str, tuple[str, bytes]], blobs: _Blobs, repo: str
-           ) -> Candidate | tuple[str, str]:
-    """The candidate of one commit, or (reason, stage) when it cannot be one."""
+           snap: dict[str, tuple[str, bytes]], blobs: _Blobs, repo: str,
+           fit: _DepsFit | None = None) -> Candidate | tuple[str, str, str]:
+    """The candidate of one commit, or (reason, stage, detail) when it cannot be one."""
     if info.parent is None:
-        return "root commit", "candidates"
+        return "root commit", "candidates", ""
     try:
         files = changed_files(mirror, info.sha)
     except SourceError as exc:
-        return f"git: {exc}", "candidates"
+        return f"git: {exc}", "candidates", ""
     tests = [f for f in files if f.is_test]
     code = [f for f in files if not f.is_test]
     if not tests or not any(f.path.endswith(".py") for f in code):
-        return "no code and test change", "candidates"
+        return "no code and test change", "candidates", ""
     parent, after = tree_files(mirror, info.parent), tree_files(mirror, info.sha)
-    dep_paths = {p for p in (*parent, *after, *snap) if is_dependency_path(p)}
-    p_deps = {p: blobs.get(parent.get(p)) for p in dep_paths}
-    if deps_changed(p_deps, {p: blobs.get(after.get(p)) for p in dep_paths}) or deps_changed(
-            {p: snap[p][1] if p in snap else None for p in dep_paths}, p_deps):
-        return "deps changed", "candidates"
+    if fit is not None:
+        unmet = sorted(set(fit.unmet(parent)) | set(fit.unmet(after)))
+        if unmet:
+            return "deps not met", "candidates", f" (needs {', '.join(unmet)[:300]})"
+    else:
+        dep_paths = {p for p in (*parent, *after, *snap) if is_dependency_path(p)}
+        p_deps = {p: blobs.get(parent.get(p)) for p in dep_paths}
+        if deps_changed(p_deps, {p: blobs.get(after.get(p)) for p in dep_paths}) or \
+                deps_changed({p: snap[p][1] if p in snap else None for p in dep_paths}, p_deps):
+            return "deps changed", "candidates", ""
     base_paths = sorted({p for p in (*parent, *snap)
                          if parent.get(p) != (snap[p][0] if p in snap else None)})
     if len(base_paths) > cfg.max_base_files:
-        return "too far from the snapshot", "candidates"
+        return "too far from the snapshot", "candidates", ""
 
     def at(tree: dict[str, str], p: str) -> bytes | None:
         return blobs.get(tree.get(p))
@@ -185,7 +212,7 @@ def _build(bed: TestBed, mirror: Path, info: CommitInfo, cfg: MineConfig,
         test_patch = make_diff({p: at(parent, p) for p in test_paths}, test_changes)
         gold_patch = make_diff({p: at(parent, p) for p in code_paths}, code_changes)
     except BinaryChangeError:
-        return "binary change", "candidates"
+        return "binary change", "candidates", ""
     hidden = tuple(p for p in test_paths if test_changes[p] is not None and is_test_path(p))
     selection = tuple(p for p in hidden if p.rsplit("/", 1)[-1].startswith("test_")
                       or p.endswith("_test.py"))
