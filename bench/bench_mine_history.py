@@ -83,7 +83,7 @@ def measure(repo: Path, settings: dict) -> dict:
     f = mined["funnel"]
     scanned = f["candidates"] + f["skipped_known"]
     rejected = f["rejected"]
-    static = ("no code and test change", "root commit")
+    static = ("no test change", "no code change", "no code and test change", "root commit")
     return {
         "repo": repo.name, "head": head, "settings": settings,
         "first_parent_commits": int(_git(repo, "rev-list", "--count", "--first-parent",

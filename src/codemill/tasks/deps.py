@@ -9,12 +9,15 @@ installed distributions and interpreter (``Installed``, from ``EnvSpec.lock``):
 * every runtime requirement (PEP 621 / Poetry ``dependencies``, ``install_requires``) must
   be installed at a version its specifier allows (markers evaluated for that Python);
 * optional requirements (extras, dev groups, ``tests_require``, requirement files a build
-  reads) are held to their specifiers only where the environment has the package: one it
-  lacks (docs, lint tools) cannot be what a test needs, or the suite could not run at all,
-  which validation sees. A project's requirement on itself is always met.
+  reads) do not block: they are mostly tools (linters, docs, pinned CI versions), and
+  where a test does depend on one, validation runs both states in this environment and
+  rejects the candidate if the gold state fails. A project's requirement on itself is
+  always met.
 
-So a move from ``setup.py`` to ``pyproject.toml``, a dropped old Python, a raised lower
-bound the environment already meets, or new lint settings no longer block the past.
+An unparseable specifier is read the way installers read legacy ones (``>=3.6.*`` as
+``>=3.6``) and otherwise ignored. So a move from ``setup.py`` to ``pyproject.toml``, a
+dropped old Python, a raised lower bound the environment already meets, or a re-pinned
+lint tool no longer block the past; a runtime dependency the environment lacks does.
 
 ``deps_changed`` is the older byte-free comparison of two partial trees (manifests reduced
 to what they declare), for an environment whose lock is unknown. Anything that cannot be
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import re
 import tempfile
 import tomllib
 from collections.abc import Mapping
@@ -38,10 +42,9 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from codemill.core.records import EnvSpec
-from codemill.envs.detect_files import as_dict, as_str_list, read_requirements_file, read_toml
 from codemill.envs.detect_meta import read_package_meta, runtime_requirements
 from codemill.envs.lock import Lock, normalize
-from codemill.tasks.paths import DEPENDENCY_FILES, is_dependency_path
+from codemill.tasks.paths import is_dependency_path
 
 _SETUP_KEYS = ("install_requires", "extras_require", "setup_requires", "python_requires",
                "tests_require")
@@ -141,15 +144,19 @@ class Installed:
 
 
 def _contains(spec: str, version: str) -> bool:
+    """``version`` in ``spec``; True when the spec cannot be read even leniently."""
+    lenient = re.sub(r"(>=|<=|>|<|~=)\s*([\w.]+?)\.\*", r"\1\2", spec)
     try:
-        return SpecifierSet(spec).contains(Version(version), prereleases=True)
-    except (InvalidSpecifier, InvalidVersion):
+        return SpecifierSet(lenient).contains(Version(version), prereleases=True)
+    except InvalidSpecifier:
+        return True
+    except InvalidVersion:
         return False
 
 
-def _declared(files: Mapping[str, bytes | None]) -> tuple[str, list[str], list[str]]:
-    """(requires-python, runtime requirements, optional requirements) of the dependency
-    manifests in ``files``, read by the same readers an environment build uses."""
+def _declared(files: Mapping[str, bytes | None]) -> tuple[str, list[str]]:
+    """(requires-python, runtime requirements) of the dependency manifests in ``files``,
+    read by the same readers an environment build uses."""
     with tempfile.TemporaryDirectory(prefix="codemill-deps-") as tmp:
         root = Path(tmp)
         for rel, data in files.items():
@@ -158,29 +165,20 @@ def _declared(files: Mapping[str, bytes | None]) -> tuple[str, list[str], list[s
                 continue
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_bytes(data)
-        meta = read_package_meta(root)
-        runtime = runtime_requirements(root)
-        groups = as_dict(read_toml(root, "pyproject.toml").get("dependency-groups"))
-        optional = [r for reqs in meta.extras.values() for r in reqs]
-        optional += meta.dev_requirements
-        optional += [r for g in groups.values() for r in as_str_list(g)]
-        optional += [r for rel in sorted(files) if files[rel] is not None
-                     and is_dependency_path(rel) and PurePosixPath(rel).name
-                     not in DEPENDENCY_FILES for r in read_requirements_file(root, rel)]
-    return meta.requires_python, runtime, optional
+        return read_package_meta(root).requires_python, runtime_requirements(root)
 
 
 def unmet_requirements(files: Mapping[str, bytes | None], env: Installed) -> list[str]:
     """The declarations of the dependency manifests in ``files`` (path -> content, None =
     absent) that ``env`` does not meet, as short strings (``python>=3.14``, ``attrs>=99
     (have 23.1.0)``, ``six (missing)``); empty when the environment can run the tree."""
-    requires_python, runtime, optional = _declared(files)
+    requires_python, runtime = _declared(files)
     out = []
     if requires_python and not _contains(requires_python, env.python):
         out.append(f"python{requires_python}")
     marker_env = {**default_environment(), "python_version": ".".join(
         env.python.split(".")[:2]), "python_full_version": env.python, "extra": ""}
-    for text, needed in [(r, True) for r in runtime] + [(r, False) for r in optional]:
+    for text in runtime:
         try:
             req = Requirement(text)
         except InvalidRequirement:
@@ -190,8 +188,7 @@ def unmet_requirements(files: Mapping[str, bytes | None], env: Installed) -> lis
             continue
         have, shown = env.versions.get(name), f"{req.name}{req.specifier}"
         if have is None:
-            if needed:
-                out.append(f"{shown} (missing)")
+            out.append(f"{shown} (missing)")
         elif req.specifier and not _contains(str(req.specifier), have):
             out.append(f"{shown} (have {have})")
     return sorted(set(out))

@@ -8,11 +8,15 @@ For each first-parent commit C (newest first) that changes both code and tests:
   path where the snapshot's file differs from P's; the snapshot's build layer stays);
 * broken state = base + C's test changes (the parent's code with the commit's tests);
 * gold state = broken + C's other changes. Renames are a deletion plus an addition,
-  deleted tests stay deleted.
+  deleted tests stay deleted. Binary files outside Python, tests and C's own change that
+  differ between P and the snapshot keep the snapshot's bytes (``kept_from_snapshot`` in
+  the task's metadata): a text patch cannot carry them, and validation runs the states
+  as they are.
 * FAIL_TO_PASS = tests failing in the broken state and passing in the gold state;
   PASS_TO_PASS = passing in both (derived by validation from full-suite runs, k times).
 
-Commits are rejected, each with a counted reason, when they touch no code or no tests, are
+Commits are rejected, each with a counted reason, when they touch no tests (``no test
+change``) or no Python code (``no code change``), are
 root commits, declare requirements the environment does not meet (``deps not met``: the
 parent's or the commit's manifests, held to the environment's lock and Python by
 ``tasks.deps.unmet_requirements``; without a lock, ``deps changed``: manifests whose
@@ -36,7 +40,13 @@ from codemill.envs.layers import MergedView
 from codemill.repos.gitcmd import git
 from codemill.repos.history import CommitInfo, changed_files, list_commits
 from codemill.tasks.deps import Installed, deps_changed, unmet_requirements
-from codemill.tasks.patches import BinaryChangeError, Changes, changed_lines, make_diff
+from codemill.tasks.patches import (
+    BinaryChangeError,
+    Changes,
+    changed_lines,
+    is_text,
+    make_diff,
+)
 from codemill.tasks.paths import is_dependency_path, is_test_path
 from codemill.tasks.records import FunnelCounter, candidate_id
 from codemill.tasks.statements import failure_statement, forbidden_lines
@@ -181,8 +191,10 @@ def _build(bed: TestBed, mirror: Path, info: CommitInfo, cfg: MineConfig,
         return f"git: {exc}", "candidates", ""
     tests = [f for f in files if f.is_test]
     code = [f for f in files if not f.is_test]
-    if not tests or not any(f.path.endswith(".py") for f in code):
-        return "no code and test change", "candidates", ""
+    if not tests:
+        return "no test change", "candidates", ""
+    if not any(f.path.endswith(".py") for f in code):
+        return "no code change", "candidates", ""
     parent, after = tree_files(mirror, info.parent), tree_files(mirror, info.sha)
     if fit is not None:
         unmet = sorted(set(fit.unmet(parent)) | set(fit.unmet(after)))
@@ -194,13 +206,21 @@ def _build(bed: TestBed, mirror: Path, info: CommitInfo, cfg: MineConfig,
         if deps_changed(p_deps, {p: blobs.get(after.get(p)) for p in dep_paths}) or \
                 deps_changed({p: snap[p][1] if p in snap else None for p in dep_paths}, p_deps):
             return "deps changed", "candidates", ""
-    base_paths = sorted({p for p in (*parent, *snap)
-                         if parent.get(p) != (snap[p][0] if p in snap else None)})
-    if len(base_paths) > cfg.max_base_files:
-        return "too far from the snapshot", "candidates", ""
-
     def at(tree: dict[str, str], p: str) -> bytes | None:
         return blobs.get(tree.get(p))
+
+    touched = {x for f in files for x in (f.path, f.old_path) if x}
+    base_paths = sorted({p for p in (*parent, *snap)
+                         if parent.get(p) != (snap[p][0] if p in snap else None)})
+    # A binary asset that only the snapshot's side changed (a docs image, an inventory)
+    # cannot travel in a text patch; it stays at the snapshot's bytes. Python files, test
+    # files and what the commit itself touches are never approximated.
+    kept = [p for p in base_paths if p not in touched and not p.endswith(".py")
+            and not is_test_path(p) and not (
+                is_text(at(parent, p)) and is_text(snap[p][1] if p in snap else None))]
+    base_paths = [p for p in base_paths if p not in set(kept)]
+    if len(base_paths) > cfg.max_base_files:
+        return "too far from the snapshot", "candidates", ""
 
     base: Changes = {p: at(parent, p) for p in base_paths}
     test_paths = sorted({x for f in tests for x in (f.path, f.old_path) if x})
@@ -231,7 +251,8 @@ def _build(bed: TestBed, mirror: Path, info: CommitInfo, cfg: MineConfig,
                                                     commit_message=message),
         metadata={"commit": info.sha, "base_commit": info.parent, "created_at": info.date,
                   "subject": info.subject[:200], "repo": repo,
-                  "renames": [f"{f.old_path} -> {f.path}" for f in files if f.status == "R"]},
+                  "renames": [f"{f.old_path} -> {f.path}" for f in files if f.status == "R"],
+                  "kept_from_snapshot": kept},
     )
 
 
