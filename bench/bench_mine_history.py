@@ -13,6 +13,7 @@ Runbook (the clones are not part of the repository; CI never needs them)::
     nice -n 15 .venv/bin/python bench/bench_mine_history.py \\
         > bench/out/mine_history/run.log 2>&1 &
     .venv/bin/python bench/bench_mine_history.py --table     # the table of what is done
+    .venv/bin/python bench/bench_mine_history.py --static    # static checks only, seconds
     .venv/bin/python bench/bench_mine_history.py PATH...     # other clones
 
 With no clone present it prints one line saying so and exits 0 (``make bench``).
@@ -26,9 +27,10 @@ newest first and stops after N commits or M validated tasks, whichever comes fir
 changing both code and tests, candidates that passed the static checks (``compiled``),
 those whose new tests flip in a sandbox (``broke_a_test``), validated tasks, strong ones,
 the rejection reasons with counts, and wall times. Results append to
-``bench/out/mine_history/results.jsonl``. The ledger remembers decided candidates, so a
-re-run after an interruption counts them as ``skipped_known``; delete the home to measure
-from scratch.
+``bench/out/mine_history/results.jsonl``. Mining runs with ``--retry-rejected``, so
+rejections are decided afresh each time; tasks accepted by an earlier run are skipped
+(``skipped_known``) and still counted as validated (their strength and F2P are then
+left out of the row). Delete the home to measure from scratch.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def measure(repo: Path, settings: dict) -> dict:
     mined = codemill("tasks", "mine", env["env_id"], "--repo", str(repo),
                      "--max-commits", str(settings["max_commits"]),
                      "--max", str(settings["max_tasks"]), "--runs", str(settings["runs"]),
-                     "--mutants", str(settings["mutants"]), "--json")
+                     "--mutants", str(settings["mutants"]), "--retry-rejected", "--json")
     t2 = time.monotonic()
     made = set(mined["tasks"])
     tasks = [t for t in codemill("tasks", "ls", "--env", env["env_id"], "--json")
@@ -91,11 +93,37 @@ def measure(repo: Path, settings: dict) -> dict:
         "n_tests": env["n_tests"], "scanned": scanned, "skipped_known": f["skipped_known"],
         "code_and_tests": scanned - sum(rejected.get(r, 0) for r in static),
         "compiled": f["compiled"], "broke_a_test": f["broke_a_test"],
-        "validated": len(tasks), "strong": sum(not t["weak"] for t in tasks),
+        "validated": len(tasks) + f["skipped_known"],
+        "strong": sum(not t["weak"] for t in tasks),
         "f2p": [t["f2p"] for t in tasks], "rejected": rejected,
         "build_s": round(t1 - t0, 1), "mine_s": round(t2 - t1, 1),
         "test_s": f["test_seconds"],
     }
+
+
+def static_rows(repos: list[Path], max_commits: int) -> None:
+    """The static checks alone (no sandbox, nothing recorded) over the newest commits of
+    each clone, twice: dependencies held to the environment's lock and Python (what
+    ``tasks mine`` does), and compared with the snapshot's manifests (the rule before)."""
+    os.environ["CODEMILL_HOME"] = str(HOME)
+    from codemill.cli.env_cmd import resolve_env
+    from codemill.core.config import Settings
+    from codemill.tasks.deps import Installed
+    from codemill.tasks.mine import MineConfig, prescreen
+    from codemill.tasks.testbed import TestBed
+
+    cfg = MineConfig(max_commits=max_commits)
+    print("| repository | commits | passing, lock rule | passing, snapshot rule | "
+          "lock rule: rejected by reason |")
+    print("|---|---|---|---|---|")
+    for repo in repos:
+        env = resolve_env(codemill("env", "build", str(repo.resolve()), "--json")["env_id"])
+        bed = TestBed.from_env(env, Settings(home=HOME).home)
+        now = prescreen(bed, repo / ".git", "HEAD", cfg, installed=Installed.of(env))
+        before = prescreen(bed, repo / ".git", "HEAD", cfg)
+        why = ", ".join(f"{k}: {v}" for k, v in now.most_common() if k != "candidate")
+        print(f"| {repo.name} | {sum(now.values())} | {now['candidate']} "
+              f"| {before['candidate']} | {why} |", flush=True)
 
 
 def load() -> list[dict]:
@@ -139,12 +167,17 @@ def main() -> None:
     ap.add_argument("--mutants", type=int, default=4)
     ap.add_argument("--force", action="store_true", help="Measure again what is done.")
     ap.add_argument("--table", action="store_true", help="Only print the table.")
+    ap.add_argument("--static", action="store_true",
+                    help="Only the static checks (no sandbox), lock rule vs snapshot rule.")
     args = ap.parse_args()
     repos = args.repos or (sorted(p for p in REPOS.iterdir() if (p / ".git").exists())
                            if REPOS.is_dir() else [])
     if not repos:
         print(f"bench_mine_history: no clones under {REPOS.relative_to(ROOT)} and none "
               "given; see this script's docstring for the runbook. Nothing measured.")
+        return
+    if args.static:
+        static_rows(repos, args.max_commits)
         return
     settings = {"max_commits": args.max_commits, "max_tasks": args.max_tasks,
                 "runs": args.runs, "mutants": args.mutants}

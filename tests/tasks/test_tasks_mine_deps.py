@@ -9,7 +9,7 @@ import subprocess
 from codemill.core.records import TaskKind
 from codemill.repos.gitcmd import ensure_mirror
 from codemill.tasks.deps import Installed, unmet_requirements
-from codemill.tasks.mine import MineConfig, mine
+from codemill.tasks.mine import MineConfig, mine, prescreen
 from codemill.tasks.records import FunnelCounter
 from codemill.tasks.validate import ValidationConfig
 
@@ -130,3 +130,15 @@ def test_a_past_needing_what_the_environment_lacks_is_skipped(bed, calc_env, tmp
     assert funnel.rejected["deps not met"] == 1
     row = next(r for _, r in decisions if r.reason == "deps not met")
     assert "calc-helper-nowhere>=1 (missing)" in row.details["detail"]
+
+
+def test_prescreen_counts_the_static_checks_of_both_rules(bed, calc_env, tmp_path):
+    settings, calc_repo, env = calc_env
+    repo = _history(tmp_path, calc_repo, "from setuptools import setup\nsetup(name='calcproj')\n")
+    mirror = ensure_mirror(str(repo), settings.home)
+    cfg = MineConfig(max_commits=5)
+    assert prescreen(bed, mirror, "HEAD", cfg, installed=Installed.of(env)) == {
+        "candidate": 1, "no test change": 1, "root commit": 1}
+    # held to the snapshot's manifests instead, the setup.py era is out of reach
+    assert prescreen(bed, mirror, "HEAD", cfg) == {
+        "deps changed": 1, "no test change": 1, "root commit": 1}

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -177,6 +178,19 @@ def mine(bed: TestBed, mirror: Path, head: str, cfg: MineConfig, *, repo: str = 
         if decision[0] is not None:
             made += 1
         yield decision
+
+
+def prescreen(bed: TestBed, mirror: Path, head: str, cfg: MineConfig, *,
+              installed: Installed | None = None) -> Counter[str]:
+    """How the static checks (all of them before a sandbox runs) sort the newest
+    ``cfg.max_commits`` commits: reason -> count, ``candidate`` for the commits that pass.
+    Runs no project code and records nothing; for measuring the miner."""
+    snap = snapshot_files(bed.spec.layers[-1])
+    blobs = _Blobs(mirror)
+    fit = _DepsFit(installed, blobs) if installed is not None else None
+    return Counter(
+        b[0] if isinstance(b := _build(bed, mirror, info, cfg, snap, blobs, "", fit), tuple)
+        else "candidate" for info in list_commits(mirror, head, limit=cfg.max_commits))
 
 
 def _build(bed: TestBed, mirror: Path, info: CommitInfo, cfg: MineConfig,
