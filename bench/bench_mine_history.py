@@ -133,9 +133,9 @@ def load() -> list[dict]:
 
 
 def print_table(rows: list[dict]) -> None:
-    print("| repository | scanned | code+tests | candidates | tests flip | validated | strong "
-          "| keep % | mine s | rejected by reason |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| repository | stop at | scanned | code+tests | candidates | tests flip | validated "
+          "| strong | keep % | mine s | rejected by reason |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
             print(f"| {r['repo']} | ERROR: {r['error'][:200]} |")
@@ -143,14 +143,15 @@ def print_table(rows: list[dict]) -> None:
         why = ", ".join(f"{k}: {v}" for k, v in sorted(r["rejected"].items(),
                                                        key=lambda kv: -kv[1]))
         keep = 100 * r["validated"] / max(r["scanned"], 1)
-        print(f"| {r['repo']} | {r['scanned']} | {r['code_and_tests']} | {r['compiled']} "
+        print(f"| {r['repo']} | {r['settings']['max_tasks']} tasks | {r['scanned']} "
+              f"| {r['code_and_tests']} | {r['compiled']} "
               f"| {r['broke_a_test']} | {r['validated']} | {r['strong']} | {keep:.1f} "
               f"| {r['mine_s']:.0f} | {why or '-'} |")
     ok = [r for r in rows if "error" not in r]
     if ok:
         sc, va = sum(r["scanned"] for r in ok), sum(r["validated"] for r in ok)
         ct = sum(r["code_and_tests"] for r in ok)
-        print(f"| **total** ({len(ok)}) | {sc} | {ct} | {sum(r['compiled'] for r in ok)} "
+        print(f"| **total** ({len(ok)}) | | {sc} | {ct} | {sum(r['compiled'] for r in ok)} "
               f"| {sum(r['broke_a_test'] for r in ok)} | {va} "
               f"| {sum(r['strong'] for r in ok)} | {100 * va / max(sc, 1):.1f} "
               f"| {sum(r['mine_s'] for r in ok):.0f} | |")
@@ -166,7 +167,9 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--mutants", type=int, default=4)
     ap.add_argument("--force", action="store_true", help="Measure again what is done.")
-    ap.add_argument("--table", action="store_true", help="Only print the table.")
+    ap.add_argument("--table", action="store_true",
+                    help="Only print the table: the latest row of each repository, whatever "
+                         "its settings.")
     ap.add_argument("--static", action="store_true",
                     help="Only the static checks (no sandbox), lock rule vs snapshot rule.")
     args = ap.parse_args()
@@ -183,14 +186,16 @@ def main() -> None:
                 "runs": args.runs, "mutants": args.mutants}
     done = {(r["repo"], r["head"], json.dumps(r["settings"], sort_keys=True)): r
             for r in load()}
+    if args.table:
+        latest = {r["repo"]: r for r in load()}
+        print_table([latest[p.resolve().name] for p in repos if p.resolve().name in latest])
+        return
     rows = []
     for repo in repos:
         repo = repo.resolve()
         key = (repo.name, _git(repo, "rev-parse", "HEAD"), json.dumps(settings, sort_keys=True))
         if key in done and not args.force:
             rows.append(done[key])
-            continue
-        if args.table:
             continue
         try:
             row = measure(repo, settings)
