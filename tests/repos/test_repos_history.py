@@ -78,7 +78,8 @@ def test_export_tree_writes_a_commit_without_git(fixture_repo: FixtureRepo, mirr
 @pytest.mark.parametrize(("path", "expected"), [
     ("tests/test_core.py", True), ("pkg/tests/helpers.py", True), ("test/data/x.json", True),
     ("testing/util.py", True), ("src/test_thing.py", True), ("src/thing_test.py", True),
-    ("conftest.py", True), ("app/tests.py", True), ("src/pkg/core.py", False),
+    ("conftest.py", True), ("app/tests.py", True), ("test.py", True), ("pkg/test.py", True),
+    ("src/pkg/core.py", False), ("src/testing.py", False),
     ("src/testutils.py", False), ("docs/test_plan.md", False), ("latest/x.py", False),
 ])
 def test_is_test_path(path: str, expected: bool):

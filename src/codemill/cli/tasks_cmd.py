@@ -202,6 +202,7 @@ def mine_cmd(env: str = _ENV,
              as_json: bool = _JSON) -> None:
     """Mine bug fixes and features from the repository's first-parent history."""
     with handle_errors():
+        from codemill.tasks.deps import Installed
         from codemill.tasks.mine import MineConfig, mine
         from codemill.tasks.records import FunnelCounter
 
@@ -214,7 +215,7 @@ def mine_cmd(env: str = _ENV,
             skip, present = decided(ledger, spec.env_id, retry)
         made = _record("tasks mine", spec.env_id, {**cfg.model_dump(), "repo": url}, funnel,
                        mine(bed, mirror, rev or head, cfg, repo=url, funnel=funnel,
-                            skip=skip), present)
+                            skip=skip, installed=Installed.of(spec)), present)
         _print_funnel(funnel, made, as_json)
 
 

@@ -6,7 +6,8 @@ purpose: calling a helper a test costs a restored file; missing one lets a candi
 what grades it.
 
 - tests: anything under a ``tests``/``test``/``testing`` directory, or a file named
-  ``test_*.py``, ``*_test.py``, ``tests.py`` or ``conftest.py``;
+  ``test_*.py``, ``*_test.py``, ``test.py``, ``tests.py`` or ``conftest.py`` (a
+  single-module project's suite is often one ``test.py`` beside it);
 - test support (``is_test_support``): what tests read that is not itself a test: any
   file that is not Python source (data, golden files, fixtures), and Python modules whose
   path names them as testing helpers (a ``testdata``/``fixtures``/``test_utils`` directory,
@@ -39,7 +40,7 @@ def is_test_path(path: str) -> bool:
     if not name.endswith(".py"):
         return False
     return (name.startswith("test_") or name.endswith("_test.py")
-            or name in ("conftest.py", "tests.py"))
+            or name in ("conftest.py", "test.py", "tests.py"))
 
 
 def is_test_support(path: str) -> bool:

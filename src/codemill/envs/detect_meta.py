@@ -265,3 +265,22 @@ def read_package_meta(root: Path) -> PackageMeta:
     _read_pkg_info(root, meta)
     meta.requires_python = meta.requires_python.strip() if meta.requires_python else ""
     return meta
+
+
+def runtime_requirements(root: Path) -> list[str]:
+    """The requirements ``root``'s packaging files declare for running the project (no
+    extras, no dev groups): PEP 621 ``dependencies``, Poetry ``dependencies`` (Python left
+    out), setup.cfg and setup.py ``install_requires``. Every source is read, not only the
+    first, so a tree that declares them twice is held to both. Reads files only."""
+    out: list[str] = []
+    data = read_toml(root, "pyproject.toml")
+    out += as_str_list(as_dict(data.get("project")).get("dependencies"))
+    poetry = as_dict(as_dict(data.get("tool")).get("poetry"))
+    out += [r for name, spec in as_dict(poetry.get("dependencies")).items()
+            if name.lower() != "python" and (r := _poetry_requirement(name, spec))]
+    cfg = read_ini(root, "setup.cfg")
+    out += ini_lines(ini_get(cfg, "options", "install_requires")) if cfg is not None else []
+    text = read_text(root, "setup.py")
+    if text is not None:
+        out += as_str_list(parse_setup_py(text).get("install_requires"))
+    return [r for text in out if (r := valid_requirement(text))]

@@ -3,8 +3,8 @@
 A ``setup.py`` is a program; running it on the host would run untrusted code. Most of them
 pass literals (or names bound to literals at module level) for the fields detection needs,
 so a small constant folder over the syntax tree recovers ``python_requires``,
-``extras_require``, ``tests_require``, ``classifiers``, ``name`` and ``version`` in the
-common cases and reports nothing (never guesses) otherwise.
+``install_requires``, ``extras_require``, ``tests_require``, ``classifiers``, ``name`` and
+``version`` in the common cases and reports nothing (never guesses) otherwise.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import ast
 import re
 from typing import Any
 
-FIELDS = ("name", "version", "python_requires", "extras_require", "tests_require",
-          "classifiers", "setup_requires", "use_scm_version", "pbr")
+FIELDS = ("name", "version", "python_requires", "install_requires", "extras_require",
+          "tests_require", "classifiers", "setup_requires", "use_scm_version", "pbr")
 
 _REQ_FILE = re.compile(
     r"^[\w./-]*requirements[\w./-]*\.(txt|in)$|^[\w./-]*(test|dev)[\w./-]*\.txt$")

@@ -8,14 +8,20 @@ For each first-parent commit C (newest first) that changes both code and tests:
   path where the snapshot's file differs from P's; the snapshot's build layer stays);
 * broken state = base + C's test changes (the parent's code with the commit's tests);
 * gold state = broken + C's other changes. Renames are a deletion plus an addition,
-  deleted tests stay deleted.
+  deleted tests stay deleted. Binary files outside Python, tests and C's own change that
+  differ between P and the snapshot keep the snapshot's bytes (``kept_from_snapshot`` in
+  the task's metadata): a text patch cannot carry them, and validation runs the states
+  as they are.
 * FAIL_TO_PASS = tests failing in the broken state and passing in the gold state;
   PASS_TO_PASS = passing in both (derived by validation from full-suite runs, k times).
 
-Commits are rejected, each with a counted reason, when they touch no code or no tests, are
-root commits, change the dependencies the environment installed (``deps changed``;
-manifests whose declared requirements are unchanged do not count), carry binary changes,
-lie too far from the snapshot, or yield no fail-to-pass test. All git access is plumbing
+Commits are rejected, each with a counted reason, when they touch no tests (``no test
+change``) or no Python code (``no code change``), are
+root commits, declare requirements the environment does not meet (``deps not met``: the
+parent's or the commit's manifests, held to the environment's lock and Python by
+``tasks.deps.unmet_requirements``; without a lock, ``deps changed``: manifests whose
+declared requirements differ from the snapshot's or across the commit), carry binary
+changes, lie too far from the snapshot, or yield no fail-to-pass test. All git access is plumbing
 on a mirror (``codemill.repos``); the repository's code runs only in sandboxes.
 """
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -33,8 +40,14 @@ from codemill.core.records import Outcome, TaskKind
 from codemill.envs.layers import MergedView
 from codemill.repos.gitcmd import git
 from codemill.repos.history import CommitInfo, changed_files, list_commits
-from codemill.tasks.deps import deps_changed
-from codemill.tasks.patches import BinaryChangeError, Changes, changed_lines, make_diff
+from codemill.tasks.deps import Installed, deps_changed, unmet_requirements
+from codemill.tasks.patches import (
+    BinaryChangeError,
+    Changes,
+    changed_lines,
+    is_text,
+    make_diff,
+)
 from codemill.tasks.paths import is_dependency_path, is_test_path
 from codemill.tasks.records import FunnelCounter, candidate_id
 from codemill.tasks.statements import failure_statement, forbidden_lines
@@ -99,21 +112,41 @@ def snapshot_files(layer: Path) -> dict[str, tuple[str, bytes]]:
     return out
 
 
+class _DepsFit:
+    """``unmet_requirements`` of trees, cached by their manifests' blobs (most commits
+    leave them alone, so a long history holds few distinct ones)."""
+
+    def __init__(self, installed: Installed, blobs: _Blobs) -> None:
+        self.installed, self.blobs = installed, blobs
+        self.cache: dict[tuple[tuple[str, str], ...], list[str]] = {}
+
+    def unmet(self, tree: dict[str, str]) -> list[str]:
+        key = tuple(sorted((p, sha) for p, sha in tree.items() if is_dependency_path(p)))
+        if key not in self.cache:
+            self.cache[key] = unmet_requirements(
+                {p: self.blobs.get(sha) for p, sha in key}, self.installed)
+        return self.cache[key]
+
+
 def mine(bed: TestBed, mirror: Path, head: str, cfg: MineConfig, *, repo: str = "",
-         funnel: FunnelCounter | None = None, skip: Iterable[str] = ()) -> Iterator[Decision]:
-    """Mined tasks for ``bed``'s environment from ``head``'s history; see module doc."""
+         funnel: FunnelCounter | None = None, skip: Iterable[str] = (),
+         installed: Installed | None = None) -> Iterator[Decision]:
+    """Mined tasks for ``bed``'s environment from ``head``'s history; see module doc.
+    ``installed`` (``Installed.of(env)``) is what the environment has; without it a commit
+    whose manifests differ from the snapshot's is skipped as ``deps changed``."""
     funnel = funnel if funnel is not None else FunnelCounter(bed.env_id, "mined")
     skip = set(skip)
     snap = snapshot_files(bed.spec.layers[-1])
     blobs = _Blobs(mirror)
+    fit = _DepsFit(installed, blobs) if installed is not None else None
     made = 0
     for info in list_commits(mirror, head, limit=cfg.max_commits):
         if made >= cfg.max_tasks:
             break
         started = time.monotonic()
-        built = _build(bed, mirror, info, cfg, snap, blobs, repo)
+        built = _build(bed, mirror, info, cfg, snap, blobs, repo, fit)
         if isinstance(built, tuple):
-            reason, stage = built
+            reason, stage, why = built
             cid = candidate_id(bed.env_id, "mined", info.sha, "")
             if cid in skip:
                 funnel.skipped_known += 1
@@ -123,7 +156,7 @@ def mine(bed: TestBed, mirror: Path, head: str, cfg: MineConfig, *, repo: str = 
                 funnel.reached("compiled")
             funnel.reject(reason)
             yield None, reject(bed.env_id, None, reason, stage, kind="mined", candidate_id=cid,
-                               detail=f"commit {info.sha[:12]}: {info.subject[:200]}",
+                               detail=f"commit {info.sha[:12]}: {info.subject[:200]}{why}",
                                seconds=time.monotonic() - started)
             continue
         c = built
@@ -147,33 +180,61 @@ def mine(bed: TestBed, mirror: Path, head: str, cfg: MineConfig, *, repo: str = 
         yield decision
 
 
+def prescreen(bed: TestBed, mirror: Path, head: str, cfg: MineConfig, *,
+              installed: Installed | None = None) -> Counter[str]:
+    """How the static checks (all of them before a sandbox runs) sort the newest
+    ``cfg.max_commits`` commits: reason -> count, ``candidate`` for the commits that pass.
+    Runs no project code and records nothing; for measuring the miner."""
+    snap = snapshot_files(bed.spec.layers[-1])
+    blobs = _Blobs(mirror)
+    fit = _DepsFit(installed, blobs) if installed is not None else None
+    return Counter(
+        b[0] if isinstance(b := _build(bed, mirror, info, cfg, snap, blobs, "", fit), tuple)
+        else "candidate" for info in list_commits(mirror, head, limit=cfg.max_commits))
+
+
 def _build(bed: TestBed, mirror: Path, info: CommitInfo, cfg: MineConfig,
-           snap: dict[str, tuple[str, bytes]], blobs: _Blobs, repo: str
-           ) -> Candidate | tuple[str, str]:
-    """The candidate of one commit, or (reason, stage) when it cannot be one."""
+           snap: dict[str, tuple[str, bytes]], blobs: _Blobs, repo: str,
+           fit: _DepsFit | None = None) -> Candidate | tuple[str, str, str]:
+    """The candidate of one commit, or (reason, stage, detail) when it cannot be one."""
     if info.parent is None:
-        return "root commit", "candidates"
+        return "root commit", "candidates", ""
     try:
         files = changed_files(mirror, info.sha)
     except SourceError as exc:
-        return f"git: {exc}", "candidates"
+        return f"git: {exc}", "candidates", ""
     tests = [f for f in files if f.is_test]
     code = [f for f in files if not f.is_test]
-    if not tests or not any(f.path.endswith(".py") for f in code):
-        return "no code and test change", "candidates"
+    if not tests:
+        return "no test change", "candidates", ""
+    if not any(f.path.endswith(".py") for f in code):
+        return "no code change", "candidates", ""
     parent, after = tree_files(mirror, info.parent), tree_files(mirror, info.sha)
-    dep_paths = {p for p in (*parent, *after, *snap) if is_dependency_path(p)}
-    p_deps = {p: blobs.get(parent.get(p)) for p in dep_paths}
-    if deps_changed(p_deps, {p: blobs.get(after.get(p)) for p in dep_paths}) or deps_changed(
-            {p: snap[p][1] if p in snap else None for p in dep_paths}, p_deps):
-        return "deps changed", "candidates"
-    base_paths = sorted({p for p in (*parent, *snap)
-                         if parent.get(p) != (snap[p][0] if p in snap else None)})
-    if len(base_paths) > cfg.max_base_files:
-        return "too far from the snapshot", "candidates"
-
+    if fit is not None:
+        unmet = sorted(set(fit.unmet(parent)) | set(fit.unmet(after)))
+        if unmet:
+            return "deps not met", "candidates", f" (needs {', '.join(unmet)[:300]})"
+    else:
+        dep_paths = {p for p in (*parent, *after, *snap) if is_dependency_path(p)}
+        p_deps = {p: blobs.get(parent.get(p)) for p in dep_paths}
+        if deps_changed(p_deps, {p: blobs.get(after.get(p)) for p in dep_paths}) or \
+                deps_changed({p: snap[p][1] if p in snap else None for p in dep_paths}, p_deps):
+            return "deps changed", "candidates", ""
     def at(tree: dict[str, str], p: str) -> bytes | None:
         return blobs.get(tree.get(p))
+
+    touched = {x for f in files for x in (f.path, f.old_path) if x}
+    base_paths = sorted({p for p in (*parent, *snap)
+                         if parent.get(p) != (snap[p][0] if p in snap else None)})
+    # A binary asset that only the snapshot's side changed (a docs image, an inventory)
+    # cannot travel in a text patch; it stays at the snapshot's bytes. Python files, test
+    # files and what the commit itself touches are never approximated.
+    kept = [p for p in base_paths if p not in touched and not p.endswith(".py")
+            and not is_test_path(p) and not (
+                is_text(at(parent, p)) and is_text(snap[p][1] if p in snap else None))]
+    base_paths = [p for p in base_paths if p not in set(kept)]
+    if len(base_paths) > cfg.max_base_files:
+        return "too far from the snapshot", "candidates", ""
 
     base: Changes = {p: at(parent, p) for p in base_paths}
     test_paths = sorted({x for f in tests for x in (f.path, f.old_path) if x})
@@ -185,7 +246,7 @@ def _build(bed: TestBed, mirror: Path, info: CommitInfo, cfg: MineConfig,
         test_patch = make_diff({p: at(parent, p) for p in test_paths}, test_changes)
         gold_patch = make_diff({p: at(parent, p) for p in code_paths}, code_changes)
     except BinaryChangeError:
-        return "binary change", "candidates"
+        return "binary change", "candidates", ""
     hidden = tuple(p for p in test_paths if test_changes[p] is not None and is_test_path(p))
     selection = tuple(p for p in hidden if p.rsplit("/", 1)[-1].startswith("test_")
                       or p.endswith("_test.py"))
@@ -204,7 +265,8 @@ def _build(bed: TestBed, mirror: Path, info: CommitInfo, cfg: MineConfig,
                                                     commit_message=message),
         metadata={"commit": info.sha, "base_commit": info.parent, "created_at": info.date,
                   "subject": info.subject[:200], "repo": repo,
-                  "renames": [f"{f.old_path} -> {f.path}" for f in files if f.status == "R"]},
+                  "renames": [f"{f.old_path} -> {f.path}" for f in files if f.status == "R"],
+                  "kept_from_snapshot": kept},
     )
 
 

@@ -41,6 +41,19 @@ def _text(path: str, data: bytes | None) -> str | None:
     return text
 
 
+def is_text(data: bytes | None) -> bool:
+    """Whether a text patch can carry ``data`` (absent counts as text)."""
+    return data is None or (b"\x00" not in data and _utf8(data))
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def file_diff(path: str, old: bytes | None, new: bytes | None, context: int = 3) -> str:
     """The git-style diff of one file; empty when nothing changed (``codemill.core.diffs``,
     the one writer). ``BinaryChangeError`` for content that is not UTF-8 text."""

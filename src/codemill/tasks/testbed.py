@@ -38,6 +38,8 @@ __all__ = ["Baseline", "TestBed", "apply_changes", "baseline_of", "consistent", 
 
 MIN_TIMEOUT_S = 12.0
 TIMEOUT_FACTOR = 3.0
+RECALIBRATE_EVERY = 20
+"""Runs between two probes of the machine's speed (``TestBed._recalibrate``)."""
 
 
 def failed(outcome: Outcome | None) -> bool:
@@ -73,6 +75,10 @@ class TestBed:
         self.test_seconds = 0.0
         """Test time spent by every run of this bed (sum of reported durations)."""
         self.runs = 0
+        self.slowdown = 1.0
+        """How many times slower the machine runs the unchanged suite now than when its
+        baseline was measured (never below 1); every timeout scales by it."""
+        self._calibrated_at: int | None = None
 
     @classmethod
     def from_env(cls, env: EnvSpec, home: Path, limits: SandboxConfig | None = None, *,
@@ -138,6 +144,13 @@ class TestBed:
         if selection is not None and not selection:
             raise TaskError("empty test selection")
         limit = timeout_s if timeout_s is not None else self.timeout_for(selection)
+        report = self._run(changes, selection, limit)
+        if report.timed_out and timeout_s is None and self._recalibrate(selection, limit):
+            report = self._run(changes, selection, self.timeout_for(selection))
+        return report
+
+    def _run(self, changes: Changes | None, selection: Sequence[str] | None,
+             limit: float) -> TestReport:
         with self.sandbox(changes) as sb:
             report = self.runner.run(sb, list(selection) if selection else None,
                                      timeout_s=limit)
@@ -162,12 +175,33 @@ class TestBed:
                                 ) from exc
         return sorted(str(p) for p in data if isinstance(p, str))
 
+    def _recalibrate(self, selection: Sequence[str] | None, limit: float) -> bool:
+        """After a timeout: time the unchanged ``selection`` now, under the same load. When
+        it too runs much slower than its baseline, the machine is busier than when the
+        baseline was measured (not the state slow): ``slowdown`` grows to match and True
+        asks for one more run. At most once per ``RECALIBRATE_EVERY`` runs, so states that
+        really hang (a mutant's endless loop) cost one probe, not one each."""
+        if self._baseline is None or (self._calibrated_at is not None
+                                      and self.runs - self._calibrated_at < RECALIBRATE_EVERY):
+            return False
+        self._calibrated_at = self.runs
+        cap = max(10 * limit, 60.0)
+        probe = self._run(None, selection, cap)
+        observed = cap if probe.timed_out else probe.duration_s
+        wanted = TIMEOUT_FACTOR * observed  # the limit the unchanged selection needs now
+        if wanted <= 1.25 * limit:
+            return False  # the machine keeps up: it is the state that is slow
+        self.slowdown *= wanted / limit
+        return True
+
     def timeout_for(self, selection: Sequence[str] | set[str] | None) -> float:
-        """A generous limit for ``selection``: a multiple of its baseline time."""
+        """A generous limit for ``selection``: a multiple of its baseline time, times the
+        machine's measured ``slowdown``."""
         if self._baseline is None:
             return 600.0
         base = self._baseline.seconds if selection is None else self._baseline.cost(selection)
-        return max(self.min_timeout_s, TIMEOUT_FACTOR * base + self.min_timeout_s / 2)
+        return self.slowdown * max(self.min_timeout_s,
+                                   TIMEOUT_FACTOR * base + self.min_timeout_s / 2)
 
     # --- baseline and coverage ---------------------------------------------------------------
     def baseline(self, runs: int = 3) -> Baseline:

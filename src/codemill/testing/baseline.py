@@ -76,11 +76,20 @@ class Baseline:
         return sum(r.duration_s for r in self.reports) / max(len(self.reports), 1)
 
     def cost(self, tests: Iterable[str] | None) -> float:
-        """Test seconds of running ``tests`` (None: the full suite), each at its slowest."""
+        """Test seconds of running ``tests`` (None: the full suite), each at its slowest.
+        An item is a node id, or a file or directory path standing for every test in it
+        (a selection of test files costs what their tests cost, not nothing)."""
         slowest = {n: max(d) for n, d in self.durations.items() if d}
         if tests is None:
             return sum(slowest.values())
-        return sum(slowest.get(t, 0.0) for t in tests)
+        chosen: set[str] = set()
+        for t in tests:
+            if t in slowest or "::" in t:
+                chosen.add(t)
+                continue
+            prefix = t.rstrip("/") + ("::" if t.endswith(".py") else "/")
+            chosen.update(n for n in slowest if n.startswith(prefix))
+        return sum(slowest.get(t, 0.0) for t in chosen)
 
     @property
     def usable(self) -> bool:
