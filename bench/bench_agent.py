@@ -33,7 +33,7 @@ from pathlib import Path
 
 from codemill.agent.loop import Agent, AgentConfig
 from codemill.agent.models.scripted import ScriptedBackend
-from codemill.envs.sandbox import SandboxSpec, open_sandbox
+from codemill.sandbox.api import SandboxSpec, open_sandbox
 
 ACTIONS = [
     ("bash", "```bash\ntrue\n```"),

@@ -36,10 +36,10 @@ from pathlib import Path
 
 from codemill.core.config import Settings
 from codemill.envs import envstore
-from codemill.envs.builder import build_env
-from codemill.envs.builder_verdict import make_runner
-from codemill.envs.sandbox import open_sandbox
+from codemill.envs.builder.build import build_env
+from codemill.envs.builder.verdict import make_runner
 from codemill.repos.sources import snapshot_source
+from codemill.sandbox.api import open_sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "bench_envs"

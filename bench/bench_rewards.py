@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_rewards.py [--n 10] [--rollouts 8] [--workers 1,2]
 
-Builds the toy environment once in a temporary home (``codemill.envs.builder``), then:
+Builds the toy environment once in a temporary home (``codemill.envs.builder.build``), then:
 
 1. bare test time: the task's selection run by ``PytestRunner`` in a fresh sandbox over the
    gold state, timed from opening the sandbox (as grading is), nothing else (the floor any
@@ -29,12 +29,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from codemill.envs.sandbox import open_sandbox  # noqa: E402
 from codemill.factory.executors import LocalExecutor  # noqa: E402
 from codemill.rewards import workspace as W  # noqa: E402
 from codemill.rewards.grader import grade_detailed  # noqa: E402
 from codemill.rollouts.plan import RolloutConfig  # noqa: E402
 from codemill.rollouts.runner import run_rollouts  # noqa: E402
+from codemill.sandbox.api import open_sandbox  # noqa: E402
 from codemill.tasks.patches import file_diff  # noqa: E402
 from codemill.testing.pytest_runner import PytestRunner  # noqa: E402
 from rewards.toyproject import BROKEN_OPS, FILES, GOLD_PATCH, make_toy, toy_settings  # noqa: E402

@@ -27,15 +27,15 @@ from codemill.agent.models.scripted import ScriptedBackend
 from codemill.core.config import load_settings
 from codemill.core.diffs import parse_diff, strip_level
 from codemill.core.records import SamplingConfig, TaskSpec
-from codemill.envs.builder_verdict import make_runner
+from codemill.envs.builder.verdict import make_runner
 from codemill.envs.envstore import sandbox_spec
-from codemill.envs.sandbox import open_sandbox
 from codemill.factory.lookup import env_for_snapshot
 from codemill.factory.pipeline import RunConfig
 from codemill.factory.run import resolve_source, run_pipeline
 from codemill.rewards.workspace import git_apply
 from codemill.rollouts.plan import RolloutConfig
 from codemill.rollouts.runner import run_rollouts
+from codemill.sandbox.api import open_sandbox
 from codemill.store.reader import LedgerReader
 from codemill.store.rows import row_to_record
 

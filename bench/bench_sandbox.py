@@ -40,8 +40,8 @@ import time
 import uuid
 from pathlib import Path
 
-from codemill.envs.cgroups import leftover_cgroups
-from codemill.envs.sandbox import SandboxSpec, open_sandbox
+from codemill.sandbox.api import SandboxSpec, open_sandbox
+from codemill.sandbox.cgroups import leftover_cgroups
 
 
 def pct(values: list[float], q: float) -> float:

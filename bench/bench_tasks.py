@@ -52,7 +52,7 @@ def cpu_seconds() -> float:
 def env_for(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
     if args.env:
         return envstore.find_env(settings.home, args.env)
-    from codemill.envs.builder import build_env
+    from codemill.envs.builder.build import build_env
     from codemill.repos.sources import snapshot_source
 
     snap = snapshot_source(args.source, settings.home)

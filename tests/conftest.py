@@ -40,7 +40,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
 def bwrap_ready() -> None:
     """Real sandboxes need bubblewrap, setpriv and root for the mount namespace; `make test`
     installs them. Where they cannot be had, say so (and fail under ``CI=true``)."""
-    from codemill.envs.host import host_tools
+    from codemill.sandbox.host import host_tools
 
     try:
         host_tools()

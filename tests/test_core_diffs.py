@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from codemill.core.diffs import BinaryChangeError, file_diff
-from codemill.envs.workspace_diff import file_diff as workspace_file_diff
+from codemill.sandbox.workspace_diff import file_diff as workspace_file_diff
 from codemill.tasks.patches import apply_patch
 from codemill.tasks.patches import file_diff as task_file_diff
 

@@ -55,6 +55,7 @@ def test_no_module_names_an_upper_layer_by_string() -> None:
 def test_the_check_sees_a_registry_entry(tmp_path: Path) -> None:
     """The scan above would catch the registry ``core`` used to hold."""
     tree = ast.parse('"""doc: codemill.envs is fine here."""\n'
-                     'SANDBOXES = {"bwrap": "codemill.envs.bwrap:BwrapSandbox"}\n')
+                     'SANDBOXES = {"bwrap": "codemill.sandbox.bwrap:BwrapSandbox"}\n')
     named = [pkg for _, text in _strings(tree) for pkg in NAME.findall(text)]
-    assert named == ["envs"]
+    assert named == ["sandbox"]
+    assert _layers()["sandbox"] > _layers()["core"]

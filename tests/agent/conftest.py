@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from codemill.envs.process import IsolationWarning
-from codemill.envs.sandbox import SandboxSpec, open_sandbox
+from codemill.sandbox.api import SandboxSpec, open_sandbox
+from codemill.sandbox.process import IsolationWarning
 
 CALC = "def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b\n"
 TEST_CALC = (

@@ -13,8 +13,8 @@ import pytest
 from codemill.core.config import Settings
 from codemill.core.records import EnvStatus, RepoSnapshot
 from codemill.envs import envstore
-from codemill.envs.builder import BuildConfig, build_env
-from codemill.envs.sandbox import open_sandbox
+from codemill.envs.builder.build import BuildConfig, build_env
+from codemill.sandbox.api import open_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 

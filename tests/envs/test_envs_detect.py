@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from codemill.envs.detect import detect_project
+from codemill.repos.detect.project import detect_project
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

@@ -17,7 +17,7 @@ import pytest
 
 from codemill.core.config import Settings
 from codemill.core.records import RepoSnapshot
-from codemill.envs.builder import BuildConfig, build_env
+from codemill.envs.builder.build import BuildConfig, build_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from codemill.core.records import ExecResult
-from codemill.envs.builder_imports import distributions_for, missing_modules
-from codemill.envs.builder_plan import (
+from codemill.envs.builder.imports import distributions_for, missing_modules
+from codemill.envs.builder.plan import (
     Attempt,
     BuildConfig,
     attempts,
@@ -19,9 +19,9 @@ from codemill.envs.builder_plan import (
     prebuild_argv,
     widen,
 )
-from codemill.envs.builder_reasons import install_failure, telling_line
-from codemill.envs.detect import ProjectInfo
+from codemill.envs.builder.reasons import install_failure, telling_line
 from codemill.envs.lock import read_lock, tree_digest
+from codemill.repos.detect.project import ProjectInfo
 
 
 def fake_venv(root: Path, dists: dict[str, str], editable: str = "") -> Path:
@@ -148,7 +148,7 @@ def test_run_failure_names_the_exception() -> None:
 def test_recompile_replaces_planted_bytecode_and_never_follows_links(tmp_path: Path) -> None:
     import sys
 
-    from codemill.envs.builder_compile import recompile
+    from codemill.envs.builder.compile import recompile
 
     venv = fake_venv(tmp_path / "v", {"ok": "1"})
     sp = venv / "lib" / "python3.11" / "site-packages"

@@ -257,8 +257,8 @@ def test_pth_file(toy):
 def test_workspace_holds_no_gold_fix_or_hidden_test(toy):
     """What an agent could read: the broken state only; no git objects, no hidden test."""
     from codemill.envs.envstore import sandbox_spec
-    from codemill.envs.sandbox import open_sandbox
     from codemill.rewards.workspace import git_apply
+    from codemill.sandbox.api import open_sandbox
 
     spec = sandbox_spec(toy.env, toy.home, toy.settings.sandbox)
     with open_sandbox(spec, toy.home) as sb:

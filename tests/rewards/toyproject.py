@@ -103,7 +103,7 @@ def _hand_env(home: Path, snap_id: str) -> EnvSpec:
 def make_env(home: Path, settings: Settings) -> EnvSpec:
     snap = _snapshot_record(home)
     try:
-        from codemill.envs.builder import build_env
+        from codemill.envs.builder.build import build_env
     except ImportError:
         return _hand_env(home, snap.snapshot_id)
     with warnings.catch_warnings():

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from codemill.core.errors import SandboxError
-from codemill.envs.layers import OPAQUE_XATTR, MergedView, is_opaque, write_into_top
-from codemill.envs.workspace_diff import file_diff, tree_diff, workspace_diff
+from codemill.sandbox.layers import OPAQUE_XATTR, MergedView, is_opaque, write_into_top
+from codemill.sandbox.workspace_diff import file_diff, tree_diff, workspace_diff
 
 
 def whiteout(path: Path) -> None:

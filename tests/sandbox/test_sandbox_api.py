@@ -11,7 +11,7 @@ import pytest
 
 from codemill.core.errors import ConfigError, SandboxError
 from codemill.core.protocols import Sandbox
-from codemill.envs.sandbox import SandboxSpec, open_sandbox
+from codemill.sandbox.api import SandboxSpec, open_sandbox
 
 
 def test_run_basics(sandbox):

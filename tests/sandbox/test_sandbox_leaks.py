@@ -9,8 +9,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from codemill.envs.cgroups import leftover_cgroups
-from codemill.envs.sandbox import SandboxSpec, open_sandbox
+from codemill.sandbox.api import SandboxSpec, open_sandbox
+from codemill.sandbox.cgroups import leftover_cgroups
 
 RUNS = 200
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codemill.envs.sandbox import SandboxSpec, open_sandbox
+from codemill.sandbox.api import SandboxSpec, open_sandbox
 
 from .conftest import small_limits
 

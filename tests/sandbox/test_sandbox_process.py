@@ -11,8 +11,8 @@ import pytest
 
 from codemill.core.errors import SandboxError
 from codemill.core.protocols import Sandbox
-from codemill.envs.process import IsolationWarning
-from codemill.envs.sandbox import SandboxSpec, open_sandbox
+from codemill.sandbox.api import SandboxSpec, open_sandbox
+from codemill.sandbox.process import IsolationWarning
 
 
 def open_process(spec: SandboxSpec, home: Path):
@@ -23,7 +23,7 @@ def open_process(spec: SandboxSpec, home: Path):
 def test_process_sandbox_runs_and_warns(base_layer, home, limits, caplog):
     sb = open_process(SandboxSpec(layers=[base_layer], limits=limits()), home)
     assert isinstance(sb, Sandbox)
-    with caplog.at_level(logging.WARNING, logger="codemill.envs.process"):
+    with caplog.at_level(logging.WARNING, logger="codemill.sandbox.process"):
         res = sb.run(["sh", "-c", "cat README.md; echo x > new.txt; rm docs/a.txt"])
     assert "NO ISOLATION" in caplog.text
     assert res.ok and res.stdout == "hello\nworld\n"

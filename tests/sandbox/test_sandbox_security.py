@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from codemill.core.errors import SandboxError
-from codemill.envs.cgroups import leftover_cgroups
-from codemill.envs.sandbox import SandboxSpec, open_sandbox
+from codemill.sandbox.api import SandboxSpec, open_sandbox
+from codemill.sandbox.cgroups import leftover_cgroups
 
 PY = "/usr/bin/python3"
 
@@ -213,7 +213,7 @@ def test_results_dir_holds_only_plain_files_after_a_run(sandbox):
 
 
 def test_cgroup_limits_are_enforced_here(bwrap_ready, base_layer, home, limits):
-    from codemill.envs.cgroups import RunCgroup
+    from codemill.sandbox.cgroups import RunCgroup
 
     probe = RunCgroup.create(f"codemill-probe-{uuid.uuid4().hex[:8]}", limits())
     try:

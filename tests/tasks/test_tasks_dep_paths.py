@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from codemill.envs.detect_hints import read_hints
+from codemill.repos.detect.hints import read_hints
 from codemill.tasks.deps import deps_changed
 from codemill.tasks.paths import is_dependency_path
 

@@ -1,7 +1,7 @@
 """Synthesis, selection, validation and packaging on a real environment in real sandboxes."""
 
 from codemill.core.records import TaskKind
-from codemill.envs.sandbox import open_sandbox
+from codemill.sandbox.api import open_sandbox
 from codemill.tasks.feature_tasks import FeatureConfig, feature_tasks
 from codemill.tasks.mutate import enumerate_mutations
 from codemill.tasks.package import git_env, package_task

@@ -45,7 +45,7 @@ addopts = "--cov=shapes --cov-report="
 
 @pytest.fixture(scope="module")
 def shapes_bed(tmp_path_factory):
-    from codemill.envs.builder import build_env
+    from codemill.envs.builder.build import build_env
     from codemill.repos.sources import snapshot_source
 
     root = tmp_path_factory.mktemp("layouts")

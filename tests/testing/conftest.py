@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from codemill.core.config import SandboxConfig
-from codemill.envs.sandbox import SandboxSpec, open_sandbox
+from codemill.sandbox.api import SandboxSpec, open_sandbox
 
 UV = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "uv"
 

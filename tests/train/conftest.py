@@ -61,7 +61,7 @@ def sandbox(tmp_path):
     """A bwrap sandbox over a tiny buggy repository."""
     import os
 
-    from codemill.envs.sandbox import SandboxSpec, open_sandbox
+    from codemill.sandbox.api import SandboxSpec, open_sandbox
 
     repo = tmp_path / "repo"
     repo.mkdir()

@@ -153,7 +153,7 @@ def touched_paths(changes: list[FileChange], strip: int | None = None) -> list[s
 
 # --- writing ---------------------------------------------------------------------------------
 # The one writer of unified diffs: task patches (``codemill.tasks.patches``) and workspace
-# diffs (``codemill.envs.workspace_diff``) both come from ``file_diff``, so a file reads the
+# diffs (``codemill.sandbox.workspace_diff``) both come from ``file_diff``, so a file reads the
 # same way in both (lines split on ``\n`` only, as git splits them; binary content decided
 # once).
 

@@ -1,7 +1,7 @@
 """Loading an implementation by name, on demand: ``load(registry, name)``.
 
 A registry is a plain ``{name: "module:attr"}`` dict that lives in the package owning the
-implementations (``codemill.envs.sandbox.SANDBOXES``, ``codemill.agent.models.MODELS``),
+implementations (``codemill.sandbox.api.SANDBOXES``, ``codemill.agent.models.MODELS``),
 never here: ``core`` names no module of an upper layer. Loading on demand keeps choosing,
 say, the ``process`` sandbox free of importing the others.
 """

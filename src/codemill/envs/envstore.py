@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from codemill.core.config import SandboxConfig
 from codemill.core.errors import BuildError
 from codemill.core.records import EnvSpec
-from codemill.envs.sandbox import SandboxSpec
+from codemill.sandbox.api import SandboxSpec
 
 ENV_INSIDE = "/env"
 

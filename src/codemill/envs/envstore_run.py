@@ -23,8 +23,8 @@ from codemill.core.config import Settings
 from codemill.core.errors import BuildError, SandboxError
 from codemill.core.records import EnvSpec, ExecResult, TestReport
 from codemill.envs import envstore
-from codemill.envs.builder_verdict import make_runner
-from codemill.envs.sandbox import open_sandbox
+from codemill.envs.builder.verdict import make_runner
+from codemill.sandbox.api import open_sandbox
 
 
 def _open(env: EnvSpec, settings: Settings, timeout_s: float) -> object:

@@ -170,7 +170,7 @@ def tree_digest(root: Path) -> tuple[str, int]:
                 seen.add((info.st_dev, info.st_ino))
                 disk += info.st_blocks * 512
             if stat.S_ISDIR(info.st_mode):
-                # bytecode is remade on the host (codemill.envs.builder_compile): not hashed
+                # bytecode is remade on the host (codemill.envs.builder.compile): not hashed
                 inner = hashed and entry.name != "__pycache__"
                 if inner:
                     h.update(f"D {path}\n".encode())

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from codemill.agent.config import AGENT_VERSION
 from codemill.core.errors import FactoryError
 from codemill.core.records import EnvSpec, RepoSnapshot
-from codemill.envs.builder_records import BUILDER_VERSION
+from codemill.envs.builder.records import BUILDER_VERSION
 from codemill.factory.asset import AssetContext, Side
 from codemill.factory.graph import asset
 from codemill.factory.lookup import pick_env
@@ -124,7 +124,7 @@ def require_env(ctx: AssetContext, cfg: dict[str, Any]) -> EnvSpec:
 @asset("environments", code_version=f"1.{BUILDER_VERSION}", deps=("snapshots",))
 def environments(ctx: AssetContext) -> Iterator[Any]:
     """Build (or reuse) the environment of the snapshot, with its baseline test results."""
-    from codemill.envs.builder import build_env
+    from codemill.envs.builder.build import build_env
     from codemill.factory.lookup import env_rows
     from codemill.store.rows import record_to_row, test_result_rows
 

@@ -28,7 +28,7 @@ def _answer(ctx: AssetContext, env: Any, backend: Any, variant: str, req: vibes.
     from codemill.agent.loop import Agent
     from codemill.core.records import SamplingConfig
     from codemill.envs.envstore import sandbox_spec
-    from codemill.envs.sandbox import open_sandbox
+    from codemill.sandbox.api import open_sandbox
 
     sampling = SamplingConfig(temperature=0.0, max_tokens=cfg["max_tokens"], seed=0)
     agent = Agent(backend, AgentConfig(max_turns=cfg["max_turns"], sampling=sampling,
@@ -49,10 +49,10 @@ def vibe_checks(ctx: AssetContext) -> Iterator[Any]:
     """Answer, check and compare the vibe-check requests of one environment."""
     from codemill.agent.models import make_backend
     from codemill.agent.models.scripted import ScriptedBackend
-    from codemill.envs.builder_verdict import make_runner
+    from codemill.envs.builder.verdict import make_runner
     from codemill.envs.envstore import sandbox_spec, snapshot_dir
-    from codemill.envs.sandbox import open_sandbox
     from codemill.rewards.workspace import git_apply
+    from codemill.sandbox.api import open_sandbox
 
     cfg = dict(ctx.config)
     env = task_envs(ctx.read, ctx.settings.home, [cfg["env_id"]])[cfg["env_id"]]

@@ -36,7 +36,6 @@ from codemill.core.config import Settings
 from codemill.core.errors import CodemillError, GradingError
 from codemill.core.ids import bytes_id, content_id
 from codemill.core.records import EnvSpec, Outcome, Reward, TaskSpec, TestReport, Trajectory
-from codemill.envs.sandbox import open_sandbox
 from codemill.rewards import flags as F
 from codemill.rewards import shadow as S
 from codemill.rewards import workspace as W
@@ -44,6 +43,7 @@ from codemill.rewards.canary import Canary, plant
 from codemill.rewards.config import DEFAULT_ZERO_ON, HARNESS_VERSION, GraderConfig
 from codemill.rewards.diffs import parse_diff, touched_paths
 from codemill.rewards.verdict import TestVerdict, has_evidence, judge
+from codemill.sandbox.api import open_sandbox
 from codemill.testing.pytest_runner import PytestRunner
 from codemill.testing.runners import runner_for_command
 from codemill.testing.unittest_runner import UnittestRunner

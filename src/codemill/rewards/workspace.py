@@ -35,13 +35,13 @@ from codemill.core.config import SandboxConfig
 from codemill.core.errors import SandboxError
 from codemill.core.records import EnvSpec, ExecResult, TaskSpec
 from codemill.envs import envstore
-from codemill.envs.layers import MergedView
-from codemill.envs.sandbox import SandboxSpec
 from codemill.rewards import flags as F
 from codemill.rewards import paths as P
 from codemill.rewards import shadow as S
 from codemill.rewards import special_case as SC
 from codemill.rewards.diffs import parse_diff, strip_level, touched_paths
+from codemill.sandbox.api import SandboxSpec
+from codemill.sandbox.layers import MergedView
 
 GIT_ENV = {
     # Not a repository: git apply works on plain files, reads no workspace config and

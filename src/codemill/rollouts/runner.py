@@ -40,10 +40,10 @@ from codemill.core.errors import GradingError
 from codemill.core.protocols import ModelBackend
 from codemill.core.records import EnvSpec, Reward, StopReason, TaskSpec, Trajectory
 from codemill.envs import envstore
-from codemill.envs.sandbox import open_sandbox
 from codemill.rewards.config import GraderConfig
 from codemill.rewards.grader import grade, infra_reward
 from codemill.rollouts.plan import RolloutConfig, RolloutItem, plan_rollouts
+from codemill.sandbox.api import open_sandbox
 
 INFRA_STOPS = {StopReason.MODEL_ERROR: "infra:model", StopReason.SANDBOX_ERROR: "infra:sandbox"}
 """Stops caused by the model endpoint or the sandbox: the diff is partial through no fault

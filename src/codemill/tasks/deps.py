@@ -42,8 +42,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from codemill.core.records import EnvSpec
-from codemill.envs.detect_meta import read_package_meta, runtime_requirements
 from codemill.envs.lock import Lock, normalize
+from codemill.repos.detect.meta import read_package_meta, runtime_requirements
 from codemill.tasks.paths import is_dependency_path
 
 _SETUP_KEYS = ("install_requires", "extras_require", "setup_requires", "python_requires",

@@ -37,9 +37,9 @@ from pydantic import BaseModel, ConfigDict
 
 from codemill.core.errors import SourceError
 from codemill.core.records import Outcome, TaskKind
-from codemill.envs.layers import MergedView
 from codemill.repos.gitcmd import git
 from codemill.repos.history import CommitInfo, changed_files, list_commits
+from codemill.sandbox.layers import MergedView
 from codemill.tasks.deps import Installed, deps_changed, unmet_requirements
 from codemill.tasks.patches import (
     BinaryChangeError,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from codemill.core.errors import TaskError
 from codemill.core.records import TaskSpec
-from codemill.envs.sandbox import SandboxSpec
+from codemill.sandbox.api import SandboxSpec
 from codemill.tasks.patches import apply_patch
 from codemill.tasks.testbed import TestBed
 

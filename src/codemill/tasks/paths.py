@@ -11,7 +11,7 @@ from fnmatch import fnmatchcase
 from pathlib import PurePosixPath
 
 from codemill.core import testpaths
-from codemill.envs.detect_hints import REQUIREMENT_FILE_PATTERNS
+from codemill.repos.detect.hints import REQUIREMENT_FILE_PATTERNS
 
 DEPENDENCY_FILES = frozenset({
     "pyproject.toml", "setup.py", "setup.cfg", "Pipfile", "Pipfile.lock", "poetry.lock",

@@ -23,8 +23,8 @@ from codemill.core.config import SandboxConfig
 from codemill.core.errors import CodemillError, TaskError
 from codemill.core.records import EnvSpec, Outcome, TestReport
 from codemill.envs import envstore
-from codemill.envs.layers import MergedView
-from codemill.envs.sandbox import SandboxSpec, open_sandbox
+from codemill.sandbox.api import SandboxSpec, open_sandbox
+from codemill.sandbox.layers import MergedView
 from codemill.tasks import coverage_map as cov
 from codemill.tasks.patches import Changes
 from codemill.tasks.paths import is_source_path

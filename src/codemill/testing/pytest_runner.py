@@ -36,7 +36,7 @@ from codemill.testing.resultfile import clear_dir
 from codemill.testing.safe_start import PLAIN_START, PYTEST_START
 
 JUNIT_NAME = "junit.xml"
-# The bwrap and process sandboxes' inside path (codemill.envs.workspace.RESULTS_INSIDE);
+# The bwrap and process sandboxes' inside path (codemill.sandbox.workspace.RESULTS_INSIDE);
 # only a default for ``command()``: ``run()`` asks the sandbox.
 DEFAULT_RESULTS_INSIDE = "/harness/results"
 MAX_JUNIT_BYTES = 256 << 20

@@ -1,7 +1,7 @@
 """Packaging metadata of a source tree: PEP 621, Poetry, setup.cfg, setup.py (ast) and an
 sdist's PKG-INFO / egg-info, merged with the most explicit source first.
 
-Reads files only. The result feeds :mod:`codemill.envs.detect`, which adds test hints.
+Reads files only. The result feeds :mod:`codemill.repos.detect.project`, which adds test hints.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any
 
-from codemill.envs.detect_files import (
+from codemill.repos.detect.files import (
     as_dict,
     as_str_list,
     ini_get,
@@ -22,7 +22,7 @@ from codemill.envs.detect_files import (
     read_toml,
     valid_requirement,
 )
-from codemill.envs.detect_setuppy import parse_setup_py
+from codemill.repos.detect.setuppy import parse_setup_py
 
 _PY_CLASSIFIER = re.compile(r"Programming Language :: Python :: (3\.\d{1,2})\s*$")
 

@@ -17,11 +17,11 @@ from pathlib import Path
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict
 
-from codemill.envs.detect_files import requirement_name, valid_requirement
-from codemill.envs.detect_hints import read_hints
-from codemill.envs.detect_layout import scan_layout
-from codemill.envs.detect_meta import read_package_meta
-from codemill.envs.detect_pytest import read_pytest_config
+from codemill.repos.detect.files import requirement_name, valid_requirement
+from codemill.repos.detect.hints import read_hints
+from codemill.repos.detect.layout import scan_layout
+from codemill.repos.detect.meta import read_package_meta
+from codemill.repos.detect.pytest_config import read_pytest_config
 
 HARNESS_REQUIREMENTS = ("pytest>=6", "coverage")
 """Always installed: the runner (the harness's options need pytest 6 or later; unbounded,

@@ -1,7 +1,7 @@
 """What both sandbox backends share: scratch directories, host-side file access, diff.
 
 A sandbox owns ``<home>/tmp/sandboxes/<id>/`` (mode 0700) until ``close``; its results dir
-lives inside it. File access from the host goes through ``codemill.envs.layers`` (never
+lives inside it. File access from the host goes through ``codemill.sandbox.layers`` (never
 follows a link out of the workspace); runs and file access are serialized by one lock, so
 the host never reads a layer while sandboxed code is changing it.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from codemill.core.errors import SandboxError
-from codemill.envs.layers import MergedView, write_into_top
-from codemill.envs.sandbox import SandboxSpec
+from codemill.sandbox.api import SandboxSpec
+from codemill.sandbox.layers import MergedView, write_into_top
 
 RESULTS_INSIDE = "/harness/results"
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -25,10 +25,10 @@ from typing import Any
 from codemill.core.config import Settings
 from codemill.core.records import EnvSpec, EnvStatus, Outcome, RepoSnapshot, TestReport
 from codemill.envs import envstore
-from codemill.envs.builder_plan import PYTHON, BuildConfig
-from codemill.envs.builder_reasons import run_failure
-from codemill.envs.detect import ProjectInfo
-from codemill.envs.sandbox import open_sandbox
+from codemill.envs.builder.plan import PYTHON, BuildConfig
+from codemill.envs.builder.reasons import run_failure
+from codemill.repos.detect.project import ProjectInfo
+from codemill.sandbox.api import open_sandbox
 
 NO_TESTS = "no tests collected"
 

@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codemill.envs.detect_files import (
+from codemill.repos.detect.files import (
     as_dict,
     read_ini,
     read_toml,

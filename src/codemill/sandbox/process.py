@@ -28,11 +28,11 @@ from pathlib import Path
 
 from codemill.core.errors import SandboxError
 from codemill.core.records import ExecResult
-from codemill.envs.capture import drive
-from codemill.envs.layers import Entry, MergedView
-from codemill.envs.sandbox import SandboxSpec
-from codemill.envs.workspace import WorkspaceSandbox, clear_dir
-from codemill.envs.workspace_diff import tree_diff
+from codemill.sandbox.api import SandboxSpec
+from codemill.sandbox.capture import drive
+from codemill.sandbox.layers import Entry, MergedView
+from codemill.sandbox.workspace import WorkspaceSandbox, clear_dir
+from codemill.sandbox.workspace_diff import tree_diff
 
 logger = logging.getLogger(__name__)
 NOTICE = "process sandbox: NO ISOLATION, trusted code only"

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from codemill.envs.detect_files import (
+from codemill.repos.detect.files import (
     as_dict,
     ini_get,
     ini_lines,
@@ -23,7 +23,7 @@ from codemill.envs.detect_files import (
     read_toml,
     valid_requirement,
 )
-from codemill.envs.detect_setuppy import fold_constant, module_bindings
+from codemill.repos.detect.setuppy import fold_constant, module_bindings
 
 _PY_DOTTED = re.compile(r"(?<![\w.-])(?<!pypy)(?<!pypy-)3\.(\d{1,2})(?![\d])")
 _PY_TOX = re.compile(r"\bpy3(\d{1,2})\b")

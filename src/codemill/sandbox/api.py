@@ -10,11 +10,11 @@
 The workspace is always seen at ``/repo`` (its merged layers, copy-on-write); the
 environment at ``/env``; the harness's result files at ``results_dir``. Backends:
 
-- ``bwrap`` (default, ``codemill.envs.bwrap``): isolated; see that module for what it
+- ``bwrap`` (default, ``codemill.sandbox.bwrap``): isolated; see that module for what it
   protects against and what it does not.
-- ``process`` (``codemill.envs.process``): NO isolation, for trusted code in development.
+- ``process`` (``codemill.sandbox.process``): NO isolation, for trusted code in development.
 
-Non-goals here: building environments (``codemill.envs.builder``), running test suites
+Non-goals here: building environments (``codemill.envs.builder.build``), running test suites
 (``codemill.testing``).
 """
 
@@ -30,8 +30,8 @@ from codemill.core.errors import SandboxError
 from codemill.core.registry import load
 
 SANDBOXES: dict[str, str] = {
-    "bwrap": "codemill.envs.bwrap:BwrapSandbox",
-    "process": "codemill.envs.process:ProcessSandbox",
+    "bwrap": "codemill.sandbox.bwrap:BwrapSandbox",
+    "process": "codemill.sandbox.process:ProcessSandbox",
 }
 """Sandbox backends by name, imported on first use (``settings.sandbox.backend``)."""
 

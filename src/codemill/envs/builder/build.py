@@ -2,15 +2,15 @@
 
 Steps, each reported through ``progress``:
 
-1. detect (``codemill.envs.detect``; static, never runs project code on the host);
+1. detect (``codemill.repos.detect.project``; static, never runs project code on the host);
 2. pick an interpreter (``codemill.envs.interpreters``; ``python=`` overrides);
 3. install in a **build sandbox** (bwrap, network on) that sees only the snapshot at
    ``/repo`` (copy-on-write), the venv being built at ``/env``, the uv cache and the uv
    binary; nothing else of the host. ``uv venv --relocatable`` then one ``uv pip install``
    of the editable project with its test extras and the harness, falling back through the
-   attempts of ``codemill.envs.builder_plan`` (by era first, then today's index; rich, then
+   attempts of ``codemill.envs.builder.plan`` (by era first, then today's index; rich, then
    lean). Then collect the suite once and install distributions for modules the tests
-   import but nothing declared (``codemill.envs.builder_imports``);
+   import but nothing declared (``codemill.envs.builder.imports``);
 4. record the lock from the venv's files (``codemill.envs.lock``), seal the venv and
    publish it in ``<home>/envs/`` (identical venvs are shared); what the build wrote into
    ``/repo`` (generated version files, egg-info) becomes the environment's layer;
@@ -39,12 +39,12 @@ from codemill.core.errors import BuildError, SandboxError, TestRunError
 from codemill.core.ids import content_id
 from codemill.core.records import EnvSpec, EnvStatus, RepoSnapshot, TestReport
 from codemill.envs import envstore
-from codemill.envs.builder_install import Installed, install
-from codemill.envs.builder_plan import BuildConfig
-from codemill.envs.builder_records import BUILDER_VERSION, BuildResult, BuildStep
-from codemill.envs.builder_verdict import baseline_verdict, pytest_args, runner_for
-from codemill.envs.detect import ProjectInfo, detect_project
+from codemill.envs.builder.install import Installed, install
+from codemill.envs.builder.plan import BuildConfig
+from codemill.envs.builder.records import BUILDER_VERSION, BuildResult, BuildStep
+from codemill.envs.builder.verdict import baseline_verdict, pytest_args, runner_for
 from codemill.envs.interpreters import Interpreter, choose_interpreter
+from codemill.repos.detect.project import ProjectInfo, detect_project
 
 __all__ = ["BUILDER_VERSION", "BuildConfig", "BuildResult", "BuildStep", "build_env"]
 

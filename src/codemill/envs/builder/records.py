@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from codemill.core.records import EnvSpec, EnvStatus, TestReport
-from codemill.envs.detect import ProjectInfo
 from codemill.envs.interpreters import Interpreter
+from codemill.repos.detect.project import ProjectInfo
 
 BUILDER_VERSION = "1"
 """Part of every environment id; bump when a change to the builder changes what it makes."""

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from codemill.core.diffs import file_diff as core_file_diff
-from codemill.envs.layers import Entry, MergedView, is_opaque, is_whiteout
+from codemill.sandbox.layers import Entry, MergedView, is_opaque, is_whiteout
 
 EXCLUDED_NAMES = frozenset({"__pycache__", ".pytest_cache"})
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")

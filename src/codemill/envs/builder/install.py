@@ -1,4 +1,4 @@
-"""The install phase of a build, in the build sandbox; see ``codemill.envs.builder``.
+"""The install phase of a build, in the build sandbox; see ``codemill.envs.builder.build``.
 
 The build sandbox sees the snapshot at ``/repo`` (copy-on-write; what the build writes
 there becomes the environment's layer), a fresh staging dir at ``/env`` (read-write), the
@@ -21,9 +21,9 @@ from codemill.core.errors import BuildError
 from codemill.core.protocols import Sandbox
 from codemill.core.records import ExecResult, RepoSnapshot
 from codemill.envs import envstore
-from codemill.envs.builder_compile import recompile
-from codemill.envs.builder_imports import distributions_for, missing_modules
-from codemill.envs.builder_plan import (
+from codemill.envs.builder.compile import recompile
+from codemill.envs.builder.imports import distributions_for, missing_modules
+from codemill.envs.builder.plan import (
     PYTHON,
     UV_CACHE_INSIDE,
     UV_INSIDE,
@@ -38,12 +38,12 @@ from codemill.envs.builder_plan import (
     venv_argv,
     widen,
 )
-from codemill.envs.builder_reasons import install_failure
-from codemill.envs.builder_records import BuildStep
-from codemill.envs.detect import ProjectInfo
+from codemill.envs.builder.reasons import install_failure
+from codemill.envs.builder.records import BuildStep
 from codemill.envs.interpreters import Interpreter
 from codemill.envs.lock import Lock, read_lock, tree_digest
-from codemill.envs.sandbox import SandboxSpec, open_sandbox
+from codemill.repos.detect.project import ProjectInfo
+from codemill.sandbox.api import SandboxSpec, open_sandbox
 
 CERT_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
               "/etc/ssl/cert.pem")

@@ -31,7 +31,7 @@ binaries, fork and memory bombs, runaway output, leftovers. Does not protect aga
 kernel exploits (the kernel is shared; no seccomp filter is installed), CPU cache side
 channels, reading world-readable files under ``/usr`` and the bound ``/etc`` subset.
 
-Requires root to set up; see ``codemill.envs.host``.
+Requires root to set up; see ``codemill.sandbox.host``.
 """
 
 from __future__ import annotations
@@ -48,19 +48,19 @@ from pathlib import Path
 
 from codemill.core.errors import SandboxError
 from codemill.core.records import ExecResult
-from codemill.envs.capture import drive
-from codemill.envs.cgroups import RunCgroup
-from codemill.envs.host import SYSTEM_PATH, host_tools, system_binds
-from codemill.envs.layers import adopt
-from codemill.envs.sandbox import SandboxSpec
-from codemill.envs.workspace import (
+from codemill.sandbox.api import SandboxSpec
+from codemill.sandbox.capture import drive
+from codemill.sandbox.cgroups import RunCgroup
+from codemill.sandbox.host import SYSTEM_PATH, host_tools, system_binds
+from codemill.sandbox.layers import adopt
+from codemill.sandbox.workspace import (
     RESULTS_INSIDE,
     WorkspaceSandbox,
     clear_dir,
     sanitize_results,
     tree_usage,
 )
-from codemill.envs.workspace_diff import workspace_diff
+from codemill.sandbox.workspace_diff import workspace_diff
 
 STAGE_INSIDE_HOST = "/tmp"  # where the staging dir is bound in the private mount namespace
 OVERLAY_OPTS = "redirect_dir=off,index=off,metacopy=off"

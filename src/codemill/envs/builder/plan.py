@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
-from codemill.envs.detect import ProjectInfo
+from codemill.repos.detect.project import ProjectInfo
 
 UV_INSIDE = "/opt/codemill/uv"
 UV_CACHE_INSIDE = "/opt/codemill/uv-cache"
