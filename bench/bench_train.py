@@ -142,10 +142,14 @@ def tasks(home: Path) -> dict:
             try:
                 env = cli(["env", "build", f"pypi:{project}", "--json"], home)
                 env_id = env["env_id"]
-                out = cli(["tasks", "synth", env_id, "--max", str(TASKS_PER_PROJECT[split]),
-                           "--json"], home)
+                # A resumed stage tops up to the target instead of adding that many more.
+                have = len(cli(["tasks", "ls", "--env", env_id, "--json"], home) or [])
+                want = TASKS_PER_PROJECT[split] - have
+                if want > 0:
+                    cli(["tasks", "synth", env_id, "--max", str(want), "--json"], home)
+                total = len(cli(["tasks", "ls", "--env", env_id, "--json"], home) or [])
                 made[project] = {"split": split, "env_id": env_id, "env": env["status"],
-                                 "tasks": len(out["tasks"])}
+                                 "tasks": total}
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
                 made[project] = {"split": split, "error": str(exc)[-300:]}
             log(f"tasks: {project}: {str(made[project])[:200]}")

@@ -68,10 +68,9 @@ def test_kill_and_resume_gives_the_uninterrupted_checkpoint(tiny_dir, export, tm
     proc.wait(timeout=30)
     (run_dir,) = [p for p in states.iterdir() if not p.name.startswith(".")]
     assert not (run_dir / "manifest.json").exists(), "killed after it finished"
-    # A kill between renaming a new state into place and removing the older one leaves
-    # both; resume takes the newest, so that is the step the run was killed after.
-    state = sorted((run_dir / "state").glob("step-*"))[-1]
-    killed_at = int(state.name.split("-")[1])
+    # A kill between a state's rename and the removal of the older one leaves both;
+    # resume takes the newest.
+    killed_at = max(int(p.name.split("-")[1]) for p in (run_dir / "state").glob("step-*"))
     assert 3 <= killed_at < STEPS
 
     again = subprocess.run(_cmd(tiny_dir, export), env=_env(cut), capture_output=True,
