@@ -49,7 +49,7 @@ def _run(source: str, model: str, group: int, synth: int, features: int, max_tur
 
         with err_console.status(f"[bold]{command}[/]: training") as status:
             trained = train_after_run(
-                settings, cfg, steps=train_steps,
+                settings, cfg, snap.snapshot_id, steps=train_steps,
                 say=lambda m: status.update(f"[bold]{command}[/]: {m}"),
                 on_step=lambda m: status.update(
                     f"[bold]{command}[/]: SFT step {m['step']}/{train_steps} "

@@ -22,14 +22,18 @@ from codemill.core.records import EnvSpec, SamplingConfig, TaskSpec, TokenTrace
 
 def ledger_tasks(settings: Settings, prefixes: Sequence[str] = ()) -> tuple[list[TaskSpec],
                                                                           dict[str, EnvSpec]]:
-    """Validated tasks (deduped, sorted by id) whose environment is usable on disk."""
-    from codemill.envs.envstore import load_records
-    from codemill.store.ledger import Ledger
+    """Validated tasks (deduped, sorted by id) whose recorded environment is usable and
+    installed on disk (the ledger's rows; the environment store is only a cache)."""
+    from pathlib import Path
+
+    from codemill.factory.lookup import env_from_row, env_rows
+    from codemill.store.reader import LedgerReader
     from codemill.store.rows import row_to_record
 
-    envs = {e.env_id: e for e in load_records(settings.home) if e.status.value == "usable"}
-    with Ledger.open(settings) as ledger:
-        rows = ledger.read("tasks").to_pylist()
+    with LedgerReader.open(settings) as reader:
+        envs = {e.env_id: e for e in map(env_from_row, env_rows(reader))
+                if e.status.value == "usable" and Path(e.venv_path).is_dir()}
+        rows = reader.read("tasks").to_pylist()
     tasks: dict[str, TaskSpec] = {}
     for row in rows:
         if row["env_id"] in envs and (not prefixes or row["task_id"].startswith(tuple(prefixes))):

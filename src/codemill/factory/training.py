@@ -383,19 +383,23 @@ class RunTraining:
     it learned to act in the format, not that it generalizes (see ``bench_train``)."""
 
 
-def train_after_run(settings: Settings, run: Any, *, steps: int = 12, per_task: int = 2,
-                    lr: float = 1e-3, lora: bool = True, on_step: StepFn | None = None,
+def train_after_run(settings: Settings, run: Any, snapshot_id: str, *, steps: int = 12,
+                    per_task: int = 2, lr: float = 1e-3, lora: bool = True,
+                    on_step: StepFn | None = None,
                     say: Callable[[str], None] | None = None) -> RunTraining:
     """SFT on expert trajectories of ``run``'s tasks (``run`` is the pipeline's
-    ``RunConfig``), then the checkpoint rolled out on the same tasks with the run's agent
-    settings. Every part is cached by content id: a rerun trains and samples nothing new."""
+    ``RunConfig``, ``snapshot_id`` the source it resolved to), then the checkpoint rolled
+    out on the same tasks with the run's agent settings. Every part is cached by content
+    id: a rerun trains and samples nothing new."""
     from codemill.evals.stats import wilson
-    from codemill.factory.pipeline import require_env
-    from codemill.repos.sources import snapshot_source
-    from codemill.store.ledger import Ledger
+    from codemill.factory.lookup import env_for_snapshot
+    from codemill.store.reader import LedgerReader
 
     say = say or (lambda _m: None)
-    env = require_env(Path(settings.home), snapshot_source(run.source, settings.home).snapshot_id)
+    with LedgerReader.open(settings) as reader:
+        env = env_for_snapshot(reader, snapshot_id)
+    if env is None:
+        raise FactoryError(f"{run.source}: no usable environment to train in")
     tasks, envs = ledger_tasks(settings)
     tasks = [t for t in tasks if t.env_id == env.env_id]
     if not tasks:
@@ -412,8 +416,8 @@ def train_after_run(settings: Settings, run: Any, *, steps: int = 12, per_task: 
     trained = [g.reward for g in sample_policy(settings, model, tasks, envs, say=say, **kw)]
     # The base policy's rollouts are the run's own (same tasks, same agent settings).
     ids = {t.task_id for t in tasks}
-    with Ledger.open(settings) as ledger:
-        rows = {r["rollout_id"]: r for r in ledger.read("rewards").to_pylist()
+    with LedgerReader.open(settings) as reader:
+        rows = {r["rollout_id"]: r for r in reader.read("rewards").to_pylist()
                 if r["policy"] == run.model and r["task_id"] in ids}
     base = [None if r["masked"] else r["value"] for r in rows.values()]
 
