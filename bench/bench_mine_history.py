@@ -176,7 +176,7 @@ def main() -> None:
     repos = args.repos or (sorted(p for p in REPOS.iterdir() if (p / ".git").exists())
                            if REPOS.is_dir() else [])
     if not repos:
-        print(f"bench_mine_history: no clones under {REPOS.relative_to(ROOT)} and none "
+        print(f"bench_mine_history: no clones under {REPOS} and none "
               "given; see this script's docstring for the runbook. Nothing measured.")
         return
     if args.static:

@@ -69,7 +69,7 @@ def _git(repo, *args):
                           cwd=repo, check=True, capture_output=True, text=True).stdout
 
 
-def _history(root, calc_repo, setup_py: str):
+def _history(root, calc_repo, setup_py: str, high: str | None = None):
     """The calculator's fix, made while the project still had a setup.py (``setup_py``)
     and another binary asset; a later commit moves to pyproject.toml only and updates the
     asset, so HEAD equals the environment's snapshot."""
@@ -78,6 +78,7 @@ def _history(root, calc_repo, setup_py: str):
     fixed = (repo / "calc" / "__init__.py").read_text()
     (repo / "calc" / "__init__.py").write_text(_git(calc_repo, "show",
                                                     "HEAD~1:calc/__init__.py"))
+    new_high = high
     high = (repo / "tests" / "test_high.py").read_text()
     (repo / "tests" / "test_high.py").unlink()
     (repo / "setup.py").write_text(setup_py)
@@ -87,7 +88,7 @@ def _history(root, calc_repo, setup_py: str):
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "Start, with setup.py")
     (repo / "calc" / "__init__.py").write_text(fixed)
-    (repo / "tests" / "test_high.py").write_text(high)
+    (repo / "tests" / "test_high.py").write_text(new_high or high)
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "Clamp values above the range to hi")
     (repo / "setup.py").unlink()
@@ -142,3 +143,14 @@ def test_prescreen_counts_the_static_checks_of_both_rules(bed, calc_env, tmp_pat
     # held to the snapshot's manifests instead, the setup.py era is out of reach
     assert prescreen(bed, mirror, "HEAD", cfg) == {
         "deps changed": 1, "no test change": 1, "root commit": 1}
+
+
+def test_a_past_whose_tests_cannot_run_here_is_told_apart(bed, calc_env, tmp_path):
+    # the commit's test needs a module of an older Python: not even the fix passes it
+    _, calc_repo, _ = calc_env
+    repo = _history(tmp_path, calc_repo, "from setuptools import setup\nsetup(name='calcproj')\n",
+                    high="from collections import Mapping\n\n\ndef test_clamp_high():\n"
+                         "    assert Mapping\n")
+    decisions, funnel = _mine(bed, calc_env, repo)
+    assert all(t is None for t, _ in decisions)
+    assert funnel.rejected["gold state: no test passes"] == 1

@@ -21,7 +21,9 @@ root commits, declare requirements the environment does not meet (``deps not met
 parent's or the commit's manifests, held to the environment's lock and Python by
 ``tasks.deps.unmet_requirements``; without a lock, ``deps changed``: manifests whose
 declared requirements differ from the snapshot's or across the commit), carry binary
-changes, lie too far from the snapshot, or yield no fail-to-pass test. All git access is plumbing
+changes, lie too far from the snapshot, or yield no fail-to-pass test (``no fail-to-pass``;
+``gold state: no test passes`` when even the commit's own state passes none of its tests,
+as when its code no longer runs on the environment's Python). All git access is plumbing
 on a mirror (``codemill.repos``); the repository's code runs only in sandboxes.
 """
 
@@ -285,6 +287,9 @@ def _screen(bed: TestBed, c: Candidate, funnel: FunnelCounter) -> str | None:
     flips = [t for t, o in go.items() if o == Outcome.PASSED and (failed(bo.get(t))
                                                                    or t not in bo)]
     if not flips:
-        return "no fail-to-pass"
+        # None passing even after the fix: the past does not run here (a Python or a test
+        # dependency the environment lacks), which is not the same as tests that never flip
+        passed = [t for t, o in go.items() if o == Outcome.PASSED]
+        return "no fail-to-pass" if passed else "gold state: no test passes"
     c.fail_to_pass = tuple(sorted(flips))
     return None
