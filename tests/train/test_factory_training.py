@@ -12,7 +12,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def ledger_home(tmp_path_factory, bwrap_ready):
-    """A fresh home holding the toy environment and its task in the ledger."""
+    """A fresh home holding the toy environment and its task in the ledger (where the
+    factory looks them up)."""
     from codemill.store.ledger import Ledger
     from codemill.store.rows import record_to_row
     from rewards.toyproject import make_toy, toy_settings
@@ -20,9 +21,10 @@ def ledger_home(tmp_path_factory, bwrap_ready):
     home = tmp_path_factory.mktemp("train-home").absolute()
     settings = toy_settings(home)
     env, task = make_toy(home, settings)
-    with Ledger.open(settings) as ledger, ledger.writer(
-            "tasks", run_id="setup", asset="tasks", config_hash="") as w:
-        w.add(record_to_row(task))
+    with Ledger.open(settings) as ledger:
+        for table, record in (("environments", env), ("tasks", task)):
+            with ledger.writer(table, run_id="setup", asset=table, config_hash="") as w:
+                w.add(record_to_row(record))
     return settings, env, task
 
 
