@@ -121,6 +121,15 @@ def _base_dirs(spec: str, home: Path) -> tuple[Path, Path | None, str, str | Non
     return base, adapter, spec, None
 
 
+def _job_model(job: Any, home: Path) -> tuple[Path, Path | None, str, str | None,
+                                              TrainConfig]:
+    """``_base_dirs`` of the job's model and its train config; a model that is already an
+    adapter keeps training as one (LoRA on)."""
+    base_dir, adapter, root, parent = _base_dirs(job.model, home)
+    cfg = job.train.model_copy(update={"lora": True}) if adapter is not None else job.train
+    return base_dir, adapter, root, parent, cfg
+
+
 def _record(settings: Settings, run_id: str, row: dict[str, Any]) -> None:
     from codemill.store.ledger import Ledger
 
@@ -212,8 +221,7 @@ def train_sft(settings: Settings, job: SftJob, *, on_step: StepFn | None = None,
     say = say or (lambda _m: None)
     home = Path(settings.home)
     run_id = new_run_id()
-    base_dir, adapter, root, parent = _base_dirs(job.model, home)
-    cfg = job.train.model_copy(update={"lora": True}) if adapter is not None else job.train
+    base_dir, adapter, root, parent, cfg = _job_model(job, home)
     graded, tasks, envs = _sft_data(settings, job, base_dir, run_id, say)
     good = [g for g in graded if g.trace is not None and g.reward is not None and g.reward >= 1]
     seqs, left_out = keep([from_trace(g.trace, rollout_id=g.rollout_id) for g in good
@@ -288,8 +296,7 @@ def train_grpo(settings: Settings, job: GrpoJob, *, on_step: StepFn | None = Non
     say = say or (lambda _m: None)
     home = Path(settings.home)
     run_id = new_run_id()
-    base_dir, adapter, root, parent = _base_dirs(job.model, home)
-    cfg = job.train.model_copy(update={"lora": True}) if adapter is not None else job.train
+    base_dir, adapter, root, parent, cfg = _job_model(job, home)
     tasks, envs = ledger_tasks(settings, job.tasks)
     if not tasks:
         raise FactoryError("no validated tasks with a usable environment in the ledger")
