@@ -71,3 +71,31 @@ def test_unittest_canaries_run_and_fail(open_project, tmp_path: Path):
     outcomes = report.outcomes()
     assert outcomes[ok] == Outcome.PASSED
     assert all(outcomes.get(c.node_id) == Outcome.FAILED for c in canaries), outcomes
+
+
+def test_canaries_never_replace_a_test_of_the_selection(open_project, tmp_path: Path):
+    """A canary named like a selected test (``test_add`` + the word ``negative`` of another
+    test = ``test_add_negative``) and appended to its file would replace that test and fail
+    it, so an honest fix would earn 0. Names here make that draw likely; none may happen."""
+    files = {"tests/test_ops.py": "def test_add():\n    assert True\n\n\n"
+                                  "def test_sub():\n    assert True\n",
+             "tests/test_hidden.py": "def test_add_negative():\n    assert True\n\n\n"
+                                     "def test_add_sub():\n    assert True\n"}
+    selection = ["tests/test_hidden.py::test_add_negative", "tests/test_ops.py::test_add",
+                 "tests/test_hidden.py::test_add_sub", "tests/test_ops.py::test_sub"]
+    layer = write_project(tmp_path / "proj", files)
+    for seed in range(150):
+        sb = open_project(layer)
+        canaries, planted = plant(sb, selection, count=3, unittest=False,
+                                  rng=random.Random(seed), fail_to_pass=tuple(selection[:2]))
+        assert not {c.node_id for c in canaries} & set(selection), (seed, canaries)
+        for path in ("tests/test_ops.py", "tests/test_hidden.py"):
+            text = bytes(sb.read_file(path)).decode()
+            names = [line.split("(")[0] for line in text.splitlines() if line.startswith("def ")]
+            assert len(names) == len(set(names)), (seed, path, names)
+        if seed < 2:  # the selection still runs as written, the canaries fail
+            report = PytestRunner().run(sb, planted, timeout_s=120)
+            outcomes = report.outcomes()
+            assert all(outcomes[n] == Outcome.PASSED for n in selection), outcomes
+            assert all(outcomes[c.node_id] == Outcome.FAILED for c in canaries), outcomes
+        sb.close()

@@ -6,9 +6,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from codemill.rewards import flags as F
 
-HARNESS_VERSION = "codemill-grade-2"
+HARNESS_VERSION = "codemill-grade-3"
 """Bumped whenever grading rules change, so rewards graded under other rules are told apart
-(stored on every reward row with the runner's parser version)."""
+(stored on every reward row with the runner's parser version). 3: a canary never takes
+the name of a selected test (it replaced the test and failed it: an honest fix got 0)."""
 
 DEFAULT_ZERO_ON = (
     F.PATCH_FAILED,
