@@ -41,11 +41,12 @@ def _on_step(m: dict[str, Any]) -> None:
                   highlight=False)
 
 
-def _report(result: Any, as_json: bool) -> None:
+def _report(result: Any, as_json: bool, suites: list[str] | None = None) -> None:
     if as_json:
+        evals = _evaluate(result.checkpoint_id, suites or [], True)
         print_json({"checkpoint_id": result.checkpoint_id, "path": str(result.path),
                     "kind": result.kind, "cached": result.cached, "data": result.data,
-                    "metrics": result.metrics})
+                    "metrics": result.metrics, "evals": evals})
         return
     table = Table(title=f"{result.kind} checkpoint {result.checkpoint_id[:12]}"
                   + (" (cached)" if result.cached else ""), title_justify="left")
@@ -59,6 +60,44 @@ def _report(result: Any, as_json: bool) -> None:
                       highlight=False)
     console.print(f"use it: [bold]--model ckpt:{result.checkpoint_id[:12]}[/]  "
                   f"({result.path})", highlight=False)
+    _evaluate(result.checkpoint_id, suites or [], False)
+
+
+def _evaluate(checkpoint_id: str, suites: list[str], as_json: bool) -> list[dict[str, Any]]:
+    """Evaluate the new checkpoint on each suite (a cache hit when done before). A suite
+    the contamination guard refuses (it shares tasks or projects with the training data)
+    is reported with the reason, not run; training already succeeded either way."""
+    from codemill.core.errors import CodemillError
+    from codemill.factory.eval_api import evaluate
+
+    out: list[dict[str, Any]] = []
+    for suite in suites:
+        if not as_json:
+            err_console.print(f"evaluating ckpt:{checkpoint_id[:12]} on {suite}",
+                              highlight=False)
+        try:
+            res = evaluate(State.settings(), suite, f"ckpt:{checkpoint_id}")
+        except CodemillError as exc:
+            out.append({"suite": suite, "not_evaluated": str(exc)})
+            if not as_json:
+                err_console.print(f"[yellow]not evaluated on {suite}:[/] {exc}",
+                                  highlight=False)
+            continue
+        p = res.score.pass1
+        out.append({"suite": suite, "eval_id": res.eval_id, "status": res.status,
+                    "pass1": {"value": p.value, "low": p.low, "high": p.high,
+                              "successes": p.successes, "n": p.n}})
+        if not as_json:
+            console.print(f"eval {suite} ({res.status}): pass@1 {p}", highlight=False)
+    return out
+
+
+def _check_suites(suites: list[str]) -> None:
+    """Unknown suites fail before any training (one line, exit 1)."""
+    from codemill.factory.eval_api import get_suite
+
+    for suite in suites:
+        get_suite(State.settings(), suite)
 
 
 def _train_config(**kw: Any) -> Any:
@@ -89,6 +128,8 @@ def sft_cmd(
     seed: int = typer.Option(0, "--seed"),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
+    eval_suites: list[str] = typer.Option([], "--eval", help="Then evaluate the checkpoint "
+                                          "on this suite (NAME@VERSION; repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Supervised fine-tuning: masked next-token loss on the model's own tokens of
@@ -103,12 +144,13 @@ def sft_cmd(
         cfg = _train_config(steps=steps, batch_size=batch, lr=lr, lora=lora, max_len=max_len,
                             lora_layers=lora_layers,
                             seed=seed, threads=threads, device=device, save_every=save_every)
+        _check_suites(eval_suites)
         job = SftJob(model=model, data=data, data_path=data_path, teacher=teacher,  # type: ignore[arg-type]
                      tasks=tuple(tasks), per_task=per_task, train=cfg)
         say = (lambda m: err_console.print(m, highlight=False)) if not as_json else None
         result = train_sft(State.settings(), job, on_step=None if as_json else _on_step,
                            say=say)
-        _report(result, as_json)
+        _report(result, as_json, eval_suites)
 
 
 @app.command("grpo")
@@ -129,6 +171,8 @@ def grpo_cmd(
     seed: int = typer.Option(0, "--seed"),
     threads: int | None = typer.Option(None, "--threads"),
     device: str = typer.Option("auto", "--device"),
+    eval_suites: list[str] = typer.Option([], "--eval", help="Then evaluate the checkpoint "
+                                          "on this suite (NAME@VERSION; repeatable)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """GRPO from execution rewards: rollouts with the current weights, graded, one
@@ -142,11 +186,12 @@ def grpo_cmd(
                             temperature=temperature, max_new_tokens=max_new_tokens,
                             max_turns=max_turns, baseline=baseline, lora=lora,
                             max_len=max_len, seed=seed, threads=threads, device=device)
+        _check_suites(eval_suites)
         job = GrpoJob(model=model, tasks=tuple(tasks), train=cfg)
         say = (lambda m: err_console.print(m, highlight=False)) if not as_json else None
         result = train_grpo(State.settings(), job, on_step=None if as_json else _on_step,
                             say=say)
-        _report(result, as_json)
+        _report(result, as_json, eval_suites)
 
 
 @app.command("export")
