@@ -65,6 +65,8 @@ from codemill.sandbox.workspace_diff import workspace_diff
 STAGE_INSIDE_HOST = "/tmp"  # where the staging dir is bound in the private mount namespace
 OVERLAY_OPTS = "redirect_dir=off,index=off,metacopy=off"
 NOFILE = 8192
+NPROC_BACKSTOP = 16384
+"""RLIMIT_NPROC when a pids cgroup limits each sandbox (shared by all sandboxes of the user)."""
 DISK_CHECK_S = 1.0
 
 
@@ -183,7 +185,10 @@ class BwrapSandbox(WorkspaceSandbox):
         # The memory cgroup is the real limit; AS only stops absurd reservations, so that a
         # memory bomb is seen as an OOM kill. Without a memory cgroup, AS is the limit.
         address = mem * 4 + (1 << 30) if "memory" in cgroup_limits else mem
-        nproc = lim.pids * 4 if "pids" in cgroup_limits else lim.pids
+        # RLIMIT_NPROC counts every process of the sandbox user on the machine, so all
+        # concurrent sandboxes share it: with a pids cgroup (the real, per-sandbox limit) it
+        # is only a backstop and must not make one sandbox's fork fail because others run.
+        nproc = max(lim.pids * 4, NPROC_BACKSTOP) if "pids" in cgroup_limits else lim.pids
         cpu = int(timeout_s * max(1.0, lim.cpu_quota)) + 5
         return [self.tools.prlimit, f"--as={address}", f"--cpu={cpu}",
                 f"--fsize={lim.disk_mb * 1024 * 1024}", f"--nofile={NOFILE}",
