@@ -178,10 +178,14 @@ def main() -> int:
     ap.add_argument("--home", type=Path, default=OUT / "evals_home")
     ap.add_argument("--suite", default="held-out")
     ap.add_argument("--version", default="1")
-    ap.add_argument("--limit", type=int, default=45)
+    ap.add_argument("--limit", type=int, default=45, help="Tasks sampled by project (0: all).")
+    ap.add_argument("--project", action="append", default=[],
+                    help="Only tasks of this project (repeatable; e.g. bench_train's held-out "
+                    "projects, so a checkpoint trained on the others is not contaminated).")
     ap.add_argument("--k", type=int, default=1)
     ap.add_argument("--max-turns", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=96)
+    ap.add_argument("--wall-time", type=float, default=600, help="Seconds per attempt.")
     ap.add_argument("--variant", action="append", help="Model spec (repeatable).")
     ap.add_argument("--judge", default="heuristic")
     ap.add_argument("--chunked", action="append", default=["smollm2"],
@@ -201,7 +205,7 @@ def main() -> int:
     from codemill.factory import eval_api, evaluation
 
     settings = load_settings()
-    if _recorded_tasks(settings) < args.limit:
+    if _recorded_tasks(settings) < args.limit and not args.project:
         print(f"fewer than {args.limit} tasks in {args.home}: making them with "
               "bench_tasks_real.py first", flush=True)
         subprocess.run([sys.executable, str(ROOT / "bench" / "bench_tasks_real.py"),
@@ -210,9 +214,11 @@ def main() -> int:
                        check=False)
     variants = args.variant or ["scripted:look-then-submit", "oracle", "smollm2"]
     run = SuiteRunConfig(k=args.k, max_turns=args.max_turns, max_tokens=args.max_tokens,
-                         temperature=0.0 if args.k == 1 else 0.7, seed=0, wall_time_s=600)
+                         temperature=0.0 if args.k == 1 else 0.7, seed=0,
+                         wall_time_s=args.wall_time)
     suite = eval_api.define_suite(settings, args.suite, args.version,
-                                  SuiteSelection(limit=args.limit), run)
+                                  SuiteSelection(projects=tuple(args.project),
+                                                 limit=args.limit or None), run)
     projects: dict[str, int] = {}
     for t in suite.tasks:
         projects[t.project] = projects.get(t.project, 0) + 1

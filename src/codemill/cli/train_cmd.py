@@ -100,6 +100,12 @@ def _check_suites(suites: list[str]) -> None:
         get_suite(State.settings(), suite)
 
 
+def _lora_targets(mlp: bool) -> tuple[str, ...]:
+    from codemill.train.config import LORA_ATTENTION, LORA_ATTENTION_AND_MLP
+
+    return LORA_ATTENTION_AND_MLP if mlp else LORA_ATTENTION
+
+
 def _train_config(**kw: Any) -> Any:
     from codemill.train.config import TrainConfig
 
@@ -121,6 +127,8 @@ def sft_cmd(
     batch: int = typer.Option(4, "--batch", help="Sequences per step."),
     lr: float = typer.Option(1e-4, "--lr", help="AdamW learning rate."),
     lora: bool = typer.Option(False, "--lora", help="Train a LoRA adapter (peft)."),
+    lora_mlp: bool = typer.Option(False, "--lora-mlp", help="With --lora: adapt the MLP "
+                                  "projections too, not only attention."),
     lora_layers: int | None = typer.Option(None, "--lora-layers",
                                            help="Adapt only the last N layers."),
     max_len: int = typer.Option(2048, "--max-len", help="Longer sequences are left out."),
@@ -142,7 +150,7 @@ def sft_cmd(
         if data == "parquet" and (not data_path or not Path(data_path).is_file()):
             raise ConfigError(f"--data-path {data_path!r}: no such Parquet file")
         cfg = _train_config(steps=steps, batch_size=batch, lr=lr, lora=lora, max_len=max_len,
-                            lora_layers=lora_layers,
+                            lora_layers=lora_layers, lora_targets=_lora_targets(lora_mlp),
                             seed=seed, threads=threads, device=device, save_every=save_every)
         _check_suites(eval_suites)
         job = SftJob(model=model, data=data, data_path=data_path, teacher=teacher,  # type: ignore[arg-type]

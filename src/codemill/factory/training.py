@@ -47,7 +47,7 @@ from codemill.factory.train_data import (
     read_graded,
     sample_policy,
 )
-from codemill.train.config import TrainConfig
+from codemill.train.config import LORA_ATTENTION_AND_MLP, TrainConfig
 
 __all__ = ["GrpoJob", "SftJob", "TrainResult", "export_trajectories", "read_graded",
            "sample_policy", "train_after_run", "train_grpo", "train_sft"]
@@ -414,7 +414,8 @@ def train_after_run(settings: Settings, run: Any, snapshot_id: str, *, steps: in
     job = SftJob(model=run.model, data="expert", tasks=tuple(t.task_id for t in tasks),
                  per_task=per_task, max_turns=max(6, run.max_turns),
                  train=TrainConfig(steps=steps, batch_size=2, lr=lr, lora=lora, max_len=3072,
-                                   seed=run.seed, threads=1, lora_layers=8))
+                                   seed=run.seed, threads=1, lora_layers=8,
+                                   lora_targets=LORA_ATTENTION_AND_MLP))
     ckpt = train_sft(settings, job, on_step=on_step, say=say)
     model = f"ckpt:{ckpt.checkpoint_id}"
     say(f"rolling out {model[:17]} on {len(tasks)} task(s)")

@@ -10,6 +10,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+LORA_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+LORA_ATTENTION_AND_MLP = (*LORA_ATTENTION, "gate_proj", "up_proj", "down_proj")
+"""Llama-family module names. Adapting the MLP too learned the action format about twice
+as fast per step in the demo's SFT (loss 0.50 vs 0.83 after 12 steps) for little extra
+time: the backward pass runs through those layers either way."""
+
 
 class TrainConfig(BaseModel):
     """How one training run (SFT or GRPO) updates a policy."""
@@ -40,7 +46,7 @@ class TrainConfig(BaseModel):
     adapter and names its base."""
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
-    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    lora_targets: tuple[str, ...] = LORA_ATTENTION
     lora_layers: int | None = Field(None, ge=1)
     """Adapt only the last N transformer layers (None: all). The backward pass then stops
     at the lowest adapted layer: on CPU this roughly halves a step's time."""
