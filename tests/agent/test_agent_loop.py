@@ -171,11 +171,14 @@ def test_native_tools_setting_picks_the_protocol():
     assert on.native and "<tool name=" not in on.system_prompt
 
 
-def test_seed_varies_with_the_sample_index(sandbox):
+def test_seed_varies_with_the_sample_index_and_the_turn(sandbox):
+    from codemill.agent.loop import TURN_SEED_STRIDE
+
     seeds = []
 
-    def policy(messages, tools):
-        return '<tool name="submit"></tool>'
+    def policy(messages, tools):  # one format error (no action), then a submit
+        done = any("<tool" in (m.content or "") for m in messages if m.role == "user")
+        return '<tool name="submit"></tool>' if done else "thinking, no action"
 
     class Recording(ScriptedBackend):
         def complete(self, messages, *, tools=None, sampling=None):
@@ -185,4 +188,5 @@ def test_seed_varies_with_the_sample_index(sandbox):
     agent = Agent(Recording(policy), config(sampling={"seed": 10, "temperature": 0.7}))
     for i in range(3):
         agent.run(sandbox, "t", rollout_id=f"r{i}", sample_index=i)
-    assert seeds == [10, 11, 12]
+    # a retry after a format error samples with another seed than the turn before it
+    assert seeds == [s + t * TURN_SEED_STRIDE for s in (10, 11, 12) for t in (0, 1)]

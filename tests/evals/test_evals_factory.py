@@ -128,3 +128,37 @@ def test_each_new_checkpoint_gets_its_eval_once(world, tmp_path):
     assert len({r["rollout_id"] for r in _rows(settings, "eval_samples")}) == 4
     third = dict(eval_api.evaluate_checkpoints(settings, "toy"))
     assert {r.status for r in third.values()} == {"cached"}
+
+
+def test_attempts_graded_under_other_rules_are_regraded_not_resampled(world, toy, tmp_path):
+    """A ledger holding recorded attempts whose rewards came from another harness version
+    (here: stale zeros): the eval grades those attempts again from their rows, under
+    today's rules, and samples nothing new."""
+    from codemill.core.config import CatalogConfig
+    from codemill.rewards.config import HARNESS_VERSION
+
+    settings, snap, tasks = world
+    run = SuiteRunConfig(k=1, max_turns=3, max_tokens=64, wall_time_s=120)
+    eval_api.define_suite(settings, "toy", "1", SuiteSelection(), run)
+    first = eval_api.evaluate(settings, "toy", "oracle")
+    assert first.score.pass1.successes == 2
+
+    def rows(table):
+        meta = ("run_id", "code_version", "created_at")
+        return [{k: v for k, v in r.items() if k not in meta} for r in _rows(settings, table)]
+
+    wh = tmp_path / "other-warehouse"
+    wh.mkdir()
+    other = settings.model_copy(update={"catalog": CatalogConfig(
+        uri=f"sqlite:///{tmp_path / 'other.db'}", warehouse=wh.as_uri())})
+    stale = [{**r, "harness_version": "codemill-grade-0", "value": 0.0, "resolved": False}
+             for r in rows("rewards")]
+    seed(other, {"snapshots": [snap], "environments": [toy.env], "tasks": tasks,
+                 "rollouts": rows("rollouts"), "steps": rows("steps"), "rewards": stale})
+    eval_api.define_suite(other, "toy", "1", SuiteSelection(), run)
+    again = eval_api.evaluate(other, "toy", "oracle")
+    assert again.status == "success" and again.score.pass1.successes == 2
+    assert sorted(r["rollout_id"] for r in _rows(other, "rollouts")) == sorted(
+        r["rollout_id"] for r in _rows(settings, "rollouts"))  # nothing resampled
+    current = [r for r in _rows(other, "rewards") if r["harness_version"] == HARNESS_VERSION]
+    assert len(current) == 2 and all(r["value"] == 1.0 for r in current)

@@ -24,6 +24,10 @@ from codemill.core.records import Message, SamplingConfig, Step, StopReason, Too
 
 __all__ = ["Agent", "AgentConfig"]
 
+TURN_SEED_STRIDE = 1_000_003
+"""Turn t of sample i samples with seed + i + t * stride (a prime far above any group size),
+so no two calls of a rollout group share a seed."""
+
 
 class Agent:
     """``Agent(model, config).run(sandbox, task_prompt, rollout_id=...) -> Trajectory``."""
@@ -55,8 +59,8 @@ class Agent:
                 break
             t0 = time.monotonic()
             with boundary("model", f"turn {len(steps)}") as seam:
-                reply = self.model.complete(messages, tools=schemas,
-                                            sampling=self._sampling(tokens, sample_index))
+                sampling = self._sampling(tokens, sample_index, len(steps))
+                reply = self.model.complete(messages, tools=schemas, sampling=sampling)
             if seam.failed:
                 stop, error = StopReason.MODEL_ERROR, seam.message
                 break
@@ -115,11 +119,14 @@ class Agent:
             return StopReason.WALL_TIME
         return None
 
-    def _sampling(self, tokens: int, sample_index: int) -> SamplingConfig:
+    def _sampling(self, tokens: int, sample_index: int, turn: int) -> SamplingConfig:
+        """The sampling of one model call. Each (sample, turn) gets its own seed: with one
+        seed for every turn, a retry after a format error draws the same random numbers
+        over an almost unchanged prompt and a small model repeats its reply word for word."""
         s = self.config.sampling
         return s.model_copy(update={
             "max_tokens": min(s.max_tokens, self.config.max_tokens - tokens),
-            "seed": None if s.seed is None else s.seed + sample_index,
+            "seed": None if s.seed is None else s.seed + sample_index + TURN_SEED_STRIDE * turn,
         })
 
     def _act(self, ctx: ToolContext, calls: Sequence[ToolCall], native: bool,

@@ -32,8 +32,11 @@ from codemill.evals.variants import ORACLE, checkpoint_of, oracle_backend
 from codemill.factory import eval_inputs as inputs
 from codemill.factory.asset import AssetContext, Side
 from codemill.factory.graph import asset
+from codemill.rewards.config import HARNESS_VERSION
 
-EVAL_VERSION = "1"
+EVAL_VERSION = f"2.{HARNESS_VERSION}"
+"""Part of every eval's cache key: new grading rules evaluate again (regrading recorded
+attempts, not resampling them)."""
 
 
 @asset("suites", code_version="1")
@@ -107,6 +110,29 @@ def _backend(ctx: AssetContext, variant: str, checkpoint_id: str | None) -> Any:
     return make_backend(f"transformers:{row['path']}", home=ctx.settings.home)
 
 
+def _regrade(ctx: AssetContext, tasks: list[Any], envs: dict[str, Any],
+             rollouts: dict[str, dict[str, Any]], steps: dict[str, list[dict[str, Any]]],
+             rewards: dict[str, dict[str, Any]]) -> Iterator[Any]:
+    """Grade recorded attempts that have no reward under the current harness version
+    (their diffs and trajectories are read back from the rows); fills ``rewards``."""
+    from codemill.factory.executor_base import ItemError
+    from codemill.factory.pipeline import grade_one
+    from codemill.store.rows import record_to_row, trajectory_from_rows
+
+    by_task = {t.task_id: t for t in tasks}
+    todo = [r for rid, r in sorted(rollouts.items())
+            if rid not in rewards and r["task_id"] in by_task and r["env_id"] in envs]
+    items = [(by_task[r["task_id"]], envs[r["env_id"]],
+              trajectory_from_rows(r, steps.get(r["rollout_id"], [])), ctx.settings.home,
+              ctx.settings) for r in todo]
+    for reward in ctx.executor.map(grade_one, items):
+        if isinstance(reward, ItemError):  # no row: the attempt stays ungraded (masked)
+            ctx.logger.warning("regrading failed in its worker: %s", reward)
+            continue
+        rewards[reward.rollout_id] = record_to_row(reward)
+        yield Side("rewards", rewards[reward.rollout_id])
+
+
 @asset("evals", code_version=EVAL_VERSION)
 def evals(ctx: AssetContext) -> Iterator[Any]:
     """Run one variant on one suite (reusing recorded attempts) and measure it."""
@@ -130,13 +156,15 @@ def evals(ctx: AssetContext) -> Iterator[Any]:
     planned = plan_rollouts(tasks, variant, rcfg)
     ids = [p.rollout_id for p in planned]
     where = f"rollout_id in ({inputs.quoted(ids)})"
-    rewards = {r["rollout_id"]: r for r in ctx.read("rewards", row_filter=where)}
-    rollouts = {r["rollout_id"]: r for r in ctx.read("rollouts", row_filter=where)
-                if r["rollout_id"] in rewards}
+    # Only rewards graded under today's rules count; a recorded attempt without one is
+    # graded again from its rows (never resampled), as the ``rewards`` asset does.
+    rewards = {r["rollout_id"]: r for r in ctx.read("rewards", row_filter=where)
+               if r["harness_version"] == HARNESS_VERSION}
+    rollouts = {r["rollout_id"]: r for r in ctx.read("rollouts", row_filter=where)}
     steps: dict[str, list[dict[str, Any]]] = {}
-    for s in ctx.read("steps", row_filter=where,
-                      columns=["rollout_id", "step_index", "latency_s", "tool_seconds"]):
+    for s in ctx.read("steps", row_filter=where):
         steps.setdefault(s["rollout_id"], []).append(s)
+    yield from _regrade(ctx, tasks, envs, rollouts, steps, rewards)
     # A variant that cannot even load is a failed eval (recorded), not N masked attempts.
     model = (oracle_backend(tasks) if variant == ORACLE
              else _backend(ctx, variant, cfg.get("checkpoint_id")))

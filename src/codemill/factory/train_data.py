@@ -16,6 +16,7 @@ from typing import Any
 from codemill.core.config import Settings
 from codemill.core.ids import content_id, new_run_id
 from codemill.core.records import EnvSpec, SamplingConfig, TaskSpec, TokenTrace
+from codemill.rewards.config import HARNESS_VERSION
 
 # --- data ------------------------------------------------------------------------------
 
@@ -87,8 +88,10 @@ def read_graded(settings: Settings, rollout_ids: Sequence[str] | None = None,
     wanted = set(rollout_ids) if rollout_ids is not None else None
     with Ledger.open(settings) as ledger:
         traces = ledger.read("trajectories").to_pylist()
+        # only rewards of today's grading rules: a stale 1 must not become training data
         rewards = {r["rollout_id"]: r for r in ledger.read(
-            "rewards", columns=["rollout_id", "value", "masked"]).to_pylist()}
+            "rewards", columns=["rollout_id", "value", "masked", "harness_version"]).to_pylist()
+            if r["harness_version"] == HARNESS_VERSION}
     out: dict[str, Graded] = {}
     for row in traces:
         rid = row["rollout_id"]

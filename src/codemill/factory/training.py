@@ -47,6 +47,7 @@ from codemill.factory.train_data import (
     read_graded,
     sample_policy,
 )
+from codemill.rewards.config import HARNESS_VERSION
 from codemill.train.config import LORA_ATTENTION_AND_MLP, TrainConfig
 
 __all__ = ["GrpoJob", "SftJob", "TrainResult", "export_trajectories", "read_graded",
@@ -426,7 +427,8 @@ def train_after_run(settings: Settings, run: Any, snapshot_id: str, *, steps: in
     ids = {t.task_id for t in tasks}
     with LedgerReader.open(settings) as reader:
         rows = {r["rollout_id"]: r for r in reader.read("rewards").to_pylist()
-                if r["policy"] == run.model and r["task_id"] in ids}
+                if r["policy"] == run.model and r["task_id"] in ids
+                and r["harness_version"] == HARNESS_VERSION}
     base = [None if r["masked"] else r["value"] for r in rows.values()]
 
     def rate(values: list[float | None]) -> Any:

@@ -20,6 +20,7 @@ from codemill.evals.judge import Agreement, agreement
 from codemill.evals.suites import SuiteSpec
 from codemill.factory.eval_api import EvalResult, load_eval
 from codemill.factory.eval_inputs import find_suite, ledger_reader
+from codemill.rewards.config import HARNESS_VERSION
 
 
 @dataclass
@@ -68,7 +69,8 @@ def _trajectories(read: Any, evals: list[EvalResult], per_variant: int) -> list[
     ids = ", ".join(f"'{s['rollout_id']}'" for s in picked)
     where = f"rollout_id in ({ids})"
     rollouts = {r["rollout_id"]: r for r in read("rollouts", row_filter=where)}
-    rewards = {r["rollout_id"]: r for r in read("rewards", row_filter=where)}
+    rewards = {r["rollout_id"]: r for r in read("rewards", row_filter=where)
+               if r["harness_version"] == HARNESS_VERSION}
     steps: dict[str, dict[int, dict[str, Any]]] = {}
     for s in read("steps", row_filter=where, columns=[
             "rollout_id", "step_index", "content", "tool_calls", "observations", "latency_s",
