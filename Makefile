@@ -47,7 +47,7 @@ lint: setup  ## ruff and the layer contracts
 	$(BIN)/lint-imports
 
 test: lint  ## the whole test suite (under 15 minutes on 2 cores)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 demo: setup  ## the main job on its embedded default
 	$(BIN)/codemill demo
