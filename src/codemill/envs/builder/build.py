@@ -9,8 +9,10 @@ Steps, each reported through ``progress``:
    binary; nothing else of the host. ``uv venv --relocatable`` then one ``uv pip install``
    of the editable project with its test extras and the harness, falling back through the
    attempts of ``codemill.envs.builder.plan`` (by era first, then today's index; rich, then
-   lean). Then collect the suite once and install distributions for modules the tests
-   import but nothing declared (``codemill.envs.builder.imports``);
+   lean), each degrading one failing requirement at a time (``degrade``). Then collect the
+   suite once and install distributions for modules the tests import but nothing declared
+   (``codemill.envs.builder.imports``), and when pytest itself breaks on the suite, test
+   tooling as of the snapshot's date (``tooling``);
 4. record the lock from the venv's files (``codemill.envs.lock``), seal the venv and
    publish it in ``<home>/envs/`` (identical venvs are shared); what the build wrote into
    ``/repo`` (generated version files, egg-info) becomes the environment's layer;
@@ -139,6 +141,10 @@ def build_env(
             "test_command": verdict.test_command, "n_tests": verdict.n_tests,
             "n_passing": verdict.n_passing, "n_flaky": verdict.n_flaky})
         reports, flaky = verdict.reports, verdict.flaky
+    if installed.notes:  # what the install left out or changed, next to the verdict
+        notes = "install: " + "; ".join(installed.notes)
+        env = env.model_copy(update={"reason": f"{env.reason}; {notes}" if env.reason
+                                     else notes})
     envstore.save_record(home, env)
     say(f"{env.status.value}{': ' + env.reason if env.reason else ''}")
     return BuildResult(env=env, project=project, interpreter=interp,
