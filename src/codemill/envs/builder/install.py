@@ -291,7 +291,7 @@ def install(snapshot: RepoSnapshot, project: ProjectInfo, interp: Interpreter, h
                 if res.ok and prebuild:
                     res = run.run("build requirements", prebuild)
                 if res.ok:
-                    res = run.run(f"install ({attempt.label})",
+                    res = run.run(f"install ({summary(attempt)})",
                                   install_argv(project, attempt, config))
                 if not res.ok:
                     output = res.stdout + "\n" + res.stderr

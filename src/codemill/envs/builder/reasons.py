@@ -121,6 +121,10 @@ def install_failure(res: ExecResult) -> str:
             and not _CARETS.match(b)]
         tail = (interesting or block)[-6:]
         return _clip(f"building {m.group(1)} failed: " + " | ".join(tail))
+    if "build backend returned an error" in joined and (raised := deepest_exception(text)):
+        # uv names no distribution when the editable build of the project itself fails.
+        what = "the project" if "build_editable" in joined else "a package"
+        return _clip(f"building {what} failed: {raised}")
     if re.search(r"Failed to fetch|error sending request|dns error|Connect\b", joined):
         return _clip("package index unreachable: " + " ".join(block[:3]))
     if "not found in the package registry" in joined or "was not found in" in joined:
