@@ -115,6 +115,32 @@ def test_an_unbuildable_pin_is_retried_then_dropped_alone(
     assert not any(line.startswith("mock==") for line in env.lock.splitlines())
 
 
+GOOD_SETUP = """
+from setuptools import setup
+
+setup(name="codemill-unbuildable-fixture", version="0.9", py_modules=["unbuildable_fixture"])
+"""
+
+
+def test_a_newest_release_that_fails_to_build_gives_way_to_an_older_one(
+        project_snapshot: Maker, find_links: Path, build_home: Path,
+        settings: Settings) -> None:
+    _sdist(find_links, BAD, "0.9", GOOD_SETUP)  # 1.0 (the newest) fails, 0.9 builds
+    (find_links / f"{BAD.replace('-', '_')}-0.9.tar.gz").chmod(0o644)
+    files = {**MARKED, "requirements-test.txt": f"freezegun\n{BAD}\n"}
+    files["pyproject.toml"] = files["pyproject.toml"].replace(
+        f', "{BAD}==1.0; python_version >= \'3\'"', "")
+    snap = project_snapshot("older", files)
+    config = BuildConfig(baseline_runs=1, fix_missing_imports=False,
+                         find_links=(str(find_links),))
+    result = build_env(snap, build_home, settings, config=config)
+    env = result.env
+    assert env.status == EnvStatus.USABLE, result.log[-4000:]
+    assert f"{BAD}==0.9" in env.lock.splitlines(), env.lock
+    assert f"{BAD}!=1.0 (building {BAD}==1.0 failed: RuntimeError" in env.reason
+    assert "without" not in result.attempt
+
+
 CONFTEST_PY_PATH = {
     "pyproject.toml": """
         [build-system]

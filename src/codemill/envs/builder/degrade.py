@@ -69,7 +69,9 @@ def _relax(attempt: Attempt, name: str, version: str, era: str | None) -> Step:
 
 
 def _drop(attempt: Attempt, name: str, why: str) -> Step:
-    return Step(replace(attempt, dropped=(*attempt.dropped, (name, why))),
+    """``attempt`` without ``name`` (its relaxations go: the override removes it)."""
+    excluded = tuple(c for c in attempt.excluded if requirement_key(c) != name)
+    return Step(replace(attempt, dropped=(*attempt.dropped, (name, why)), excluded=excluded),
                 f"dropping {name}: {why}")
 
 
@@ -109,6 +111,17 @@ def _conflict_text(output: str) -> str:
     appear; the lines before it are progress."""
     at = output.find("No solution found")
     return output[at:] if at >= 0 else ""
+
+
+def notes(attempt: Attempt, first_failures: dict[str, str]) -> list[str]:
+    """For people: each requirement the successful ``attempt`` left out or installed at
+    another release than first chosen, and why."""
+    out = [f"without {name} ({why})" for name, why in attempt.dropped]
+    out += [f"{c} ({first_failures[requirement_key(c)]})" for c in attempt.excluded
+            if requirement_key(c) in first_failures]
+    out += [f"{name} as of {date[:10]} ({first_failures[name]})" for name, date in attempt.exempt
+            if name in first_failures]
+    return out
 
 
 def summary(attempt: Attempt) -> str:

@@ -29,6 +29,7 @@ from codemill.core.records import ExecResult, RepoSnapshot
 from codemill.envs import envstore
 from codemill.envs.builder.compile import recompile
 from codemill.envs.builder.degrade import degrade, summary
+from codemill.envs.builder.degrade import notes as degrade_notes
 from codemill.envs.builder.imports import distributions_for, missing_modules
 from codemill.envs.builder.plan import (
     FIND_LINKS_INSIDE,
@@ -322,7 +323,7 @@ def install(snapshot: RepoSnapshot, project: ProjectInfo, interp: Interpreter, h
                 collected = None
                 if config.fix_missing_imports and project.has_tests:
                     collected = _fix_imports(run, project, attempt, config, pytest_args, say)
-                notes = [f"without {name} ({why})" for name, why in attempt.dropped]
+                notes = degrade_notes(attempt, first_failures)
                 if config.tooling_retry and project.has_tests and not attempt.exclude_newer:
                     notes += _retry_tooling(run, project, attempt, config, snapshot.created_at,
                                             pytest_args, say, collected)
