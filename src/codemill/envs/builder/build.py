@@ -130,21 +130,19 @@ def build_env(
     seconds = round(time.monotonic() - started, 3)
     if verdict is None:
         env = spec_env.model_copy(update={
-            "status": EnvStatus.FAILED, "reason": f"baseline could not run: {b.exception}",
+            "status": EnvStatus.FAILED,
+            "reason": _noted(f"baseline could not run: {b.exception}", installed.notes),
             "build_seconds": seconds,
             "test_command": runner_for(project, "pytest").test_command})
         reports: tuple[TestReport, ...] = ()
         flaky: tuple[str, ...] = ()
     else:
         env = spec_env.model_copy(update={
-            "status": verdict.status, "reason": verdict.reason, "build_seconds": seconds,
+            "status": verdict.status, "reason": _noted(verdict.reason, installed.notes),
+            "build_seconds": seconds,
             "test_command": verdict.test_command, "n_tests": verdict.n_tests,
             "n_passing": verdict.n_passing, "n_flaky": verdict.n_flaky})
         reports, flaky = verdict.reports, verdict.flaky
-    if installed.notes:  # what the install left out or changed, next to the verdict
-        notes = "install: " + "; ".join(installed.notes)
-        env = env.model_copy(update={"reason": f"{env.reason}; {notes}" if env.reason
-                                     else notes})
     envstore.save_record(home, env)
     say(f"{env.status.value}{': ' + env.reason if env.reason else ''}")
     return BuildResult(env=env, project=project, interpreter=interp,
@@ -152,6 +150,14 @@ def build_env(
                        flaky=flaky, disk_bytes=installed.disk_bytes,
                        shared_venv=installed.shared, layer=str(layer or ""),
                        attempt=installed.attempt)
+
+
+def _noted(reason: str, notes: tuple[str, ...]) -> str:
+    """The verdict's reason, then what the install left out or changed to get there."""
+    if not notes:
+        return reason
+    told = "install: " + "; ".join(notes)
+    return f"{reason}; {told}" if reason else told
 
 
 def _is_sandbox_error(exc: BaseException | None) -> bool:
