@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from codemill.core.config import Settings
 from codemill.core.errors import BuildError
 from codemill.core.protocols import Sandbox
@@ -188,9 +190,12 @@ def _fix_imports(run: _Steps, project: ProjectInfo, attempt: Attempt, config: Bu
     collection when nothing was installed after it (None otherwise)."""
     tried: set[str] = set()
     local = set(project.top_level_modules)
+    gone = {name for name, _ in attempt.dropped}  # dropped because they do not install
     for _ in range(config.max_import_rounds):
         res = _collect(run, pytest_args)
-        dists = distributions_for(missing_modules(res.stdout + res.stderr), local, tried)
+        dists = [d for d in distributions_for(missing_modules(res.stdout + res.stderr),
+                                              local, tried)
+                 if canonicalize_name(d) not in gone]
         if not dists:
             return res
         say(f"installing what the tests import: {', '.join(dists)}")
