@@ -9,7 +9,11 @@ from datetime import UTC, datetime
 from codemill.core.records import ExecResult
 from codemill.envs.builder.degrade import degrade, notes, summary
 from codemill.envs.builder.plan import Attempt, BuildConfig, input_files, install_argv
-from codemill.envs.builder.reasons import deepest_exception, failed_distribution
+from codemill.envs.builder.reasons import (
+    deepest_exception,
+    failed_distribution,
+    telling_line,
+)
 from codemill.envs.builder.requirements import applicable, for_interpreter
 from codemill.envs.builder.tooling import (
     pytest_broken,
@@ -81,6 +85,11 @@ def test_the_distribution_at_fault_and_the_deepest_exception() -> None:
     assert deepest_exception(own) == ("AttributeError: module 'py' has no attribute 'path' "
                                       "(at /repo/tests/conftest.py:3)")
     assert deepest_exception("E   AssertionError\nno traceback here") == ""
+    conftest = ("ImportError while loading conftest '/repo/conftest.py'.\nconftest.py:1: in "
+                "<module>\n    import py\n        ^^\nE   ModuleNotFoundError: No module "
+                "named 'py'\n")
+    assert telling_line(conftest) == ("ImportError while loading conftest '/repo/conftest.py'."
+                                      " ModuleNotFoundError: No module named 'py'")
 
 
 PROJECT = ProjectInfo(name="calc", installable=True, test_extras=("test",),

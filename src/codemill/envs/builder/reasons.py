@@ -155,7 +155,14 @@ def telling_line(output: str) -> str:
     if internal:
         return internal[-1][:300]
     hits = [ln for ln in lines if _TELLING.search(ln) and not _CARETS.match(ln)]
-    return (hits[0] if hits else "")[:300]
+    first = hits[0] if hits else ""
+    # pytest puts the exception on an ``E`` line after the headline ("ImportError while
+    # loading conftest ..."): name both.
+    raised = [ln[1:].strip() for ln in lines if ln.startswith("E ")
+              and _RAISED.match(ln[1:].strip())]
+    if first and raised and raised[-1] not in first:
+        first = f"{first} {raised[-1]}"
+    return first[:300]
 
 
 def run_failure(report: TestReport) -> str:
