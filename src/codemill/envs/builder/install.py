@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -52,16 +53,14 @@ from codemill.envs.builder.plan import (
     venv_argv,
     widen,
 )
-from codemill.envs.builder.reasons import failed_distribution, install_failure, telling_line
+from codemill.envs.builder.reasons import (
+    attempts_failure,
+    failed_distribution,
+    install_failure,
+)
 from codemill.envs.builder.records import BuildStep
 from codemill.envs.builder.requirements import for_interpreter
-from codemill.envs.builder.tooling import (
-    freeze_argv,
-    pytest_broken,
-    tooling_argv,
-    tooling_cutoff,
-    tooling_names,
-)
+from codemill.envs.builder.tooling import retry_tooling
 from codemill.envs.interpreters import Interpreter
 from codemill.envs.lock import Lock, read_lock, tree_digest
 from codemill.repos.detect.project import ProjectInfo
@@ -218,48 +217,6 @@ def _date_flags(argv: list[str]) -> list[str]:
     return out
 
 
-def _retry_tooling(run: _Steps, project: ProjectInfo, attempt: Attempt, config: BuildConfig,
-                   created_at: str, pytest_args: tuple[str, ...], say: Callable[[str], None],
-                   collected: ExecResult | None) -> list[str]:
-    """When pytest breaks on the suite, reinstall the test tooling as of the snapshot's
-    date (in place: a reinstall that does not resolve leaves the venv as it was). Notes
-    for people on what happened."""
-    res = collected or _collect(run, pytest_args)
-    if not pytest_broken(res):
-        return []
-    broke = telling_line(res.stdout + "\n" + res.stderr) or f"exit {res.exit_code}"
-    cutoff = tooling_cutoff(created_at, config)
-    if cutoff is None:
-        return [f"pytest breaks on the suite ({broke}); the snapshot is too recent (or has "
-                "no date) for older test tooling"]
-    day = cutoff[:10]
-    say(f"pytest breaks on the suite; test tooling as of {day}")
-    names = tooling_names(run.run("list test tooling", freeze_argv(), timeout=120).stdout)
-    base = install_argv(project, attempt, config)
-    res = run.run(f"test tooling as of {day}", tooling_argv(base, names, cutoff))
-    if not res.ok:
-        return [f"pytest breaks on the suite ({broke}); test tooling as of {day} did not "
-                f"install: {install_failure(res)}"]
-    again = _collect(run, pytest_args)
-    if pytest_broken(again):
-        return [f"pytest breaks on the suite with the newest test tooling ({broke}) and "
-                f"with the tooling as of {day} "
-                f"({telling_line(again.stdout + chr(10) + again.stderr)})"]
-    return [f"test tooling as of {day} (the newest pytest broke on the suite: {broke})"]
-
-
-def _failure(reasons: list[tuple[str, str]]) -> str:
-    """Why the install failed: the last attempt's reason, then the attempts tried."""
-    if not reasons:
-        return "no install attempt"
-    label, last = reasons[-1]
-    if all(why == last for _, why in reasons):
-        tried = "; ".join(lbl for lbl, _ in reasons)
-        return f"{last} [attempts, all failing so: {tried}]"
-    tried = " | ".join(f"{lbl}: {why[:160]}" for lbl, why in reasons[:-1])
-    return f"{last} [attempts: {tried} | {label}: as above]"
-
-
 def install(snapshot: RepoSnapshot, project: ProjectInfo, interp: Interpreter, home: Path,
             settings: Settings, config: BuildConfig, say: Callable[[str], None],
             steps: list[BuildStep], pytest_args: tuple[str, ...] = ()) -> Installed:
@@ -330,8 +287,10 @@ def install(snapshot: RepoSnapshot, project: ProjectInfo, interp: Interpreter, h
                     collected = _fix_imports(run, project, attempt, config, pytest_args, say)
                 notes = degrade_notes(attempt, first_failures)
                 if config.tooling_retry and project.has_tests and not attempt.exclude_newer:
-                    notes += _retry_tooling(run, project, attempt, config, snapshot.created_at,
-                                            pytest_args, say, collected)
+                    notes += retry_tooling(
+                        run.run, partial(_collect, run, pytest_args),
+                        install_argv(project, attempt, config), snapshot.created_at, config,
+                        say, collected)
                 staged = envstore.envs_root(home) / "layers" / f".staging-{uuid.uuid4().hex}"
                 layer = sb.freeze(staged)
             # The sandbox has exited: nothing changes the staging dir from here on.
@@ -352,4 +311,4 @@ def install(snapshot: RepoSnapshot, project: ProjectInfo, interp: Interpreter, h
             envstore.remove_tree(staging)  # a no-op once published (renamed away)
             if inputs is not None:
                 envstore.remove_tree(inputs)
-    raise BuildError(_failure(reasons))
+    raise BuildError(attempts_failure(reasons))

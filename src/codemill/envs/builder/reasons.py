@@ -97,6 +97,18 @@ def deepest_exception(output: str) -> str:
     return ""
 
 
+def attempts_failure(reasons: list[tuple[str, str]]) -> str:
+    """Why the install failed: the last attempt's reason, then the attempts tried."""
+    if not reasons:
+        return "no install attempt"
+    label, last = reasons[-1]
+    if all(why == last for _, why in reasons):
+        tried = "; ".join(lbl for lbl, _ in reasons)
+        return f"{last} [attempts, all failing so: {tried}]"
+    tried = " | ".join(f"{lbl}: {why[:160]}" for lbl, why in reasons[:-1])
+    return f"{last} [attempts: {tried} | {label}: as above]"
+
+
 def install_failure(res: ExecResult) -> str:
     """The reason an install command failed."""
     if res.timed_out:

@@ -14,10 +14,12 @@ from the collection's output (an untrusted text, used only to choose whether to 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from codemill.core.records import ExecResult
 from codemill.envs.builder.plan import PYTHON, UV_INSIDE, BuildConfig, later_of
+from codemill.envs.builder.reasons import install_failure, telling_line
 
 TOOLING_CORE = ("pytest", "pluggy", "py", "iniconfig")
 MIN_AGE_DAYS = 30
@@ -73,3 +75,34 @@ def tooling_argv(install_argv: list[str], names: list[str], cutoff: str) -> list
 
 def freeze_argv() -> list[str]:
     return [UV_INSIDE, "pip", "freeze", "--python", PYTHON]
+
+
+def retry_tooling(run: Callable[..., ExecResult], collect: Callable[[], ExecResult],
+                  install_argv: list[str], created_at: str, config: BuildConfig,
+                  say: Callable[[str], None], collected: ExecResult | None = None
+                  ) -> list[str]:
+    """When pytest breaks on the suite (``collected``, else a fresh ``collect()``),
+    reinstall the test tooling as of the snapshot's date with ``run(name, argv)`` in the
+    build sandbox, in place: a reinstall that does not resolve leaves the venv as it was.
+    Notes for people on what happened ([] when pytest did not break)."""
+    res = collected or collect()
+    if not pytest_broken(res):
+        return []
+    broke = telling_line(res.stdout + "\n" + res.stderr) or f"exit {res.exit_code}"
+    cutoff = tooling_cutoff(created_at, config)
+    if cutoff is None:
+        return [f"pytest breaks on the suite ({broke}); the snapshot is too recent (or has "
+                "no date) for older test tooling"]
+    day = cutoff[:10]
+    say(f"pytest breaks on the suite; test tooling as of {day}")
+    names = tooling_names(run("list test tooling", freeze_argv(), 120).stdout)
+    res = run(f"test tooling as of {day}", tooling_argv(install_argv, names, cutoff))
+    if not res.ok:
+        return [f"pytest breaks on the suite ({broke}); test tooling as of {day} did not "
+                f"install: {install_failure(res)}"]
+    again = collect()
+    if pytest_broken(again):
+        return [f"pytest breaks on the suite with the newest test tooling ({broke}) and "
+                f"with the tooling as of {day} "
+                f"({telling_line(again.stdout + chr(10) + again.stderr)})"]
+    return [f"test tooling as of {day} (the newest pytest broke on the suite: {broke})"]
