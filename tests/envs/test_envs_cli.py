@@ -16,8 +16,11 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 
-def cli(home: Path, cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def cli(home: Path, cwd: Path, *args: str, timeout: float = 300,
+        columns: int = 0) -> subprocess.CompletedProcess:
     env = {**os.environ, "CODEMILL_HOME": str(home)}
+    if columns:
+        env["COLUMNS"] = str(columns)  # a table as wide as a person's terminal
     return subprocess.run([sys.executable, "-c", "from codemill.cli.main import main; main()",
                            *args], capture_output=True, text=True, env=env, cwd=cwd,
                           timeout=timeout)
@@ -58,6 +61,17 @@ def test_build_records_and_lists(built: dict, build_home: Path) -> None:
     rows = {r["env_id"]: r for r in json.loads(res.stdout)}
     assert rows[summary["env_id"]]["status"] == "usable"
     assert rows[summary["env_id"]]["project"] == "cliproj0"
+    assert summary["pass_fraction"] == 0.5 and rows[summary["env_id"]]["pass_fraction"] == 0.5
+
+
+def test_status_is_shown_with_its_pass_fraction(built: dict, build_home: Path) -> None:
+    env_id, cwd = built["summary"]["env_id"], built["cwd"]
+    res = cli(build_home, cwd, "env", "build", str(cwd))  # recorded before: no rebuild
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"{env_id[:12]} usable, 1/2 pass (50%)" in res.stdout
+    res = cli(build_home, cwd, "env", "ls", columns=200)
+    line = next(ln for ln in res.stdout.splitlines() if env_id[:12] in ln)
+    assert "usable" in line and "1/2 pass (50%)" in line
 
 
 def test_test_exec_and_bad_input(built: dict, build_home: Path) -> None:

@@ -139,7 +139,8 @@ def test_run_failure_names_the_exception() -> None:
     internal = ("INTERNALERROR> Traceback (most recent call last):\n"
                 "INTERNALERROR>   File \"/env/x.py\", line 1, in f\n"
                 "INTERNALERROR> NotImplementedError: cannot instantiate 'WindowsPath'\n")
-    assert telling_line(internal) == "NotImplementedError: cannot instantiate 'WindowsPath'"
+    assert telling_line(internal) == ("NotImplementedError: cannot instantiate 'WindowsPath'"
+                                      " (at /env/x.py:1)")
     collection = ("ImportError while loading conftest '/repo/tests/conftest.py'.\n"
                   "E   ModuleNotFoundError: No module named 'yaml'\n")
     assert telling_line(collection).startswith("ImportError while loading conftest")

@@ -21,6 +21,7 @@ import typer
 from rich.table import Table
 
 from codemill.cli.app import State, console, err_console, handle_errors, open_reader, print_json
+from codemill.cli.envstatus import pass_fraction, passing_text
 from codemill.core.errors import BuildError
 from codemill.core.ids import short_id
 from codemill.core.records import EnvSpec, EnvStatus, Outcome
@@ -43,7 +44,8 @@ def _summary(built: Any) -> dict[str, Any]:
     return {"env_id": env.env_id, "snapshot_id": env.snapshot_id, "status": env.status.value,
             "reason": env.reason, "python": env.python, "venv_path": env.venv_path,
             "lock_hash": env.lock_hash, "n_tests": env.n_tests, "n_passing": env.n_passing,
-            "n_flaky": env.n_flaky, "counts": built.counts,
+            "n_flaky": env.n_flaky, "pass_fraction": pass_fraction(env.n_passing, env.n_tests),
+            "counts": built.counts,
             "build_seconds": env.build_seconds, "disk_bytes": row.get("disk_bytes"),
             "shared_venv": row.get("shared_venv"), "attempt": row.get("attempt"),
             "python_reason": row.get("python_reason"), "cached": built.cached,
@@ -77,7 +79,8 @@ def build_cmd(
         else:
             color = "green" if env.status == EnvStatus.USABLE else "yellow"
             cached = "  (recorded before)" if built.cached else ""
-            console.print(f"{short_id(env.env_id)} [{color}]{env.status.value}[/] "
+            console.print(f"{short_id(env.env_id)} [{color}]{env.status.value}[/], "
+                          f"{passing_text(env.n_passing, env.n_tests)}  "
                           f"python {env.python or '-'}  tests {env.n_tests} "
                           f"passing {env.n_passing} flaky {env.n_flaky}  "
                           f"{env.build_seconds:.0f}s{cached}", highlight=False)
@@ -114,12 +117,14 @@ def ls_cmd(as_json: bool = _JSON) -> None:
         cols = ["env_id", "project", "python", "status", "n_tests", "n_passing", "n_flaky",
                 "build_seconds", "reason", "source", "created_at"]
         if as_json:
-            return print_json([{c: r.get(c) for c in cols} for r in rows])
-        table = Table("env", "project", "python", "status", "tests", "passing", "flaky",
-                      "build s", "reason")
+            return print_json([{**{c: r.get(c) for c in cols}, "pass_fraction": pass_fraction(
+                r.get("n_passing"), r.get("n_tests"))} for r in rows])
+        table = Table("env", "project", "python", "status", "pass", "tests", "passing",
+                      "flaky", "build s", "reason")
         for r in rows:
             table.add_row(short_id(r["env_id"]), str(r.get("project") or ""),
                           str(r.get("python") or ""), str(r.get("status")),
+                          passing_text(r.get("n_passing"), r.get("n_tests")),
                           str(r.get("n_tests")), str(r.get("n_passing")), str(r.get("n_flaky")),
                           f"{r.get('build_seconds') or 0:.0f}",
                           str(r.get("reason") or "")[:60])

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from codemill.cli.app import State, console, err_console, handle_errors, print_json
+from codemill.cli.envstatus import status_text
 
 DEMO_SOURCE = "pypi:toolz==0.12.0"
 """A real PyPI project whose sdist ships its test suite (~180 tests, pure Python)."""
@@ -80,7 +81,9 @@ def _print(summary, result, seconds: float) -> None:  # type: ignore[no-untyped-
                   show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
-    env = f"{summary.env_id[:12]} ({summary.env_status})" if summary.env_id else "none"
+    status, _, why = summary.env_status.partition(": ")
+    env = (f"{summary.env_id[:12]} ({status_text(status, summary.env_passing, summary.env_tests)}"
+           f"{': ' + why if why else ''})" if summary.env_id else "none")
     table.add_row("environment", env)
     tasks = ", ".join(f"{k} {v}" for k, v in sorted(summary.tasks_by_kind.items())) or "none"
     table.add_row("tasks by source", f"{tasks}; weak {summary.weak_tasks}")

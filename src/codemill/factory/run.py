@@ -87,6 +87,10 @@ class RunSummary:
     policy: str
     env_id: str | None
     env_status: str
+    env_tests: int = 0
+    """Tests in the environment's baseline, and how many of them pass (the fraction is
+    shown next to the status)."""
+    env_passing: int = 0
     tasks_by_kind: dict[str, int] = field(default_factory=dict)
     weak_tasks: int = 0
     rollouts: int = 0
@@ -99,7 +103,8 @@ class RunSummary:
     def to_json(self) -> dict[str, Any]:
         r = self.resolved
         return {"source": self.source, "policy": self.policy, "env_id": self.env_id,
-                "env_status": self.env_status, "tasks_by_kind": self.tasks_by_kind,
+                "env_status": self.env_status, "env_tests": self.env_tests,
+                "env_passing": self.env_passing, "tasks_by_kind": self.tasks_by_kind,
                 "weak_tasks": self.weak_tasks, "rollouts": self.rollouts,
                 "resolved": {"rate": r.value, "low": r.low, "high": r.high,
                              "successes": r.successes, "graded": r.n},
@@ -127,6 +132,8 @@ def summarize(cfg: Any, settings: Settings, result: MaterializeResult | None = N
                              env_status=f"{env.status.value}"
                              f"{': ' + env.reason if env.reason else ''}"
                              if env else "not built",
+                             env_tests=env.n_tests if env else 0,
+                             env_passing=env.n_passing if env else 0,
                              ledger=str(settings.catalog_uri()))
         if result is not None:
             summary.seconds = {name: o.seconds for name, o in result.outcomes.items()}

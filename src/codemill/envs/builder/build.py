@@ -9,8 +9,10 @@ Steps, each reported through ``progress``:
    binary; nothing else of the host. ``uv venv --relocatable`` then one ``uv pip install``
    of the editable project with its test extras and the harness, falling back through the
    attempts of ``codemill.envs.builder.plan`` (by era first, then today's index; rich, then
-   lean). Then collect the suite once and install distributions for modules the tests
-   import but nothing declared (``codemill.envs.builder.imports``);
+   lean), each degrading one failing requirement at a time (``degrade``). Then collect the
+   suite once and install distributions for modules the tests import but nothing declared
+   (``codemill.envs.builder.imports``), and when pytest itself breaks on the suite, test
+   tooling as of the snapshot's date (``tooling``);
 4. record the lock from the venv's files (``codemill.envs.lock``), seal the venv and
    publish it in ``<home>/envs/`` (identical venvs are shared); what the build wrote into
    ``/repo`` (generated version files, egg-info) becomes the environment's layer;
@@ -128,14 +130,16 @@ def build_env(
     seconds = round(time.monotonic() - started, 3)
     if verdict is None:
         env = spec_env.model_copy(update={
-            "status": EnvStatus.FAILED, "reason": f"baseline could not run: {b.exception}",
+            "status": EnvStatus.FAILED,
+            "reason": _noted(f"baseline could not run: {b.exception}", installed.notes),
             "build_seconds": seconds,
             "test_command": runner_for(project, "pytest").test_command})
         reports: tuple[TestReport, ...] = ()
         flaky: tuple[str, ...] = ()
     else:
         env = spec_env.model_copy(update={
-            "status": verdict.status, "reason": verdict.reason, "build_seconds": seconds,
+            "status": verdict.status, "reason": _noted(verdict.reason, installed.notes),
+            "build_seconds": seconds,
             "test_command": verdict.test_command, "n_tests": verdict.n_tests,
             "n_passing": verdict.n_passing, "n_flaky": verdict.n_flaky})
         reports, flaky = verdict.reports, verdict.flaky
@@ -146,6 +150,14 @@ def build_env(
                        flaky=flaky, disk_bytes=installed.disk_bytes,
                        shared_venv=installed.shared, layer=str(layer or ""),
                        attempt=installed.attempt)
+
+
+def _noted(reason: str, notes: tuple[str, ...]) -> str:
+    """The verdict's reason, then what the install left out or changed to get there."""
+    if not notes:
+        return reason
+    told = "install: " + "; ".join(notes)
+    return f"{reason}; {told}" if reason else told
 
 
 def _is_sandbox_error(exc: BaseException | None) -> bool:

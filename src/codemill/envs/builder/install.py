@@ -4,6 +4,12 @@ The build sandbox sees the snapshot at ``/repo`` (copy-on-write; what the build 
 there becomes the environment's layer), a fresh staging dir at ``/env`` (read-write), the
 uv cache and the uv binary; it has the network (the package index) and nothing else of
 the host. Each attempt of ``builder_plan.attempts`` gets a fresh staging dir and sandbox.
+
+Within an attempt the install degrades one requirement at a time (``degrade``); after it
+succeeds, the suite is collected once and, when pytest itself breaks on today's index, the
+test tooling is reinstalled as of the snapshot's date (``tooling``). What was dropped or
+changed to get there is returned in ``Installed.notes``; when every attempt fails, the
+``BuildError`` says why the last one failed and lists the attempts tried.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 from codemill.core.config import Settings
 from codemill.core.errors import BuildError
@@ -22,8 +31,12 @@ from codemill.core.protocols import Sandbox
 from codemill.core.records import ExecResult, RepoSnapshot
 from codemill.envs import envstore
 from codemill.envs.builder.compile import recompile
+from codemill.envs.builder.degrade import degrade, summary
+from codemill.envs.builder.degrade import notes as degrade_notes
 from codemill.envs.builder.imports import distributions_for, missing_modules
 from codemill.envs.builder.plan import (
+    FIND_LINKS_INSIDE,
+    INPUTS_INSIDE,
     PYTHON,
     UV_CACHE_INSIDE,
     UV_INSIDE,
@@ -31,6 +44,8 @@ from codemill.envs.builder.plan import (
     BuildConfig,
     attempts,
     era_blockers,
+    era_cutoff,
+    input_files,
     install_argv,
     prebuild_argv,
     repo_path_argv,
@@ -38,8 +53,14 @@ from codemill.envs.builder.plan import (
     venv_argv,
     widen,
 )
-from codemill.envs.builder.reasons import install_failure
+from codemill.envs.builder.reasons import (
+    attempts_failure,
+    failed_distribution,
+    install_failure,
+)
 from codemill.envs.builder.records import BuildStep
+from codemill.envs.builder.requirements import for_interpreter
+from codemill.envs.builder.tooling import retry_tooling
 from codemill.envs.interpreters import Interpreter
 from codemill.envs.lock import Lock, read_lock, tree_digest
 from codemill.repos.detect.project import ProjectInfo
@@ -63,6 +84,9 @@ class Installed:
     disk_bytes: int
     shared: bool
     attempt: str
+    notes: tuple[str, ...] = ()
+    """What was left out or changed to get here, for people: each dropped requirement
+    and why, test tooling resolved as of a date and why."""
 
 
 def find_uv() -> Path:
@@ -93,7 +117,8 @@ def cert_file() -> str | None:
 
 
 def build_spec(snapshot: RepoSnapshot, staging: Path, interp: Interpreter, home: Path,
-               settings: Settings, config: BuildConfig) -> SandboxSpec:
+               settings: Settings, config: BuildConfig, inputs: Path | None = None
+               ) -> SandboxSpec:
     base = settings.sandbox
     limits = base.model_copy(update={
         "memory_mb": max(base.memory_mb, config.memory_mb),
@@ -105,11 +130,27 @@ def build_spec(snapshot: RepoSnapshot, staging: Path, interp: Interpreter, home:
     cache = envstore.uv_cache_dir(home)
     cache.mkdir(parents=True, exist_ok=True)
     cache = cache.resolve()  # a link to a shared cache: bind (and hand over) its target
+    ro = [(find_uv(), UV_INSIDE)]
+    ro += [(Path(d).resolve(), f"{FIND_LINKS_INSIDE}/{i}") for i, d in enumerate(config.find_links)]
+    if inputs is not None:
+        ro.append((inputs, INPUTS_INSIDE))
     return SandboxSpec(
         layers=[Path(snapshot.path)], env_dir=staging, env_writable=True,
         python_home=Path(interp.prefix), network=True,
-        rw_binds=((cache, UV_CACHE_INSIDE),), ro_binds=((find_uv(), UV_INSIDE),),
-        limits=limits)
+        rw_binds=((cache, UV_CACHE_INSIDE),), ro_binds=tuple(ro), limits=limits)
+
+
+def _write_inputs(home: Path, attempt: Attempt) -> Path | None:
+    """The attempt's constraints and overrides in a fresh dir the sandbox uid can read."""
+    files = input_files(attempt)
+    if not files:
+        return None
+    path = envstore.new_staging(home)
+    for name, text in files.items():
+        (path / name).write_text(text)
+        (path / name).chmod(0o644)
+    path.chmod(0o755)
+    return path
 
 
 class _Steps:
@@ -133,20 +174,29 @@ class _Steps:
         return res
 
 
+def _collect(run: _Steps, pytest_args: tuple[str, ...]) -> ExecResult:
+    # The project's own code runs here: no network, the venv and the uv cache read-only
+    # (the installs that follow reach the index and run no project code).
+    return run.run("collect", [PYTHON, "-m", "pytest", "--collect-only", "-q",
+                               "-p", "no:cacheprovider", *pytest_args], timeout=600,
+                   offline=True)
+
+
 def _fix_imports(run: _Steps, project: ProjectInfo, attempt: Attempt, config: BuildConfig,
-                 pytest_args: tuple[str, ...], say: Callable[[str], None]) -> None:
-    """Collect the suite; install distributions for modules it misses; repeat."""
+                 pytest_args: tuple[str, ...], say: Callable[[str], None]
+                 ) -> ExecResult | None:
+    """Collect the suite; install distributions for modules it misses; repeat. The last
+    collection when nothing was installed after it (None otherwise)."""
     tried: set[str] = set()
     local = set(project.top_level_modules)
+    gone = {name for name, _ in attempt.dropped}  # dropped because they do not install
     for _ in range(config.max_import_rounds):
-        # The project's own code runs here: no network, the venv and the uv cache
-        # read-only (the installs below reach the index and run no project code).
-        res = run.run("collect", [PYTHON, "-m", "pytest", "--collect-only", "-q",
-                                  "-p", "no:cacheprovider", *pytest_args], timeout=600,
-                      offline=True)
-        dists = distributions_for(missing_modules(res.stdout + res.stderr), local, tried)
+        res = _collect(run, pytest_args)
+        dists = [d for d in distributions_for(missing_modules(res.stdout + res.stderr),
+                                              local, tried)
+                 if canonicalize_name(d) not in gone]
         if not dists:
-            return
+            return res
         say(f"installing what the tests import: {', '.join(dists)}")
         tried |= set(dists)
         flags = _date_flags(install_argv(project, attempt, config))
@@ -155,12 +205,14 @@ def _fix_imports(run: _Steps, project: ProjectInfo, attempt: Attempt, config: Bu
             for dist in dists:  # one bad name must not keep the others out
                 if not run.run(f"install-missing {dist}", cmd + [dist] + flags).ok and flags:
                     run.run(f"install-missing {dist} (latest)", cmd + [dist])
+    return None
 
 
 def _date_flags(argv: list[str]) -> list[str]:
     out = []
     for i, arg in enumerate(argv):
-        if arg in ("--exclude-newer", "--exclude-newer-package") and i + 1 < len(argv):
+        if arg in ("--exclude-newer", "--exclude-newer-package", "--find-links") \
+                and i + 1 < len(argv):
             out += [arg, argv[i + 1]]
     return out
 
@@ -171,18 +223,30 @@ def install(snapshot: RepoSnapshot, project: ProjectInfo, interp: Interpreter, h
     """Install ``project`` for ``interp``; ``BuildError`` with the reason when every
     attempt fails."""
     env = uv_env(project, cert_file())
-    reasons: list[str] = []
+    project, skipped = for_interpreter(project, interp.version)
+    if skipped:
+        steps.append(BuildStep(name="markers", exit_code=0, output_tail=(
+            f"not for python {interp.version}: " + ", ".join(skipped))))
+    reasons: list[tuple[str, str]] = []
     plan = attempts(project, snapshot.created_at, config)
-    queue, exemptions = list(plan), 0
+    era = era_cutoff(snapshot.created_at, config)
+    queue, exemptions, retries = list(plan), 0, 0
+    first_failures: dict[str, str] = {}
     while queue:
         attempt = queue.pop(0)
-        say(f"installing ({attempt.label})")
+        if attempt in plan:
+            retries = 0  # the bound is per attempt of the plan
+        say(f"installing ({summary(attempt)})")
         staging = envstore.new_staging(home)
+        inputs = _write_inputs(home, attempt)
         layer: Path | None = None
         try:
-            spec = build_spec(snapshot, staging, interp, home, settings, config)
+            spec = build_spec(snapshot, staging, interp, home, settings, config, inputs)
             with open_sandbox(spec, home) as sb:
                 run = _Steps(sb, env, steps, config.install_timeout_s)
+                if inputs is not None:
+                    steps.append(BuildStep(name="inputs", exit_code=0, output_tail="\n".join(
+                        f"{INPUTS_INSIDE}/{n}:\n{t}" for n, t in input_files(attempt).items())))
                 res = run.run("venv", venv_argv(interp.path), timeout=120)
                 if res.ok and not project.installable:
                     res = run.run("repo-on-path", repo_path_argv(), timeout=60)
@@ -190,24 +254,43 @@ def install(snapshot: RepoSnapshot, project: ProjectInfo, interp: Interpreter, h
                 if res.ok and prebuild:
                     res = run.run("build requirements", prebuild)
                 if res.ok:
-                    res = run.run(f"install ({attempt.label})",
+                    res = run.run(f"install ({summary(attempt)})",
                                   install_argv(project, attempt, config))
                 if not res.ok:
-                    wider = widen(attempt, era_blockers(res.stdout + res.stderr))
+                    output = res.stdout + "\n" + res.stderr
+                    why = install_failure(res)
+                    wider = widen(attempt, era_blockers(output))
                     if wider is not None and exemptions < config.max_era_exemptions:
                         # Some package has no release in the era that fits: give it a
                         # later date and try the same era again.
                         exemptions += 1
                         queue.insert(0, wider)
-                    else:
-                        reasons.append(install_failure(res))
+                        continue
+                    if failed := failed_distribution(output):
+                        first_failures.setdefault(failed[0], why)
+                    step = degrade(attempt, output, why, project, era, first_failures) \
+                        if retries < config.max_requirement_retries else None
+                    if step is not None:
+                        # One requirement is at fault: relax or drop just it, same attempt.
+                        retries += 1
+                        say(step.note)
+                        queue.insert(0, step.attempt)
+                        continue
+                    reasons.append((summary(attempt), why))
                     continue
                 # Plugins long merged into pytest break the pytest the harness needs; an
                 # era resolution may pull them in (pytest-xprocess once required one).
                 run.run("drop obsolete plugins", [UV_INSIDE, "pip", "uninstall", "--python",
                                                   PYTHON, *OBSOLETE_PLUGINS], timeout=120)
+                collected = None
                 if config.fix_missing_imports and project.has_tests:
-                    _fix_imports(run, project, attempt, config, pytest_args, say)
+                    collected = _fix_imports(run, project, attempt, config, pytest_args, say)
+                notes = degrade_notes(attempt, first_failures)
+                if config.tooling_retry and project.has_tests and not attempt.exclude_newer:
+                    notes += retry_tooling(
+                        run.run, partial(_collect, run, pytest_args),
+                        install_argv(project, attempt, config), snapshot.created_at, config,
+                        say, collected)
                 staged = envstore.envs_root(home) / "layers" / f".staging-{uuid.uuid4().hex}"
                 layer = sb.freeze(staged)
             # The sandbox has exited: nothing changes the staging dir from here on.
@@ -223,10 +306,9 @@ def install(snapshot: RepoSnapshot, project: ProjectInfo, interp: Interpreter, h
                                                                   interp.version)
             venv, shared = envstore.publish(staging, dest)
             return Installed(venv=venv, lock=lock, layer=layer, disk_bytes=disk,
-                             shared=shared, attempt=attempt.label)
+                             shared=shared, attempt=summary(attempt), notes=tuple(notes))
         finally:
             envstore.remove_tree(staging)  # a no-op once published (renamed away)
-    last = reasons[-1] if reasons else "no install attempt"
-    more = f" ({len(plan)} attempts; the first: {reasons[0]})" \
-        if len(reasons) > 1 and reasons[0] != last else ""
-    raise BuildError(last + more)
+            if inputs is not None:
+                envstore.remove_tree(inputs)
+    raise BuildError(attempts_failure(reasons))

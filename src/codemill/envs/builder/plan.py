@@ -7,6 +7,13 @@ A build tries, richest first, until one installs:
    PEP 735 test groups and the harness (pytest, coverage, plugins the config needs);
 2. the same without the optional extras and the outside requirements ("lean").
 
+Within an attempt, installation degrades one requirement at a time
+(``codemill.envs.builder.degrade``): a distribution that fails to build is tried at
+another version, then dropped alone (an override removes it wherever it comes from) and
+recorded; the attempt carries those changes (``exempt``, ``excluded``, ``dropped``). Only
+when that cannot help (the project itself does not build, a conflict nothing of ours
+causes) does the next attempt start.
+
 When the snapshot is older than ``era_after_days``, both are tried first resolved as of
 its date (``--exclude-newer``: the test tools and libraries of its day), then without the
 date. pytest and its own dependencies get a floor date (the harness needs pytest >= 6).
@@ -23,15 +30,19 @@ venv being built and ``UV`` the uv binary.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
+from codemill.envs.builder.requirements import without
 from codemill.repos.detect.project import ProjectInfo
 
 UV_INSIDE = "/opt/codemill/uv"
 UV_CACHE_INSIDE = "/opt/codemill/uv-cache"
+INPUTS_INSIDE = "/opt/codemill/inputs"
+"""Where an attempt's constraints and overrides files are bound (read-only)."""
+FIND_LINKS_INSIDE = "/opt/codemill/find-links"
 REPO = "/repo"
 PYTHON = "/env/bin/python"
 
@@ -66,6 +77,14 @@ class BuildConfig(BaseModel):
     max_era_exemptions: int = 6
     """Retries of an era attempt, each exempting from the date the packages the resolver
     names as having no release in the era."""
+    max_requirement_retries: int = 6
+    """Retries of one attempt that relax or drop a single failing requirement."""
+    tooling_retry: bool = True
+    """When the installed pytest cannot run the suite (an internal error, a plugin or
+    conftest it refuses), reinstall pytest and its plugins as of the snapshot's date."""
+    find_links: tuple[str, ...] = ()
+    """Local directories of wheels and sdists offered next to the index (``--find-links``),
+    bound read-only into the build sandbox; they must be readable by the sandbox's uid."""
 
 
 FLOORED_PYTEST = ("pytest", "pluggy", "py", "iniconfig", "attrs", "toml", "importlib-metadata",
@@ -83,8 +102,14 @@ class Attempt:
     exclude_newer: str | None
     """ISO date: only releases uploaded before it; None for today's index."""
     exempt: tuple[tuple[str, str], ...] = ()
-    """(package, later cutoff): packages the resolver said the era has no fitting release
-    of, given a later date one rung at a time (see ``widen``)."""
+    """(package, other cutoff): packages the resolver said the era has no fitting release
+    of, given a later date one rung at a time (see ``widen``), or a package that failed to
+    build, given another date (``degrade``)."""
+    excluded: tuple[str, ...] = ()
+    """Constraints (``x!=1.2``) keeping a release that failed to build out."""
+    dropped: tuple[tuple[str, str], ...] = ()
+    """(package, why): requirements left out because no release of them would install;
+    an override removes each wherever it comes from (an extra, a dependency)."""
 
 
 def era_cutoff(created_at: str, config: BuildConfig, now: datetime | None = None) -> str | None:
@@ -115,7 +140,35 @@ def attempts(info: ProjectInfo, created_at: str, config: BuildConfig) -> list[At
     return out
 
 
-def _later(a: str, b: str) -> str:
+def input_files(attempt: Attempt) -> dict[str, str]:
+    """The files ``attempt`` hands uv (bound at ``INPUTS_INSIDE``): constraints keeping
+    failed releases out, overrides removing dropped requirements (a marker that never
+    holds is how uv leaves a dependency out wherever it is declared)."""
+    files = {}
+    if attempt.excluded:
+        files["constraints.txt"] = "\n".join(attempt.excluded) + "\n"
+    if attempt.dropped:
+        files["overrides.txt"] = "".join(f'{name} ; python_version < "0"\n'
+                                         for name, _ in attempt.dropped)
+    return files
+
+
+def input_flags(attempt: Attempt) -> list[str]:
+    files = input_files(attempt)
+    flags = []
+    if "constraints.txt" in files:
+        flags += ["--constraints", f"{INPUTS_INSIDE}/constraints.txt"]
+    if "overrides.txt" in files:
+        flags += ["--overrides", f"{INPUTS_INSIDE}/overrides.txt"]
+    return flags
+
+
+def find_links_flags(config: BuildConfig) -> list[str]:
+    return [arg for i in range(len(config.find_links))
+            for arg in ("--find-links", f"{FIND_LINKS_INSIDE}/{i}")]
+
+
+def later_of(a: str, b: str) -> str:
     return max(a, b if "T" in b else f"{b}T00:00:00Z")
 
 
@@ -130,17 +183,19 @@ def install_argv(info: ProjectInfo, attempt: Attempt, config: BuildConfig,
         if not attempt.lean:
             for group in info.dependency_groups:
                 argv += ["--group", f"{REPO}/pyproject.toml:{group}"]
-    argv += list(info.harness_requirements)
+    gone = {name for name, _ in attempt.dropped}
+    argv += without(info.harness_requirements, gone)
     if not attempt.lean or not info.installable:
-        argv += list(info.test_requirements)
+        argv += without(info.test_requirements, gone)
     argv += list(extra)
+    argv += input_flags(attempt) + find_links_flags(config)
     if attempt.exclude_newer:
         argv += ["--exclude-newer", attempt.exclude_newer]
         if prebuild_argv(info, attempt, config):
             argv += ["--no-build-isolation-package", info.name]
         for name in FLOORED_PYTEST:
             argv += ["--exclude-newer-package",
-                     f"{name}={_later(attempt.exclude_newer, config.pytest_floor)}"]
+                     f"{name}={later_of(attempt.exclude_newer, config.pytest_floor)}"]
         for name, cutoff in attempt.exempt:
             argv += ["--exclude-newer-package", f"{name}={cutoff}"]
     return argv
@@ -159,8 +214,9 @@ def prebuild_argv(info: ProjectInfo, attempt: Attempt, config: BuildConfig) -> l
     reqs = list(info.build_requirements)
     if info.build_backend in SETUPTOOLS_BACKENDS:
         reqs.append("setuptools>=64")  # the first with editable installs (PEP 660)
-    cutoff = _later(attempt.exclude_newer, config.build_tools_floor)
-    return [UV_INSIDE, "pip", "install", "--python", PYTHON, *reqs, "--exclude-newer", cutoff]
+    cutoff = later_of(attempt.exclude_newer, config.build_tools_floor)
+    return [UV_INSIDE, "pip", "install", "--python", PYTHON, *reqs, "--exclude-newer", cutoff,
+            *find_links_flags(config)]
 
 
 _NAME = r"([A-Za-z0-9][A-Za-z0-9._-]*)"
@@ -204,8 +260,8 @@ def widen(attempt: Attempt, blockers: tuple[str, ...], now: datetime | None = No
     if not changed:
         return None
     base = attempt.label.split(" +")[0]
-    return Attempt(f"{base} +{len(current)} exempt", attempt.lean, attempt.exclude_newer,
-                   tuple(sorted(current.items())))
+    return replace(attempt, label=f"{base} +{len(current)} exempt",
+                   exempt=tuple(sorted(current.items())))
 
 
 def venv_argv(python_path: str) -> list[str]:
