@@ -148,6 +148,10 @@ def environments(ctx: AssetContext) -> Iterator[Any]:
     for i, report in enumerate(result.reports):
         for row in test_result_rows(report, env_id=env.env_id, run_index=i, phase="baseline"):
             yield Side("test_results", row)
+    for i, report in enumerate(result.repeats, start=len(result.reports)):
+        for row in test_result_rows(report, env_id=env.env_id, run_index=i,
+                                    phase="baseline-repeat"):
+            yield Side("test_results", row)
 
 
 @asset("tasks", code_version=f"1.{VALIDATION_VERSION}", deps=("environments",))

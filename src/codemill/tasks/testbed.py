@@ -4,8 +4,13 @@
 the environment's layers (snapshot plus build layer), write a state change into it (a
 ``Changes`` mapping, ``None`` deletes), run the test runner on a selection with a timeout,
 close. It also reads the layers' files on the host (stored, sealed trees: reading them
-runs nothing), knows the environment's baseline (per-test outcomes over k identical runs,
+runs nothing), knows the environment's baseline (per-test outcomes over identical runs,
 flaky tests excluded) and builds the coverage map.
+
+The baseline grows with use: the build records one full run and a repeated sample; when a
+step needs ``k`` full runs, ``baseline(k)`` adds only the missing ones, and every later run
+of the unchanged state (a selection or the whole suite, e.g. a synthesized task's gold runs)
+is folded in (``Baseline.refine``), so a test that flips in any of them is flaky from then on.
 
 Untrusted code only ever runs inside the sandbox; the host reads files and result files.
 """
@@ -156,6 +161,8 @@ class TestBed:
                                      timeout_s=limit)
         self.runs += 1
         self.test_seconds += report.duration_s
+        if not changes and self._baseline is not None:  # the unchanged state: more evidence
+            self._baseline = self._baseline.refine(report, selection or None)
         return report
 
     def files_used(self, changes: Changes | None, selection: Sequence[str]) -> list[str]:
@@ -205,25 +212,29 @@ class TestBed:
 
     # --- baseline and coverage ---------------------------------------------------------------
     def baseline(self, runs: int = 3) -> Baseline:
-        """The unchanged suite run ``runs`` times: computed once per environment and
-        cached under ``<home>/cache/baseline/`` (a cache of fewer runs is not reused)."""
+        """The unchanged suite with at least ``runs`` full runs: the runs known already (the
+        build's, or cached under ``<home>/cache/baseline/``) topped up with the missing ones,
+        which are cached in turn."""
         if self._baseline is not None and self._baseline.runs >= runs:
             return self._baseline
         cache = self.home / "cache" / "baseline" / f"{self.env_id}.json"
         try:
-            reports = [TestReport.model_validate(r) for r in json.loads(cache.read_text())]
+            cached = [TestReport.model_validate(r) for r in json.loads(cache.read_text())]
         except (OSError, ValueError):
-            reports = []
-        if len(reports) < runs:
-            reports = []
-            for _ in range(runs):
-                report = self.run(None, None, timeout_s=self.spec.limits.timeout_s)
-                if not report.ran:
-                    raise TaskError(f"baseline run failed: {report.error}")
-                reports.append(report)
+            cached = []
+        if self._baseline is None or len(cached) > self._baseline.runs:
+            repeats = self._baseline.repeats if self._baseline is not None else ()
+            self._baseline = baseline_of(cached, repeats) if cached else None
+        while self._baseline is None or self._baseline.runs < runs:
+            report = self.run(None, None, timeout_s=self.spec.limits.timeout_s)
+            if not report.ran:
+                raise TaskError(f"baseline run failed: {report.error}")
+            if self._baseline is None:
+                self._baseline = baseline_of([report])  # later runs refine it (``_run``)
+        if self._baseline.runs > len(cached):
             cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps([r.model_dump(mode="json") for r in reports]))
-        self._baseline = baseline_of(reports)
+            cache.write_text(json.dumps([r.model_dump(mode="json")
+                                         for r in self._baseline.reports]))
         return self._baseline
 
     def coverage_map(self, *, use_cache: bool = True) -> cov.CoverageMap:
