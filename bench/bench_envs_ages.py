@@ -142,6 +142,8 @@ def build_one(label: str, repo: str, age: str, sha: str, date: str, home: Path) 
         "wall_s": round(wall, 2), "install_s": round(base_at - started, 2),
         "baseline_s": round(started + wall - base_at, 2),
         "baseline_runs": len(result.reports),
+        "repeat_runs": len(getattr(result, "repeats", ())),  # absent before the sampled repeat
+        "flakiness": getattr(result, "flakiness", ""),
     })
     if env.venv_path and env.test_command:
         try:
@@ -172,6 +174,9 @@ def print_table(label: str) -> None:
     print(f"{len(rows)} builds, {usable} usable, goal met by {met}; baseline {base:.0f}s "
           f"in all against {bare_sum:.0f}s of bare suite runs "
           f"({base / bare_sum if bare_sum else 0:.2f}x)")
+    for (repo, age), r in sorted(rows.items()):
+        if r.get("flakiness"):
+            print(f"  {repo} {age}: {r['flakiness']}")
     for (repo, age), r in sorted(rows.items()):
         if r["status"] != "usable" or r.get("bare_error"):
             print(f"  {repo} {age}: {r['status']}: {r['reason'] or r.get('bare_error', '')}")
