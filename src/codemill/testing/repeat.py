@@ -38,7 +38,7 @@ class BaselineConfig(BaseModel):
     repeat_fraction: float = 0.4
     """Wall time the repeat may take, as a fraction of the first full run's (the build then
     costs about 1.4 suite runs instead of k)."""
-    min_repeat_s: float = 0.0
+    min_repeat_s: float = 2.0
     """Repeat budget never below this many seconds (a suite that fits is repeated whole:
     raise it to buy a second full look at quick suites, at the cost of the ratio)."""
     workers: int = 1

@@ -13,7 +13,9 @@ Verdict:
 - ``flaky``: among the tests run more than once, fewer pass reliably than flip, or some runs
   produced results and others did not;
 - ``usable``: at least one test passes in every run; flaky tests are listed for the task
-  layer to leave out.
+  layer to leave out. Tests that need inputs the snapshot lacks (a submodule that could not
+  be fetched, a data file) lead the reason, by name (``missing``): they never pass, so the
+  task layer never uses them, and the rest of the suite decides the status.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from codemill.core.config import Settings
 from codemill.core.records import EnvSpec, EnvStatus, Outcome, RepoSnapshot, TestReport
 from codemill.envs import envstore
+from codemill.envs.builder.missing import describe, missing_inputs
 from codemill.envs.builder.plan import PYTHON, BuildConfig
 from codemill.envs.builder.reasons import run_failure
 from codemill.repos.detect.project import ProjectInfo
@@ -96,7 +99,7 @@ def run_suite_baseline(env: EnvSpec, home: Path, settings: Settings, k: int, tim
                         repeat=repeat)
 
 
-def _classify(base: Any, command: tuple[str, ...]) -> Verdict:
+def _classify(base: Any, command: tuple[str, ...], tree: Path | None = None) -> Verdict:
     reports = tuple(base.reports)
     repeats = tuple(p.report for p in base.repeats)
     ran = [r for r in reports if r.ran]
@@ -118,12 +121,22 @@ def _classify(base: Any, command: tuple[str, ...]) -> Verdict:
         if flaky:
             return Verdict(EnvStatus.FLAKY, f"no test passes reliably ({len(flaky)} of "
                            f"{n_tests} change outcome between runs)", **common)
-        return Verdict(EnvStatus.FAILED, _nothing_passes(ran[0]), **common)
+        return Verdict(EnvStatus.FAILED, _missing(ran[0], tree, _nothing_passes(ran[0])),
+                       **common)
     steady = passing & base.checked  # judged on the tests seen more than once
     if len(flaky) > len(steady):
         return Verdict(EnvStatus.FLAKY, f"{len(flaky)} tests change outcome between runs, "
                        f"only {len(steady)} of those run again pass reliably", **common)
-    return Verdict(EnvStatus.USABLE, _notes(ran[0]), **common)
+    return Verdict(EnvStatus.USABLE, _missing(ran[0], tree, _notes(ran[0])), **common)
+
+
+def _missing(report: TestReport, tree: Path | None, reason: str) -> str:
+    """``reason`` led by the tests that need inputs the snapshot lacks (a submodule not
+    fetched, a data file), which are unusable for that reason."""
+    found = missing_inputs(report, tree) if tree is not None else []
+    if not found:
+        return reason
+    return "; ".join(p for p in (describe(found), reason) if p)[:700]
 
 
 def _why_none(report: TestReport) -> str:
@@ -170,7 +183,7 @@ def baseline_verdict(env: EnvSpec, project: ProjectInfo, home: Path, settings: S
         base = run_suite_baseline(trial, home, settings, config.baseline_runs,
                                   config.test_timeout_s, Path(snapshot.path),
                                   config.baseline_repeat)
-        verdict = _classify(base, choice.test_command)
+        verdict = _classify(base, choice.test_command, Path(snapshot.path))
         say(f"baseline: {verdict.confidence}")
         if verdict.status != EnvStatus.NO_TESTS:
             return verdict
