@@ -24,3 +24,23 @@ def test_the_baseline_is_topped_up_and_refined_by_later_runs(bed):
               ["tests/test_calc.py"])
     assert len(grown.baseline(1).repeats) == 1
     assert grown.baseline(1).outcomes[passing[0]] == (Outcome.PASSED,) * 3
+
+
+def test_the_builds_looks_at_the_suite_come_back_from_the_ledger(calc_env):
+    from codemill.factory.lookup import baseline_reports
+    from codemill.store.reader import LedgerReader
+
+    settings, _, env = calc_env
+    with LedgerReader.open(settings) as reader:
+        full = baseline_reports(reader, env.env_id)
+        repeats = baseline_reports(reader, env.env_id, "baseline-repeat")
+    # one full run, then the quick suite again whole (a second full run), or a sample of
+    # it, or (start-up alone over the budget on a very busy machine) nothing
+    assert len(full) in (1, 2) and len(full) + len(repeats) <= 2
+    bed = TestBed.from_env(env, settings.home, settings.sandbox, baseline_reports=full,
+                           baseline_repeats=repeats)
+    base = bed.baseline(1)
+    assert base.runs == len(full) and len(base.repeats) == len(repeats)
+    assert bool(base.checked) == (len(full) + len(repeats) == 2)
+    assert base.checked <= set(base.outcomes)
+    assert bed.runs == 0  # all of it read back, nothing run

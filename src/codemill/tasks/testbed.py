@@ -88,17 +88,21 @@ class TestBed:
     @classmethod
     def from_env(cls, env: EnvSpec, home: Path, limits: SandboxConfig | None = None, *,
                  backend: str | None = None, min_timeout_s: float = MIN_TIMEOUT_S,
-                 baseline_reports: Sequence[TestReport] = ()) -> TestBed:
+                 baseline_reports: Sequence[TestReport] = (),
+                 baseline_repeats: Sequence[TestReport] = ()) -> TestBed:
         """A bed over a built environment (its snapshot, build layer and venv), running
         pytest exactly as the environment's ``test_command`` does: its options (e.g. an
         ``-o python_files=...`` the builder found necessary) decide what is collected.
         ``baseline_reports`` are the build's own runs of the unchanged suite (its
         ``test_results`` rows): when they all produced results they are the bed's
-        baseline, so validation does not run the suite k more times."""
+        baseline, so validation does not run the suite k more times. ``baseline_repeats``
+        are the build's runs of a sample after them: each counts for the tests it lists."""
         spec = envstore.sandbox_spec(env, home, limits)
         runner = runner_for_command(env.test_command, env.env_vars)
         reports = list(baseline_reports)
         baseline = baseline_of(reports) if reports and all(r.ran for r in reports) else None
+        for rep in baseline_repeats if baseline is not None else ():
+            baseline = baseline.refine(rep, tuple(rep.outcomes()))
         return cls(env.env_id, spec, home, runner=runner, backend=backend,
                    env_vars=dict(env.env_vars), min_timeout_s=min_timeout_s,
                    baseline=baseline)
