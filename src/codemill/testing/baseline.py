@@ -7,7 +7,7 @@ runs say about each test (outcome, flakiness, time).
 1. ``k`` full runs of the suite, one after the other;
 2. then, with ``repeat``, one more look at a sample of the tests within a time budget
    (``codemill.testing.repeat``): the whole suite again when it fits, else a selection,
-   split across ``repeat.workers`` forks running at once.
+   split across ``repeat.worker_count()`` forks running at once.
 
 Per test it keeps the outcome of every full run (None where a run that produced results did
 not list it) and of every repeat that selected it:
@@ -233,7 +233,7 @@ def run_baseline(open_fork: Callable[[], Sandbox], runner: TestRunner, k: int = 
     if not selection:
         return base
     durations = {n: max(d) for n, d in base.durations.items() if d}
-    parts = shards(selection, durations, repeat.workers)
+    parts = shards(selection, durations, repeat.worker_count())
     with ThreadPoolExecutor(max_workers=len(parts)) as pool:
         done = list(pool.map(lambda part: _repeat(open_fork, runner, part, timeout_s), parts))
     return summarize(reports, [Repeat(p, r) for p, r in zip(parts, done, strict=True)])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict
@@ -41,10 +42,15 @@ class BaselineConfig(BaseModel):
     min_repeat_s: float = 2.0
     """Repeat budget never below this many seconds (a suite that fits is repeated whole:
     raise it to buy a second full look at quick suites, at the cost of the ratio)."""
-    workers: int = 1
-    """Forks that run shards of the repeat at the same time (1: one after the other). More
-    than one only where cores are free: runs that compete for a CPU make timing-sensitive
-    tests look flaky."""
+    workers: int = 0
+    """Forks that run shards of the repeat at the same time; 0: a quarter of the cores this
+    process may use, at most 4 (1 on a machine of under 8: runs that compete for a CPU make
+    timing-sensitive tests look flaky, and builds may run side by side)."""
+
+    def worker_count(self) -> int:
+        if self.workers > 0:
+            return self.workers
+        return max(1, min(4, len(os.sched_getaffinity(0)) // 4))
 
 
 def plan_repeat(first: TestReport, cfg: BaselineConfig) -> tuple[str, ...] | None:

@@ -120,12 +120,17 @@ def build_env(
         test_command=(), status=EnvStatus.FAILED, env_vars=project.env_vars)
 
     say("running the baseline")
+    base_started = time.monotonic()
     with boundary("build", "run the baseline") as b:
         verdict = baseline_verdict(spec_env, project, home, settings, config, snapshot, say)
     if b.failed:
         if not _is_sandbox_error(b.exception) and not isinstance(b.exception, BuildError):
             raise b.exception  # type: ignore[misc]
         verdict = None
+    else:  # the build log says how far the baseline looked for flaky tests
+        runs = len(verdict.reports) + len(verdict.repeats)
+        steps.append(BuildStep(name=f"baseline ({runs} runs)", output_tail=verdict.confidence,
+                               seconds=round(time.monotonic() - base_started, 3)))
     seconds = round(time.monotonic() - started, 3)
     if verdict is None:
         env = spec_env.model_copy(update={
