@@ -9,6 +9,7 @@ Runbook::
     nice -n 10 .venv/bin/python bench/bench_envs_ages.py --label after \\
         > bench/out/envs_ages_after.log 2>&1 &
     .venv/bin/python bench/bench_envs_ages.py --label after --table    # print what finished
+    .venv/bin/python bench/bench_envs_ages.py --compare before after   # baseline cost, both
     # the same on another checkout's code (the "before" cost), without reinstalling:
     PYTHONPATH=/tmp/main-before/src nice -n 10 .venv/bin/python bench/bench_envs_ages.py \\
         --label before
@@ -155,7 +156,7 @@ def build_one(label: str, repo: str, age: str, sha: str, date: str, home: Path) 
 
 def print_table(label: str) -> None:
     rows = done_rows(label)
-    head = (f"{'repository':32} {'age':3} {'date':10} {'status':8} {'pass':>5} {'py':5} "
+    head = (f"{'repository':32} {'age':3} {'date':10} {'status':8} {'pass':>5} {'py':7} "
             f"{'att':>3} {'install':>7} {'baseline':>8} {'bare':>6} {'wall':>6} goal")
     print(f"[{label}]\n{head}")
     met = 0
@@ -165,7 +166,7 @@ def print_table(label: str) -> None:
         met += goal
         frac = "-" if r.get("pass_fraction") is None else f"{r['pass_fraction']:.2f}"
         print(f"{repo:32} {age:3} {r['date'][:10]:10} {r['status']:8} {frac:>5} "
-              f"{r['python'] or '-':5} {r['attempts']:>3} {r['install_s']:7.1f} "
+              f"{r['python'] or '-':7} {r['attempts']:>3} {r['install_s']:7.1f} "
               f"{r['baseline_s']:8.1f} {bare if bare is not None else '-':>6} "
               f"{r['wall_s']:6.1f} {'yes' if goal else 'no'}")
     usable = sum(r["status"] == "usable" for r in rows.values())
@@ -182,6 +183,29 @@ def print_table(label: str) -> None:
             print(f"  {repo} {age}: {r['status']}: {r['reason'] or r.get('bare_error', '')}")
 
 
+def print_compare(before: str, after: str) -> None:
+    """The baseline's cost under two labels, for the builds both finished with a bare run
+    (and either made usable)."""
+    old, new = done_rows(before), done_rows(after)
+    both = sorted(set(old) & set(new))
+    print(f"{'repository':32} {'age':3} {'status':8} {'pass':>5} {'bare':>6} "
+          f"{before + ' base':>12} {'x bare':>6} {after + ' base':>12} {'x bare':>6}")
+    sums = [0.0, 0.0, 0.0, 0.0]
+    for key in both:
+        o, n = old[key], new[key]
+        if not (o.get("bare_s") and n.get("bare_s")) or "usable" not in (o["status"], n["status"]):
+            continue  # a suite that never ran tells nothing about what a baseline costs
+        frac = "-" if n.get("pass_fraction") is None else f"{n['pass_fraction']:.2f}"
+        print(f"{key[0]:32} {key[1]:3} {n['status']:8} {frac:>5} {n['bare_s']:6.1f} "
+              f"{o['baseline_s']:12.1f} {o['baseline_s'] / o['bare_s']:6.2f} "
+              f"{n['baseline_s']:12.1f} {n['baseline_s'] / n['bare_s']:6.2f}")
+        for i, v in enumerate((o["baseline_s"], o["bare_s"], n["baseline_s"], n["bare_s"])):
+            sums[i] += v
+    if sums[1] and sums[3]:
+        print(f"in all: {before} baseline {sums[0]:.0f}s = {sums[0] / sums[1]:.2f}x its bare "
+              f"runs; {after} {sums[2]:.0f}s = {sums[2] / sums[3]:.2f}x")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--label", default="after", help="names the code being measured")
@@ -189,7 +213,12 @@ def main() -> int:
     ap.add_argument("--ages", default="new,old")
     ap.add_argument("--rebuild", action="store_true")
     ap.add_argument("--table", action="store_true", help="print what finished and stop")
+    ap.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"),
+                    help="print the baseline cost of two labels side by side and stop")
     args = ap.parse_args()
+    if args.compare:
+        print_compare(*args.compare)
+        return 0
     if args.table:
         print_table(args.label)
         return 0
