@@ -84,6 +84,9 @@ def test_a_repeat_flip_or_vanishing_is_flaky_and_later_runs_refine():
     assert later.runs == 2 and "t.py::d" in later.flaky and later.passing == frozenset()
     assert base.refine(TestReport(command=(), exit_code=None, duration_s=1.0,
                                   error="timeout")) is base  # no results: no evidence
+    by_file = base.refine(_report(("t.py::c", F, 0.1), ("t.py::d", P, 0.1)), ["t.py"])
+    assert by_file.repeats[-1].selection == ("t.py::a", "t.py::b", "t.py::c", "t.py::d")
+    assert by_file.checked == set(by_file.outcomes) and "t.py::d" in by_file.passing
 
 
 @pytest.mark.network  # the sandbox env gets pytest from the package index

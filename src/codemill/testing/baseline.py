@@ -113,7 +113,7 @@ class Baseline:
     def times_seen(self) -> dict[str, int]:
         """Per node id, how many runs (full runs and repeats that selected it) gave it an
         outcome or should have."""
-        seen = {n: sum(o is not None for o in outs) for n, outs in self.outcomes.items()}
+        seen = {n: len(outs) for n, outs in self.outcomes.items()}  # one per good full run
         for rep in self.repeats:
             if rep.report.ran:
                 for n in rep.selection:
@@ -158,14 +158,18 @@ class Baseline:
         slowest = {n: max(d) for n, d in self.durations.items() if d}
         if tests is None:
             return sum(slowest.values())
+        return sum(slowest.get(t, 0.0) for t in self.expand(tests))
+
+    def expand(self, tests: Iterable[str]) -> set[str]:
+        """Node ids of a selection whose items may be test files or directories."""
         chosen: set[str] = set()
         for t in tests:
-            if t in slowest or "::" in t:
+            if t in self.outcomes or "::" in t:
                 chosen.add(t)
                 continue
             prefix = t.rstrip("/") + ("::" if t.endswith(".py") else "/")
-            chosen.update(n for n in slowest if n.startswith(prefix))
-        return sum(slowest.get(t, 0.0) for t in chosen)
+            chosen.update(n for n in self.outcomes if n.startswith(prefix))
+        return chosen
 
     @property
     def usable(self) -> bool:
@@ -179,7 +183,8 @@ class Baseline:
             return self
         if selection is None:
             return summarize([*self.reports, report], self.repeats)
-        return replace(self, repeats=(*self.repeats, Repeat(tuple(selection), report)))
+        chosen = self.expand(selection) | set(report.outcomes())  # files stand for their tests
+        return replace(self, repeats=(*self.repeats, Repeat(tuple(sorted(chosen)), report)))
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per test for the ``test_results`` table: node id, outcomes (strings, None
