@@ -76,5 +76,5 @@ def test_an_unfetchable_submodule_marks_only_its_tests_unusable(
     assert env.status == EnvStatus.USABLE, (env.reason, result.log[-2000:])
     assert env.n_passing == 1 and "tests/test_plain.py::test_plain" in {
         r.node_id for r in result.reports[0].results if r.outcome.value == "passed"}
-    assert env.reason.startswith("1 tests need submodule tests/data (../data-repo, not "
+    assert env.reason.startswith("1 test needs submodule tests/data (../data-repo, not "
                                  "fetched): tests/test_values.py"), env.reason

@@ -70,5 +70,6 @@ def describe(missing: list[MissingInput], limit: int = 3) -> str:
     parts = []
     for m in missing[:limit]:
         shown = ", ".join(m.tests[:3]) + (", ..." if len(m.tests) > 3 else "")
-        parts.append(f"{len(m.tests)} tests need {m.what}: {shown}")
+        many = len(m.tests) != 1
+        parts.append(f"{len(m.tests)} test{'s need' if many else ' needs'} {m.what}: {shown}")
     return "; ".join(parts)
