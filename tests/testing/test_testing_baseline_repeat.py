@@ -59,6 +59,8 @@ def test_shards_balance_test_time_and_keep_files_together():
     parts = shards(tuple(sorted(durations)), durations, 2)
     assert sorted(parts) == [("a.py::1", "a.py::2"), ("b.py::1", "c.py::1")]
     assert shards(("a.py::1",), durations, 4) == [("a.py::1",)]
+    untimed = shards(("a.py::1", "a.py::2", "b.py::1"), {}, 2)  # all 0.0 s: still spread
+    assert sorted(untimed) == [("a.py::1", "a.py::2"), ("b.py::1",)]
     cores = len(os.sched_getaffinity(0))
     assert BaselineConfig().worker_count() == max(1, min(4, cores // 4))
     assert BaselineConfig(workers=3).worker_count() == 3

@@ -23,34 +23,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict
-
+from codemill.core.config import BaselineConfig
 from codemill.core.records import Outcome, TestReport
 
-
-class BaselineConfig(BaseModel):
-    """How an environment's baseline looks for flaky tests after its full run(s)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    repeat_fraction: float = 0.4
-    """Wall time the repeat may take, as a fraction of the first full run's (the build then
-    costs about 1.4 suite runs instead of k)."""
-    min_repeat_s: float = 2.0
-    """Repeat budget never below this many seconds (a suite that fits is repeated whole:
-    raise it to buy a second full look at quick suites, at the cost of the ratio)."""
-    workers: int = 0
-    """Forks that run shards of the repeat at the same time; 0: a quarter of the cores this
-    process may use, at most 4 (1 on a machine of under 8: runs that compete for a CPU make
-    timing-sensitive tests look flaky, and builds may run side by side)."""
-
-    def worker_count(self) -> int:
-        if self.workers > 0:
-            return self.workers
-        return max(1, min(4, len(os.sched_getaffinity(0)) // 4))
+__all__ = ["BaselineConfig", "flip_bound", "plan_repeat", "shards"]
 
 
 def plan_repeat(first: TestReport, cfg: BaselineConfig) -> tuple[str, ...] | None:
@@ -97,8 +75,8 @@ def shards(selection: tuple[str, ...], durations: Mapping[str, float],
     groups = sorted(by_file.values(), key=lambda g: -sum(durations.get(t, 0.0) for t in g))
     loads = [0.0] * n
     out: list[list[str]] = [[] for _ in range(n)]
-    for group in groups:
-        i = loads.index(min(loads))
+    for group in groups:  # ties (tests too quick to time) go to the shard with fewer tests
+        i = min(range(n), key=lambda j: (loads[j], len(out[j])))
         out[i].extend(group)
         loads[i] += sum(durations.get(t, 0.0) for t in group)
     return [tuple(sorted(s)) for s in out if s]

@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
+from codemill.core.config import BaselineConfig
 from codemill.repos.detect.project import ProjectInfo
-from codemill.testing.repeat import BaselineConfig
 
 UV_INSIDE = "/opt/codemill/uv"
 UV_CACHE_INSIDE = "/opt/codemill/uv-cache"
