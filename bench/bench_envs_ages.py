@@ -154,27 +154,44 @@ def build_one(label: str, repo: str, age: str, sha: str, date: str, home: Path) 
     return row
 
 
-def print_table(label: str) -> None:
+def print_table(label: str, markdown: bool = False) -> None:
+    """One line per build; the goal is judged on usable builds only (a suite that never
+    ran says nothing about what a baseline costs)."""
     rows = done_rows(label)
-    head = (f"{'repository':32} {'age':3} {'date':10} {'status':8} {'pass':>5} {'py':7} "
-            f"{'att':>3} {'install':>7} {'baseline':>8} {'bare':>6} {'wall':>6} goal")
-    print(f"[{label}]\n{head}")
-    met = 0
-    for (repo, age), r in sorted(rows.items()):
+    cols = ("repository", "age", "commit date", "status", "pass", "python", "attempts",
+            "install s", "baseline s", "bare s", "wall s", "goal")
+    if markdown:
+        print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+    else:
+        print(f"[{label}]\n{'repository':32} {'age':3} {'date':10} {'status':8} {'pass':>5} "
+              f"{'py':7} {'att':>3} {'install':>7} {'baseline':>8} {'bare':>6} {'wall':>6} goal")
+    met = usable = 0
+    for (repo, age), r in sorted(rows.items(), key=lambda kv: (kv[0][0].lower(), kv[0][1])):
         bare = r.get("bare_s")
-        goal = (bare is not None and r["wall_s"] <= r["install_s"] + 1.5 * bare)
-        met += goal
+        ok = r["status"] == "usable" and bare is not None
+        goal = "-" if not ok else "yes" if r["wall_s"] <= r["install_s"] + 1.5 * bare else "no"
+        usable += r["status"] == "usable"
+        met += goal == "yes"
         frac = "-" if r.get("pass_fraction") is None else f"{r['pass_fraction']:.2f}"
-        print(f"{repo:32} {age:3} {r['date'][:10]:10} {r['status']:8} {frac:>5} "
-              f"{r['python'] or '-':7} {r['attempts']:>3} {r['install_s']:7.1f} "
-              f"{r['baseline_s']:8.1f} {bare if bare is not None else '-':>6} "
-              f"{r['wall_s']:6.1f} {'yes' if goal else 'no'}")
-    usable = sum(r["status"] == "usable" for r in rows.values())
-    base = sum(r["baseline_s"] for r in rows.values())
-    bare_sum = sum(r.get("bare_s") or 0 for r in rows.values())
-    print(f"{len(rows)} builds, {usable} usable, goal met by {met}; baseline {base:.0f}s "
-          f"in all against {bare_sum:.0f}s of bare suite runs "
-          f"({base / bare_sum if bare_sum else 0:.2f}x)")
+        cells = (repo, age, r["date"][:10], r["status"], frac, r["python"] or "-",
+                 str(r["attempts"]), f"{r['install_s']:.1f}", f"{r['baseline_s']:.1f}",
+                 "-" if bare is None else f"{bare:.1f}", f"{r['wall_s']:.1f}", goal)
+        if markdown:
+            print("| " + " | ".join(cells) + " |")
+        else:
+            print(f"{repo:32} {age:3} {cells[2]:10} {cells[3]:8} {frac:>5} {cells[5]:7} "
+                  f"{cells[6]:>3} {cells[7]:>7} {cells[8]:>8} {cells[9]:>6} {cells[10]:>6} "
+                  f"{goal}")
+    good = [r for r in rows.values() if r["status"] == "usable" and r.get("bare_s")]
+    base = sum(r["baseline_s"] for r in good)
+    bare_sum = sum(r["bare_s"] for r in good)
+    checked = sum("ran at least twice" in r.get("flakiness", "") for r in good)
+    print(f"\n{len(rows)} builds, {usable} usable, goal met by {met} of {len(good)} usable; "
+          f"their baseline {base:.0f}s against {bare_sum:.0f}s of bare suite runs "
+          f"({base / bare_sum if bare_sum else 0:.2f}x)"
+          + (f"; flakiness looked for in {checked} of {len(good)}" if label != "before" else ""))
+    if markdown:
+        return
     for (repo, age), r in sorted(rows.items()):
         if r.get("flakiness"):
             print(f"  {repo} {age}: {r['flakiness']}")
@@ -213,6 +230,7 @@ def main() -> int:
     ap.add_argument("--ages", default="new,old")
     ap.add_argument("--rebuild", action="store_true")
     ap.add_argument("--table", action="store_true", help="print what finished and stop")
+    ap.add_argument("--markdown", action="store_true", help="with --table: a Markdown table")
     ap.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"),
                     help="print the baseline cost of two labels side by side and stop")
     args = ap.parse_args()
@@ -220,7 +238,7 @@ def main() -> int:
         print_compare(*args.compare)
         return 0
     if args.table:
-        print_table(args.label)
+        print_table(args.label, args.markdown)
         return 0
     OUT.mkdir(parents=True, exist_ok=True)
     home = OUT / f"envs_ages_{args.label}"
