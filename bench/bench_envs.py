@@ -9,7 +9,7 @@ Runbook::
 What it does, under ``bench/out/bench_envs/`` (removed first):
 
 1. cold: a fresh codemill home with an empty uv cache; snapshot and build SOURCE
-   (``build_env``: detect, install in the build sandbox, byte-compile, k=3 baseline);
+   (``build_env``: detect, install in the build sandbox, byte-compile, baseline);
 2. warm: another fresh home whose uv cache is the first one's (now warm); same build;
 3. sharing: in the first home, a second snapshot of the same tree plus one extra test
    file; its environment reuses the installed venv, so it costs only its layer and record;

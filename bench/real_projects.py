@@ -7,7 +7,7 @@ Runbook::
     .venv/bin/python bench/real_projects.py --jobs 2 > bench/out/real.txt 2>&1 &
 
 Each project is built exactly as a user would: ``codemill env build pypi:NAME==VERSION
---json`` in a subprocess (snapshot of the release's sdist, build in the sandbox, k=3
+--json`` in a subprocess (snapshot of the release's sdist, build in the sandbox,
 baseline, ledger rows), with ``CODEMILL_HOME`` pointing at ``--home`` (default
 ``bench/out/real_home``; its uv cache makes reruns faster). The projects are pinned
 releases that ship their tests in the sdist (checked: several projects' recent sdists

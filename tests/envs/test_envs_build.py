@@ -61,7 +61,8 @@ def test_pep621_project_is_usable_editable_and_shares_its_venv(
     env = result.env
     assert env.status == EnvStatus.USABLE, result.log[-3000:]
     assert (env.n_tests, env.n_passing, env.n_flaky) == (2, 1, 0)
-    assert len(result.reports) == 3
+    # one full run, then the quick suite again whole (under min_repeat_s) or a sample
+    assert len(result.reports) in (1, 2) and "of 2 tests" in result.flakiness
     assert "-e /repo  # calcpkg==0.1.0" in env.lock
     assert any(line.startswith("pytest==") for line in env.lock.splitlines())
     assert any(line.startswith("coverage==") for line in env.lock.splitlines())

@@ -119,10 +119,19 @@ def test_edit_reruns_what_is_downstream_and_nothing_else(tmp_path):
 
     first = _run(tmp_path, *args)
     assert statuses(first) == dict.fromkeys(STAGES, "success")
-    # Validation reused the build's k baseline runs (read from the ledger) instead of
-    # running the suite k more times and caching them on disk.
+    # Validation started from the build's baseline runs (read from the ledger) and ran only
+    # the full runs missing to its k=3, caching the topped-up baseline on disk.
+    from codemill.core.config import Settings
+    from codemill.core.records import TestReport
+    from codemill.factory.lookup import baseline_reports
+    from codemill.store.reader import LedgerReader
+
     home = tmp_path / "home"
-    assert not (home / "cache" / "baseline" / f"{first['env_id']}.json").exists()
+    with LedgerReader.open(Settings(home=home)) as reader:
+        built = baseline_reports(reader, first["env_id"])
+    cache = home / "cache" / "baseline" / f"{first['env_id']}.json"
+    cached = [TestReport.model_validate(r) for r in json.loads(cache.read_text())]
+    assert 1 <= len(built) < 3 and len(cached) == 3 and cached[:len(built)] == built
     assert statuses(_run(tmp_path, *args)) == dict.fromkeys(STAGES, "cached")
 
     # An uncommitted edit to one source file: the working tree is the source.

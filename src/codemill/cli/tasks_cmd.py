@@ -49,8 +49,9 @@ def _bed(env_prefix: str) -> Any:
     env = resolve_env(env_prefix)
     with open_reader() as reader:  # the build's k runs: validation need not run them again
         reports = baseline_reports(reader, env.env_id)
+        repeats = baseline_reports(reader, env.env_id, "baseline-repeat")
     return env, TestBed.from_env(env, settings.home, settings.sandbox,
-                                 baseline_reports=reports)
+                                 baseline_reports=reports, baseline_repeats=repeats)
 
 
 def decided(reader: Any, env_id: str, retry_rejected: bool = False

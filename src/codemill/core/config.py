@@ -104,6 +104,28 @@ class ExecutorConfig(_Section):
     """Connect to an existing Ray cluster; None starts a local one."""
 
 
+class BaselineConfig(_Section):
+    """How an environment's baseline looks for flaky tests after its full run(s). Not a
+    settings section: ``codemill.testing.baseline`` runs it and the builder's
+    ``BuildConfig`` carries it, so it lives here, below both (like ``SandboxConfig``)."""
+
+    repeat_fraction: float = 0.4
+    """Wall time the repeat may take, as a fraction of the first full run's (the build then
+    costs about 1.4 suite runs instead of k)."""
+    min_repeat_s: float = 2.0
+    """Repeat budget never below this many seconds (a suite that fits is repeated whole:
+    raise it to buy a second full look at quick suites, at the cost of the ratio)."""
+    workers: int = 0
+    """Forks that run shards of the repeat at the same time; 0: a quarter of the cores this
+    process may use, at most 4 (1 on a machine of under 8: runs that compete for a CPU make
+    timing-sensitive tests look flaky, and builds may run side by side)."""
+
+    def worker_count(self) -> int:
+        if self.workers > 0:
+            return self.workers
+        return max(1, min(4, len(os.sched_getaffinity(0)) // 4))
+
+
 class Settings(BaseSettings):
     """All of codemill's settings. Paths are relative to the working directory."""
 

@@ -159,10 +159,11 @@ def snapshot_of(reader: Any, snapshot_id: str) -> RepoSnapshot | None:
     return row_to_record(RepoSnapshot, rows[0]) if rows else None
 
 
-def baseline_reports(reader: Any, env_id: str) -> list[Any]:
-    """The build's k baseline runs of ``env_id`` (``TestReport``s, in run order)."""
+def baseline_reports(reader: Any, env_id: str, phase: str = "baseline") -> list[Any]:
+    """The build's k full baseline runs of ``env_id`` (``TestReport``s, in run order);
+    ``phase="baseline-repeat"``: its runs of a sample of the suite after them."""
     from codemill.store.rows import reports_from_rows
 
     rows = [r for r in _rows(reader, "test_results", f"env_id == {_quote(env_id)}")
-            if r.get("phase") == "baseline" and not r.get("task_id")]
+            if r.get("phase") == phase and not r.get("task_id")]
     return reports_from_rows(rows)

@@ -148,6 +148,10 @@ def environments(ctx: AssetContext) -> Iterator[Any]:
     for i, report in enumerate(result.reports):
         for row in test_result_rows(report, env_id=env.env_id, run_index=i, phase="baseline"):
             yield Side("test_results", row)
+    for i, report in enumerate(result.repeats, start=len(result.reports)):
+        for row in test_result_rows(report, env_id=env.env_id, run_index=i,
+                                    phase="baseline-repeat"):
+            yield Side("test_results", row)
 
 
 @asset("tasks", code_version=f"1.{VALIDATION_VERSION}", deps=("environments",))
@@ -168,7 +172,9 @@ def tasks(ctx: AssetContext) -> Iterator[Any]:
     from codemill.factory.lookup import baseline_reports, decided_candidates
 
     bed = TestBed.from_env(env, ctx.settings.home, ctx.settings.sandbox,
-                           baseline_reports=baseline_reports(ctx.reader, env.env_id))
+                           baseline_reports=baseline_reports(ctx.reader, env.env_id),
+                           baseline_repeats=baseline_reports(ctx.reader, env.env_id,
+                                                             "baseline-repeat"))
     skip, _ = decided_candidates(ctx.reader, env.env_id)
     have = ctx.read("tasks", columns=["task_id", "env_id", "kind"],
                     row_filter=f"env_id == '{env.env_id}'")

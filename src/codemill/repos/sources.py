@@ -4,8 +4,11 @@ Source forms, tried in this order:
 
 - ``pypi:NAME`` or ``pypi:NAME==VERSION``: the release's sdist (see ``pypi.py``).
 - ``PATH_OR_URL@REV``: a git repository (local path or URL) at a commit; the repository
-  is mirrored into the cache first and read from the mirror (see ``gitcmd.py``).
+  is mirrored into the cache first and read from the mirror (see ``gitcmd.py``), and its
+  submodules are fetched where they can be (``submodules.py``; the ones that cannot stay
+  absent, and the builder names the tests that needed them).
 - a local git working tree: tracked plus untracked-not-ignored files as they are on disk;
+  a submodule's files as checked out, or fetched when it is not;
   a local bare repository: its HEAD.
 - a local plain directory: every file except VCS dirs, virtualenvs, caches and build output.
 - a local ``.tar.gz``/``.zip`` archive: extracted safely.
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from codemill.core.errors import SourceError
 from codemill.core.records import RepoSnapshot, SourceKind
-from codemill.repos import history, pypi
+from codemill.repos import history, pypi, submodules
 from codemill.repos.archives import extract_archive
 from codemill.repos.gitcmd import ensure_mirror, git, has_commit, mirror_path, resolve_commit
 from codemill.repos.snapshots import (
@@ -141,6 +144,7 @@ def _from_git(source: str, url: str, rev: str, home: Path, say: Progress) -> Rep
     say(f"exporting {commit[:12]}")
     try:
         skipped = history.export_tree(mirror, commit, staging)
+        submodules.fetch_submodules(mirror, commit, url, staging, home, say)
     except BaseException:
         remove_tree(staging)
         raise
@@ -152,6 +156,7 @@ def _from_git(source: str, url: str, rev: str, home: Path, say: Progress) -> Rep
 def _from_local_dir(source: str, root: Path, home: Path, say: Progress) -> RepoSnapshot:
     root = root.resolve()
     files = _git_listing(root)
+    in_git = files is not None
     say(f"copying {'git working tree' if files else 'directory'} {root}")
     if not files:  # not in a work tree, or a dir the work tree ignores as a whole
         files = list(_walk_plain(root))
@@ -161,6 +166,9 @@ def _from_local_dir(source: str, root: Path, home: Path, say: Progress) -> RepoS
     staging = new_staging(home)
     try:
         skipped = copy_files(root, files, staging)
+        if in_git and (root / ".gitmodules").is_file():
+            submodules.fetch_worktree_submodules(
+                root, staging, home, say, lambda dest, path: _copy_checked_out(root, path, dest))
     except OSError as exc:
         remove_tree(staging)
         name = os.fsdecode(exc.filename) if exc.filename else root
@@ -170,6 +178,19 @@ def _from_local_dir(source: str, root: Path, home: Path, say: Progress) -> RepoS
         raise
     stored = store_staging(staging, home, skipped=skipped)
     return _record(source, SourceKind.LOCAL, stored, name=root.name)
+
+
+def _copy_checked_out(root: Path, path: str, dest: Path) -> bool:
+    """Copy the submodule at ``root/path`` into ``dest/path`` when it is checked out (its
+    own tracked and untracked-not-ignored files); False when it is not."""
+    sub = root / path
+    if ".." in path.split("/") or not (sub / ".git").exists():
+        return False
+    files = _git_listing(sub)
+    if not files:
+        return False
+    copy_files(sub, files, dest / path)
+    return True
 
 
 def _is_bare_repo(path: Path) -> bool:

@@ -4,8 +4,13 @@
 the environment's layers (snapshot plus build layer), write a state change into it (a
 ``Changes`` mapping, ``None`` deletes), run the test runner on a selection with a timeout,
 close. It also reads the layers' files on the host (stored, sealed trees: reading them
-runs nothing), knows the environment's baseline (per-test outcomes over k identical runs,
+runs nothing), knows the environment's baseline (per-test outcomes over identical runs,
 flaky tests excluded) and builds the coverage map.
+
+The baseline grows with use: the build records one full run and a repeated sample; when a
+step needs ``k`` full runs, ``baseline(k)`` adds only the missing ones, and every later run
+of the unchanged state (a selection or the whole suite, e.g. a synthesized task's gold runs)
+is folded in (``Baseline.refine``), so a test that flips in any of them is flaky from then on.
 
 Untrusted code only ever runs inside the sandbox; the host reads files and result files.
 """
@@ -83,17 +88,21 @@ class TestBed:
     @classmethod
     def from_env(cls, env: EnvSpec, home: Path, limits: SandboxConfig | None = None, *,
                  backend: str | None = None, min_timeout_s: float = MIN_TIMEOUT_S,
-                 baseline_reports: Sequence[TestReport] = ()) -> TestBed:
+                 baseline_reports: Sequence[TestReport] = (),
+                 baseline_repeats: Sequence[TestReport] = ()) -> TestBed:
         """A bed over a built environment (its snapshot, build layer and venv), running
         pytest exactly as the environment's ``test_command`` does: its options (e.g. an
         ``-o python_files=...`` the builder found necessary) decide what is collected.
         ``baseline_reports`` are the build's own runs of the unchanged suite (its
         ``test_results`` rows): when they all produced results they are the bed's
-        baseline, so validation does not run the suite k more times."""
+        baseline, so validation does not run the suite k more times. ``baseline_repeats``
+        are the build's runs of a sample after them: each counts for the tests it lists."""
         spec = envstore.sandbox_spec(env, home, limits)
         runner = runner_for_command(env.test_command, env.env_vars)
         reports = list(baseline_reports)
         baseline = baseline_of(reports) if reports and all(r.ran for r in reports) else None
+        for rep in baseline_repeats if baseline is not None else ():
+            baseline = baseline.refine(rep, tuple(rep.outcomes()))
         return cls(env.env_id, spec, home, runner=runner, backend=backend,
                    env_vars=dict(env.env_vars), min_timeout_s=min_timeout_s,
                    baseline=baseline)
@@ -156,6 +165,8 @@ class TestBed:
                                      timeout_s=limit)
         self.runs += 1
         self.test_seconds += report.duration_s
+        if not changes and self._baseline is not None:  # the unchanged state: more evidence
+            self._baseline = self._baseline.refine(report, selection or None)
         return report
 
     def files_used(self, changes: Changes | None, selection: Sequence[str]) -> list[str]:
@@ -205,25 +216,29 @@ class TestBed:
 
     # --- baseline and coverage ---------------------------------------------------------------
     def baseline(self, runs: int = 3) -> Baseline:
-        """The unchanged suite run ``runs`` times: computed once per environment and
-        cached under ``<home>/cache/baseline/`` (a cache of fewer runs is not reused)."""
+        """The unchanged suite with at least ``runs`` full runs: the runs known already (the
+        build's, or cached under ``<home>/cache/baseline/``) topped up with the missing ones,
+        which are cached in turn."""
         if self._baseline is not None and self._baseline.runs >= runs:
             return self._baseline
         cache = self.home / "cache" / "baseline" / f"{self.env_id}.json"
         try:
-            reports = [TestReport.model_validate(r) for r in json.loads(cache.read_text())]
+            cached = [TestReport.model_validate(r) for r in json.loads(cache.read_text())]
         except (OSError, ValueError):
-            reports = []
-        if len(reports) < runs:
-            reports = []
-            for _ in range(runs):
-                report = self.run(None, None, timeout_s=self.spec.limits.timeout_s)
-                if not report.ran:
-                    raise TaskError(f"baseline run failed: {report.error}")
-                reports.append(report)
+            cached = []
+        if self._baseline is None or len(cached) > self._baseline.runs:
+            repeats = self._baseline.repeats if self._baseline is not None else ()
+            self._baseline = baseline_of(cached, repeats) if cached else None
+        while self._baseline is None or self._baseline.runs < runs:
+            report = self.run(None, None, timeout_s=self.spec.limits.timeout_s)
+            if not report.ran:
+                raise TaskError(f"baseline run failed: {report.error}")
+            if self._baseline is None:
+                self._baseline = baseline_of([report])  # later runs refine it (``_run``)
+        if self._baseline.runs > len(cached):
             cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps([r.model_dump(mode="json") for r in reports]))
-        self._baseline = baseline_of(reports)
+            cache.write_text(json.dumps([r.model_dump(mode="json")
+                                         for r in self._baseline.reports]))
         return self._baseline
 
     def coverage_map(self, *, use_cache: bool = True) -> cov.CoverageMap:

@@ -16,7 +16,8 @@ Steps, each reported through ``progress``:
 4. record the lock from the venv's files (``codemill.envs.lock``), seal the venv and
    publish it in ``<home>/envs/`` (identical venvs are shared); what the build wrote into
    ``/repo`` (generated version files, egg-info) becomes the environment's layer;
-5. run the baseline: the whole suite ``k`` times, each in a fresh fork without network
+5. run the baseline: the whole suite once (``k`` times if asked), then a sample of its
+   tests again within a time budget, each run in a fresh fork without network
    (``codemill.testing``'s baseline, a layer below);
 6. classify: usable / failed / no_tests / flaky, with a reason a person can act on.
 
@@ -121,12 +122,17 @@ def build_env(
         test_command=(), status=EnvStatus.FAILED, env_vars=project.env_vars)
 
     say("running the baseline")
+    base_started = time.monotonic()
     with boundary("build", "run the baseline") as b:
         verdict = baseline_verdict(spec_env, project, home, settings, config, snapshot, say)
     if b.failed:
         if not _is_sandbox_error(b.exception) and not isinstance(b.exception, BuildError):
             raise b.exception  # type: ignore[misc]
         verdict = None
+    else:  # the build log says how far the baseline looked for flaky tests
+        runs = len(verdict.reports) + len(verdict.repeats)
+        steps.append(BuildStep(name=f"baseline ({runs} runs)", output_tail=verdict.confidence,
+                               seconds=round(time.monotonic() - base_started, 3)))
     seconds = round(time.monotonic() - started, 3)
     if verdict is None:
         env = spec_env.model_copy(update={
@@ -135,7 +141,9 @@ def build_env(
             "build_seconds": seconds,
             "test_command": runner_for(project, "pytest").test_command})
         reports: tuple[TestReport, ...] = ()
+        repeats: tuple[TestReport, ...] = ()
         flaky: tuple[str, ...] = ()
+        flakiness = ""
     else:
         env = spec_env.model_copy(update={
             "status": verdict.status, "reason": _noted(verdict.reason, installed.notes),
@@ -143,13 +151,14 @@ def build_env(
             "test_command": verdict.test_command, "n_tests": verdict.n_tests,
             "n_passing": verdict.n_passing, "n_flaky": verdict.n_flaky})
         reports, flaky = verdict.reports, verdict.flaky
+        repeats, flakiness = verdict.repeats, verdict.confidence
     envstore.save_record(home, env)
     say(f"{env.status.value}{': ' + env.reason if env.reason else ''}")
     return BuildResult(env=env, project=project, interpreter=interp,
                        python_reason=choice.reason, steps=tuple(steps), reports=reports,
-                       flaky=flaky, disk_bytes=installed.disk_bytes,
-                       shared_venv=installed.shared, layer=str(layer or ""),
-                       attempt=installed.attempt)
+                       repeats=repeats, flakiness=flakiness, flaky=flaky,
+                       disk_bytes=installed.disk_bytes, shared_venv=installed.shared,
+                       layer=str(layer or ""), attempt=installed.attempt)
 
 
 def _noted(reason: str, notes: tuple[str, ...]) -> str:

@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
+from codemill.core.config import BaselineConfig
 from codemill.envs.builder.requirements import without
 from codemill.repos.detect.project import ProjectInfo
 
@@ -52,8 +53,12 @@ class BuildConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    baseline_runs: int = 3
-    """Runs of the suite, each in a fresh fork, to find flaky tests."""
+    baseline_runs: int = 1
+    """Full runs of the suite, each in a fresh fork (outcomes, durations; with 2 or more,
+    flakiness over the whole suite)."""
+    baseline_repeat: BaselineConfig | None = BaselineConfig()
+    """After the full runs, a sample of the tests once more within a time budget, to look
+    for flaky tests at a fraction of a suite's cost (None: no repeat)."""
     install_timeout_s: float = 1200.0
     """Wall-clock limit of one install command (resolution and builds of sdists)."""
     test_timeout_s: float = 900.0

@@ -39,7 +39,12 @@ class BuildResult(BaseModel):
     python_reason: str = ""
     steps: tuple[BuildStep, ...] = ()
     reports: tuple[TestReport, ...] = ()
-    """The baseline runs, in order (one ``test_results`` row per test per run)."""
+    """The baseline's full runs, in order (one ``test_results`` row per test per run)."""
+    repeats: tuple[TestReport, ...] = ()
+    """The baseline's runs of a sample of the suite after its full runs (``test_results``
+    rows with phase ``baseline-repeat``)."""
+    flakiness: str = ""
+    """How far the baseline checked for flaky tests, in words (``Baseline.confidence``)."""
     flaky: tuple[str, ...] = ()
     disk_bytes: int = 0
     """Bytes on disk of the installed venv (shared by environments with the same venv)."""

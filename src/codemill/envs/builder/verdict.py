@@ -1,18 +1,21 @@
 """The baseline of a built environment and its verdict: usable, failed, no_tests or flaky.
 
-The suite runs ``k`` times, each in a fresh sandbox over the environment without network
-(``codemill.testing``'s baseline and runners, a layer below ``envs``). pytest runs every
-suite (it runs unittest cases too); when pytest finds no tests in a project whose tests
-are plain unittest with names pytest does not collect, the unittest runner gets a turn.
+The suite runs ``k`` times (default once), then a sample of its tests once more within a time
+budget (``BuildConfig.baseline_repeat``), each run in a fresh sandbox over the environment
+without network (``codemill.testing``'s baseline and runners, a layer below ``envs``). pytest
+runs every suite (it runs unittest cases too); when pytest finds no tests in a project whose
+tests are plain unittest with names pytest does not collect, the unittest runner gets a turn.
 
 Verdict:
 - ``no_tests``: the runner collected nothing;
 - ``failed``: no run produced results (collection crashed, a usage error, a timeout), or
   results came back and no test passes;
-- ``flaky``: runs disagree so much that fewer tests pass reliably than flip, or some runs
+- ``flaky``: among the tests run more than once, fewer pass reliably than flip, or some runs
   produced results and others did not;
 - ``usable``: at least one test passes in every run; flaky tests are listed for the task
-  layer to leave out.
+  layer to leave out. Tests that need inputs the snapshot lacks (a submodule that could not
+  be fetched, a data file) lead the reason, by name (``missing``): they never pass, so the
+  task layer never uses them, and the rest of the suite decides the status.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 from codemill.core.config import Settings
 from codemill.core.records import EnvSpec, EnvStatus, Outcome, RepoSnapshot, TestReport
 from codemill.envs import envstore
+from codemill.envs.builder.missing import describe, missing_inputs
 from codemill.envs.builder.plan import PYTHON, BuildConfig
 from codemill.envs.builder.reasons import run_failure
 from codemill.repos.detect.project import ProjectInfo
@@ -43,6 +47,10 @@ class Verdict:
     n_passing: int = 0
     n_flaky: int = 0
     flaky: tuple[str, ...] = ()
+    repeats: tuple[TestReport, ...] = ()
+    """Runs of a sample of the suite after the full runs (``reports``)."""
+    confidence: str = ""
+    """How far flakiness was checked (``Baseline.confidence``)."""
 
 
 @dataclass(frozen=True)
@@ -78,24 +86,28 @@ def make_runner(test_command: tuple[str, ...], env_vars: tuple[tuple[str, str], 
 
 
 def run_suite_baseline(env: EnvSpec, home: Path, settings: Settings, k: int, timeout_s: float,
-                       snapshot_path: Path | None = None) -> Any:
-    """``k`` runs of ``env``'s suite in fresh forks; the testing layer's ``Baseline``."""
+                       snapshot_path: Path | None = None, repeat: Any = None) -> Any:
+    """``k`` runs of ``env``'s suite in fresh forks, then the sample ``repeat`` (a
+    ``BaselineConfig``; None: none) asks for; the testing layer's ``Baseline``."""
     limits = settings.sandbox.model_copy(update={
         "timeout_s": max(settings.sandbox.timeout_s, timeout_s)})
     from codemill.testing.baseline import run_baseline
 
     spec = envstore.sandbox_spec(env, home, limits, snapshot_path=snapshot_path)
     runner = make_runner(env.test_command, env.env_vars)
-    return run_baseline(lambda: open_sandbox(spec, home), runner, k=k, timeout_s=timeout_s)
+    return run_baseline(lambda: open_sandbox(spec, home), runner, k=k, timeout_s=timeout_s,
+                        repeat=repeat)
 
 
-def _classify(base: Any, command: tuple[str, ...]) -> Verdict:
+def _classify(base: Any, command: tuple[str, ...], tree: Path | None = None) -> Verdict:
     reports = tuple(base.reports)
+    repeats = tuple(p.report for p in base.repeats)
     ran = [r for r in reports if r.ran]
-    failed_runs = [r for r in reports if not r.ran]
+    failed_runs = [r for r in reports + repeats if not r.ran]
     n_tests, passing, flaky = len(base.outcomes), base.passing, base.flaky
     common = dict(test_command=command, reports=reports, n_tests=n_tests,
-                  n_passing=len(passing), n_flaky=len(flaky), flaky=tuple(sorted(flaky)))
+                  n_passing=len(passing), n_flaky=len(flaky), flaky=tuple(sorted(flaky)),
+                  repeats=repeats, confidence=base.confidence())
     if not ran:
         first = failed_runs[0] if failed_runs else None
         if first is not None and first.error == NO_TESTS:
@@ -103,17 +115,28 @@ def _classify(base: Any, command: tuple[str, ...]) -> Verdict:
         reason = run_failure(first) if first is not None else "the suite did not run"
         return Verdict(EnvStatus.FAILED, reason, **common)
     if failed_runs:
-        return Verdict(EnvStatus.FLAKY, f"{len(failed_runs)} of {len(reports)} runs gave no "
-                       f"results: {run_failure(failed_runs[0])}", **common)
+        return Verdict(EnvStatus.FLAKY, f"{len(failed_runs)} of {len(reports + repeats)} runs "
+                       f"gave no results: {run_failure(failed_runs[0])}", **common)
     if not passing:
         if flaky:
             return Verdict(EnvStatus.FLAKY, f"no test passes reliably ({len(flaky)} of "
                            f"{n_tests} change outcome between runs)", **common)
-        return Verdict(EnvStatus.FAILED, _nothing_passes(ran[0]), **common)
-    if len(flaky) > len(passing):
+        return Verdict(EnvStatus.FAILED, _missing(ran[0], tree, _nothing_passes(ran[0])),
+                       **common)
+    steady = passing & base.checked  # judged on the tests seen more than once
+    if len(flaky) > len(steady):
         return Verdict(EnvStatus.FLAKY, f"{len(flaky)} tests change outcome between runs, "
-                       f"only {len(passing)} pass reliably", **common)
-    return Verdict(EnvStatus.USABLE, _notes(ran[0]), **common)
+                       f"only {len(steady)} of those run again pass reliably", **common)
+    return Verdict(EnvStatus.USABLE, _missing(ran[0], tree, _notes(ran[0])), **common)
+
+
+def _missing(report: TestReport, tree: Path | None, reason: str) -> str:
+    """``reason`` led by the tests that need inputs the snapshot lacks (a submodule not
+    fetched, a data file), which are unusable for that reason."""
+    found = missing_inputs(report, tree) if tree is not None else []
+    if not found:
+        return reason
+    return "; ".join(p for p in (describe(found), reason) if p)[:700]
 
 
 def _why_none(report: TestReport) -> str:
@@ -156,10 +179,12 @@ def baseline_verdict(env: EnvSpec, project: ProjectInfo, home: Path, settings: S
     for kind in kinds:
         choice = runner_for(project, kind)
         trial = env.model_copy(update={"test_command": choice.test_command})
-        say(f"baseline: {config.baseline_runs} runs with {kind}")
+        say(f"baseline: {config.baseline_runs} full run(s) with {kind}, then a sample again")
         base = run_suite_baseline(trial, home, settings, config.baseline_runs,
-                                  config.test_timeout_s, Path(snapshot.path))
-        verdict = _classify(base, choice.test_command)
+                                  config.test_timeout_s, Path(snapshot.path),
+                                  config.baseline_repeat)
+        verdict = _classify(base, choice.test_command, Path(snapshot.path))
+        say(f"baseline: {verdict.confidence}")
         if verdict.status != EnvStatus.NO_TESTS:
             return verdict
     assert verdict is not None
