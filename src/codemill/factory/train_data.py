@@ -106,6 +106,42 @@ def read_graded(settings: Settings, rollout_ids: Sequence[str] | None = None,
     return list(out.values())
 
 
+def regrade_stale(settings: Settings, rollout_ids: Sequence[str], tasks: Sequence[TaskSpec],
+                  envs: dict[str, EnvSpec], run_id: str, asset: str) -> int:
+    """Grade again, from their recorded rows, the rollouts among ``rollout_ids`` that have
+    no reward under the current harness version (graded under older rules, or never);
+    records the new rewards and returns how many. Nothing is resampled."""
+    from codemill.factory.pipeline import grade_one
+    from codemill.store.ledger import Ledger
+    from codemill.store.rows import record_to_row, trajectory_from_rows
+
+    wanted = set(rollout_ids)
+    if not wanted:
+        return 0
+    by_task = {t.task_id: t for t in tasks}
+    where = "rollout_id in (" + ", ".join(f"'{x}'" for x in sorted(wanted)) + ")"
+    with Ledger.open(settings) as ledger:
+        current = {r["rollout_id"] for r in ledger.read(
+            "rewards", columns=["rollout_id", "harness_version"], row_filter=where).to_pylist()
+            if r["harness_version"] == HARNESS_VERSION}
+        rows = {r["rollout_id"]: r for r in ledger.read("rollouts", row_filter=where).to_pylist()
+                if r["rollout_id"] not in current and r["task_id"] in by_task
+                and r["env_id"] in envs}
+        steps: dict[str, list[dict[str, Any]]] = {}
+        if rows:
+            for st in ledger.read("steps", row_filter=where).to_pylist():
+                steps.setdefault(st["rollout_id"], []).append(st)
+    rewards = [grade_one((by_task[r["task_id"]], envs[r["env_id"]],
+                          trajectory_from_rows(r, steps.get(rid, [])), settings.home, settings))
+               for rid, r in sorted(rows.items())]
+    if rewards:
+        with Ledger.open(settings) as ledger, ledger.writer(
+                "rewards", asset=asset, run_id=run_id, config_hash=settings.config_hash) as w:
+            for reward in rewards:
+                w.add(record_to_row(reward))
+    return len(rewards)
+
+
 def expert_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
                 envs: dict[str, EnvSpec], tokenizer_dir: Path, run_id: str,
                 say: Callable[[str], None]) -> list[Graded]:
@@ -131,7 +167,10 @@ def expert_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
         for i in range(job.per_task):
             rid = content_id("expert-rollout", task.task_id, policy, salt, job.train.seed, i)
             plan.append((RolloutItem(rid, task, policy, i, sampling), None))
-    have = {g.rollout_id: g for g in read_graded(settings, [i.rollout_id for i, _ in plan])}
+    ids = [i.rollout_id for i, _ in plan]
+    if regrade_stale(settings, ids, tasks, envs, run_id, "expert_trajectories"):
+        say("expert data: regraded recorded runs under the current grading rules")
+    have = {g.rollout_id: g for g in read_graded(settings, ids)}
     todo = [item for item, _ in plan if item.rollout_id not in have]
     if todo:
         say(f"expert data: {len(todo)} runs to make ({len(have)} recorded before)")
@@ -181,6 +220,7 @@ def sample_policy(settings: Settings, model: str, tasks: Sequence[TaskSpec],
                         observation_limit=observation_limit, sampling=sampling)
     policy = f"{model}|t{max_turns}x{max_new_tokens}|obs{observation_limit}"
     have = {g.rollout_id for g in read_graded(settings, policy_prefix=policy)}
+    regrade_stale(settings, sorted(have), tasks, envs, new_run_id(), "policy_samples")
     backend = make_backend(model, home=settings.home)
     batch, stream = stream_rollouts(
         list(tasks), envs=envs, home=Path(settings.home), settings=settings, model=backend,
