@@ -13,6 +13,10 @@ from codemill.cli.envstatus import status_text
 
 DEMO_SOURCE = "pypi:toolz==0.12.0"
 """A real PyPI project whose sdist ships its test suite (~180 tests, pure Python)."""
+DEMO_TRAIN_STEPS = 20
+"""LoRA SFT steps of the demo (attention and MLP of the last 8 layers, 2 sequences a step).
+On the demo's 4 toolz tasks, 12 attention-only steps gave 0/4 first replies that parse as an
+action (temperature 0.7); with the MLP adapted, 16 steps gave 3/4 and 24 steps 3/4."""
 
 
 def _run(source: str, model: str, group: int, synth: int, features: int, max_turns: int,
@@ -169,7 +173,8 @@ def demo_cmd(
     sized to finish in minutes on 2 cores (2 bug tasks, 1 feature task, groups of 2, 4
     turns), ending with a checkpoint that follows the action format."""
     with handle_errors():
-        _run(source, model, 2, 2, 1, 4, 128, None, as_json, "demo", train=train)
+        _run(source, model, 2, 2, 1, 4, 128, None, as_json, "demo", train=train,
+             train_steps=DEMO_TRAIN_STEPS)
 
 
 def register(app: typer.Typer) -> None:
