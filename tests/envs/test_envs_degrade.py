@@ -236,3 +236,43 @@ def test_a_failing_build_names_the_exception_and_the_attempts(
     assert reason.startswith("building the project failed: KeyError: 'version'"), reason
     assert "[attempts" in reason and "full, latest" in reason
     assert "^^^" not in reason and "~~~" not in reason
+
+
+WARNINGS_AS_ERRORS = {
+    "pyproject.toml": """
+        [build-system]
+        requires = ["hatchling"]
+        build-backend = "hatchling.build"
+        [project]
+        name = "strictpkg"
+        version = "0.1.0"
+        requires-python = ">=3.8"
+        [project.optional-dependencies]
+        test = ["pytest", "pytest-timeout"]
+        [tool.hatch.build.targets.wheel]
+        packages = ["src/strictpkg"]
+        [tool.pytest.ini_options]
+        filterwarnings = ["error"]
+        """,
+    "src/strictpkg/__init__.py": "def double(x):\n    return 2 * x\n",
+    "tests/test_strict.py": """
+        from strictpkg import double
+
+        def test_double():
+            assert double(2) == 4
+        """,
+}
+
+
+def test_warnings_as_errors_with_an_installed_plugin_still_run(
+        project_snapshot: Maker, build_home: Path, settings: Settings) -> None:
+    """The safe start imports the environment's plugins before pytest, so pytest cannot
+    rewrite their asserts and warns; a suite that turns warnings into errors (jinja, click,
+    dateutil do) must not crash on that warning of the harness's own making."""
+    snap = project_snapshot("strict", WARNINGS_AS_ERRORS)
+    result = build_env(snap, build_home, settings,
+                       config=BuildConfig(baseline_runs=1, fix_missing_imports=False))
+    env = result.env
+    assert env.status == EnvStatus.USABLE, result.log[-4000:]
+    assert (env.n_tests, env.n_passing) == (1, 1)
+    assert any(line.startswith("pytest-timeout==") for line in env.lock.splitlines())

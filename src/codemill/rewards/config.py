@@ -6,10 +6,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from codemill.rewards import flags as F
 
-HARNESS_VERSION = "codemill-grade-3"
+HARNESS_VERSION = "codemill-grade-4"
 """Bumped whenever grading rules change, so rewards graded under other rules are told apart
 (stored on every reward row with the runner's parser version). 3: a canary never takes
-the name of a selected test (it replaced the test and failed it: an honest fix got 0)."""
+the name of a selected test (it replaced the test and failed it: an honest fix got 0).
+4: the safe start keeps pytest's warning about plugins it imported early from failing a
+suite that turns warnings into errors."""
 
 DEFAULT_ZERO_ON = (
     F.PATCH_FAILED,

@@ -16,7 +16,8 @@ early), an unreadable file, no tests collected (exit code 5), a usage or interna
 The safe start (``codemill.testing.safe_start``) imports pytest and the environment's
 plugins before anything in the workspace can be imported, turns plugin auto-loading off
 and loads those plugins by ``-p``, then puts the workspace on the path after the standard
-library. ``--rootdir`` is pinned so node ids do not depend on the selection. Long
+library (pytest's warning that it cannot rewrite those early-imported plugins is filtered
+on the command line, so ``filterwarnings = error`` suites still run). ``--rootdir`` is pinned so node ids do not depend on the selection. Long
 selections do not go on the command line (argv has limits): the node ids are sent on
 stdin, one a line (``@argsfile`` needs pytest >= 8.2; this needs no file in the results
 dir, which the sandbox empties before each command). ``-rN`` and ``--no-header`` need pytest >= 6.

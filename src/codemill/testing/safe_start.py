@@ -113,6 +113,11 @@ for _name in _env_plugins():
         _plugins += ["-p", _name]
     except Exception:
         pass
+if _plugins:
+    # Imported before pytest's assert rewriting starts, the plugins cannot be rewritten
+    # and pytest warns so; a suite that turns warnings into errors would die on that
+    # warning of our own making. A command-line filter outranks the ini's.
+    _plugins = ["-W", "ignore::pytest.PytestAssertRewriteWarning"] + _plugins
 _os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 _restore_path()
 _record = _os.environ.pop("CODEMILL_RECORD_OPENS", "")

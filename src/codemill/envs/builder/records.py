@@ -8,7 +8,7 @@ from codemill.core.records import EnvSpec, EnvStatus, TestReport
 from codemill.envs.interpreters import Interpreter
 from codemill.repos.detect.project import ProjectInfo
 
-BUILDER_VERSION = "2"
+BUILDER_VERSION = "3"
 """Part of every environment id; bump when a change to the builder changes what it makes."""
 
 
