@@ -190,3 +190,24 @@ def test_git_urls_and_hostile_repo_config(fixture_repo: FixtureRepo, tmp_path: P
     assert from_bare.commit == fixture_repo.shas[-1] and from_bare.name == "bare"
     assert from_bare.snapshot_id == work.snapshot_id
     assert not marker.exists()
+
+
+def test_a_git_snapshot_knows_the_version_of_its_nearest_tag(tmp_path: Path,
+                                                             fixture_repo: FixtureRepo):
+    """A version-from-git tool reads the checkout's tags; a snapshot has no ``.git``, so
+    the builder pretends the nearest tag's version (pluggy built as 0.0.0 could not be
+    paired with the pytest that needs pluggy >= 1)."""
+    from codemill.repos.sources import tag_version
+
+    home = tmp_path / "home"
+    bare = tmp_path / "tagged.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(fixture_repo.path), str(bare)],
+                   check=True)
+    subprocess.run(["git", "--git-dir", str(bare), "tag", "pkg-v1.4.2", fixture_repo.shas[1]],
+                   check=True)
+    newest = snapshot_source(f"{bare}@{fixture_repo.shas[-1]}", home)
+    assert newest.source_kind == SourceKind.GIT
+    assert tag_version(newest, home) == "1.4.2"  # the nearest tag below the commit
+    first = snapshot_source(f"{bare}@{fixture_repo.shas[0]}", home)
+    assert tag_version(first, home) == ""  # the tag is not reachable from the first commit
+    assert tag_version(snapshot_source(str(fixture_repo.path), home), home) == ""  # not git

@@ -22,6 +22,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -151,6 +152,25 @@ def _from_git(source: str, url: str, rev: str, home: Path, say: Progress) -> Rep
     stored = store_staging(staging, home, skipped=skipped)
     name = url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1].removesuffix(".git")
     return _record(source, SourceKind.GIT, stored, name=name, commit=commit, created_at=date)
+
+
+def tag_version(snapshot: RepoSnapshot, home: Path) -> str:
+    """The version of the nearest tag reachable from a git snapshot's commit (what a
+    version-from-git tool such as setuptools-scm would read in a checkout), e.g. ``1.3.0``
+    from ``v1.3.0`` or ``pluggy-1.3.0``; ``""`` for other sources or when there is no tag.
+    Reads our own mirror only; nothing of the repository runs."""
+    if snapshot.source_kind != SourceKind.GIT or not snapshot.commit:
+        return ""
+    mirror = mirror_path(split_rev(snapshot.source)[0], home)
+    if not mirror.exists():
+        return ""
+    try:
+        tag = git(["describe", "--tags", "--abbrev=0", snapshot.commit], git_dir=mirror,
+                  check=True).decode().strip()
+    except SourceError:
+        return ""
+    found = re.search(r"\d+(?:\.\d+)+(?:[.-]?(?:a|b|rc|post|dev)\d*)?", tag)
+    return found.group(0) if found else ""
 
 
 def _from_local_dir(source: str, root: Path, home: Path, say: Progress) -> RepoSnapshot:

@@ -17,7 +17,8 @@ The safe start (``codemill.testing.safe_start``) imports pytest and the environm
 plugins before anything in the workspace can be imported, turns plugin auto-loading off
 and loads those plugins by ``-p``, then puts the workspace on the path after the standard
 library (pytest's warning that it cannot rewrite those early-imported plugins is filtered
-on the command line, so ``filterwarnings = error`` suites still run). ``--rootdir`` is pinned so node ids do not depend on the selection. Long
+on the command line, so ``filterwarnings = error`` suites still run). ``--rootdir`` is
+pinned so node ids do not depend on the selection. Long
 selections do not go on the command line (argv has limits): the node ids are sent on
 stdin, one a line (``@argsfile`` needs pytest >= 8.2; this needs no file in the results
 dir, which the sandbox empties before each command). ``-rN`` and ``--no-header`` need pytest >= 6.

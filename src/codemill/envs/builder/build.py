@@ -48,6 +48,7 @@ from codemill.envs.builder.records import BUILDER_VERSION, BuildResult, BuildSte
 from codemill.envs.builder.verdict import baseline_verdict, pytest_args, runner_for
 from codemill.envs.interpreters import Interpreter, choose_interpreter
 from codemill.repos.detect.project import ProjectInfo, detect_project
+from codemill.repos.sources import tag_version
 
 __all__ = ["BUILDER_VERSION", "BuildConfig", "BuildResult", "BuildStep", "build_env"]
 
@@ -96,7 +97,8 @@ def build_env(
         return failed("building runs the project's code and needs the bwrap sandbox "
                       f"(sandbox.backend is {settings.sandbox.backend!r})")
     say("detecting the project")
-    project = detect_project(Path(snapshot.path), version_hint=_version_hint(snapshot))
+    project = detect_project(Path(snapshot.path),
+                             version_hint=_version_hint(snapshot) or tag_version(snapshot, home))
     try:
         choice = choose_interpreter(project.requires_python, project.declared_pythons,
                                     snapshot.created_at, requested=python)
