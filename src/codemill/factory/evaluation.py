@@ -116,15 +116,11 @@ def _regrade(ctx: AssetContext, tasks: list[Any], envs: dict[str, Any],
     """Grade recorded attempts that have no reward under the current harness version
     (their diffs and trajectories are read back from the rows); fills ``rewards``."""
     from codemill.factory.executor_base import ItemError
-    from codemill.factory.pipeline import grade_one
-    from codemill.store.rows import record_to_row, trajectory_from_rows
+    from codemill.factory.pipeline import grade_one, grading_items
+    from codemill.store.rows import record_to_row
 
-    by_task = {t.task_id: t for t in tasks}
-    todo = [r for rid, r in sorted(rollouts.items())
-            if rid not in rewards and r["task_id"] in by_task and r["env_id"] in envs]
-    items = [(by_task[r["task_id"]], envs[r["env_id"]],
-              trajectory_from_rows(r, steps.get(r["rollout_id"], [])), ctx.settings.home,
-              ctx.settings) for r in todo]
+    todo = {rid: r for rid, r in rollouts.items() if rid not in rewards}
+    items = grading_items(todo, steps, {t.task_id: t for t in tasks}, envs, ctx.settings)
     for reward in ctx.executor.map(grade_one, items):
         if isinstance(reward, ItemError):  # no row: the attempt stays ungraded (masked)
             ctx.logger.warning("regrading failed in its worker: %s", reward)

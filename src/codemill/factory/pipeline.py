@@ -263,6 +263,19 @@ def grade_one(item: tuple[Any, ...]) -> Any:
     return reward_for(task, env, traj, home=home, settings=settings)
 
 
+def grading_items(rows: dict[str, dict[str, Any]], steps: dict[str, list[dict[str, Any]]],
+                  tasks: dict[str, Any], envs: dict[str, Any], settings: Any
+                  ) -> list[tuple[Any, ...]]:
+    """``grade_one`` items for recorded rollouts (``rollout_id -> rollouts row``, their
+    ``steps`` rows), the diff and trajectory read back from the rows; rollouts whose task or
+    environment is not given are left out."""
+    from codemill.store.rows import trajectory_from_rows
+
+    return [(tasks[r["task_id"]], envs[r["env_id"]], trajectory_from_rows(r, steps.get(rid, [])),
+             settings.home, settings) for rid, r in sorted(rows.items())
+            if r["task_id"] in tasks and r.get("env_id") in envs]
+
+
 @asset("rewards", code_version=f"1.{HARNESS_VERSION}",
        deps=("rollouts", "tasks", "environments"))
 def rewards(ctx: AssetContext) -> Iterator[Any]:
@@ -270,7 +283,6 @@ def rewards(ctx: AssetContext) -> Iterator[Any]:
     trajectories, for hack flags) are read back from the ``rollouts`` and ``steps`` rows.
     A rollout already graded by this harness version is not graded again."""
     from codemill.factory.executor_base import ItemError
-    from codemill.store.rows import trajectory_from_rows
 
     raw = _cfg(ctx)
     env = require_env(ctx, raw)
@@ -290,8 +302,7 @@ def rewards(ctx: AssetContext) -> Iterator[Any]:
         where = "rollout_id in (" + ", ".join(f"'{x}'" for x in ids[i:i + 200]) + ")"
         for s in ctx.read("steps", row_filter=where):
             steps.setdefault(s["rollout_id"], []).append(s)
-    items = [(by_task[r["task_id"]], env, trajectory_from_rows(r, steps.get(rid, [])),
-              ctx.settings.home, ctx.settings) for rid, r in sorted(todo.items())]
+    items = grading_items(todo, steps, by_task, {env.env_id: env}, ctx.settings)
     for done, reward in enumerate(ctx.executor.map(grade_one, items), 1):
         ctx.progress(done, len(items))
         if isinstance(reward, ItemError):  # no row: the next run grades it again

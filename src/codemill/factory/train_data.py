@@ -111,9 +111,9 @@ def regrade_stale(settings: Settings, rollout_ids: Sequence[str], tasks: Sequenc
     """Grade again, from their recorded rows, the rollouts among ``rollout_ids`` that have
     no reward under the current harness version (graded under older rules, or never);
     records the new rewards and returns how many. Nothing is resampled."""
-    from codemill.factory.pipeline import grade_one
+    from codemill.factory.pipeline import grade_one, grading_items
     from codemill.store.ledger import Ledger
-    from codemill.store.rows import record_to_row, trajectory_from_rows
+    from codemill.store.rows import record_to_row
 
     wanted = set(rollout_ids)
     if not wanted:
@@ -125,15 +125,12 @@ def regrade_stale(settings: Settings, rollout_ids: Sequence[str], tasks: Sequenc
             "rewards", columns=["rollout_id", "harness_version"], row_filter=where).to_pylist()
             if r["harness_version"] == HARNESS_VERSION}
         rows = {r["rollout_id"]: r for r in ledger.read("rollouts", row_filter=where).to_pylist()
-                if r["rollout_id"] not in current and r["task_id"] in by_task
-                and r["env_id"] in envs}
+                if r["rollout_id"] not in current}
         steps: dict[str, list[dict[str, Any]]] = {}
         if rows:
             for st in ledger.read("steps", row_filter=where).to_pylist():
                 steps.setdefault(st["rollout_id"], []).append(st)
-    rewards = [grade_one((by_task[r["task_id"]], envs[r["env_id"]],
-                          trajectory_from_rows(r, steps.get(rid, [])), settings.home, settings))
-               for rid, r in sorted(rows.items())]
+    rewards = [grade_one(item) for item in grading_items(rows, steps, by_task, envs, settings)]
     if rewards:
         with Ledger.open(settings) as ledger, ledger.writer(
                 "rewards", asset=asset, run_id=run_id, config_hash=settings.config_hash) as w:
