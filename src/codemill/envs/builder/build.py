@@ -48,17 +48,22 @@ from codemill.envs.builder.records import BUILDER_VERSION, BuildResult, BuildSte
 from codemill.envs.builder.verdict import baseline_verdict, pytest_args, runner_for
 from codemill.envs.interpreters import Interpreter, choose_interpreter
 from codemill.repos.detect.project import ProjectInfo, detect_project
-from codemill.repos.sources import tag_version
 
 __all__ = ["BUILDER_VERSION", "BuildConfig", "BuildResult", "BuildStep", "build_env"]
 
 Progress = Callable[[str], None]
 
 
-def _version_hint(snapshot: RepoSnapshot) -> str:
+def _version_hint(snapshot: RepoSnapshot, home: Path) -> str:
+    """The version a version-from-git build tool should be told: a PyPI release's own, a
+    git snapshot's nearest tag's (``repos.sources.tag_version``), else none."""
     if snapshot.source.startswith("pypi:") and "==" in snapshot.source:
         return snapshot.source.split("==", 1)[1].strip()
-    return ""
+    # imported here: repos.sources pulls in the snapshot machinery (and rich), which the
+    # builder's import must stay free of
+    from codemill.repos.sources import tag_version
+
+    return tag_version(snapshot, home)
 
 
 def env_id_for(snapshot_id: str, python: str, lock_hash: str) -> str:
@@ -97,8 +102,7 @@ def build_env(
         return failed("building runs the project's code and needs the bwrap sandbox "
                       f"(sandbox.backend is {settings.sandbox.backend!r})")
     say("detecting the project")
-    project = detect_project(Path(snapshot.path),
-                             version_hint=_version_hint(snapshot) or tag_version(snapshot, home))
+    project = detect_project(Path(snapshot.path), version_hint=_version_hint(snapshot, home))
     try:
         choice = choose_interpreter(project.requires_python, project.declared_pythons,
                                     snapshot.created_at, requested=python)
