@@ -117,16 +117,24 @@ class Attempt:
     an override removes each wherever it comes from (an extra, a dependency)."""
 
 
-def era_cutoff(created_at: str, config: BuildConfig, now: datetime | None = None) -> str | None:
-    """The ``--exclude-newer`` date for a snapshot made at ``created_at``, or None when it
-    is recent (or unknown)."""
+def snapshot_time(created_at: str) -> datetime | None:
+    """A snapshot's ISO 8601 date as an aware datetime (UTC when it names no zone); None
+    when it is empty or unreadable."""
     if not created_at:
         return None
     try:
         stamp = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
     except ValueError:
         return None
-    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
+def era_cutoff(created_at: str, config: BuildConfig, now: datetime | None = None) -> str | None:
+    """The ``--exclude-newer`` date for a snapshot made at ``created_at``, or None when it
+    is recent (or unknown)."""
+    stamp = snapshot_time(created_at)
+    if stamp is None:
+        return None
     now = now or datetime.now(UTC)
     if now - stamp < timedelta(days=config.era_after_days):
         return None

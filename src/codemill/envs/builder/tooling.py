@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from codemill.core.records import ExecResult
-from codemill.envs.builder.plan import PYTHON, UV_INSIDE, BuildConfig, later_of
+from codemill.envs.builder.plan import PYTHON, UV_INSIDE, BuildConfig, later_of, snapshot_time
 from codemill.envs.builder.reasons import install_failure, telling_line
 
 TOOLING_CORE = ("pytest", "pluggy", "py", "iniconfig")
@@ -44,13 +44,9 @@ def tooling_cutoff(created_at: str, config: BuildConfig, now: datetime | None = 
                    ) -> str | None:
     """The date to resolve test tooling by: the snapshot's (plus the era's grace), never
     before ``pytest_floor``; None when the snapshot has no date or is recent."""
-    if not created_at:
+    stamp = snapshot_time(created_at)
+    if stamp is None:
         return None
-    try:
-        stamp = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
     if (now or datetime.now(UTC)) - stamp < timedelta(days=MIN_AGE_DAYS):
         return None
     date = (stamp + timedelta(days=config.era_grace_days)).strftime("%Y-%m-%dT%H:%M:%SZ")
