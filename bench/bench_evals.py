@@ -139,11 +139,16 @@ def _table(eval_api, evaluation, settings, suite, variants, covered,  # type: ig
             secs = eval_seconds(settings, cfg) or (time.monotonic() - started)
             attempts = len(res.samples)
         rate = attempts / (secs / 60) if secs else 0.0
+        # The attempts' own recorded seconds (agent loop, tools, model): unlike the eval's
+        # seconds, not shortened when the eval reused attempts recorded by another run.
+        own = sum(s.get("wall_seconds") or 0.0 for s in res.samples)
+        own_rate = len(res.samples) / (own / 60) if own else 0.0
         sc = res.score
         print(f"  {v:28} pass@1 {sc.pass1}  masked {sc.masked}/{sc.attempts}  "
-              f"{rate:.1f} attempts/min ({secs:.0f} s for {attempts})  stops "
-              f"{sc.stop_reasons}", flush=True)
-        figures[v] = {"score": sc.to_json(), "eval_seconds": secs, "attempts_per_min": rate}
+              f"{rate:.1f} attempts/min ({secs:.0f} s for {attempts}; by the attempts' own "
+              f"seconds {own_rate:.1f}/min)  stops {sc.stop_reasons}", flush=True)
+        figures[v] = {"score": sc.to_json(), "eval_seconds": secs, "attempts_per_min": rate,
+                      "attempt_seconds": own, "attempts_per_min_own": own_rate}
         measured.setdefault(v, (secs, attempts))
         results.append(res)
     return results, figures
