@@ -38,8 +38,8 @@ OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT / "tests"))
 
 from codemill.core.config import Settings  # noqa: E402
+from codemill.core.diffs import parse_diff, strip_level  # noqa: E402
 from codemill.rewards import workspace as W  # noqa: E402
-from codemill.rewards.diffs import parse_diff, strip_level  # noqa: E402
 from codemill.rewards.grader import grade_detailed, make_runner  # noqa: E402
 from codemill.sandbox.api import open_sandbox  # noqa: E402
 from codemill.tasks.patches import apply_patch  # noqa: E402

@@ -16,14 +16,17 @@ home ``bench/out/train_home`` are reused, so a killed run continues where it sto
 2. ``tasks``: environments and validated synthetic tasks for the TRAIN and EVAL projects
    through the CLI (``codemill env build``, ``codemill tasks synth``). No project is in
    both lists.
-3. ``eval:base``: the base model on every EVAL task (greedy, one sample each), through
-   the factory's evals (suite ``held-out@train-1``; ``bench_evals.py`` can add variants).
+3. ``eval:base``: the base model on 40 EVAL tasks (10 per project, a seeded sample;
+   greedy, one attempt each), through the factory's evals (suite ``held-out@train-40``;
+   ``bench_evals.py`` can add variants to the same attempts).
 4. ``sft``: ``codemill train sft`` on expert trajectories of the TRAIN tasks.
-5. ``eval:sft``; 6. ``grpo`` (from the SFT checkpoint, on TRAIN tasks); 7. ``eval:grpo``.
+5. ``eval:sft`` and 6. ``grpo`` (from the SFT checkpoint, on TRAIN tasks) side by side,
+   one thread each (two 1-thread jobs sample ~1.4x the tokens of one 2-thread job here);
+7. ``eval:grpo``.
 
-Resolved rates carry 95% Wilson intervals. The GRPO reward curve is saved as
-``bench/out/train_reward_curve.png`` (matplotlib). On 2 shared CPU cores this is hours of
-compute; the report says which stages finished.
+``--stage NAME`` runs one stage alone (its inputs must be recorded). Resolved rates carry
+95% Wilson intervals. The GRPO reward curve is saved as ``bench/out/train_reward_curve.png``
+(matplotlib). On 2 CPU cores this is about two and a half hours of compute.
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ def speed(home: Path) -> dict:
     from codemill.train.steps import sft_step
 
     path = convert_smollm2(home)
-    policy = load_policy(path, TrainConfig(lr=1e-5, threads=1))
+    policy = load_policy(path, TrainConfig(lr=1e-5, threads=2))
     n, model_share = 512, 0.3  # an expert-length sequence; ~30% of it model tokens
     ids = tuple(int(x) for x in torch.randint(100, 40000, (n,), generator=torch.Generator()
                                               .manual_seed(0)))
@@ -182,12 +185,14 @@ def split_tasks(home: Path) -> tuple[list, list, dict]:
 
 
 SUITE = "held-out"
-SUITE_VERSION = "train-1"
-"""The held-out suite: every task of the EVAL projects, one greedy attempt each with the
-agent budgets above. ``bench_evals.py --home bench/out/train_home --suite held-out
---version train-1 --limit 0 --max-turns 6 --max-tokens 128 --wall-time 900
---project ...`` defines the same
-suite, so its variants reuse these attempts (and add scripted and oracle ones)."""
+SUITE_VERSION = "train-40"
+SUITE_SIZE = 40
+"""The held-out suite: 40 tasks of the EVAL projects (stratified, seeded), one greedy
+attempt each with the agent budgets above. ``bench_evals.py --home bench/out/train_home
+--suite held-out --version train-40 --limit 40 --max-turns 6 --max-tokens 128 --wall-time
+900 --project ...`` defines the same suite, so its variants reuse these attempts (and add
+scripted and oracle ones). Attempts do not depend on the suite: the 60-task
+``held-out@train-1`` of an earlier run shares them."""
 
 
 def evaluate(home: Path, model: str) -> dict:
@@ -203,7 +208,7 @@ def evaluate(home: Path, model: str) -> dict:
                          temperature=0.0, seed=0, wall_time_s=900)
     names = tuple(p.split("==")[0] for p in EVAL)
     suite = eval_api.define_suite(settings, SUITE, SUITE_VERSION,
-                                  SuiteSelection(projects=names), run)
+                                  SuiteSelection(projects=names, limit=SUITE_SIZE), run)
     res = eval_api.evaluate(settings, f"{SUITE}@{SUITE_VERSION}", model,
                             progress=lambda a, d, t: log(f"eval {model[:17]}: {d}/{t}"))
     p = res.score.pass1
@@ -243,18 +248,18 @@ def train_sft(home: Path) -> dict:
     # longer. A full fine-tune is ~3x the step time on CPU and saves 1.6 GB states.
     args = ["train", "sft", "--model", "smollm2", "--data", "expert", "--per-task", "2",
             "--steps", "40", "--batch", "2", "--lr", "1e-3", "--lora", "--lora-mlp",
-            "--lora-layers", "8", "--max-len", "3072", "--save-every", "5", "--threads", "1",
+            "--lora-layers", "8", "--max-len", "3072", "--save-every", "5", "--threads", "2",
             "--json"]
     for t in train:
         args += ["--task", t.task_id]
     return cli(args, home, timeout=6 * 3600)
 
 
-def train_grpo(home: Path, sft_id: str) -> dict:
+def train_grpo(home: Path, sft_id: str, threads: int) -> dict:
     train, _, _ = split_tasks(home)
     args = ["train", "grpo", "--model", f"ckpt:{sft_id}", "--rounds", "4",
             "--tasks-per-round", "2", "--group", "4", "--lr", "5e-5", "--max-tokens", "128",
-            "--max-turns", "6", "--max-len", "4096", "--threads", "1",
+            "--max-turns", "6", "--max-len", "4096", "--threads", str(threads),
             "--json"]
     for t in train:
         args += ["--task", t.task_id]
@@ -279,12 +284,24 @@ def curve(metrics: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def run_stage(results: Path, have: dict, name: str, fn) -> dict:
+    log(f"stage {name}")
+    t = time.monotonic()
+    row = {"stage": name, **fn(), "seconds": round(time.monotonic() - t, 1)}
+    record(results, row)
+    have[name] = row
+    log(f"stage {name} done: {json.dumps(row)[:400]}")
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--home", type=Path, default=OUT / "train_home")
     ap.add_argument("--results", type=Path, default=OUT / "train.jsonl")
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--until", help="Stop after this stage (e.g. tasks).")
+    ap.add_argument("--stage", help="Run this one stage (its inputs must be recorded).")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for evals.")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     args.home.mkdir(parents=True, exist_ok=True)
@@ -293,33 +310,45 @@ def main() -> None:
         for name, row in have.items():
             print(name, json.dumps(row)[:600])
         return
-    stages = [("speed", lambda: speed(args.home)), ("tasks", lambda: tasks(args.home)),
-              ("eval:base", lambda: evaluate(args.home, "smollm2")),
-              ("sft", lambda: train_sft(args.home))]
-    for name, fn in stages:
-        if name in have:
-            continue
-        log(f"stage {name}")
-        t = time.monotonic()
-        row = {"stage": name, **fn(), "seconds": round(time.monotonic() - t, 1)}
-        record(args.results, row)
-        have[name] = row
-        log(f"stage {name} done: {json.dumps(row)[:400]}")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    ckpt = {"sft": lambda: have["sft"]["checkpoint_id"],
+            "grpo": lambda: have["grpo"]["checkpoint_id"]}
+    stages = {
+        "speed": lambda: speed(args.home),
+        "tasks": lambda: tasks(args.home),
+        "eval:base": lambda: evaluate(args.home, "smollm2"),
+        "sft": lambda: train_sft(args.home),
+        "eval:sft": lambda: evaluate(args.home, f"ckpt:{ckpt['sft']()}"),
+        "grpo": lambda: train_grpo(args.home, ckpt["sft"](), args.threads),
+        "eval:grpo": lambda: evaluate(args.home, f"ckpt:{ckpt['grpo']()}"),
+    }
+    if args.stage:
+        run_stage(args.results, have, args.stage, stages[args.stage])
+        return
+    for name in ("speed", "tasks", "eval:base", "sft"):
+        if name not in have:
+            run_stage(args.results, have, name, stages[name])
         if name == args.until:
             return
-    sft_id = have["sft"]["checkpoint_id"]
-    for name, fn in (("eval:sft", lambda: evaluate(args.home, f"ckpt:{sft_id}")),
-                     ("grpo", lambda: train_grpo(args.home, sft_id))):
+    side = None
+    if "eval:sft" not in have and "grpo" not in have:
+        # Side by side, one thread each: the SFT eval in a child process, GRPO here.
+        side = subprocess.Popen([sys.executable, __file__, "--home", str(args.home),
+                                 "--results", str(args.results), "--stage", "eval:sft",
+                                 "--threads", "1"])
+        have["grpo"] = run_stage(args.results, have, "grpo",
+                                 lambda: train_grpo(args.home, ckpt["sft"](), 1))
+        if side.wait() != 0:
+            raise SystemExit("the eval:sft stage failed (see the log above)")
+        have = done_stages(args.results)
+    for name in ("eval:sft", "grpo"):
         if name not in have:
-            t = time.monotonic()
-            row = {"stage": name, **fn(), "seconds": round(time.monotonic() - t, 1)}
-            record(args.results, row)
-            have[name] = row
+            run_stage(args.results, have, name, stages[name])
     curve(have["grpo"]["metrics"], OUT / "train_reward_curve.png")
     if "eval:grpo" not in have:
-        row = {"stage": "eval:grpo",
-               **evaluate(args.home, f"ckpt:{have['grpo']['checkpoint_id']}")}
-        record(args.results, row)
+        run_stage(args.results, have, "eval:grpo", stages["eval:grpo"])
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def test_task_and_workspace_writers_agree():
         "m.py", ("100644", OLD), ("100644", NEW)) == file_diff("m.py", OLD, NEW)
 
 
-def test_form_feeds_and_carriage_returns_round_trip_through_git_and_our_applier(tmp_path: Path):
+def test_form_feeds_and_carriage_returns_round_trip_through_git_and_apply_patch(tmp_path: Path):
     patch = file_diff("m.py", OLD, NEW)
     assert apply_patch(patch, {"m.py": OLD}.get) == {"m.py": NEW}
     (tmp_path / "m.py").write_bytes(OLD)
@@ -44,3 +44,14 @@ def test_empty_files_created_and_deleted_apply():
     assert created == "diff --git a/e.py b/e.py\nnew file mode 100644\n"
     assert apply_patch(created, {}.get) == {"e.py": b""}
     assert apply_patch(file_diff("e.py", b"", None), {"e.py": b""}.get) == {"e.py": None}
+
+
+def test_the_one_parser_reads_hunks_as_git_splits_lines():
+    from codemill.core.diffs import parse_diff
+
+    (change,) = parse_diff(file_diff("m.py", OLD, NEW))
+    (hunk,) = change.hunks
+    assert (hunk.old_start, hunk.old_len, hunk.new_start, hunk.new_len) == (1, 3, 1, 3)
+    # A form feed does not split a line; the last line has no newline ("\ No newline").
+    assert hunk.old_text() == OLD.decode() and hunk.new_text() == NEW.decode()
+    assert change.removed_lines == ["b = 2"] and change.added_lines == ["b = 3"]

@@ -15,6 +15,7 @@ import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from codemill.core.diffs import parse_diff, touched_paths
 from codemill.core.records import (
     Message,
     ModelReply,
@@ -24,7 +25,6 @@ from codemill.core.records import (
     ToolCall,
     Trajectory,
 )
-from codemill.rewards.diffs import parse_diff, touched_paths
 from codemill.tasks.patches import apply_patch, file_diff
 
 

@@ -1,6 +1,6 @@
 """Reading diffs: git and plain formats, prefixes, renames, binaries, quoted paths."""
 
-from codemill.rewards.diffs import parse_diff, strip_level, touched_paths
+from codemill.core.diffs import parse_diff, strip_level, touched_paths
 
 GIT_DIFF = """\
 diff --git a/src/calc.py b/src/calc.py

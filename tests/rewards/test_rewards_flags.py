@@ -1,5 +1,6 @@
 """Static hack signals from a diff and a trajectory."""
 
+from codemill.core.diffs import parse_diff
 from codemill.core.records import (
     Message,
     ModelReply,
@@ -11,7 +12,6 @@ from codemill.core.records import (
 )
 from codemill.core.records import Step as AgentStep
 from codemill.rewards import flags as F
-from codemill.rewards.diffs import parse_diff
 
 TASK = TaskSpec(
     task_id="t", env_id="e", kind=TaskKind.SYNTH, broken_patch="", gold_patch="",

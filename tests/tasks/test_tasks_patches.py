@@ -1,4 +1,5 @@
-"""Patches made from file states apply with our applier and with real `git apply`."""
+"""Patches made from file states apply with `apply_patch` (git apply on a scratch copy) and
+with `git apply` in a real repository."""
 
 import subprocess
 
@@ -55,13 +56,27 @@ def test_git_apply_accepts_our_patches(tmp_path):
 
 
 def test_hunks_apply_at_an_offset_and_mismatches_raise():
-    patch = make_diff({"m.py": b"a\nb\nc\n"}, {"m.py": b"a\nB\nc\n"})
-    shifted = apply_patch(patch, lambda p: b"z\nz\na\nb\nc\n")
-    assert shifted["m.py"] == b"z\nz\na\nB\nc\n"
+    lines = b"".join(b"line %d\n" % i for i in range(10))
+    patch = make_diff({"m.py": lines}, {"m.py": lines.replace(b"line 5", b"LINE 5")})
+    shifted = apply_patch(patch, lambda p: b"z\nz\n" + lines)
+    assert shifted["m.py"] == b"z\nz\n" + lines.replace(b"line 5", b"LINE 5")
+    # A hunk at the top of a file is anchored there, as git anchors it: no offset.
+    top = make_diff({"m.py": b"a\nb\nc\n"}, {"m.py": b"a\nB\nc\n"})
+    with pytest.raises(TaskError, match="does not apply"):
+        apply_patch(top, lambda p: b"z\nz\na\nb\nc\n")
     with pytest.raises(TaskError, match="does not apply"):
         apply_patch(patch, lambda p: b"x\ny\nz\n")
     with pytest.raises(TaskError, match="does not exist"):
         apply_patch(patch, lambda p: None)
+
+
+def test_paths_that_leave_the_repository_are_refused():
+    created = make_diff({}, {"x.py": b"x = 1\n"}).replace("b/x.py", "b/../x.py")
+    with pytest.raises(TaskError, match="invalid path"):  # git's own check
+        apply_patch(created, lambda p: None)
+    edited = make_diff({"x.py": b"x = 1\n"}, {"x.py": b"x = 2\n"}).replace("/x.py", "/../x.py")
+    with pytest.raises(TaskError, match="inside the repository"):  # before writing a file
+        apply_patch(edited, lambda p: b"x = 1\n")
 
 
 def test_binary_changes_are_refused_with_a_reason():

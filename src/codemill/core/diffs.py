@@ -1,27 +1,50 @@
-"""Unified diffs as data: which files a diff touches and how, without applying it.
+"""Unified diffs: the one home of writing, reading and applying them.
 
-The one parser of diffs (grading, validation, tasks and the red team use it).
+Reading: ``parse_diff`` understands git diffs (``diff --git`` headers, new/deleted/renamed
+files, mode changes, binary patches, quoted paths) and plain unified diffs with or without
+``a/``/``b/`` prefixes, down to each hunk's lines. ``strip_level`` picks the ``git apply
+-p`` level, so the paths this module reports are the paths ``git apply`` writes.
 
-``parse_diff`` understands git diffs (``diff --git`` headers, new/deleted/renamed files,
-mode changes, binary patches, quoted paths) and plain unified diffs with or without
-``a/``/``b/`` prefixes. ``strip_level`` picks the ``git apply -p`` level the grader uses,
-so the paths this module reports are the paths ``git apply`` writes.
+Writing: ``file_diff`` (task patches and workspace diffs both come from it).
 
-Non-goal: validating hunks. ``git apply`` inside the grading sandbox is the authority on
-whether a diff applies; this module only names the files, for flags and for restoring.
+Applying: ``git apply`` is the one applier; ``git_apply_argv`` and ``GIT_APPLY_ENV`` are
+how every caller invokes it (the grader inside its sandbox, test beds in a scratch
+directory, ``solve --apply`` in the user's tree), so a diff applies, or fails, the same way
+everywhere. ``parse_diff`` never validates hunks: ``git apply`` is the authority.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import subprocess
 from dataclasses import dataclass, field
 
 from codemill.core.errors import TaskError
 
 _GIT_HEADER = re.compile(r'^diff --git (?P<a>"(?:[^"\\]|\\.)*"|\S+) (?P<b>"(?:[^"\\]|\\.)*"|\S+)$')
+_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\", "a": "\a", "b": "\b", "f": "\f",
             "r": "\r", "v": "\v"}
+
+
+@dataclass
+class Hunk:
+    """One ``@@`` hunk: its ranges and body lines, each with its ``' '``/``'-'``/``'+'``
+    mark and newline (a line marked "No newline at end of file" has none)."""
+
+    old_start: int
+    old_len: int
+    new_start: int
+    new_len: int
+    lines: list[str] = field(default_factory=list)
+
+    def old_text(self) -> str:
+        return "".join(x[1:] for x in self.lines if x[:1] in (" ", "-"))
+
+    def new_text(self) -> str:
+        return "".join(x[1:] for x in self.lines if x[:1] in (" ", "+"))
 
 
 @dataclass
@@ -39,6 +62,7 @@ class FileChange:
     new_mode: str | None = None
     added_lines: list[str] = field(default_factory=list)
     removed_lines: list[str] = field(default_factory=list)
+    hunks: list[Hunk] = field(default_factory=list)
 
     @property
     def created(self) -> bool:
@@ -84,18 +108,42 @@ def _header_path(line: str) -> str | None:
 
 
 def parse_diff(text: str) -> list[FileChange]:
-    """The files ``text`` touches, in order. Never raises on malformed input: what it
-    cannot read it skips (``git apply`` will reject it later)."""
+    """The files ``text`` touches, in order, with their hunks. Lines split on ``\\n`` only,
+    as git splits them. Never raises on malformed input: what it cannot read it skips
+    (``git apply`` will reject it later)."""
     changes: list[FileChange] = []
     cur: FileChange | None = None
+    hunk: Hunk | None = None
+    left = (0, 0)  # lines the open hunk still expects (old side, new side)
     in_git_header = False
-    lines = text.splitlines()
+    raw_lines = split_lines(text)
+    lines = [x.rstrip("\n").removesuffix("\r") for x in raw_lines]
     i = 0
     while i < len(lines):
         line = lines[i]
+        if hunk is not None and (left[0] > 0 or left[1] > 0):
+            body = raw_lines[i]
+            mark = body[:1] if line else " "  # some tools drop the space of empty context
+            if line.startswith("\\"):
+                i += 1
+                continue
+            if mark in (" ", "-", "+"):
+                if not line:
+                    body = " " + body
+                if i + 1 < len(lines) and lines[i + 1].startswith("\\"):
+                    body = body.rstrip("\n")  # "\\ No newline at end of file"
+                hunk.lines.append(body)
+                left = (left[0] - (mark != "+"), left[1] - (mark != "-"))
+                if mark == "+":
+                    cur.added_lines.append(line[1:])
+                elif mark == "-":
+                    cur.removed_lines.append(line[1:])
+                i += 1
+                continue
+            hunk = None  # a short hunk: read on as headers
         m = _GIT_HEADER.match(line)
         if m:
-            cur = FileChange(_unquote(m["a"]), _unquote(m["b"]))
+            cur, hunk = FileChange(_unquote(m["a"]), _unquote(m["b"])), None
             changes.append(cur)
             in_git_header = True
         elif line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
@@ -105,9 +153,13 @@ def parse_diff(text: str) -> list[FileChange]:
                 changes.append(cur)
             else:
                 cur.old_path, cur.new_path = old, new
-            in_git_header = False
+            in_git_header, hunk = False, None
             i += 2
             continue
+        elif cur is not None and (h := _HUNK.match(line)):
+            hunk = Hunk(int(h[1]), int(h[2] or 1), int(h[3]), int(h[4] or 1))
+            cur.hunks.append(hunk)
+            left, in_git_header = (hunk.old_len, hunk.new_len), False
         elif cur is not None and in_git_header:
             if line.startswith("new file mode "):
                 cur.old_path, cur.new_mode = None, line.split()[-1]
@@ -123,7 +175,7 @@ def parse_diff(text: str) -> list[FileChange]:
                 cur.binary_content = line.startswith("GIT binary patch")
                 in_git_header = False
         elif cur is not None and line.startswith("+") and not line.startswith("+++ "):
-            cur.added_lines.append(line[1:])
+            cur.added_lines.append(line[1:])  # outside a hunk: a diff with bad counts
         elif cur is not None and line.startswith("-") and not line.startswith("--- "):
             cur.removed_lines.append(line[1:])
         i += 1
@@ -254,3 +306,31 @@ def file_diff(path: str, old: Blob | bytes | None, new: Blob | bytes | None, *,
         return "".join(head) + f"Binary files {a_name} and {b_name} differ\n"
     body = hunks(split_lines(a_text), split_lines(b_text), context)
     return "".join([*head, f"--- {a_name}\n", f"+++ {b_name}\n", *body])
+
+
+# --- applying --------------------------------------------------------------------------------
+
+GIT_APPLY_ENV = {
+    # Not a repository: git apply works on plain files, reads no workspace config, runs no
+    # hook and refuses paths under .git or beyond a symbolic link.
+    "GIT_DIR": "/nonexistent/codemill",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "HOME": "/tmp",
+}
+GIT_APPLY_TIMEOUT_S = 60.0
+
+
+def git_apply_argv(strip: int = 1, *extra: str) -> list[str]:
+    """``git apply`` reading the diff on stdin, at ``-p<strip>`` (see ``strip_level``);
+    ``extra``: ``--check``, ``--recount``, ``-R``..."""
+    return ["git", "apply", f"-p{strip}", "--whitespace=nowarn", *extra, "-"]
+
+
+def git_apply_on_host(cwd: str | os.PathLike[str], diff: str, strip: int,
+                      *extra: str) -> subprocess.CompletedProcess[bytes]:
+    """Run the one applier in ``cwd`` on this machine (plain files, no repository mode:
+    ``git apply`` runs no code, so this is safe for untrusted diffs)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **GIT_APPLY_ENV}
+    return subprocess.run(git_apply_argv(strip, *extra), cwd=cwd, input=diff.encode(),
+                          env=env, capture_output=True, timeout=GIT_APPLY_TIMEOUT_S)

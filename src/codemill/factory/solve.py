@@ -9,12 +9,12 @@ from the repository.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from codemill.core.config import Settings
+from codemill.core.diffs import git_apply_on_host, parse_diff, strip_level
 from codemill.core.errors import FactoryError
 from codemill.core.ids import content_id, new_run_id
 from codemill.core.records import EnvSpec, Trajectory
@@ -73,11 +73,13 @@ def solve(repo: str, task_text: str, settings: Settings, *, model: str, max_turn
 
 
 def apply_diff(repo: Path, diff: str) -> None:
-    """Apply ``diff`` to the user's working tree with ``git apply`` (checked first)."""
+    """Apply ``diff`` to the user's working tree with ``git apply`` (checked first), at the
+    strip level the grader uses."""
     if not diff.strip():
         return
+    strip = strip_level(parse_diff(diff))
     for args in (["--check"], []):
-        out = subprocess.run(["git", "apply", *args, "-"], cwd=repo, input=diff, text=True,
-                             capture_output=True, timeout=60)
+        out = git_apply_on_host(repo, diff, strip, *args)
         if out.returncode != 0:
-            raise FactoryError(f"cannot apply the diff to {repo}: {out.stderr.strip()[:300]}")
+            why = out.stderr.decode(errors="replace").strip()[:300]
+            raise FactoryError(f"cannot apply the diff to {repo}: {why}")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from codemill.core.diffs import FileChange, repo_path, strip_level
 from codemill.core.records import TaskSpec, Trajectory
 from codemill.rewards import paths as P
-from codemill.rewards.diffs import FileChange, repo_path, strip_level
 
 # --- flag names (the vocabulary of Reward.flags) ---------------------------------------
 PATCH_FAILED = "patch_failed"

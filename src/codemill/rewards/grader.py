@@ -33,6 +33,7 @@ from typing import Any
 
 from codemill.core.boundary import boundary
 from codemill.core.config import Settings
+from codemill.core.diffs import parse_diff, touched_paths
 from codemill.core.errors import CodemillError, GradingError
 from codemill.core.ids import bytes_id, content_id
 from codemill.core.records import EnvSpec, Outcome, Reward, TaskSpec, TestReport, Trajectory
@@ -41,7 +42,6 @@ from codemill.rewards import shadow as S
 from codemill.rewards import workspace as W
 from codemill.rewards.canary import Canary, plant
 from codemill.rewards.config import DEFAULT_ZERO_ON, HARNESS_VERSION, GraderConfig
-from codemill.rewards.diffs import parse_diff, touched_paths
 from codemill.rewards.verdict import TestVerdict, has_evidence, judge
 from codemill.sandbox.api import open_sandbox
 from codemill.testing.pytest_runner import PytestRunner

@@ -32,6 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from codemill.core.config import SandboxConfig
+from codemill.core.diffs import (
+    GIT_APPLY_ENV,
+    GIT_APPLY_TIMEOUT_S,
+    git_apply_argv,
+    parse_diff,
+    strip_level,
+    touched_paths,
+)
 from codemill.core.errors import SandboxError
 from codemill.core.records import EnvSpec, ExecResult, TaskSpec
 from codemill.envs import envstore
@@ -39,19 +47,8 @@ from codemill.rewards import flags as F
 from codemill.rewards import paths as P
 from codemill.rewards import shadow as S
 from codemill.rewards import special_case as SC
-from codemill.rewards.diffs import parse_diff, strip_level, touched_paths
 from codemill.sandbox.api import SandboxSpec
 from codemill.sandbox.layers import MergedView
-
-GIT_ENV = {
-    # Not a repository: git apply works on plain files, reads no workspace config and
-    # refuses paths under .git.
-    "GIT_DIR": "/nonexistent/codemill",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "HOME": "/tmp",
-}
-GIT_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -76,8 +73,8 @@ def env_spec(env: EnvSpec, home: Path, limits: SandboxConfig) -> SandboxSpec:
 
 def git_apply(sb: Any, patch: str, strip: int = 1, *, extra: Iterable[str] = ()) -> ExecResult:
     """Apply ``patch`` in the sandbox's /repo with ``git apply -p<strip>``."""
-    argv = ["git", "apply", f"-p{strip}", "--whitespace=nowarn", *extra, "-"]
-    return sb.run(argv, timeout_s=GIT_TIMEOUT_S, env=GIT_ENV, stdin=patch)
+    return sb.run(git_apply_argv(strip, *extra), timeout_s=GIT_APPLY_TIMEOUT_S,
+                  env=GIT_APPLY_ENV, stdin=patch)
 
 
 def _read(sb: Any, path: str) -> bytes | None:
@@ -262,7 +259,7 @@ def restore(sb: Any, pristine: dict[str, bytes | None]) -> None:
     pristine bytes back where it existed. Removal runs inside the sandbox."""
     if not pristine:
         return
-    res = sb.run(["rm", "-rf", "--", *sorted(pristine)], timeout_s=GIT_TIMEOUT_S)
+    res = sb.run(["rm", "-rf", "--", *sorted(pristine)], timeout_s=GIT_APPLY_TIMEOUT_S)
     if res.exit_code != 0:
         raise SandboxError(f"could not remove candidate files: {_first_line(res)}")
     for path, data in sorted(pristine.items()):

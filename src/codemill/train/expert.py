@@ -19,8 +19,9 @@ import json
 import random
 import re
 
+from codemill.core.diffs import parse_diff, strip_level
 from codemill.core.records import TaskSpec
-from codemill.tasks.patches import parse_patch
+from codemill.tasks.patches import new_path
 
 OPENERS = (
     "Let me run the tests first to see what fails.",
@@ -68,18 +69,19 @@ def edits_of(gold_patch: str) -> list[tuple[str, dict[str, object], int]]:
     """``(path, edit arguments, first changed line)`` per hunk of the gold patch; a new
     file is written whole. Deleted files are not expressible and yield nothing."""
     out: list[tuple[str, dict[str, object], int]] = []
-    for fp in parse_patch(gold_patch):
-        if fp.new_path is None:
+    changes = parse_diff(gold_patch)
+    strip = strip_level(changes)
+    for change in changes:
+        path = new_path(change, strip)
+        if path is None:
             return []
-        if fp.old_path is None:
-            text = "".join(line[1:] for h in fp.hunks for line in h.lines if line[:1] == "+")
-            out.append((fp.new_path, {"path": fp.new_path, "file_text": text}, 1))
+        if change.old_path is None:
+            text = "".join(h.new_text() for h in change.hunks)
+            out.append((path, {"path": path, "file_text": text}, 1))
             continue
-        for hunk in fp.hunks:
-            old = "".join(line[1:] for line in hunk.lines if line[:1] in (" ", "-"))
-            new = "".join(line[1:] for line in hunk.lines if line[:1] in (" ", "+"))
-            out.append((fp.path, {"path": fp.path, "old_str": old, "new_str": new},
-                        hunk.old_start))
+        for hunk in change.hunks:
+            out.append((path, {"path": path, "old_str": hunk.old_text(),
+                               "new_str": hunk.new_text()}, hunk.old_start))
     return out
 
 
