@@ -51,7 +51,7 @@ def bare_seconds(settings, suite) -> list[float]:  # type: ignore[no-untyped-def
     with Ledger.open(settings) as ledger:
         read = ledger_reader(ledger)
         tasks = suite_tasks(read, suite)
-        envs = task_envs(read, settings.home, {t.env_id for t in tasks})
+        envs = task_envs(read, {t.env_id for t in tasks})
     out = []
     for task in tasks:
         env = envs[task.env_id]

@@ -29,7 +29,6 @@ import warnings
 from pathlib import Path
 
 from codemill.core.config import Settings
-from codemill.envs import envstore
 from codemill.tasks.records import FunnelCounter
 from codemill.tasks.selection import check_selection
 from codemill.tasks.synth import SynthConfig, order_candidates, synthesize
@@ -51,7 +50,11 @@ def cpu_seconds() -> float:
 
 def env_for(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
     if args.env:
-        return envstore.find_env(settings.home, args.env)
+        from codemill.factory.lookup import find_env
+        from codemill.store.reader import LedgerReader
+
+        with LedgerReader.open(settings) as reader:
+            return find_env(reader, args.env)
     from codemill.envs.builder.build import build_env
     from codemill.repos.sources import snapshot_source
 

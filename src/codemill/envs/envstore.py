@@ -7,8 +7,6 @@ Layout under ``<home>/envs/``::
     layers/<env_id>/                      what the build wrote into /repo (generated
                                           version files, egg-info); stacked over the
                                           snapshot in every sandbox of that environment
-    records/<env_id>.json                 the EnvSpec, so an environment can be opened by
-                                          id without the ledger
     .staging/<random>/                    venvs being built (removed when done)
 
 A venv is built into ``.staging`` and published with one atomic rename; when its name is
@@ -26,8 +24,6 @@ import shutil
 import stat
 import uuid
 from pathlib import Path
-
-from pydantic import ValidationError
 
 from codemill.core.config import SandboxConfig
 from codemill.core.errors import BuildError
@@ -144,38 +140,3 @@ def sandbox_spec(env: EnvSpec, home: Path, limits: SandboxConfig | None = None,
         raise BuildError(f"environment {env.env_id[:12]} has no installed venv", str(venv))
     return SandboxSpec(layers=layers, env_dir=venv, python_home=python_home(env),
                        limits=limits or SandboxConfig())
-
-
-def save_record(home: Path, env: EnvSpec) -> Path:
-    path = envs_root(home) / "records" / f"{env.env_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(env.model_dump_json(indent=2))
-    os.replace(tmp, path)
-    return path
-
-
-def load_records(home: Path) -> list[EnvSpec]:
-    """Every environment recorded under ``home`` (unreadable records are skipped)."""
-    out = []
-    root = envs_root(home) / "records"
-    for path in sorted(root.glob("*.json")) if root.is_dir() else []:
-        with contextlib.suppress(OSError, ValidationError, ValueError):
-            out.append(EnvSpec.model_validate_json(path.read_text()))
-    return out
-
-
-def find_env(home: Path, prefix: str, known: list[EnvSpec] | None = None) -> EnvSpec:
-    """The environment whose id starts with ``prefix`` (at least 4 characters), from
-    ``known`` or else the records under ``home``. ``BuildError`` if none or ambiguous."""
-    prefix = prefix.strip().lower()
-    if len(prefix) < 4 or any(c not in "0123456789abcdef" for c in prefix):
-        raise BuildError(f"not an environment id: {prefix!r} (give at least 4 hex digits)")
-    pool = known if known is not None else load_records(home)
-    matches = {e.env_id: e for e in pool if e.env_id.startswith(prefix)}
-    if not matches:
-        raise BuildError(f"no environment with id {prefix}")
-    if len(matches) > 1:
-        raise BuildError(f"environment id {prefix} is ambiguous",
-                         ", ".join(sorted(i[:12] for i in matches)))
-    return next(iter(matches.values()))

@@ -9,7 +9,6 @@ an asset, ``ledger_reader(ledger)`` outside.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from codemill.core.errors import FactoryError
@@ -93,17 +92,14 @@ def suite_tasks(reader: Any, suite: SuiteSpec) -> list[TaskSpec]:
     return [by_id[t] for t in wanted]
 
 
-def task_envs(reader: Any, home: Path, env_ids: Iterable[str]) -> dict[str, EnvSpec]:
-    """The environments of ``env_ids``: from the ledger, else the environment store."""
-    from codemill.envs.envstore import load_records
+def task_envs(reader: Any, env_ids: Iterable[str]) -> dict[str, EnvSpec]:
+    """The environments of ``env_ids``, from the ledger (the one truth; the environment
+    store on disk only holds what the rows name)."""
     from codemill.store.rows import row_to_record
 
     wanted = set(env_ids)
     rows = reader("environments", row_filter=f"env_id in ({quoted(wanted)})")
     envs = {r["env_id"]: row_to_record(EnvSpec, r) for r in rows}
-    for env in load_records(home):
-        if env.env_id in wanted:
-            envs.setdefault(env.env_id, env)
     missing = wanted - set(envs)
     if missing:
         raise FactoryError(f"environment {sorted(missing)[0][:12]} of a suite task is not "

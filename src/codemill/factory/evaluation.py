@@ -145,7 +145,7 @@ def evals(ctx: AssetContext) -> Iterator[Any]:
     report = _check_lineage(ctx, suite, cfg.get("checkpoint_id"),
                             cfg.get("allow_contaminated", False))
     tasks = inputs.suite_tasks(ctx.read, suite)
-    envs = inputs.task_envs(ctx.read, ctx.settings.home, {t.env_id for t in tasks})
+    envs = inputs.task_envs(ctx.read, {t.env_id for t in tasks})
     sampling = SamplingConfig(temperature=run.temperature, max_tokens=run.max_tokens,
                               seed=run.seed)
     rcfg = RolloutConfig(group_size=run.k, sampling=sampling)

@@ -55,7 +55,7 @@ def vibe_checks(ctx: AssetContext) -> Iterator[Any]:
     from codemill.sandbox.api import open_sandbox
 
     cfg = dict(ctx.config)
-    env = task_envs(ctx.read, ctx.settings.home, [cfg["env_id"]])[cfg["env_id"]]
+    env = task_envs(ctx.read, [cfg["env_id"]])[cfg["env_id"]]
     requests = vibes.make_requests(snapshot_dir(ctx.settings.home, env.snapshot_id),
                                    env.env_id, cfg["n_functions"], cfg["seed"])
     budget = (cfg["max_turns"], cfg["max_tokens"])

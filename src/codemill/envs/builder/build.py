@@ -158,7 +158,6 @@ def build_env(
             "n_passing": verdict.n_passing, "n_flaky": verdict.n_flaky})
         reports, flaky = verdict.reports, verdict.flaky
         repeats, flakiness = verdict.repeats, verdict.confidence
-    envstore.save_record(home, env)
     say(f"{env.status.value}{': ' + env.reason if env.reason else ''}")
     return BuildResult(env=env, project=project, interpreter=interp,
                        python_reason=choice.reason, steps=tuple(steps), reports=reports,
