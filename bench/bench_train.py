@@ -284,6 +284,11 @@ def curve(metrics: list[dict], path: Path) -> None:
     ys = [m["reward_mean"] for m in metrics if m.get("reward_mean") is not None]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(xs, ys, marker="o")
+    for m in metrics:  # a round whose groups are all dead makes no update: say so
+        if m.get("reward_mean") is not None and m.get("groups"):
+            ax.annotate(f"dead {m.get('dead_groups', 0)}/{m['groups']}",
+                        (m["step"], m["reward_mean"]), textcoords="offset points",
+                        xytext=(0, 8), ha="center", fontsize=8)
     ax.set_xlabel("GRPO round")
     ax.set_ylabel("mean reward (train tasks)")
     ax.set_ylim(-0.05, 1.05)

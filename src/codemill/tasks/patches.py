@@ -67,15 +67,14 @@ def apply_patch(patch: str, read: Callable[[str], bytes | None]) -> Changes:
     when it does not apply."""
     changes = parse_diff(patch)
     strip = strip_level(changes)
-    paths = touched_paths(changes, strip)
+    before = {path: read(path) for path in touched_paths(changes, strip)}
     for change in changes:
         old = change.old_path and repo_path(change.old_path, strip)
-        if old and read(old) is None:
+        if old and before[old] is None:
             raise TaskError(f"{old}: patched file does not exist")
     with tempfile.TemporaryDirectory(prefix="codemill-apply-") as tmp:
         root = Path(tmp)
-        for path in paths:
-            data = read(path)
+        for path, data in before.items():
             if data is not None:
                 target = _scratch_path(root, path)
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +84,7 @@ def apply_patch(patch: str, read: Callable[[str], bytes | None]) -> Changes:
             why = proc.stderr.decode(errors="replace").strip().splitlines()
             raise TaskError(f"the patch does not apply: {'; '.join(why[:3])}")
         out: Changes = {}
-        for path in paths:
+        for path in before:
             target = _scratch_path(root, path)
             out[path] = target.read_bytes() if target.is_file() else None
         return out
