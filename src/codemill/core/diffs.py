@@ -197,6 +197,11 @@ def repo_path(path: str, strip: int) -> str:
     return "/".join(parts[strip:]).lstrip("/") if strip else path.lstrip("/")
 
 
+def new_path(change: FileChange, strip: int) -> str | None:
+    """The repo-relative path ``change`` leaves behind (None: deleted)."""
+    return None if change.new_path is None else repo_path(change.new_path, strip)
+
+
 def touched_paths(changes: list[FileChange], strip: int | None = None) -> list[str]:
     """Every repo-relative path the diff creates, edits, deletes or renames (both ends)."""
     level = strip_level(changes) if strip is None else strip

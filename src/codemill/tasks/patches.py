@@ -22,8 +22,8 @@ from pathlib import Path, PurePosixPath
 
 from codemill.core.diffs import (
     BinaryChangeError,  # noqa: F401 (re-exported)
-    FileChange,
     git_apply_on_host,
+    new_path,
     parse_diff,
     repo_path,
     strip_level,
@@ -93,11 +93,6 @@ def apply_patch(patch: str, read: Callable[[str], bytes | None]) -> Changes:
 def patch_paths(patch: str) -> list[str]:
     """Every path a patch touches (old and new names), in order, without duplicates."""
     return touched_paths(parse_diff(patch))
-
-
-def new_path(change: FileChange, strip: int) -> str | None:
-    """The repo-relative path ``change`` leaves behind (None: deleted)."""
-    return None if change.new_path is None else repo_path(change.new_path, strip)
 
 
 def changed_lines(patch: str) -> dict[str, set[int]]:

@@ -19,9 +19,8 @@ import json
 import random
 import re
 
-from codemill.core.diffs import parse_diff, strip_level
+from codemill.core.diffs import new_path, parse_diff, strip_level
 from codemill.core.records import TaskSpec
-from codemill.tasks.patches import new_path
 
 OPENERS = (
     "Let me run the tests first to see what fails.",
