@@ -14,7 +14,8 @@ from codemill.train.steps import grpo_step, sft_step
 pytestmark = pytest.mark.slow
 
 
-def test_sft_drives_the_loss_of_a_small_batch_near_zero(tiny_dir, tokenizer):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_sft_drives_the_loss_of_a_small_batch_near_zero(tiny_dir, tokenizer, precision):
     # Four tasks, one way to act: a tiny model memorizes the replies (copying a detail
     # from the prompt into a reply is beyond it in this many steps).
     traces = [
@@ -25,11 +26,18 @@ def test_sft_drives_the_loss_of_a_small_batch_near_zero(tiny_dir, tokenizer):
         for i, name in enumerate(("add", "mul", "parse", "render"))
     ]
     seqs = [from_trace(t) for t in traces]
-    policy = load_policy(tiny_dir, TrainConfig(lr=1e-2, micro_batch=4, threads=1))
+    policy = load_policy(tiny_dir, TrainConfig(lr=1e-2, micro_batch=4, threads=1,
+                                               precision=precision))
     losses = [sft_step(policy, seqs)["loss"] for _ in range(60)]
     assert losses[0] > 5.0  # a random model: about ln(49152) = 10.8 per token
     assert losses[-1] < 0.05, losses[-10:]
     assert policy.step == 60
+    import torch
+
+    with policy.autocast():  # the forward pass of every step runs in this context
+        assert torch.is_autocast_enabled("cpu") == (precision == "bf16")
+    # bf16 is autocast only: what is trained and saved stays float32
+    assert {str(p.dtype) for p in policy.trainable().values()} == {"torch.float32"}
 
 
 GOOD, BAD = '<tool name="submit"></tool>', "```bash\nls\n```"

@@ -135,6 +135,8 @@ def sft_cmd(
     save_every: int = typer.Option(1, "--save-every", help="Steps between resumable states."),
     seed: int = typer.Option(0, "--seed"),
     threads: int | None = typer.Option(None, "--threads", help="torch CPU threads."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16 (bfloat16 "
+                                  "autocast of the forward pass; fp32 weights)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     eval_suites: list[str] = typer.Option([], "--eval", help="Then evaluate the checkpoint "
                                           "on this suite (NAME@VERSION; repeatable)."),
@@ -151,7 +153,8 @@ def sft_cmd(
             raise ConfigError(f"--data-path {data_path!r}: no such Parquet file")
         cfg = _train_config(steps=steps, batch_size=batch, lr=lr, lora=lora, max_len=max_len,
                             lora_layers=lora_layers, lora_targets=_lora_targets(lora_mlp),
-                            seed=seed, threads=threads, device=device, save_every=save_every)
+                            seed=seed, threads=threads, device=device, save_every=save_every,
+                            precision=precision)
         _check_suites(eval_suites)
         job = SftJob(model=model, data=data, data_path=data_path, teacher=teacher,  # type: ignore[arg-type]
                      tasks=tuple(tasks), per_task=per_task, train=cfg)
@@ -178,6 +181,7 @@ def grpo_cmd(
     max_len: int = typer.Option(4096, "--max-len"),
     seed: int = typer.Option(0, "--seed"),
     threads: int | None = typer.Option(None, "--threads"),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (see train sft)."),
     device: str = typer.Option("auto", "--device"),
     eval_suites: list[str] = typer.Option([], "--eval", help="Then evaluate the checkpoint "
                                           "on this suite (NAME@VERSION; repeatable)."),
@@ -193,7 +197,8 @@ def grpo_cmd(
         cfg = _train_config(steps=rounds, batch_size=tasks_per_round, group_size=group, lr=lr,
                             temperature=temperature, max_new_tokens=max_new_tokens,
                             max_turns=max_turns, baseline=baseline, lora=lora,
-                            max_len=max_len, seed=seed, threads=threads, device=device)
+                            max_len=max_len, seed=seed, threads=threads, device=device,
+                            precision=precision)
         _check_suites(eval_suites)
         job = GrpoJob(model=model, tasks=tuple(tasks), train=cfg)
         say = (lambda m: err_console.print(m, highlight=False)) if not as_json else None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from codemill.core.config import Settings
+from codemill.core.errors import FactoryError
 from codemill.core.ids import content_id, new_run_id
 from codemill.core.records import EnvSpec, SamplingConfig, TaskSpec, TokenTrace
 from codemill.rewards.config import HARNESS_VERSION
@@ -205,9 +206,10 @@ def sample_policy(settings: Settings, model: str, tasks: Sequence[TaskSpec],
                   say: Callable[[str], None] | None = None) -> list[Graded]:
     """Roll ``model`` out on ``tasks`` (recorded, graded; samples recorded before are read
     back, not rerun) and return the graded samples: what an eval or a rejection sampler
-    needs. The model is built once, in this process."""
+    needs. Rollouts are spread over the settings' executor; each worker builds the model
+    once."""
     from codemill.agent.config import AgentConfig
-    from codemill.agent.models import make_backend
+    from codemill.factory.executors import make_executor
     from codemill.rollouts.plan import RolloutConfig
     from codemill.rollouts.runner import RolloutResult, stream_rollouts
 
@@ -218,19 +220,26 @@ def sample_policy(settings: Settings, model: str, tasks: Sequence[TaskSpec],
     policy = f"{model}|t{max_turns}x{max_new_tokens}|obs{observation_limit}"
     have = {g.rollout_id for g in read_graded(settings, policy_prefix=policy)}
     regrade_stale(settings, sorted(have), tasks, envs, new_run_id(), "policy_samples")
-    backend = make_backend(model, home=settings.home)
-    batch, stream = stream_rollouts(
-        list(tasks), envs=envs, home=Path(settings.home), settings=settings, model=backend,
-        policy=policy, config=RolloutConfig(group_size=group, sampling=sampling),
-        agent=agent, existing=have)
-    run_id = new_run_id()
-    for done, res in enumerate(stream, 1):
-        if isinstance(res, RolloutResult):
-            persist_rollouts(settings, run_id, "policy_samples", [res])
-            r = res.reward
-            say(f"{model} {done}/{batch.planned}: task {res.item.task.task_id[:10]} "
-                f"{'masked' if r is None or r.masked else r.value} "
-                f"({res.trajectory.stop_reason.value}, {res.seconds:.0f}s)")
+    with make_executor(settings) as executor:
+        batch, stream = stream_rollouts(
+            list(tasks), envs=envs, home=Path(settings.home), settings=settings, model=model,
+            policy=policy, config=RolloutConfig(group_size=group, sampling=sampling),
+            agent=agent, existing=have, executor=executor)
+        run_id = new_run_id()
+        failed: list[str] = []
+        for done, res in enumerate(stream, 1):
+            if isinstance(res, RolloutResult):
+                persist_rollouts(settings, run_id, "policy_samples", [res])
+                r = res.reward
+                say(f"{model} {done}/{batch.planned}: task {res.item.task.task_id[:10]} "
+                    f"{'masked' if r is None or r.masked else r.value} "
+                    f"({res.trajectory.stop_reason.value}, {res.seconds:.0f}s)")
+            else:
+                failed.append(res[1])
+                say(f"{model} {done}/{batch.planned}: rollout {res[0].rollout_id[:12]} "
+                    f"failed in its worker: {res[1]}")
+    if failed and len(failed) == batch.planned:  # e.g. a model spec no worker could load
+        raise FactoryError(f"{model}: every rollout failed; the first: {failed[0]}")
     wanted = {t.task_id for t in tasks}
     return [g for g in read_graded(settings, policy_prefix=policy) if g.task_id in wanted]
 

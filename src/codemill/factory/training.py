@@ -400,6 +400,7 @@ def train_after_run(settings: Settings, run: Any, snapshot_id: str, *, steps: in
     out on the same tasks with the run's agent settings. Every part is cached by content
     id: a rerun trains and samples nothing new."""
     from codemill.evals.stats import wilson
+    from codemill.factory.executor_base import available_cpus
     from codemill.factory.lookup import env_for_snapshot
     from codemill.store.reader import LedgerReader
 
@@ -415,7 +416,8 @@ def train_after_run(settings: Settings, run: Any, snapshot_id: str, *, steps: in
     job = SftJob(model=run.model, data="expert", tasks=tuple(t.task_id for t in tasks),
                  per_task=per_task, max_turns=max(6, run.max_turns),
                  train=TrainConfig(steps=steps, batch_size=2, lr=lr, lora=lora, max_len=3072,
-                                   seed=run.seed, threads=1, lora_layers=8,
+                                   seed=run.seed, threads=available_cpus(),
+                                   precision="bf16", lora_layers=8,
                                    lora_targets=LORA_ATTENTION_AND_MLP))
     ckpt = train_sft(settings, job, on_step=on_step, say=say)
     model = f"ckpt:{ckpt.checkpoint_id}"

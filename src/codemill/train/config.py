@@ -55,6 +55,12 @@ class TrainConfig(BaseModel):
     state is weights plus AdamW moments (~1.6 GB for SmolLM2-135M), so full fine-tunes
     save less often; a resumed run redoes the unsaved steps exactly (same batches, same
     RNG), so nothing is repeated in the result or lost."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """``bf16`` runs the forward pass under bfloat16 autocast; weights, adapters, gradients
+    and AdamW moments stay float32, and log-probs are taken in float32. On a CPU with AMX
+    or AVX-512 BF16 a LoRA step of SmolLM2-135M took 8-9 s instead of 13-20 s (two 1,800
+    token sequences, 2 cores). Off by default: GRPO's ratio compares the trainer's log-probs
+    with the fp32 sampler's, and bf16 widens that gap."""
     device: str = "auto"
     """``auto`` picks CUDA when available, else CPU; or name one (``cpu``, ``cuda:0``)."""
     threads: int | None = None

@@ -62,6 +62,14 @@ class Policy:
     def trainable(self) -> dict[str, Any]:
         return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
 
+    def autocast(self) -> Any:
+        """The context a forward pass runs in: bfloat16 autocast when the config asks for
+        ``bf16``, else a no-op."""
+        import torch
+
+        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16,
+                              enabled=self.config.precision == "bf16")
+
 
 def load_policy(model_dir: Path, config: TrainConfig, *, adapter_dir: Path | None = None) -> Policy:
     """The base model at ``model_dir`` (a transformers directory with its tokenizer), with

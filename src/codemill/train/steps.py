@@ -43,7 +43,9 @@ def sft_step(policy: Policy, seqs: Sequence[TrainSeq]) -> dict[str, Any]:
     total = 0.0
     for chunk in _micro(seqs, cfg.micro_batch):
         batch = collate(chunk, policy.pad_id, policy.device)
-        loss = sft_loss(token_logprobs(policy.model, batch), batch, n_tokens)
+        with policy.autocast():
+            logp = token_logprobs(policy.model, batch)
+        loss = sft_loss(logp, batch, n_tokens)
         loss.backward()
         total += float(loss.detach())
     norm = _finish(policy)
@@ -65,7 +67,8 @@ def grpo_step(policy: Policy, seqs: Sequence[TrainSeq]) -> dict[str, Any]:
     total, clipped, gap_sum, gap_max = 0.0, 0.0, 0.0, 0.0
     for chunk in _micro(seqs, cfg.micro_batch):
         batch = collate(chunk, policy.pad_id, policy.device)
-        logp = token_logprobs(policy.model, batch, cfg.temperature)
+        with policy.autocast():
+            logp = token_logprobs(policy.model, batch, cfg.temperature)
         loss, stats = grpo_loss(logp, batch, n_tokens, cfg.clip_low, cfg.clip_high)
         loss.backward()
         total += float(loss.detach())
