@@ -12,7 +12,8 @@ home ``bench/out/train_home`` are reused, so a killed run continues where it sto
 1. ``speed``: train tokens/s of ``codemill.train`` (SFT step on a real expert-length
    sequence) next to a plain PyTorch forward+backward+AdamW loop on the same model and
    length (the ceiling here), and sampling tokens/s of the token-exact sampler next to
-   plain ``generate`` on the same prompt.
+   plain ``generate`` on the same prompt. ``speed:precision``: the demo's LoRA step in
+   fp32 and bf16 autocast on 1 and 2 threads, and one sampler against two side by side.
 2. ``tasks``: environments and validated synthetic tasks for the TRAIN and EVAL projects
    through the CLI (``codemill env build``, ``codemill tasks synth``). No project is in
    both lists.
@@ -139,6 +140,77 @@ def speed(home: Path) -> dict:
     return {"train_tokens": n, "train_tok_s": n / min(ours), "plain_tok_s": n / min(ceiling),
             "prompt_tokens": len(prompt), "sample_tok_s": len(got) / ours_s,
             "generate_tok_s": new / gen_s}
+
+
+def lora_step_seconds(path: Path, precision: str, threads: int) -> float:
+    """Best of 3 ``sft_step``s of the demo's LoRA recipe (r=16, attention and MLP of the
+    last 8 layers) on two 1,800-token sequences, 30% of them model tokens."""
+    import torch
+
+    from codemill.train.config import LORA_ATTENTION_AND_MLP, TrainConfig
+    from codemill.train.data import TrainSeq
+    from codemill.train.policy import load_policy
+    from codemill.train.steps import sft_step
+
+    cfg = TrainConfig(lr=1e-3, lora=True, lora_layers=8, lora_targets=LORA_ATTENTION_AND_MLP,
+                      micro_batch=1, threads=threads, precision=precision)
+    policy = load_policy(path, cfg)
+    n = 1800
+    gen = torch.Generator().manual_seed(0)
+    seqs = [TrainSeq(tuple(int(x) for x in torch.randint(100, 40000, (n,), generator=gen)),
+                     tuple(1 if i > n * 0.7 else 0 for i in range(n)), (0.0,) * n)
+            for _ in range(2)]
+    sft_step(policy, seqs)  # warm up
+    return min(sft_step(policy, seqs)["seconds"] for _ in range(3))
+
+
+def sample_rate(path: Path, threads: int) -> float:
+    """Tokens/s of the token-exact sampler: 64 tokens after a 751-token prompt."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from codemill.agent.models.sampler import TokenConversation, encode, render, sample
+    from codemill.core.records import SamplingConfig
+
+    torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    prompt = encode(tok, render(tok, [{"role": "user", "content": "Write a Python function "
+                                       "that parses an INI file. " * 60}], True))
+    s = SamplingConfig(temperature=1.0, max_tokens=64, seed=0)
+    rates = []
+    for _ in range(2):
+        conv = TokenConversation(ids=list(prompt))
+        t = time.monotonic()
+        got, _, _ = sample(model, conv, s, set(), "cpu")
+        rates.append(len(got) / (time.monotonic() - t))
+    return max(rates)
+
+
+def speed_precision(home: Path) -> dict:
+    """Why the demo trains under bf16 autocast on every core and spreads rollouts over
+    worker processes: a LoRA step in fp32 and bf16 on 1 and 2 threads, and sampling
+    tokens/s of one sampler (1 or 2 threads) next to two 1-thread samplers side by side."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    from codemill.agent.models.smollm2 import convert_smollm2
+
+    path = convert_smollm2(home)
+    out: dict = {"lora_step_s": {}}
+    for threads in (1, 2):
+        for precision in ("fp32", "bf16"):
+            secs = lora_step_seconds(path, precision, threads)
+            out["lora_step_s"][f"{precision}/{threads}t"] = round(secs, 2)
+            log(f"speed:precision: LoRA step {precision} {threads} thread(s): {secs:.1f} s")
+    ctx = multiprocessing.get_context("spawn")  # fresh processes: torch threads are global
+    with cf.ProcessPoolExecutor(2, mp_context=ctx) as pool:
+        one = pool.submit(sample_rate, path, 1).result()
+        two_threads = pool.submit(sample_rate, path, 2).result()
+        side = [f.result() for f in [pool.submit(sample_rate, path, 1) for _ in range(2)]]
+    out.update(sample_tok_s_1t=round(one, 1), sample_tok_s_2t=round(two_threads, 1),
+               sample_tok_s_two_1t_processes=round(sum(side), 1))
+    return out
 
 
 # --- stage 2: tasks ---------------------------------------------------------------------
@@ -330,6 +402,7 @@ def main() -> None:
             "grpo": lambda: have["grpo"]["checkpoint_id"]}
     stages = {
         "speed": lambda: speed(args.home),
+        "speed:precision": lambda: speed_precision(args.home),
         "tasks": lambda: tasks(args.home),
         "eval:base": lambda: evaluate(args.home, "smollm2"),
         "sft": lambda: train_sft(args.home, args.threads),
@@ -340,7 +413,7 @@ def main() -> None:
     if args.stage:
         run_stage(args.results, have, args.stage, stages[args.stage])
         return
-    for name in ("speed", "tasks"):
+    for name in ("speed", "speed:precision", "tasks"):
         if name not in have:
             run_stage(args.results, have, name, stages[name])
         if name == args.until:

@@ -96,18 +96,24 @@ def _check_lineage(ctx: AssetContext, suite: Any, checkpoint_id: str | None,
 
 
 def _backend(ctx: AssetContext, variant: str, checkpoint_id: str | None) -> Any:
-    """The model of ``variant``. A checkpoint is loaded by its ``ckpt:`` spec where the
-    model backends know it, else from the weights directory its row records."""
+    """The model of ``variant``: local weights (``smollm2``, ``transformers:DIR``,
+    ``ckpt:ID``) as a spec whose weights are found (and prepared) now, so that each rollout
+    worker loads them once; any other backend built here. A checkpoint the model backends
+    cannot find by its ``ckpt:`` spec is loaded from the weights directory its row
+    records."""
     from codemill.agent.models import make_backend
+    from codemill.agent.models.checkpoints import shared_spec
     from codemill.core.errors import ModelError
 
+    home = ctx.settings.home
     try:
-        return make_backend(variant, home=ctx.settings.home)
+        return shared_spec(variant, home) or make_backend(variant, home=home)
     except ModelError:
         if checkpoint_id is None:
             raise
     row = inputs.resolve_checkpoint(ctx.read, checkpoint_id)
-    return make_backend(f"transformers:{row['path']}", home=ctx.settings.home)
+    spec = f"transformers:{row['path']}"
+    return shared_spec(spec, home) or make_backend(spec, home=home)
 
 
 def _regrade(ctx: AssetContext, tasks: list[Any], envs: dict[str, Any],
@@ -168,7 +174,8 @@ def evals(ctx: AssetContext) -> Iterator[Any]:
                         wall_time_s=run.wall_time_s, sampling=sampling)
     batch, results = stream_rollouts(tasks, envs=envs, home=ctx.settings.home,
                                      settings=ctx.settings, model=model, policy=variant,
-                                     config=rcfg, agent=agent, existing=set(rollouts))
+                                     config=rcfg, agent=agent, existing=set(rollouts),
+                                     executor=ctx.executor if isinstance(model, str) else None)
     for done, result in enumerate(results, 1):
         ctx.progress(done, batch.planned)
         if not isinstance(result, RolloutResult):

@@ -209,6 +209,7 @@ def sample_policy(settings: Settings, model: str, tasks: Sequence[TaskSpec],
     needs. Rollouts are spread over the settings' executor; each worker builds the model
     once."""
     from codemill.agent.config import AgentConfig
+    from codemill.agent.models.checkpoints import shared_spec
     from codemill.factory.executors import make_executor
     from codemill.rollouts.plan import RolloutConfig
     from codemill.rollouts.runner import RolloutResult, stream_rollouts
@@ -220,6 +221,7 @@ def sample_policy(settings: Settings, model: str, tasks: Sequence[TaskSpec],
     policy = f"{model}|t{max_turns}x{max_new_tokens}|obs{observation_limit}"
     have = {g.rollout_id for g in read_graded(settings, policy_prefix=policy)}
     regrade_stale(settings, sorted(have), tasks, envs, new_run_id(), "policy_samples")
+    shared_spec(model, settings.home)  # a missing checkpoint fails here, once
     with make_executor(settings) as executor:
         batch, stream = stream_rollouts(
             list(tasks), envs=envs, home=Path(settings.home), settings=settings, model=model,

@@ -72,6 +72,19 @@ def model_dir(spec: str, home: str | Path) -> tuple[Path, Path | None]:
                      "transformers:DIR or ckpt:ID)")
 
 
+def shared_spec(spec: str, home: str | Path) -> str | None:
+    """``spec`` when it names local weights that worker processes can each load
+    (``smollm2``, ``transformers:DIR``, ``ckpt:ID``), after finding them (and converting
+    the default model) here, once: a missing checkpoint raises ``ModelError`` now, not in
+    every worker. None for any other spec (a GGUF file, a remote or scripted model)."""
+    kind, _, rest = spec.strip().partition(":")
+    if not ((kind == "smollm2" and not rest) or kind == "ckpt"
+            or (kind == "transformers" and rest and Path(rest).is_dir())):
+        return None
+    model_dir(spec, home)
+    return spec
+
+
 def load_checkpoint(prefix: str, home: str | Path, *, device: str = "cpu",
                     threads: int | None = 1) -> Any:
     """A ``TransformersBackend`` serving checkpoint ``prefix`` (adapters merged in)."""
