@@ -107,9 +107,17 @@ def _lora_targets(mlp: bool) -> tuple[str, ...]:
 
 
 def _train_config(**kw: Any) -> Any:
+    """A ``TrainConfig`` from the options given; a bad value is one line naming it."""
+    from pydantic import ValidationError
+
     from codemill.train.config import TrainConfig
 
-    return TrainConfig(**{k: v for k, v in kw.items() if v is not None})
+    try:
+        return TrainConfig(**{k: v for k, v in kw.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"{field}={first.get('input')!r}: {first['msg']}") from None
 
 
 @app.command("sft")
