@@ -219,7 +219,8 @@ def rollouts(ctx: AssetContext) -> Iterator[Any]:
     already recorded are not run again. Grading is the ``rewards`` asset's. Rollouts are
     spread over the run's executor: each worker loads the model once and samples on one
     thread while another worker's tests run (on 2 cores, two single-thread samplers gave
-    17 tokens/s together, one sampler on two threads 12)."""
+    15.3 tokens/s together, one sampler on two threads 12.4: ``bench_train.py --stage
+    speed:precision``)."""
     from codemill.agent.config import AgentConfig
     from codemill.core.records import SamplingConfig
     from codemill.rollouts.plan import RolloutConfig

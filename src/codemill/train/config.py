@@ -58,9 +58,10 @@ class TrainConfig(BaseModel):
     precision: Literal["fp32", "bf16"] = "fp32"
     """``bf16`` runs the forward pass under bfloat16 autocast; weights, adapters, gradients
     and AdamW moments stay float32, and log-probs are taken in float32. On a CPU with AMX
-    or AVX-512 BF16 a LoRA step of SmolLM2-135M took 8-9 s instead of 13-20 s (two 1,800
-    token sequences, 2 cores). Off by default: GRPO's ratio compares the trainer's log-probs
-    with the fp32 sampler's, and bf16 widens that gap."""
+    a LoRA step of SmolLM2-135M on two 1,800-token sequences took 6.5 s instead of 10.3 s
+    on 2 threads, 8.6 s instead of 17.5 s on 1 (``bench_train.py --stage speed:precision``).
+    Off by default: GRPO's ratio compares the trainer's log-probs with the fp32 sampler's,
+    and bf16 widens that gap."""
     device: str = "auto"
     """``auto`` picks CUDA when available, else CPU; or name one (``cpu``, ``cuda:0``)."""
     threads: int | None = None
