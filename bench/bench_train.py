@@ -23,7 +23,8 @@ home ``bench/out/train_home`` are reused, so a killed run continues where it sto
 4. ``sft``: ``codemill train sft`` on expert trajectories of the TRAIN tasks.
 5. ``eval:sft`` and 6. ``grpo`` (from the SFT checkpoint, on TRAIN tasks) side by side,
    one thread each (two 1-thread jobs sample ~1.4x the tokens of one 2-thread job here);
-7. ``eval:grpo``.
+7. ``eval:grpo``; 8. ``speed:grpo``: the seconds of one GRPO update on a recorded round's
+   rollouts (the runs themselves made none: every group was dead), fp32 and bf16.
 
 ``--stage NAME`` runs one stage alone (its inputs must be recorded). Resolved rates carry
 95% Wilson intervals. The GRPO reward curve is saved as ``bench/out/train_reward_curve.png``
@@ -210,6 +211,35 @@ def speed_precision(home: Path) -> dict:
         side = [f.result() for f in [pool.submit(sample_rate, path, 1) for _ in range(2)]]
     out.update(sample_tok_s_1t=round(one, 1), sample_tok_s_2t=round(two_threads, 1),
                sample_tok_s_two_1t_processes=round(sum(side), 1))
+    return out
+
+
+def speed_grpo(home: Path, sft_id: str, grpo_id: str) -> dict:
+    """Seconds of one GRPO update, which the recorded runs never made (every group was
+    dead): the 8 rollouts of the first recorded GRPO round, from the SFT checkpoint, given
+    advantages of +-0.5 in turn, one ``grpo_step`` from that checkpoint in fp32 and in bf16
+    on 2 threads, with the trainer/sampler log-prob gap each leaves (the sampler ran fp32)."""
+    from codemill.agent.models.checkpoints import model_dir
+    from codemill.core.config import Settings
+    from codemill.factory.train_data import read_graded
+    from codemill.train.config import TrainConfig
+    from codemill.train.data import from_trace, keep
+    from codemill.train.policy import load_policy
+    from codemill.train.steps import grpo_step
+
+    graded = [g for g in read_graded(Settings(home=home), policy_prefix=f"grpo:{grpo_id[:16]}@0")
+              if g.trace is not None]
+    seqs, _ = keep([from_trace(g.trace, advantage=0.5 if i % 2 else -0.5)
+                    for i, g in enumerate(graded)], 4096)
+    base, adapter = model_dir(f"ckpt:{sft_id}", home)
+    out: dict = {"sequences": len(seqs), "tokens": sum(len(q.ids) for q in seqs)}
+    for precision in ("fp32", "bf16"):
+        policy = load_policy(base, TrainConfig(lr=5e-5, threads=2, precision=precision),
+                             adapter_dir=adapter)
+        m = grpo_step(policy, seqs)
+        out[precision] = {k: round(m[k], 4) for k in ("seconds", "tokens_per_s",
+                                                      "logp_gap_mean", "logp_gap_max")}
+        log(f"speed:grpo: {precision}: {out[precision]}")
     return out
 
 
@@ -409,6 +439,7 @@ def main() -> None:
         "eval:sft": lambda: evaluate(args.home, f"ckpt:{ckpt['sft']()}"),
         "grpo": lambda: train_grpo(args.home, ckpt["sft"](), args.threads),
         "eval:grpo": lambda: evaluate(args.home, f"ckpt:{ckpt['grpo']()}"),
+        "speed:grpo": lambda: speed_grpo(args.home, ckpt["sft"](), ckpt["grpo"]()),
     }
     if args.stage:
         run_stage(args.results, have, args.stage, stages[args.stage])
@@ -435,8 +466,9 @@ def main() -> None:
         if main_name == args.until:
             return
     curve(have["grpo"]["metrics"], OUT / "train_reward_curve.png")
-    if "eval:grpo" not in have:
-        run_stage(args.results, have, "eval:grpo", stages["eval:grpo"])
+    for name in ("eval:grpo", "speed:grpo"):
+        if name not in have:
+            run_stage(args.results, have, name, stages[name])
 
 
 if __name__ == "__main__":
