@@ -89,12 +89,14 @@ def _unquote(token: str) -> str:
                 out.append(int(body[i + 1:i + 4], 8) & 0xFF)
                 i += 4
                 continue
-            out.extend(_ESCAPES.get(nxt, nxt).encode())
+            out.extend(text_bytes(_ESCAPES.get(nxt, nxt)))
             i += 2
             continue
-        out.extend(ch.encode())
+        out.extend(text_bytes(ch))
         i += 1
-    return out.decode("utf-8", errors="replace")
+    # surrogateescape: a name that is not UTF-8 keeps its bytes (``os.fsencode`` gives them
+    # back), so the grader removes and restores the very file the diff names.
+    return out.decode("utf-8", errors="surrogateescape")
 
 
 def _header_path(line: str) -> str | None:
@@ -250,6 +252,50 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
+_C_ESCAPES = {7: "a", 8: "b", 9: "t", 10: "n", 11: "v", 12: "f", 13: "r", 34: '"', 92: "\\"}
+
+
+def quote_path(path: str) -> str:
+    """``path`` as a diff header writes it: as is when it is plain printable UTF-8 without
+    spaces, quotes or backslashes; else C-quoted as git quotes it (``"sp ace\\303\\251"``),
+    which ``git apply`` and ``parse_diff`` read back byte for byte. ``path`` may carry
+    ``os.fsdecode``'s surrogate escapes (a file name that is not UTF-8): they are written
+    as the original bytes in octal, so a header never carries a control character (a
+    newline would start a forged header) nor text that cannot be encoded."""
+    raw = text_bytes(path)
+    if _encodes(path) and all(b >= 0x80 or (0x20 < b < 0x7F and b not in (34, 92))
+                              for b in raw):
+        return path
+    out = []
+    for b in raw:
+        if b in _C_ESCAPES:
+            out.append("\\" + _C_ESCAPES[b])
+        elif 0x20 <= b < 0x7F:
+            out.append(chr(b))
+        else:
+            out.append(f"\\{b:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def text_bytes(text: str) -> bytes:
+    """``text`` as bytes, for any ``str`` whatever it holds: UTF-8, with ``os.fsdecode``'s
+    surrogate escapes turned back into their bytes, and any other lone surrogate passed
+    through. Never raises: the grader hashes and applies candidate diffs with it, and a
+    diff it could not encode would end an attempt without a reward."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
 def _range(start: int, length: int) -> str:
     first = start + 1
     if length == 1:
@@ -292,7 +338,8 @@ def file_diff(path: str, old: Blob | bytes | None, new: Blob | bytes | None, *,
     if a is not None and b is not None and (a[0] == "120000") != (b[0] == "120000"):
         return (file_diff(path, a, None, context=context, binary=binary)
                 + file_diff(path, None, b, context=context, binary=binary))
-    head = [f"diff --git a/{path} b/{path}\n"]
+    a_path, b_path = quote_path(f"a/{path}"), quote_path(f"b/{path}")
+    head = [f"diff --git {a_path} {b_path}\n"]
     if a is None and b is not None:
         head.append(f"new file mode {b[0]}\n")
     elif b is None and a is not None:
@@ -302,8 +349,8 @@ def file_diff(path: str, old: Blob | bytes | None, new: Blob | bytes | None, *,
     old_data, new_data = (a[1] if a else b""), (b[1] if b else b"")
     if old_data == new_data:  # a mode change, or an empty file added or deleted
         return "".join(head)
-    a_name = f"a/{path}" if a else "/dev/null"
-    b_name = f"b/{path}" if b else "/dev/null"
+    a_name = a_path if a else "/dev/null"
+    b_name = b_path if b else "/dev/null"
     a_text, b_text = text_or_none(old_data), text_or_none(new_data)
     if a_text is None or b_text is None:
         if binary == "raise":
@@ -337,5 +384,5 @@ def git_apply_on_host(cwd: str | os.PathLike[str], diff: str, strip: int,
     """Run the one applier in ``cwd`` on this machine (plain files, no repository mode:
     ``git apply`` runs no code, so this is safe for untrusted diffs)."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **GIT_APPLY_ENV}
-    return subprocess.run(git_apply_argv(strip, *extra), cwd=cwd, input=diff.encode(),
+    return subprocess.run(git_apply_argv(strip, *extra), cwd=cwd, input=text_bytes(diff),
                           env=env, capture_output=True, timeout=GIT_APPLY_TIMEOUT_S)

@@ -33,7 +33,7 @@ from typing import Any
 
 from codemill.core.boundary import boundary
 from codemill.core.config import Settings
-from codemill.core.diffs import parse_diff, touched_paths
+from codemill.core.diffs import parse_diff, text_bytes, touched_paths
 from codemill.core.errors import CodemillError, GradingError
 from codemill.core.ids import bytes_id, content_id
 from codemill.core.records import EnvSpec, Outcome, Reward, TaskSpec, TestReport, Trajectory
@@ -291,7 +291,7 @@ class _Grade:
         command = self.runner.command(self.selection) if self.selection else ()
         reward = Reward(
             reward_id=content_id("reward", self.rollout_id, self.task.task_id,
-                                 bytes_id(self.diff.encode()), HARNESS_VERSION,
+                                 bytes_id(text_bytes(self.diff)), HARNESS_VERSION,
                                  self.runner.parser_version),
             rollout_id=self.rollout_id, task_id=self.task.task_id, env_id=self.env.env_id,
             policy=self.policy, value=value,
@@ -320,8 +320,37 @@ def grade_detailed(
     agent's workspace. ``trajectory``, when given, is scanned for reads of git history and
     hidden paths. ``runner`` defaults to the environment's (pytest or unittest).
     """
-    return _Grade(task, diff, env, Path(home), settings, rollout_id, policy, trajectory,
-                  config or GraderConfig(), runner, backend).run()
+    def graded(patch: str) -> Grading:
+        return _Grade(task, patch, env, Path(home), settings, rollout_id, policy, trajectory,
+                      config or GraderConfig(), runner, backend).run()
+
+    try:
+        return graded(diff)
+    except Exception as exc:  # a grading that raises must still end in a row
+        return _crashed(task, env, diff, rollout_id, policy, exc, graded)
+
+
+def _crashed(task: TaskSpec, env: EnvSpec, diff: str, rollout_id: str, policy: str,
+             exc: Exception, graded: Any) -> Grading:
+    """Grading ``diff`` raised (a grader bug an input reached). The gold patch goes through
+    the same grading: if it gets through, this diff is what broke it (value 0, flagged:
+    masking would let a policy hide any failure from training by breaking the grader);
+    if the gold patch fails too, the reward is masked with the reason."""
+    why = f"grading raised {type(exc).__name__}: {exc}"[:500]
+    try:
+        gold = graded(task.gold_patch).reward
+        gold_ok, gold_why = not gold.masked, gold.error_type or ""
+    except Exception as gold_exc:  # the gold run is graded the same way
+        gold_ok, gold_why = False, f"{type(gold_exc).__name__}: {gold_exc}"[:500]
+    if not gold_ok:
+        reward = infra_reward(task, env, rollout_id=rollout_id, policy=policy,
+                              error_type="infra:grader", diff=diff)
+        return Grading(reward, notes=[f"infra:grader: {why}; gold patch: {gold_why}"])
+    reward = infra_reward(task, env, rollout_id=rollout_id, policy=policy,
+                          error_type="grader", diff=diff).model_copy(update={
+                              "value": 0.0, "resolved": False, "masked": False,
+                              "error_type": None, "flags": (F.NO_RESULTS,)})
+    return Grading(reward, notes=[f"{why}; the gold patch grades: this diff broke grading"])
 
 
 def grade(
@@ -340,7 +369,7 @@ def infra_reward(task: TaskSpec, env: EnvSpec, *, rollout_id: str, policy: str,
     """A masked reward for a rollout that could not be graded for a reason outside the
     policy (its sandbox or model endpoint failed): ``value=None``, never 0."""
     return Reward(
-        reward_id=content_id("reward", rollout_id, task.task_id, bytes_id(diff.encode()),
+        reward_id=content_id("reward", rollout_id, task.task_id, bytes_id(text_bytes(diff)),
                              HARNESS_VERSION, error_type),
         rollout_id=rollout_id, task_id=task.task_id, env_id=env.env_id, policy=policy,
         value=None, resolved=None, masked=True, error_type=error_type,

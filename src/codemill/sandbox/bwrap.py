@@ -46,6 +46,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from codemill.core.diffs import text_bytes
 from codemill.core.errors import SandboxError
 from codemill.core.records import ExecResult
 from codemill.sandbox.api import SandboxSpec
@@ -298,7 +299,7 @@ class BwrapSandbox(WorkspaceSandbox):
         status_r, status_w = os.pipe()
         stdin_fd = os.memfd_create("codemill-stdin")
         try:
-            os.write(stdin_fd, (stdin or "").encode())
+            os.write(stdin_fd, text_bytes(stdin or ""))
             os.lseek(stdin_fd, 0, os.SEEK_SET)
             full = [self.tools.unshare, "-m", "--propagation", "private", self.tools.sh, "-c",
                     self._script(cg), "codemill-sandbox",

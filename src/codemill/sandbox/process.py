@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from codemill.core.diffs import text_bytes
 from codemill.core.errors import SandboxError
 from codemill.core.records import ExecResult
 from codemill.sandbox.api import SandboxSpec
@@ -134,7 +135,7 @@ class ProcessSandbox(WorkspaceSandbox):
             full_env = self.sandbox_env(env, env_path, str(self.dir / "home"))
             stdin_fd = os.memfd_create("codemill-stdin")
             try:
-                os.write(stdin_fd, (stdin or "").encode())
+                os.write(stdin_fd, text_bytes(stdin or ""))
                 os.lseek(stdin_fd, 0, os.SEEK_SET)
                 started = time.monotonic()
                 try:

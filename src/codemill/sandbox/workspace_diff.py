@@ -5,7 +5,14 @@ workspace's own layers (the upper dir and any frozen layers above the base) can 
 base files those layers hide (whiteouts, opaque directories, a file replacing a directory).
 The output applies with ``git apply``: ``a/``/``b/`` prefixes, ``new file mode``,
 ``deleted file mode``, mode changes, symlinks as mode 120000, ``\\ No newline at end of
-file``. Binary files are noted (``Binary files ... differ``) and carry no content.
+file``. Binary files are noted (``Binary files ... differ``) and carry no content. Paths
+that are not plain printable text (not UTF-8, control characters, spaces) are C-quoted as
+git quotes them (``codemill.core.diffs.quote_path``), so the diff is always encodable text.
+
+Reads are bounded: a file over ``MAX_FILE_BYTES``, or any file once the diff has carried
+``MAX_DIFF_BYTES`` of content, is compared by a digest read in chunks and noted like a
+binary file (its content is not carried; the grader drops such sections). So a candidate
+that writes a huge file costs the host a bounded amount of memory, never the file's size.
 
 Byte-code caches (``__pycache__``, ``*.pyc``, ``.pytest_cache``) are not part of the diff:
 running tests writes them, and they are never part of a solution.
@@ -13,6 +20,7 @@ running tests writes them, and they are never part of a solution.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from collections.abc import Iterable, Sequence
@@ -23,6 +31,11 @@ from codemill.sandbox.layers import Entry, MergedView, is_opaque, is_whiteout
 
 EXCLUDED_NAMES = frozenset({"__pycache__", ".pytest_cache"})
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+MAX_FILE_BYTES = 4 << 20
+"""Larger files are compared by digest, not carried (no source file of a fix is this big)."""
+MAX_DIFF_BYTES = 64 << 20
+"""Content the diff reads into memory in all; files after that are compared by digest."""
+_CHUNK = 1 << 20
 
 
 def excluded(rel: Sequence[str]) -> bool:
@@ -64,17 +77,44 @@ def touched_paths(top_layers: Iterable[Path], base: MergedView) -> set[tuple[str
     return found
 
 
-def _blob(entry: Entry | None) -> tuple[str, bytes] | None:
+class _Budget:
+    """What one diff may still read into memory."""
+
+    def __init__(self, total: int = MAX_DIFF_BYTES, per_file: int = MAX_FILE_BYTES) -> None:
+        self.left, self.per_file = total, per_file
+
+    def pair(self, old: Entry | None, new: Entry | None
+             ) -> tuple[tuple[str, bytes] | None, tuple[str, bytes] | None]:
+        """Both sides of one path, read under the same cap (so an unchanged file compares
+        equal however much budget is left)."""
+        cap = max(0, min(self.per_file, self.left))
+        a, b = _blob(old, cap), _blob(new, cap)
+        self.left -= sum(len(x[1]) for x in (a, b) if x is not None)
+        return a, b
+
+
+def _blob(entry: Entry | None, cap: int) -> tuple[str, bytes] | None:
+    """``(git mode, content)`` of ``entry``. A file over ``cap`` bytes gets a stand-in with a
+    NUL byte (so it reads as binary) and its size and digest, read in chunks (so an
+    unchanged one still equals itself)."""
     if entry is None or entry.is_dir or is_whiteout(entry.st):
         return None
     if entry.is_link:
         return "120000", os.fsencode(os.readlink(entry.host))
     if not entry.is_file:
         return None
+    mode = "100755" if entry.st.st_mode & stat.S_IXUSR else "100644"
     fd = os.open(entry.host, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as fh:
-        data = fh.read()
-    return ("100755" if entry.st.st_mode & stat.S_IXUSR else "100644"), data
+        data = fh.read(cap + 1)
+        if len(data) <= cap:
+            return mode, data
+        digest, size = hashlib.sha256(data), len(data)
+        del data
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return mode, f"\0not read: {size} bytes, sha256 {digest.hexdigest()}".encode()
 
 
 def file_diff(path: str, old: tuple[str, bytes] | None, new: tuple[str, bytes] | None) -> str:
@@ -85,20 +125,20 @@ def file_diff(path: str, old: tuple[str, bytes] | None, new: tuple[str, bytes] |
 
 def workspace_diff(full: MergedView, base: MergedView, top_layers: Iterable[Path]) -> str:
     """Unified diff from ``base`` (the layers forked from) to ``full`` (the workspace)."""
-    chunks = []
+    chunks, budget = [], _Budget()
     for rel in sorted(touched_paths(top_layers, base)):
         if excluded(rel):
             continue
-        chunks.append(file_diff("/".join(rel), _blob(base.lookup(rel)), _blob(full.lookup(rel))))
+        chunks.append(file_diff("/".join(rel), *budget.pair(base.lookup(rel), full.lookup(rel))))
     return "".join(chunks)
 
 
 def tree_diff(full: MergedView, base: MergedView) -> str:
     """Like ``workspace_diff`` but compares every path (for plain directory workspaces)."""
     paths = {e.rel for e in full.walk()} | {e.rel for e in base.walk()}
-    chunks = []
+    chunks, budget = [], _Budget()
     for rel in sorted(paths):
         if excluded(rel):
             continue
-        chunks.append(file_diff("/".join(rel), _blob(base.lookup(rel)), _blob(full.lookup(rel))))
+        chunks.append(file_diff("/".join(rel), *budget.pair(base.lookup(rel), full.lookup(rel))))
     return "".join(chunks)
