@@ -43,9 +43,13 @@ def test_scripted_agent_fixes_the_bug(sandbox):
     assert traj.policy == "scripted" and traj.task_prompt.startswith("add()")
     assert "<tool name=" in traj.system_prompt  # text format described for a text model
     for step in traj.steps:
-        assert step.reply.latency_s > 0
-        assert step.harness_seconds >= 0 and step.tool_seconds > 0
+        assert step.reply.latency_s > 0 and step.tool_seconds > 0
     assert traj.wall_seconds >= sum(s.tool_seconds + s.reply.latency_s for s in traj.steps)
+    # The harness's time is a turn's wall time beyond the model and the commands: the edit turn
+    # runs no command, so it is all harness; and it never exceeds what the model left over.
+    harness = [s.harness_seconds for s in traj.steps]
+    assert harness[2] >= traj.steps[2].tool_seconds > 0
+    assert sum(harness) + sum(s.reply.latency_s for s in traj.steps) <= traj.wall_seconds
 
 
 def test_max_turns_stops(sandbox):

@@ -8,9 +8,9 @@ from codemill.agent.config import AgentConfig
 from codemill.core.records import SamplingConfig, StopReason
 from codemill.factory.executors import LocalExecutor
 from codemill.rewards import flags as F
-from codemill.rewards.advantages import group_advantages
 from codemill.rollouts.plan import RolloutConfig
 from codemill.rollouts.runner import run_rollouts
+from codemill.train.grpo import advantages
 
 FIX = [
     "The add function subtracts. Let me look.\n```bash\ncat src/calc/ops.py\n```",
@@ -64,7 +64,8 @@ def test_group_of_fixes_then_rerun_does_nothing(toy, tmp_path):
         assert traj.steps[1].reply.completion_tokens > 0 and traj.wall_seconds > 0
         assert r.reward.value == 1.0 and r.reward.resolved and r.reward.flags == ()
         assert r.reward.rollout_id == traj.rollout_id and r.reward.policy == model
-    assert set(group_advantages([r.reward for r in batch.results]).values()) == {0.0}
+    # Two equal rewards: the trainer's rule gives the group no signal.
+    assert advantages([r.reward.value for r in batch.results]) == [0.0, 0.0]
     again = run_rollouts([toy.task], envs=[toy.env], home=toy.home, settings=toy.settings,
                          model=model, config=cfg, agent=AGENT, existing=set(ids))
     assert (again.planned, again.skipped, again.results) == (0, 2, [])
@@ -94,8 +95,8 @@ def test_hostile_agent_in_a_worker_pool_earns_nothing(toy, tmp_path):
     mixed = run_rollouts([toy.task], envs=[toy.env], home=toy.home, settings=toy.settings,
                          model=honest, config=cfg, agent=AGENT)
     rewards = [reward, mixed.results[0].reward]
-    adv = group_advantages([r.model_copy(update={"policy": "p"}) for r in rewards])
-    assert adv[rewards[0].rollout_id] == -1.0 and adv[rewards[1].rollout_id] == 1.0
+    # In one group, the trainer's rule pushes the hostile member down and the honest one up.
+    assert advantages([r.value for r in rewards]) == [-0.5, 0.5]
 
 
 def test_model_failure_is_masked_not_zero(toy, tmp_path):

@@ -116,4 +116,4 @@ def test_open_for_writing_creates_home(tmp_path):
     home = tmp_path / "new" / "home"
     with Ledger.open(make_settings(home)) as ledger:
         assert "runs" in ledger.table_names()
-    assert (home / "catalog.db").is_file() and (home / "warehouse").is_dir() is not None
+    assert (home / "catalog.db").is_file() and (home / "warehouse").is_dir()

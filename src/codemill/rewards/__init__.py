@@ -4,5 +4,6 @@ errors masked (``value=None``), never zero; hacks flagged.
 
 Modules: ``diffs`` (reading a diff), ``paths`` (tests, config, hooks), ``flags`` (hack
 signals), ``verdict`` (report -> verdict), ``grader`` (``grade``, ``TestGrader``),
-``advantages`` (GRPO group advantages), ``config`` (``GraderConfig``, ``HARNESS_VERSION``).
+``config`` (``GraderConfig``, ``HARNESS_VERSION``). GRPO advantages belong to the trainer
+(``codemill.train.grpo.advantages``).
 """
