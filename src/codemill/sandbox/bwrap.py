@@ -21,8 +21,13 @@ When the command ends, bwrap's pid 1 ends and the kernel kills everything left i
 namespace (double-forked daemons included); the mount namespace dies with its last process,
 taking the overlay with it; the cgroups are killed and removed. At the deadline the cgroups
 are killed (``cgroup.kill``, or freeze and SIGKILL on cgroup v1 only) and the process group
-too. While the command runs, the upper dir's size is checked every second against
-``disk_mb``.
+too. While the command runs, the size of everything it can write on the host disk (the
+upper dir and the results dir together, by apparent size, so sparse files count whole) is
+checked against ``disk_mb`` several times a second and once more at the end; a run over it
+is killed with reason ``disk`` and its results dir is emptied, so the host never reads
+more than the limit back. ``RLIMIT_FSIZE`` caps each file at ``disk_mb`` too. Between two
+checks a fast writer can go past the limit by what it writes in that interval: the limit
+is a poll, not a quota.
 
 Protects against: reading host files outside what is bound (``/root``, ``/home``, the
 codemill home, ``/etc/shadow``), writing anywhere but ``/repo``, ``/tmp`` and the results
@@ -68,7 +73,7 @@ OVERLAY_OPTS = "redirect_dir=off,index=off,metacopy=off"
 NOFILE = 8192
 NPROC_BACKSTOP = 16384
 """RLIMIT_NPROC when a pids cgroup limits each sandbox (shared by all sandboxes of the user)."""
-DISK_CHECK_S = 1.0
+DISK_CHECK_S = 0.2
 
 
 def _check_overlay_path(path: Path) -> None:
@@ -121,6 +126,10 @@ class BwrapSandbox(WorkspaceSandbox):
                 (self.stage / name).touch()
         self._system = system_binds()
         self._runs = 0
+
+    def _disk_used(self) -> int:
+        """Bytes the sandbox has written to the host disk: its upper dir and results dir."""
+        return tree_usage(self.upper) + tree_usage(self.stage / "results")
 
     def _make_empty(self) -> Path:
         empty = self.dir / "empty"
@@ -331,7 +340,7 @@ class BwrapSandbox(WorkspaceSandbox):
             now = time.monotonic()
             if now - checked["at"] < 50 * checked["cost"]:
                 return None
-            used = tree_usage(self.upper)
+            used = self._disk_used()
             checked["at"], checked["cost"] = time.monotonic(), time.monotonic() - now
             return "disk" if used > self.spec.limits.disk_mb << 20 else None
 
@@ -347,11 +356,16 @@ class BwrapSandbox(WorkspaceSandbox):
                     pipe.close()
             status = _read_all(status_r)
             sanitize_results(self.stage / "results")
+            over = self._disk_used() > self.spec.limits.disk_mb << 20
+            if over:  # what the host would read back is bounded by the limit, always
+                clear_dir(self.stage / "results")
         if '"child-pid"' not in status and out.killed_reason is None:
             line = (out.stderr.strip().splitlines() or [f"exit {out.exit_code}"])[-1]
             raise SandboxError(f"sandbox {self.id} could not start: {line}")
         events = cg.events()
         reason = out.killed_reason
+        if over and reason is None:
+            reason = "disk"
         if events.oom_kills:
             reason = "memory"
         elif events.pids_limited and (reason == "timeout" or out.exit_code != 0):

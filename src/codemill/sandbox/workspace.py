@@ -44,7 +44,8 @@ def clear_dir(path: Path) -> None:
 
 
 def tree_usage(root: Path) -> int:
-    """Bytes used under ``root`` (allocated blocks, plus 512 per entry for inode floods)."""
+    """Bytes under ``root`` by apparent size (``st_size``: a sparse file counts whole, as
+    it would when copied or read back), plus 512 per entry for inode floods."""
     total = 0
     stack = [str(root)]
     while stack:
@@ -52,7 +53,7 @@ def tree_usage(root: Path) -> int:
             for entry in it:
                 with contextlib.suppress(OSError):
                     st = entry.stat(follow_symlinks=False)
-                    total += st.st_blocks * 512 + 512
+                    total += max(st.st_size, st.st_blocks * 512) + 512
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(entry.path)
     return total
