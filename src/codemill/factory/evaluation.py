@@ -8,6 +8,10 @@
   nothing is evaluated twice; a rollout already recorded with the same id (same task,
   policy, sampling and attempt index) is reused, not rerun. Rows: one ``evals`` row per
   metric, per-attempt ``eval_samples``, and the new ``rollouts``/``steps``/``rewards``.
+  Every planned attempt has an ``eval_samples`` row: one whose worker failed (no
+  trajectory) or whose grading failed (no reward) is a masked row with its reason
+  (``infra:worker``, ``infra:ungraded``), so an eval is never scored on fewer attempts than
+  planned without the count in ``masked`` and ``masked_rate``.
   A checkpoint is guarded by its lineage (``codemill.evals.contamination``).
 - ``judgments``: a judge's rubric scores of an eval's rollouts (``judge_eval``); rewards
   are read for agreement, never written.
@@ -62,9 +66,17 @@ def suites(ctx: AssetContext) -> Iterator[Any]:
         yield Side("suite_tasks", row)
 
 
+def _lost_rollout(item: Any) -> dict[str, Any]:
+    """The rollout fields of a sample row for an attempt whose worker failed (no row)."""
+    return {"rollout_id": item.rollout_id, "sample_index": item.sample_index,
+            "stop_reason": None, "wall_seconds": None}
+
+
 def _sample_row(eval_id: str, suite: Any, variant: str, member: Any, rollout: dict[str, Any],
                 reward: dict[str, Any] | None, steps: list[dict[str, Any]],
-                contaminated: bool) -> dict[str, Any]:
+                contaminated: bool, lost: bool = False) -> dict[str, Any]:
+    """One attempt's row. ``lost``: its worker failed, there is no trajectory: masked as
+    ``infra:worker``; a trajectory without a reward is masked as ``infra:ungraded``."""
     graded = reward is not None and not reward.get("masked")
     model_s = sum(s.get("latency_s") or 0.0 for s in steps)
     tool_s = sum(s.get("tool_seconds") or 0.0 for s in steps)
@@ -74,7 +86,7 @@ def _sample_row(eval_id: str, suite: Any, variant: str, member: Any, rollout: di
         "rollout_id": rollout["rollout_id"],
         "resolved": bool(reward["resolved"]) if graded else None,
         "masked": not graded, "error_type": (reward or {}).get("error_type")
-        or (None if graded else "infra:ungraded"),
+        or (None if graded else "infra:worker" if lost else "infra:ungraded"),
         "flags": (reward or {}).get("flags") or "[]", "stop_reason": rollout["stop_reason"],
         "tokens": (rollout.get("prompt_tokens") or 0) + (rollout.get("completion_tokens") or 0),
         "model_seconds": round(model_s, 3),
@@ -176,11 +188,13 @@ def evals(ctx: AssetContext) -> Iterator[Any]:
                                      settings=ctx.settings, model=model, policy=variant,
                                      config=rcfg, agent=agent, existing=set(rollouts),
                                      executor=ctx.executor if isinstance(model, str) else None)
+    lost: set[str] = set()
     for done, result in enumerate(results, 1):
         ctx.progress(done, batch.planned)
         if not isinstance(result, RolloutResult):
             ctx.logger.warning("attempt %s failed in its worker: %s", result[0].rollout_id[:12],
                                result[1])
+            lost.add(result[0].rollout_id)
             continue
         row = record_to_row(result.trajectory)
         row.update(env_id=result.item.task.env_id, group_id=result.item.group_id)
@@ -193,14 +207,16 @@ def evals(ctx: AssetContext) -> Iterator[Any]:
             rewards[row["rollout_id"]] = record_to_row(result.reward)
             yield Side("rewards", rewards[row["rollout_id"]])
     members = {t.task_id: t for t in suite.tasks}
-    samples = []
-    for p in planned:
-        if p.rollout_id not in rollouts:
-            continue  # its worker died: no row, a rerun of the eval plans it again
-        samples.append(_sample_row(eval_id, suite, variant, members[p.task.task_id],
-                                   rollouts[p.rollout_id], rewards.get(p.rollout_id),
-                                   steps.get(p.rollout_id, []),
-                                   p.task.task_id in report.affected))
+    samples = [_sample_row(eval_id, suite, variant, members[p.task.task_id],
+                           rollouts.get(p.rollout_id) or _lost_rollout(p),
+                           rewards.get(p.rollout_id), steps.get(p.rollout_id, []),
+                           p.task.task_id in report.affected,
+                           lost=p.rollout_id in lost or p.rollout_id not in rollouts)
+               for p in planned]
+    unscored = sum(1 for s in samples if s["masked"])
+    if unscored:
+        ctx.logger.warning("%d of %d attempts are masked (%d lost with their worker)",
+                           unscored, len(samples), len(lost))
     for s in samples:
         yield Side("eval_samples", s)
     yield from _metric_rows(eval_id, suite, variant, cfg.get("checkpoint_id"), samples, report)
