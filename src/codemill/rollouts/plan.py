@@ -5,7 +5,10 @@ group's sampling settings with ``seed + i`` when a seed is set (the agent applie
 rule from ``sample_index``), so samples differ yet each one is reproducible.
 
 ``rollout_id = content_id("rollout", task_id, policy, sampling, sample_index)``: the same
-task, policy, sampling settings and index always give the same id. A rerun after a crash
+task, policy, sampling settings and index always give the same id. A patch-mode sample
+(one turn, ``codemill.rollouts.patch_mode``) also hashes its mode, answer format and the
+patch-mode version, so the two modes of one task never share an id; agent-mode ids are
+unchanged. A rerun after a crash
 passes the ids already recorded (``existing``) and plans only the missing samples; a
 sample is never run twice.
 """
@@ -14,11 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from codemill.core.ids import content_id
 from codemill.core.records import SamplingConfig, TaskSpec
+from codemill.rollouts.patch_mode import PATCH_MODE_VERSION
 
 
 class RolloutConfig(BaseModel):
@@ -32,6 +37,12 @@ class RolloutConfig(BaseModel):
     """Group sampling settings; sample ``i`` uses ``seed + i`` when ``seed`` is set."""
     grade: bool = True
     """Grade each rollout's final diff right after the run."""
+    mode: Literal["agent", "patch"] = "agent"
+    """``agent``: the multi-turn agent with tools in a workspace fork; ``patch``: one turn
+    from the problem, the failing output and the code the failing tests reach, answered
+    with an edit (``codemill.rollouts.patch_mode``)."""
+    answer_format: Literal["lines", "search_replace"] = "lines"
+    """Patch mode: the edit form the prompt asks for (both are read either way)."""
 
 
 def sample_sampling(base: SamplingConfig, index: int) -> SamplingConfig:
@@ -41,14 +52,23 @@ def sample_sampling(base: SamplingConfig, index: int) -> SamplingConfig:
     return base.model_copy(update={"seed": base.seed + index})
 
 
-def rollout_id(task_id: str, policy: str, sampling: SamplingConfig, sample_index: int) -> str:
+def _mode_key(mode: str, answer_format: str) -> tuple[str, ...]:
+    if mode == "agent":
+        return ()  # agent-mode ids predate the modes: keep them
+    return (mode, answer_format, PATCH_MODE_VERSION)
+
+
+def rollout_id(task_id: str, policy: str, sampling: SamplingConfig, sample_index: int,
+               mode: str = "agent", answer_format: str = "lines") -> str:
     """The id of one sample: a hash of what defines it (``sampling`` is the group's)."""
-    return content_id("rollout", task_id, policy, sampling, sample_index)
+    return content_id("rollout", task_id, policy, sampling, sample_index,
+                      *_mode_key(mode, answer_format))
 
 
-def group_id(task_id: str, policy: str, sampling: SamplingConfig) -> str:
+def group_id(task_id: str, policy: str, sampling: SamplingConfig, mode: str = "agent",
+             answer_format: str = "lines") -> str:
     """The id of a GRPO group: the samples of one policy on one task with one setting."""
-    return content_id("group", task_id, policy, sampling)
+    return content_id("group", task_id, policy, sampling, *_mode_key(mode, answer_format))
 
 
 @dataclass(frozen=True)
@@ -61,10 +81,13 @@ class RolloutItem:
     sample_index: int
     sampling: SamplingConfig
     """The group's settings (the agent derives the per-sample seed from the index)."""
+    mode: str = "agent"
+    answer_format: str = "lines"
 
     @property
     def group_id(self) -> str:
-        return group_id(self.task.task_id, self.policy, self.sampling)
+        return group_id(self.task.task_id, self.policy, self.sampling, self.mode,
+                        self.answer_format)
 
 
 def plan_rollouts(
@@ -78,8 +101,10 @@ def plan_rollouts(
     items: list[RolloutItem] = []
     for task in tasks:
         for index in range(config.group_size):
-            rid = rollout_id(task.task_id, policy, config.sampling, index)
+            rid = rollout_id(task.task_id, policy, config.sampling, index, config.mode,
+                             config.answer_format)
             if rid not in done:
                 done.add(rid)  # a task listed twice still yields each sample once
-                items.append(RolloutItem(rid, task, policy, index, config.sampling))
+                items.append(RolloutItem(rid, task, policy, index, config.sampling,
+                                         config.mode, config.answer_format))
     return items

@@ -15,16 +15,29 @@
    by the caller since ``rollouts`` may not import ``factory``); the default runs
    in-process, in order.
 
+In patch mode (``RolloutConfig.mode="patch"``) step 1 builds each task's patch context
+instead (``prepare_patch_contexts``: one sandboxed, covered run of its FAIL_TO_PASS tests
+in the broken state) and each sample is one model call read as an edit
+(``codemill.rollouts.patch_mode``), graded by the same grader; no workspace fork is opened.
+
 Failures are data: a fork that cannot open, or an agent stopped by its model or sandbox
 failing, gives a trajectory with its error and a *masked* reward (``value=None``), never a
 zero. Writing rows is the caller's job (``codemill.cli`` / ``codemill.factory``).
 
 Workers build the model from its spec string (``codemill.agent.models.make_backend``), once
 per process; an in-process run may pass a backend object instead.
+
+A local model (``smollm2``, ``transformers:``, ``ckpt:``, or a backend object that samples
+through a batched engine) is one sampler per machine: its rollouts run as up to
+``in_flight`` threads of this process around one copy of the weights, and the engine
+decodes the turns that wait at the same time in one batch while other rollouts' tools and
+tests run in their sandboxes. ``executor`` is not used for them (a process pool would load
+the model once per worker and decode one sequence at a time in each).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +55,8 @@ from codemill.core.records import EnvSpec, Reward, StopReason, TaskSpec, Traject
 from codemill.envs import envstore
 from codemill.rewards.config import GraderConfig
 from codemill.rewards.grader import grade, infra_reward
-from codemill.rollouts.plan import RolloutConfig, RolloutItem, plan_rollouts
+from codemill.rollouts.patch_mode import run_patch
+from codemill.rollouts.plan import RolloutConfig, RolloutItem, plan_rollouts, sample_sampling
 from codemill.sandbox.api import open_sandbox
 
 INFRA_STOPS = {StopReason.MODEL_ERROR: "infra:model", StopReason.SANDBOX_ERROR: "infra:sandbox"}
@@ -61,6 +75,30 @@ class InProcess:
         return (fn(item) for item in items)
 
 
+class Threads:
+    """``workers`` threads of this process; results in input order, a failure returned as
+    its message (like a process executor's error value)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def call(item: Any) -> Any:
+            try:
+                return fn(item)
+            except Exception as exc:  # one rollout's failure is its row, not the batch's
+                return f"{type(exc).__name__}: {exc}"
+
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="rollout") as pool:
+            yield from pool.map(call, items)
+
+
+IN_FLIGHT = 16
+"""Rollouts of a local model run at once (threads around one batched sampler)."""
+
+
 @dataclass(frozen=True)
 class RolloutContext:
     """What every worker needs besides its item; picklable when ``model`` is a string."""
@@ -77,6 +115,8 @@ class RolloutContext:
     grade: bool = True
     backend: str | None = None
     """Sandbox backend; default ``settings.sandbox.backend``."""
+    patch: Mapping[str, Any] = field(default_factory=dict)
+    """Patch mode: ``task_id -> PatchContext``, from ``prepare_patch_contexts``."""
 
 
 @dataclass(frozen=True)
@@ -92,10 +132,11 @@ class RolloutResult:
 
 
 _MODELS: dict[str, ModelBackend] = {}
+_MODELS_LOCK = threading.Lock()
 CACHED_KINDS = ("transformers", "smollm2", "ckpt")
-"""Backends whose construction loads weights: built once per worker process and reused.
-Others are cheap and may hold per-run state (a scripted replay), so each rollout gets its
-own."""
+"""Backends whose construction loads weights: built once per process and shared by its
+rollout threads. Others are cheap and may hold per-run state (a scripted replay), so each
+rollout gets its own."""
 
 
 def _model(ctx: RolloutContext) -> ModelBackend:
@@ -105,9 +146,17 @@ def _model(ctx: RolloutContext) -> ModelBackend:
 
     if not ctx.model.startswith(CACHED_KINDS):
         return make_backend(ctx.model, home=ctx.home)
-    if ctx.model not in _MODELS:
-        _MODELS[ctx.model] = make_backend(ctx.model, home=ctx.home)
-    return _MODELS[ctx.model]
+    with _MODELS_LOCK:  # rollout threads ask at once: load the weights once
+        if ctx.model not in _MODELS:
+            _MODELS[ctx.model] = make_backend(ctx.model, home=ctx.home)
+        return _MODELS[ctx.model]
+
+
+def is_local(model: str | Any) -> bool:
+    """Whether ``model`` samples on this machine through a batched engine."""
+    if isinstance(model, str):
+        return model.strip().startswith(CACHED_KINDS)
+    return hasattr(model, "engine")
 
 
 def prepare_workspaces(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec], home: Path,
@@ -129,8 +178,63 @@ def prepare_workspaces(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec], h
     return layers
 
 
+def prepare_patch_contexts(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec], home: Path,
+                           settings: Settings) -> dict[str, Any]:
+    """Each task's patch-mode context (``codemill.tasks.patch_context``), built once: a
+    covered run of its FAIL_TO_PASS tests in a sandbox fork of the broken state. A task
+    whose run fails gets a context with ``error`` set (its samples are masked)."""
+    from codemill.tasks.patch_context import PatchContext, task_patch_context
+    from codemill.tasks.testbed import TestBed
+
+    out: dict[str, Any] = {}
+    for task in tasks:
+        if task.task_id in out:
+            continue
+        env = envs.get(task.env_id)
+        if env is None:
+            raise GradingError(f"task {task.task_id[:12]}: environment {task.env_id[:12]} "
+                               "is not known")
+        with boundary("sandbox", "build the patch context") as built:
+            bed = TestBed.from_env(env, home, settings.sandbox,
+                                   backend=settings.sandbox.backend)
+            out[task.task_id] = task_patch_context(bed, task)
+        if built.failed:
+            out[task.task_id] = PatchContext(task_id=task.task_id, error=built.message)
+    return out
+
+
+def run_patch_one(ctx: RolloutContext, item: RolloutItem) -> RolloutResult:
+    """One patch-mode sample: one model call on the task's context, then the reward. A
+    missing context or model is a masked attempt (``sandbox_error``/``model_error``)."""
+    started = time.monotonic()
+    task, env = item.task, ctx.envs[item.task.env_id]
+    context = ctx.patch.get(task.task_id)
+    base = dict(rollout_id=item.rollout_id, task_id=task.task_id, policy=item.policy,
+                sample_index=item.sample_index, task_prompt=task.problem_statement)
+    if context is None or context.error:
+        why = "no patch context" if context is None else context.error
+        traj = Trajectory(**base, stop_reason=StopReason.SANDBOX_ERROR,
+                          error=f"patch context: {why}")
+    else:
+        with boundary("model", "build the model backend") as built:
+            model = _model(ctx)
+        if built.failed:
+            traj = Trajectory(**base, stop_reason=StopReason.MODEL_ERROR, error=built.message)
+        else:
+            traj = run_patch(model, task.problem_statement, context,
+                             rollout_id=item.rollout_id, task_id=task.task_id,
+                             policy=item.policy, sample_index=item.sample_index,
+                             sampling=sample_sampling(item.sampling, item.sample_index),
+                             fmt=item.answer_format)  # type: ignore[arg-type]
+    notes: list[str] = []
+    reward = _reward(ctx, item, env, traj, notes) if ctx.grade else None
+    return RolloutResult(item, traj, reward, round(time.monotonic() - started, 3), tuple(notes))
+
+
 def run_one(ctx: RolloutContext, item: RolloutItem) -> RolloutResult:
     """One sample, start to reward (see the module docstring)."""
+    if item.mode == "patch":
+        return run_patch_one(ctx, item)
     started = time.monotonic()
     task, env = item.task, ctx.envs[item.task.env_id]
     agent_cfg = ctx.agent.model_copy(update={"sampling": item.sampling})
@@ -214,11 +318,13 @@ def stream_rollouts(
     config: RolloutConfig | None = None, agent: AgentConfig | None = None,
     grader: GraderConfig | None = None, existing: Collection[str] = (),
     executor: MapExecutor | None = None, backend: str | None = None,
+    in_flight: int = IN_FLIGHT,
 ) -> tuple[RolloutBatch, Iterator[RolloutResult | tuple[RolloutItem, str]]]:
     """Plan now; run lazily. Returns the (still empty) batch with its counts, and an
     iterator yielding each sample's result, or ``(item, error)`` when its worker failed,
     as the executor hands them out, so a caller can persist as it goes. The iterator also
     fills the batch. ``policy`` names the policy in ids and rows (default: the model spec).
+    A local model's rollouts run as ``in_flight`` threads here (module docstring).
     """
     config = config or RolloutConfig()
     env_map = dict(envs) if isinstance(envs, Mapping) else {e.env_id: e for e in envs}
@@ -230,12 +336,16 @@ def stream_rollouts(
     def run() -> Iterator[RolloutResult | tuple[RolloutItem, str]]:
         if not items:
             return
-        layers = prepare_workspaces([i.task for i in items], env_map, Path(home), settings)
+        todo = [i.task for i in items]
+        patch = config.mode == "patch"
+        layers = {} if patch else prepare_workspaces(todo, env_map, Path(home), settings)
+        contexts = prepare_patch_contexts(todo, env_map, Path(home), settings) if patch else {}
         ctx = RolloutContext(home=Path(home).absolute(), settings=settings, model=model,
                              envs=env_map, layers=layers, agent=agent or AgentConfig(),
                              grader=grader or GraderConfig(), grade=config.grade,
-                             backend=backend)
-        results = (executor or InProcess()).map(partial(run_one, ctx), items)
+                             backend=backend, patch=contexts)
+        runner = Threads(in_flight) if is_local(model) else (executor or InProcess())
+        results = runner.map(partial(run_one, ctx), items)
         for item, result in zip(items, results, strict=True):
             if isinstance(result, RolloutResult):
                 batch.results.append(result)

@@ -247,14 +247,30 @@ class TestBed:
             cached = cov.load_cached(self.home, self.env_id)
             if cached is not None:
                 return cached
+        base = self.baseline()
+        report, cmap = self.covered_run(None, None, known=set(base.outcomes) | base.flaky,
+                                        timeout_s=max(self.timeout_for(None) * 3, 120.0))
+        if not report.ran:
+            raise TaskError(f"coverage run failed: {report.error}")
+        cov.save_cached(self.home, cmap)
+        return cmap
+
+    def covered_run(self, changes: Changes | None, selection: Sequence[str] | None, *,
+                    known: set[str] | None = None, timeout_s: float | None = None
+                    ) -> tuple[TestReport, cov.CoverageMap]:
+        """Run ``selection`` in the state ``changes`` under per-test coverage, in one
+        sandbox fork; the report and the map (contexts limited to ``known``, default the
+        tests the report lists). Pytest environments only; raises ``TaskError`` when the
+        run leaves no coverage data."""
         tools = cov.tools_dir(self.home)
         inside = cov.TOOLS_INSIDE if self.backend == "bwrap" else str(tools)
         binds = ((tools, cov.TOOLS_INSIDE),) if self.backend == "bwrap" else ()
         if not isinstance(self.runner, PytestRunner):
             raise TaskError("per-test coverage needs a pytest environment")
-        base = self.baseline()
         started = time.monotonic()
-        with self.sandbox(None, ro_binds=binds) as sb:
+        limit = timeout_s if timeout_s is not None else max(self.timeout_for(selection) * 3,
+                                                             60.0)
+        with self.sandbox(changes, ro_binds=binds) as sb:
             root = sb.run(["pwd", "-P"], timeout_s=30).stdout.strip() or "/repo"
             own = sb.run([self.runner.python, "-c", cov.PROBE], timeout_s=60).exit_code == 0
             no_cov = ("--no-cov",) if sb.run([self.runner.python, "-c", cov.PYTEST_COV_PROBE],
@@ -266,14 +282,14 @@ class TestBed:
                 extra["PYTHONPATH"] = f"{extra['PYTHONPATH']}:{env['PYTHONPATH']}"
             runner = same_runner_with(self.runner, extra_args=(*no_cov, "-p", "codemill_covctx"),
                                       env={**env, **extra})
-            report = runner.run(sb, None, timeout_s=max(self.timeout_for(None) * 3, 120.0))
-            if not report.ran:
-                raise TaskError(f"coverage run failed: {report.error}")
-            cmap = cov.read_results_coverage(Path(host_results), self.env_id,
-                                             set(base.outcomes) | base.flaky, root + "/")
+            report = runner.run(sb, list(selection) if selection else None, timeout_s=limit)
+            if not report.results:
+                raise TaskError(f"coverage run failed: {report.error or 'no test results'}")
+            tests = known if known is not None else set(report.outcomes())
+            cmap = cov.read_results_coverage(Path(host_results), self.env_id, tests,
+                                             root + "/")
         cmap.seconds = round(time.monotonic() - started, 3)
-        cov.save_cached(self.home, cmap)
-        return cmap
+        return report, cmap
 
 
 def apply_changes(sb: Any, changes: Changes) -> None:

@@ -1,0 +1,151 @@
+"""Patch mode on the toy task: the context measured in the broken state (sandboxed), one
+model turn read as an edit, graded by the real grader; malformed answers are graded zeros."""
+
+from __future__ import annotations
+
+import pytest
+
+from codemill.agent.models.scripted import ScriptedBackend
+from codemill.core.ids import content_id
+from codemill.core.records import SamplingConfig, StopReason
+from codemill.rollouts.patch_mode import listing, patch_prompt, read_answer
+from codemill.rollouts.plan import RolloutConfig, plan_rollouts
+from codemill.rollouts.runner import run_rollouts
+from codemill.tasks.patch_context import PatchContext, Snippet, task_patch_context
+from codemill.tasks.testbed import TestBed
+from rewards.toyproject import BROKEN_OPS, HIDDEN_TEST
+
+FIX = "2:     return a + b"
+PATCH = RolloutConfig(group_size=1, mode="patch")
+
+
+@pytest.fixture(scope="module")
+def context(toy):
+    bed = TestBed.from_env(toy.env, toy.home, toy.settings.sandbox)
+    return task_patch_context(bed, toy.task, use_cache=False)
+
+
+def run(toy, reply, config=PATCH):
+    model = ScriptedBackend(lambda messages, tools: reply, name="scripted:patch")
+    batch = run_rollouts([toy.task], envs=[toy.env], home=toy.home, settings=toy.settings,
+                         model=model, config=config)
+    [result] = batch.results
+    return result
+
+
+def test_context_is_the_broken_code_the_failing_tests_reach_and_nothing_of_the_fix(toy,
+                                                                                  context):
+    assert context.error is None
+    [snippet] = context.snippets  # only add() runs in the failing tests; sub/mul do not
+    assert (snippet.path, snippet.start, snippet.name) == ("src/calc/ops.py", 1, "add")
+    assert snippet.lines == ("def add(a, b):", "    return a - b")
+    assert context.files["src/calc/ops.py"] == BROKEN_OPS
+    assert "FAILED tests/test_ops.py::test_add" in context.failing_output
+    assert "assert" in context.failing_output
+    prompt = patch_prompt(toy.task.problem_statement, context)
+    assert toy.task.problem_statement.strip() in prompt
+    assert context.failing_output in prompt and "1: def add(a, b):" in prompt
+    assert "2:     return a - b" in prompt
+    assert "a + b" not in prompt  # the gold line
+    for line in HIDDEN_TEST.splitlines():
+        if len(line.strip()) > 6:
+            assert line.strip() not in prompt  # the hidden test's code
+
+
+def test_correct_line_edit_earns_one_through_the_real_grader(toy):
+    r = run(toy, f"Here is the fix:\n```\n{FIX}\n```")
+    traj = r.trajectory
+    assert traj.stop_reason == StopReason.SUBMITTED and traj.error is None
+    assert len(traj.steps) == 1 and "1: def add(a, b):" in traj.task_prompt
+    assert "+    return a + b" in traj.diff and "-    return a - b" in traj.diff
+    assert r.reward.value == 1.0 and r.reward.resolved and not r.reward.masked
+
+
+def test_search_replace_block_earns_one(toy):
+    # ``return a - b`` alone is in add() and sub(): the block must say which one
+    reply = ("src/calc/ops.py\n<<<<<<< SEARCH\ndef add(a, b):\n    return a - b\n=======\n"
+             "def add(a, b):\n    return a + b\n>>>>>>> REPLACE\n")
+    config = RolloutConfig(group_size=1, mode="patch", answer_format="search_replace")
+    r = run(toy, reply, config)
+    assert "SEARCH" in r.trajectory.task_prompt
+    assert r.trajectory.stop_reason == StopReason.SUBMITTED
+    assert r.reward.value == 1.0
+
+
+@pytest.mark.parametrize(("reply", "stop", "error"), [
+    ("2:     return a * b", StopReason.SUBMITTED, None),  # well formed, wrong: graded 0
+    ("The bug is in add; it subtracts.", StopReason.FORMAT_ERROR, "no `N: text` line"),
+    ("7:     return a + b", StopReason.FORMAT_ERROR, "line 7 is not in the listing"),
+    ("2:     return a - b", StopReason.FORMAT_ERROR, "changes nothing"),
+    ("<<<<<<< SEARCH\nreturn a / b\n=======\nreturn a + b\n>>>>>>> REPLACE",
+     StopReason.FORMAT_ERROR, "SEARCH text not found"),
+])
+def test_wrong_or_malformed_answer_is_a_graded_zero_with_its_reason(toy, reply, stop, error):
+    r = run(toy, reply)
+    assert r.trajectory.stop_reason == stop
+    if error is None:
+        assert r.trajectory.error is None and r.trajectory.diff
+    else:
+        assert error in r.trajectory.error and r.trajectory.diff == ""
+    assert r.reward is not None and r.reward.value == 0.0 and not r.reward.masked
+    assert r.reward.resolved is False
+
+
+def test_a_failing_model_is_masked_not_zero(toy):
+    def boom(messages, tools):
+        raise RuntimeError("endpoint down")
+
+    batch = run_rollouts([toy.task], envs=[toy.env], home=toy.home, settings=toy.settings,
+                         model=ScriptedBackend(boom), config=PATCH)
+    [r] = batch.results
+    assert r.trajectory.stop_reason == StopReason.MODEL_ERROR
+    assert r.reward.masked and r.reward.value is None and r.reward.error_type == "infra:model"
+
+
+def test_patch_ids_differ_from_agent_ids_which_are_unchanged(toy):
+    sampling = SamplingConfig(temperature=1.0, seed=0)
+    [agent] = plan_rollouts([toy.task], "p", RolloutConfig(group_size=1, sampling=sampling))
+    [patch] = plan_rollouts([toy.task], "p", RolloutConfig(group_size=1, sampling=sampling,
+                                                           mode="patch"))
+    assert agent.rollout_id == content_id("rollout", toy.task.task_id, "p", sampling, 0)
+    assert agent.group_id == content_id("group", toy.task.task_id, "p", sampling)
+    assert patch.rollout_id != agent.rollout_id and patch.group_id != agent.group_id
+    assert patch.mode == "patch"
+
+
+# --- the answer reader on a two-file listing (no sandbox) -------------------------------
+
+A = "def f(x):\n    if x:\n        return 1\n    return 0\n"
+B = "import os\n\n\ndef g(y):\n    return y\n"
+TWO = PatchContext(task_id="t", snippets=(Snippet("pkg/a.py", 1, tuple(A.splitlines())),
+                                          Snippet("pkg/b.py", 4, ("def g(y):", "    return y"))),
+                   files={"pkg/a.py": A, "pkg/b.py": B})
+
+
+def test_listing_names_each_file_then_numbered_lines():
+    assert listing(TWO) == ("pkg/a.py\n1: def f(x):\n2:     if x:\n3:         return 1\n"
+                            "4:     return 0\npkg/b.py\n4: def g(y):\n5:     return y")
+
+
+def test_line_edits_keep_indentation_insert_and_delete():
+    got = read_answer("3: return 2\n3: # two\n", TWO)  # not indented: the line's indent kept
+    assert got.ok and "+        return 2\n+        # two\n" in got.diff
+    assert "pkg/a.py" in got.diff and "pkg/b.py" not in got.diff
+    assert read_answer("5: return -y", TWO).diff.count("+    return -y") == 1  # only in b.py
+    deleted = read_answer("2:\n3:", TWO)
+    assert deleted.ok and "-    if x:" in deleted.diff and "-        return 1" in deleted.diff
+
+
+def test_a_line_number_in_two_files_needs_the_file_named():
+    assert "several listed files" in read_answer("4: return 9", TWO).error
+    named = read_answer("pkg/b.py\n4: def g(z):", TWO)
+    assert named.ok and "+def g(z):" in named.diff and "a/pkg/b.py" in named.diff
+
+
+def test_search_text_must_be_unique():
+    twice = PatchContext(task_id="t", snippets=TWO.snippets,
+                         files={"pkg/a.py": A, "pkg/b.py": "def g(y):\n    return 0\n"})
+    reply = "<<<<<<< SEARCH\n    return 0\n=======\n    return 2\n>>>>>>> REPLACE\n"
+    assert read_answer(reply, TWO).ok
+    assert read_answer(reply, twice).error == (
+        "SEARCH text occurs more than once")
