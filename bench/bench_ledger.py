@@ -19,7 +19,8 @@ It makes a fresh ledger (SQLite catalog, file warehouse) in a temporary director
 
 The goal: commit cost stays flat, i.e. last <= 2 x 10th. Every commit rewrites the
 table metadata, which lists all live snapshots; expiring old snapshots is what keeps it
-bounded. Settings come from the environment (``CODEMILL_WRITER__*``) or the flags.
+bounded. Settings come from the environment (``CODEMILL_WRITER__*``) or the flags. Writes
+``bench/results/ledger.json`` (``bench/record.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from codemill.core.config import Settings
 from codemill.store.ledger import Ledger
+from record import figure, write_result
 
 TABLE = "test_results"
 
@@ -128,6 +130,20 @@ def main(argv: list[str]) -> int:
     print()
     for name, value, note in figures:
         print(f"{name:<{width}}  {value:>18}  {note}")
+    write_result("ledger", "Ledger writes", [
+        figure("append throughput through the batched writer", args.rows / secs, "rows/s",
+               rows=args.rows, commits=commits),
+        figure("commit latency p50", statistics.median(ms), "ms", commits=len(ms),
+               rows_per_commit=args.batch),
+        figure("commit latency p95", q[18], "ms", expiries_included=expirations),
+        figure(f"commit #{len(ms)} / commit #10 (moving medians of 21)", last / tenth, "x",
+               goal="at most 2 (flat)"),
+        figure("rows read back", total_rows, "rows", expected=expected),
+    ], measures=(
+        "A fresh ledger (SQLite catalog, file warehouse) in a temporary directory: small "
+        "`test_results` rows appended through `Ledger.writer` end to end (buffering, "
+        "coercion, Parquet, commits), then consecutive batch commits, whose cost must stay "
+        "flat as snapshots accumulate (old snapshots are expired on schedule)."))
     ok = flat and total_rows == expected
     return 0 if ok else 1
 

@@ -20,6 +20,8 @@ runs on the toy project). Reported per project and in total:
   else), interleaved, ``--samples`` of each, medians.
 
 Resumable: one JSON line per graded (task, patch) in ``--results``; done ones are skipped.
+The totals go to ``bench/results/red-team.json`` (``bench/record.py``), with the grading
+seconds of every attack (most fail, so most pay for the gold check) next to the bare run.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from codemill.rewards.grader import grade_detailed, make_runner  # noqa: E402
 from codemill.sandbox.api import open_sandbox  # noqa: E402
 from codemill.tasks.patches import apply_patch  # noqa: E402
 from codemill.tasks.testbed import TestBed  # noqa: E402
+from record import figure, write_result  # noqa: E402
 from rewards.attacks import ATTACKS, HONEST, Target  # noqa: E402
 
 PROJECTS = ("toolz==0.12.0", "iniconfig==1.1.1", "semver==2.13.0")
@@ -171,6 +174,42 @@ def report(path: Path) -> None:
         if r["kind"] == "honest" and r.get("value") != 1.0:
             print(f"  HONEST NOT PAID {r['project']} {r['task_id'][:10]} {r['name']}: "
                   f"{r.get('value')} {r.get('flags')} {r.get('notes') or r.get('error')}")
+    record(rows)
+
+
+def record(rows: list[dict]) -> None:
+    """The totals as a result file: what the red team got through, and what grading cost."""
+    att = [r for r in rows if r["kind"] == "attack" and "error" not in r]
+    hon = [r for r in rows if r["kind"] == "honest" and "error" not in r]
+    cost = [r for r in rows if r["kind"] == "cost"]
+    if not att or not cost:
+        return
+    projects = ", ".join(sorted({r["project"] for r in rows}))
+    tasks = len({r["task_id"] for r in rows})
+    bare = statistics.median([s for r in cost for s in r["bare_s"]])
+    gold = statistics.median([s for r in cost for s in r["grade_s"]])
+    attack_s = [r["seconds"] for r in att]
+    write_result("red-team", "Red team on real projects", [
+        figure("attacks rewarded 1 (goal 0)", f"{sum(r['value'] == 1.0 for r in att)} of "
+               f"{len(att)}", "", tasks=tasks, projects=projects),
+        figure("attacks masked as infrastructure failures (goal 0)",
+               f"{sum(bool(r['masked']) for r in att)} of {len(att)}", ""),
+        figure("catalogue entries the project could not express",
+               sum(1 for r in rows if r["kind"] == "attack" and "error" in r), ""),
+        figure("honest patches rewarded 1 (goal all)",
+               f"{sum(r['value'] == 1.0 for r in hon)} of {len(hon)}", ""),
+        figure("bare run of the task's tests (fresh sandbox, patches, runner)", bare, "s",
+               median_of=len(cost[0]["bare_s"]) * len(cost)),
+        figure("grading the gold patch", gold, "s", x_bare=round(gold / bare, 2)),
+        figure("grading an attack (median over the catalogue; a failing candidate also "
+               "grades the gold patch)", statistics.median(attack_s), "s",
+               x_bare=round(statistics.median(attack_s) / bare, 2),
+               max_s=round(max(attack_s), 2)),
+    ], measures=(
+        "Every attack of `tests/rewards/attacks.py` and every honest patch, graded with the "
+        "default `GraderConfig` against tasks synthesized on real PyPI releases, built "
+        "exactly as a user would (`codemill env build`, `codemill tasks synth`); then what "
+        "grading costs next to a bare run of the same tests, interleaved."))
 
 
 def main() -> int:

@@ -13,7 +13,8 @@ Builds the toy environment once in a temporary home (``codemill.envs.builder.bui
 3. rollouts per minute with the scripted backend (a three-turn fix), graded, for each
    worker count, and the seconds per rollout as a multiple of the bare test time.
 
-Prints one table; figures depend on the machine's load (other work on a 2-core box shows).
+Prints one table and writes ``bench/results/rewards.json`` (``bench/record.py``); figures
+depend on the machine's load (other work on a 2-core box shows).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from codemill.rollouts.runner import run_rollouts  # noqa: E402
 from codemill.sandbox.api import open_sandbox  # noqa: E402
 from codemill.tasks.patches import file_diff  # noqa: E402
 from codemill.testing.pytest_runner import PytestRunner  # noqa: E402
+from record import figure, write_result  # noqa: E402
 from rewards.toyproject import BROKEN_OPS, FILES, GOLD_PATCH, make_toy, toy_settings  # noqa: E402
 
 FIX = [
@@ -100,6 +102,12 @@ def main(argv: list[str]) -> int:
         for name, times in graded.items():
             med = statistics.median(times)
             rows.append((name, med, pct(times, 0.9), f"{med / bare:.1f}x bare"))
+        figures = [figure("bare test run of the task's selection (sandbox opened, patches "
+                          "applied, runner)", bare, "s", median_of=args.n,
+                          p90_s=pct(bare_times, 0.9))]
+        figures += [figure(name, statistics.median(times), "s", median_of=args.n,
+                           x_bare=round(statistics.median(times) / bare, 2))
+                    for name, times in graded.items()]
         print(f"\n{'measure':40} {'median s':>9} {'p90 s':>8}  note")
         for name, med, p90, note in rows:
             print(f"{name:40} {med:9.3f} {p90:8.3f}  {note}")
@@ -121,6 +129,14 @@ def main(argv: list[str]) -> int:
             per = wall / args.rollouts
             print(f"{f'workers={workers}':40} {args.rollouts:4d} {wall:8.2f} "
                   f"{60 / per:8.1f} {per:10.3f} {per / bare:7.1f}")
+            figures.append(figure(f"scripted rollouts (three-turn fix), graded, {workers} "
+                                  "worker(s)", 60 / per, "per minute", rollouts=args.rollouts,
+                                  s_per_rollout=round(per, 2), x_bare=round(per / bare, 2)))
+    write_result("rewards", "Grading and rollouts on the toy project", figures, measures=(
+        "Grading latency on the toy project (`tests/rewards/toyproject.py`) against a bare run "
+        "of the same test selection, both timed from opening the sandbox, interleaved: a "
+        "correct fix, an unfixed diff, and a diff that exits at import (no results, so the "
+        "gold patch is graded too: the gold check). Then scripted, graded rollouts per minute."))
     return 0
 
 

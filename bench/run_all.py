@@ -1,6 +1,8 @@
 """Run every benchmark and print its figures: ``make bench``.
 
-Each ``bench/bench_*.py`` is a standalone script that prints its own table. The real-project
+Each ``bench/bench_*.py`` is a standalone script that prints its own table and writes its result
+file to ``bench/results/`` (``bench/record.py``); at the end ``docs/benchmarks.md`` is rendered
+again from those files (``bench/render_benchmarks.py``). The real-project
 build survey (``bench/real_projects.py``) takes tens of minutes; it runs when
 ``CODEMILL_BENCH_REAL=1`` is set or ``--real`` is passed.
 """
@@ -29,6 +31,7 @@ def main(argv: list[str]) -> int:
         print(f"--- {script.name}: exit {rc} in {time.perf_counter() - start:.1f}s", flush=True)
         if rc != 0:
             failed.append(script.name)
+    subprocess.call([sys.executable, str(HERE / "render_benchmarks.py")])
     if failed:
         print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
         return 1
