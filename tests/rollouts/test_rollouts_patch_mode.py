@@ -8,7 +8,8 @@ import pytest
 from codemill.agent.models.scripted import ScriptedBackend
 from codemill.core.ids import content_id
 from codemill.core.records import SamplingConfig, StopReason
-from codemill.rollouts.patch_mode import listing, patch_prompt, read_answer
+from codemill.core.diffs import file_diff
+from codemill.rollouts.patch_mode import expert_answer, listing, patch_prompt, read_answer
 from codemill.rollouts.plan import RolloutConfig, plan_rollouts
 from codemill.rollouts.runner import run_rollouts
 from codemill.tasks.patch_context import PatchContext, Snippet, task_patch_context
@@ -59,6 +60,12 @@ def test_correct_line_edit_earns_one_through_the_real_grader(toy):
     assert len(traj.steps) == 1 and "1: def add(a, b):" in traj.task_prompt
     assert "+    return a + b" in traj.diff and "-    return a - b" in traj.diff
     assert r.reward.value == 1.0 and r.reward.resolved and not r.reward.masked
+
+
+def test_expert_answer_of_the_gold_patch_earns_one(toy, context):
+    answer = expert_answer(context, toy.task.gold_patch)
+    assert answer == FIX
+    assert run(toy, answer).reward.value == 1.0
 
 
 def test_search_replace_block_earns_one(toy):
@@ -128,8 +135,9 @@ def test_listing_names_each_file_then_numbered_lines():
 
 
 def test_line_edits_keep_indentation_insert_and_delete():
-    got = read_answer("3: return 2\n3: # two\n", TWO)  # not indented: the line's indent kept
-    assert got.ok and "+        return 2\n+        # two\n" in got.diff
+    # a replacement keeps the line's indent; an added line is taken as written
+    got = read_answer("3: return 2\n3: # two\n", TWO)
+    assert got.ok and "+        return 2\n+# two\n" in got.diff
     assert "pkg/a.py" in got.diff and "pkg/b.py" not in got.diff
     assert read_answer("5: return -y", TWO).diff.count("+    return -y") == 1  # only in b.py
     deleted = read_answer("2:\n3:", TWO)
@@ -149,3 +157,21 @@ def test_search_text_must_be_unique():
     assert read_answer(reply, TWO).ok
     assert read_answer(reply, twice).error == (
         "SEARCH text occurs more than once")
+
+
+@pytest.mark.parametrize("new_a", [
+    A.replace("return 1", "return 2"),                          # one line
+    A.replace("    if x:\n", "    if x > 0:\n    # positive\n"),  # replace and insert
+    A.replace("        return 1\n", ""),                        # delete
+    A.replace("    return 0\n", "    return 0\n    # never\n"),    # pure insertion
+])
+def test_expert_answer_reads_back_as_the_gold_change(new_a):
+    gold = file_diff("pkg/a.py", A.encode(), new_a.encode())
+    answer = expert_answer(TWO, gold)
+    assert answer is not None and answer.startswith("pkg/a.py\n")
+    assert read_answer(answer, TWO).diff == gold
+
+
+def test_no_expert_answer_for_a_line_the_listing_does_not_show():
+    gold = file_diff("pkg/b.py", B.encode(), B.replace("import os", "import sys").encode())
+    assert expert_answer(TWO, gold) is None

@@ -9,10 +9,11 @@ as its file path then numbered lines ``N: text``. The model answers with edits a
 can produce:
 
 - **line edits** (the default format): ``N: new text`` replaces line N of the listing; the
-  same N given again adds lines after it; ``N:`` with nothing after deletes it. A line that
-  names a listed path switches the file (needed only when two listed files share a line
-  number). New text without indentation keeps the replaced line's indentation (small models
-  drop it). Other lines of the reply (prose, code fences) are ignored.
+  same N given again adds lines after it; ``N:`` with nothing after deletes it (so a blank
+  line cannot be written). A line that names a listed path switches the file (needed only
+  when two listed files share a line number). A replacement without indentation keeps the
+  replaced line's indentation (small models drop it); added lines are taken as written.
+  Other lines of the reply (prose, code fences) are ignored.
 - **search/replace blocks**: ``<<<<<<< SEARCH`` / old text / ``=======`` / new text /
   ``>>>>>>> REPLACE``, optionally after a line naming the file; the old text must occur
   exactly once in one listed file.
@@ -162,11 +163,11 @@ def _line_edits(text: str, context: PatchContext) -> Answer:
                 continue
             eol = "\n" if line.endswith("\n") else ""
             indent = line[: len(line) - len(line.lstrip(" \t"))]
-            for new in by_line[i]:
-                if new is None or new == "":
+            for k, new in enumerate(by_line[i]):
+                if new is None or not new.strip():
                     continue  # ``N:`` alone deletes line N
-                if not new[:1].isspace():
-                    new = indent + new
+                if k == 0 and not new[:1].isspace():
+                    new = indent + new  # a replacement keeps the line's indentation
                 new_lines.append(new.rstrip("\r\n") + (eol or "\n"))
             if new_lines and not eol and new_lines[-1].endswith("\n") and i == len(old_lines):
                 new_lines[-1] = new_lines[-1][:-1]
@@ -233,3 +234,60 @@ def run_patch(model: ModelBackend, problem: str, context: PatchContext, *, rollo
         stop, error = StopReason.MODEL_ERROR, seam.message
     return Trajectory(**base, steps=steps, stop_reason=stop, diff=answer.diff, error=error,
                       wall_seconds=time.monotonic() - started, tokens=trace)
+
+
+def expert_answer(context: PatchContext, gold_patch: str) -> str | None:
+    """The gold patch written as line edits of ``context``'s listing: the target an SFT
+    step trains on (never part of a prompt). None when the gold change touches a line the
+    listing does not show, or a file it does not list.
+
+    A run of removed lines followed by added ones becomes ``N: new`` lines (extra added
+    lines repeat the last N, leftover removed lines become ``N:``); an insertion is
+    anchored on the line before it, repeated with its own text."""
+    from codemill.core.diffs import parse_diff, repo_path, strip_level
+
+    changes = parse_diff(gold_patch)
+    strip = strip_level(changes)
+    shown = _shown(context)
+    out: list[str] = []
+    several = len(shown) > 1
+    for change in changes:
+        path = repo_path(change.old_path or "", strip) if change.old_path else None
+        if path is None or path not in shown or path not in context.files:
+            return None
+        old = split_lines(context.files[path])
+        edits: list[str] = []
+        for hunk in change.hunks:
+            n = hunk.old_start
+            minus: list[int] = []
+            plus: list[str] = []
+            for raw in [*hunk.lines, " "]:
+                mark, text = raw[:1], raw[1:].rstrip("\n")
+                if mark == "-":
+                    minus.append(n)
+                    n += 1
+                elif mark == "+":
+                    plus.append(text)
+                elif mark in (" ", ""):
+                    if minus or plus:
+                        if not minus:  # an insertion: anchor on the line before it
+                            if n - 1 < 1:
+                                return None
+                            minus, plus = [n - 1], [old[n - 2].rstrip("\n"), *plus]
+                            edits += _runs(minus, plus)
+                        else:
+                            edits += _runs(minus, plus)
+                        minus, plus = [], []
+                    n += 1
+        if any(int(e.split(":", 1)[0]) not in shown[path] for e in edits):
+            return None
+        out += ([path] if several else []) + edits
+    return "\n".join(out) if out else None
+
+
+def _runs(minus: list[int], plus: list[str]) -> list[str]:
+    plus = [p for p in plus if p.strip()]  # blank lines cannot be written (module doc)
+    lines = [f"{n}: {text}" for n, text in zip(minus, plus, strict=False)]
+    lines += [f"{minus[-1]}: {text}" for text in plus[len(minus):]]
+    lines += [f"{n}:" for n in minus[len(plus):]]
+    return lines
