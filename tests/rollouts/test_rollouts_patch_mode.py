@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from codemill.agent.models.scripted import ScriptedBackend
+from codemill.core.diffs import file_diff
 from codemill.core.ids import content_id
 from codemill.core.records import SamplingConfig, StopReason
-from codemill.core.diffs import file_diff
 from codemill.rollouts.patch_mode import expert_answer, listing, patch_prompt, read_answer
 from codemill.rollouts.plan import RolloutConfig, plan_rollouts
 from codemill.rollouts.runner import run_rollouts
