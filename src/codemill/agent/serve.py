@@ -3,7 +3,9 @@
 Routes: ``POST /v1/chat/completions`` (messages with tool calls, ``tools``, ``temperature``,
 ``top_p``, ``max_tokens``/``max_completion_tokens``, ``seed``; returns one choice and
 ``usage``) and ``GET /v1/models``. Not supported: streaming and ``n > 1`` (answered 400).
-Completions run one at a time: local models are not reentrant.
+A backend that samples through a batched engine (``batched = True``: the local models)
+serves concurrent requests at once, and the engine decodes them together; any other
+backend answers one request at a time.
 
 It serves trusted local clients (rollout workers, ``OpenAIBackend``); it has no
 authentication, so bind it to loopback unless the network is yours.
@@ -108,8 +110,11 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(self.rfile.read(size) or b"{}")
             if not isinstance(body, dict):
                 raise _BadRequest("the body must be a JSON object")
-            with self.server.lock:
+            if getattr(self.server.backend, "batched", False):
                 payload = completion(self.server.backend, body)
+            else:
+                with self.server.lock:
+                    payload = completion(self.server.backend, body)
         except (_BadRequest, ValueError) as exc:
             self._error(400, str(exc), "invalid_request_error")
         except Exception as exc:  # a failing backend is the client's 500, not our crash

@@ -156,7 +156,7 @@ def is_local(model: str | Any) -> bool:
     """Whether ``model`` samples on this machine through a batched engine."""
     if isinstance(model, str):
         return model.strip().startswith(CACHED_KINDS)
-    return hasattr(model, "engine")
+    return bool(getattr(model, "batched", False))
 
 
 def prepare_workspaces(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec], home: Path,

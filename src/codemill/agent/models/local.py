@@ -1,11 +1,19 @@
 """A local ``transformers`` causal LM, prompted through its own chat template.
 
 Samples with the given temperature, top-p, top-k, seed and token budget on CPU (or
-``device``) and returns token-exact replies (``codemill.agent.models.sampler``): the prompt
-tokens each turn appended, the sampled ids and their full-vocabulary log-probabilities,
-which RL training needs, with the KV cache kept across the turns of a conversation. It has
-no native tool calls: the agent describes its text action format in the prompt instead.
-Requires the ``model`` extra (torch, transformers, gguf); imports them only when built.
+``device``) and returns token-exact replies: the prompt tokens each turn appended
+(``codemill.agent.models.sampler.TokenConversation``), the sampled ids and their
+full-vocabulary log-probabilities, which RL training needs, with the KV cache kept across
+the turns of a conversation. It has no native tool calls: the agent describes its text
+action format in the prompt instead.
+
+One backend serves many conversations at once: every thread that calls ``complete`` has
+its own conversation, and all of them share the backend's ``BatchedEngine``
+(``codemill.agent.models.engine``), which decodes the turns waiting at the same time in one
+batch. Rollouts of a local model therefore run as threads of one process around one copy of
+the weights (``codemill.rollouts.runner``). ``swap_weights`` serves new weights (a GRPO
+round's policy) without a restart. Requires the ``model`` extra (torch, transformers,
+gguf); imports them only when built.
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ class TransformersBackend:
     ``TransformersBackend.from_objects(model, tokenizer)`` wraps loaded objects."""
 
     supports_tools = False
+    batched = True
+    """Calls from many threads are decoded together (``codemill.agent.models.engine``)."""
 
     def __init__(self, path: str | Path | None = None, *, gguf_file: str | None = None,
                  device: str = "cpu", name: str | None = None,
@@ -47,8 +57,9 @@ class TransformersBackend:
             import torch
 
             torch.set_num_threads(threads)
-        self._lock = threading.Lock()  # one generation at a time: the model is not reentrant
-        self._conv = TokenConversation()  # the conversation whose KV cache is kept
+        self._local = threading.local()  # each calling thread's own conversation
+        self._engine: Any = None
+        self._engine_lock = threading.Lock()
         self._tok_hash: str | None = None
         self.model: Any = None
         self.tokenizer: Any = None
@@ -80,27 +91,59 @@ class TransformersBackend:
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load model from {path}: {exc}") from exc
 
+    @property
+    def engine(self) -> Any:
+        """The batched sampler over ``self.model``, started on first use."""
+        with self._engine_lock:
+            if self._engine is None:
+                from codemill.agent.models.engine import BatchedEngine
+
+                self._engine = BatchedEngine(self.model, device=self.device, policy=self.name)
+            return self._engine
+
+    def swap_weights(self, model: Any, name: str | None = None) -> None:
+        """Serve ``model`` from now on (between rounds: waits for turns in flight)."""
+        self.name = name or self.name
+        self.model = model.to(self.device).eval()
+        if self._engine is not None:
+            self._engine.swap(self.model, self.name)
+
+    def close(self) -> None:
+        """Stop the sampler thread (a later ``complete`` starts a new one)."""
+        with self._engine_lock:
+            if self._engine is not None:
+                self._engine.close()
+                self._engine = None
+
     def complete(self, messages: Sequence[Message], *,
                  tools: Sequence[Mapping[str, object]] | None = None,
                  sampling: SamplingConfig | None = None) -> ModelReply:
-        from codemill.agent.models.sampler import sample, tokenizer_hash
+        from codemill.agent.models.sampler import tokenizer_hash
 
         s = sampling or SamplingConfig()
         start = time.monotonic()
         tok = self.tokenizer
         chat = _chat_dicts(messages)
-        with self._lock:
-            if self._tok_hash is None:
-                self._tok_hash = tokenizer_hash(tok)
-            conv = self._conv
-            offset, prompt_ids = conv.continue_with(tok, chat)
-            stops = {tok.eos_token_id} | set(_as_list(self.model.generation_config.eos_token_id))
-            stops.discard(None)
-            new_ids, logprobs, stopped = sample(self.model, conv, s, stops, self.device)
-            text = tok.decode(new_ids, skip_special_tokens=True)
-            conv.record_reply({"role": "assistant", "content": text}, new_ids,
-                              new_ids[-1] if stopped else None)
-            total = len(conv.ids) - len(new_ids)
+        if self._tok_hash is None:
+            self._tok_hash = tokenizer_hash(tok)
+        conv = getattr(self._local, "conv", None)
+        if conv is None:
+            conv = self._local.conv = TokenConversation()
+        offset, prompt_ids = conv.continue_with(tok, chat)
+        stops = {tok.eos_token_id} | set(_as_list(self.model.generation_config.eos_token_id))
+        stops.discard(None)
+        try:
+            turn = self.engine.generate(conv.ids, conv.cache, s, stops)
+        except ModelError:
+            self._local.conv = None  # the conversation's state is unknown: start over
+            raise
+        new_ids, logprobs = turn.ids, turn.logprobs
+        conv.cache = turn.saved
+        text = tok.decode(new_ids, skip_special_tokens=True)
+        conv.record_reply({"role": "assistant", "content": text}, new_ids,
+                          new_ids[-1] if turn.stopped else None)
+        total = len(conv.ids) - len(new_ids)
+        stopped = turn.stopped
         return ModelReply(
             message=Message(role="assistant", content=text),
             prompt_tokens=total, completion_tokens=len(new_ids),

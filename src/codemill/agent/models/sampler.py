@@ -10,9 +10,12 @@ prompt extends the previous one token for token, and the KV cache of the earlier
 reused (re-encoding the whole conversation every turn is the main waste of a multi-turn
 rollout on CPU).
 
-``sample`` draws tokens one at a time with the cache: log-probs are
+``sample`` draws one sequence's tokens one at a time with the cache: log-probs are
 ``log_softmax(logits / T)`` over the full vocabulary at the sampled token (T = 1 when
 greedy), the quantity an RL trainer recomputes; top-p / top-k only filter what is drawn.
+The backends sample through the batched engine (``codemill.agent.models.engine``), which
+keeps these numerics for many sequences at once; ``sample`` stays as the one-sequence
+reference it is tested and benchmarked against.
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ def sample(model: Any, conv: TokenConversation, sampling: SamplingConfig,
     ids: list[int] = []
     logps: list[float] = []
     feed = conv.ids[conv.cache.get_seq_length():]
-    cache_kw = _cache_keyword(model)
+    cache_kw = cache_keyword(model)
     with torch.inference_mode():
         while True:
             out = model(input_ids=torch.tensor([feed], device=device), use_cache=True,
@@ -131,7 +134,7 @@ def sample(model: Any, conv: TokenConversation, sampling: SamplingConfig,
             logits = out.logits[0, -1].float()
             logp = torch.log_softmax(logits / (temperature if temperature > 0 else 1.0), -1)
             if temperature > 0:
-                token = int(torch.multinomial(_filtered(logp, sampling).exp(), 1,
+                token = int(torch.multinomial(filtered(logp, sampling).exp(), 1,
                                               generator=generator))
             else:
                 token = int(logp.argmax())
@@ -144,7 +147,7 @@ def sample(model: Any, conv: TokenConversation, sampling: SamplingConfig,
             feed = [token]
 
 
-def _cache_keyword(model: Any) -> str:
+def cache_keyword(model: Any) -> str:
     """``cache`` in transformers >= 5.24 (``past_key_values`` is deprecated there), else
     ``past_key_values``; looked up on the innermost model (a peft wrapper passes it on)."""
     import inspect
@@ -154,7 +157,7 @@ def _cache_keyword(model: Any) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def _filtered(logp: Any, sampling: SamplingConfig) -> Any:
+def filtered(logp: Any, sampling: SamplingConfig) -> Any:
     """``logp`` with tokens outside top-k / the top-p nucleus set to -inf."""
     import torch
 
