@@ -12,6 +12,8 @@ Parses and prints; the factory (``codemill.factory.eval_api``) runs and records.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import typer
 from rich.table import Table
 
@@ -43,6 +45,9 @@ def suite_cmd(
     max_tokens: int = typer.Option(256, "--max-tokens", help="Tokens per model call."),
     temperature: float = typer.Option(0.0, "--temperature"),
     seed: int = typer.Option(0, "--seed", help="Attempt i samples with seed + i."),
+    mode: Literal["agent", "patch"] = typer.Option(
+        "agent", "--mode", help="How every variant runs on it: agent (multi-turn, tools) "
+        "or patch (one answer: an edit of the code the failing tests run)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Define a suite from recorded tasks (a repeat of the same definition is a no-op)."""
@@ -54,7 +59,7 @@ def suite_cmd(
                              difficulties=tuple(difficulty), strong_only=strong_only,
                              env_ids=tuple(env), limit=limit, sample_seed=sample_seed)
         run = SuiteRunConfig(k=k, max_turns=max_turns, max_tokens=max_tokens,
-                             temperature=temperature, seed=seed)
+                             temperature=temperature, seed=seed, mode=mode)
         suite = define_suite(State.settings(), name, version, sel, run)
         if as_json:
             print_json({**suite.row(), "tasks": [t.model_dump() for t in suite.tasks]})
@@ -63,7 +68,7 @@ def suite_cmd(
         for t in suite.tasks:
             by[t.project] = by.get(t.project, 0) + 1
         console.print(f"suite {suite.name}@{suite.version} ({suite.suite_id[:12]}): "
-                      f"{len(suite.tasks)} tasks, k={suite.run.k}; "
+                      f"{len(suite.tasks)} tasks, k={suite.run.k}, {suite.run.mode} mode; "
                       + ", ".join(f"{p} {n}" for p, n in sorted(by.items())), highlight=False)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
@@ -99,7 +99,8 @@ def grade_command(task_ref: str, patch: Path, record: bool, as_json: bool) -> No
 
 
 def rollout_command(task_refs: list[str], model: str, group: int, temperature: float,
-                    top_p: float, seed: int | None, max_turns: int, as_json: bool) -> None:
+                    top_p: float, seed: int | None, max_turns: int, as_json: bool,
+                    mode: str = "agent") -> None:
     from codemill.agent.config import AgentConfig
     from codemill.core.records import SamplingConfig
     from codemill.factory.executors import make_executor
@@ -109,7 +110,7 @@ def rollout_command(task_refs: list[str], model: str, group: int, temperature: f
 
     settings = State.settings()
     sampling = SamplingConfig(temperature=temperature, top_p=top_p, seed=seed)
-    config = RolloutConfig(group_size=group, sampling=sampling)
+    config = RolloutConfig(group_size=group, sampling=sampling, mode=mode)  # type: ignore[arg-type]
     agent = AgentConfig(max_turns=max_turns, sampling=sampling)
     with open_reader() as reader:
         tasks = _tasks(reader, task_refs)
@@ -209,8 +210,12 @@ def register(app: typer.Typer) -> None:
         seed: int | None = typer.Option(0, "--seed",
                                         help="Base seed; sample i uses seed + i."),
         max_turns: int = typer.Option(30, "--max-turns", min=1),
+        mode: Literal["agent", "patch"] = typer.Option(
+            "agent", "--mode", help="agent: multi-turn with tools; patch: one answer "
+            "(an edit of the code the failing tests run)."),
         as_json: bool = _JSON,
     ) -> None:
         """Run GRPO rollout groups, grade them, and record rollouts, steps and rewards."""
         with handle_errors():
-            rollout_command(tasks, model, group, temperature, top_p, seed, max_turns, as_json)
+            rollout_command(tasks, model, group, temperature, top_p, seed, max_turns, as_json,
+                            mode)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -17,6 +18,9 @@ def solve_cmd(
                                    "or smollm2 (embedded default)."),
     max_turns: int = typer.Option(30, "--max-turns", help="Model calls at most."),
     python: str | None = typer.Option(None, "--python", help="Interpreter version."),
+    mode: Literal["agent", "patch"] = typer.Option(
+        "agent", "--mode", help="agent: the multi-turn agent; patch: one answer from "
+        "the failing tests' output and the code they run."),
     apply: bool = typer.Option(False, "--apply",
                                help="Apply the diff to your working tree (off by default)."),
     as_json: bool = typer.Option(False, "--json", help="Machine output."),
@@ -37,13 +41,14 @@ def solve_cmd(
             def say(message: str) -> None:
                 status.update(f"[bold]solve[/]: {message}")
             result = solve(str(path), task, settings, model=model, max_turns=max_turns,
-                           python=python, progress=say)
+                           python=python, progress=say, mode=mode)
         traj = result.trajectory
         if apply:
             apply_diff(path, result.diff)
         if as_json:
             print_json({"run_id": result.run_id, "env_id": result.env.env_id,
                         "rollout_id": traj.rollout_id, "stop_reason": traj.stop_reason.value,
+                        "mode": mode,
                         "turns": len(traj.steps), "error": traj.error, "diff": result.diff,
                         "applied": apply})
             return

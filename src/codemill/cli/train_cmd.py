@@ -9,7 +9,7 @@ finished, reports the cached checkpoint.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 from rich.table import Table
@@ -100,6 +100,20 @@ def _check_suites(suites: list[str]) -> None:
         get_suite(State.settings(), suite)
 
 
+MODE_HELP = ("agent: multi-turn rollouts with tools; patch: one answer per rollout (an edit "
+             "of the code the failing tests run).")
+
+
+def _mode(job_type: Any, mode: str) -> dict[str, str]:
+    """The job's ``mode`` argument: none for agent mode (every job's default); patch mode
+    only where the job takes a mode (its rollouts are ``RolloutConfig(mode="patch")``)."""
+    if mode == "agent":
+        return {}
+    if "mode" not in job_type.model_fields:
+        raise ConfigError(f"--mode {mode}: {job_type.__name__} does not take a mode yet")
+    return {"mode": mode}
+
+
 def _lora_targets(mlp: bool) -> tuple[str, ...]:
     from codemill.train.config import LORA_ATTENTION, LORA_ATTENTION_AND_MLP
 
@@ -148,6 +162,7 @@ def sft_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]."),
     eval_suites: list[str] = typer.Option([], "--eval", help="Then evaluate the checkpoint "
                                           "on this suite (NAME@VERSION; repeatable)."),
+    mode: Literal["agent", "patch"] = typer.Option("agent", "--mode", help=MODE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Supervised fine-tuning: masked next-token loss on the model's own tokens of
@@ -165,7 +180,7 @@ def sft_cmd(
                             precision=precision)
         _check_suites(eval_suites)
         job = SftJob(model=model, data=data, data_path=data_path, teacher=teacher,  # type: ignore[arg-type]
-                     tasks=tuple(tasks), per_task=per_task, train=cfg)
+                     tasks=tuple(tasks), per_task=per_task, train=cfg, **_mode(SftJob, mode))
         say = (lambda m: err_console.print(m, highlight=False)) if not as_json else None
         result = train_sft(State.settings(), job, on_step=None if as_json else _on_step,
                            say=say)
@@ -193,6 +208,7 @@ def grpo_cmd(
     device: str = typer.Option("auto", "--device"),
     eval_suites: list[str] = typer.Option([], "--eval", help="Then evaluate the checkpoint "
                                           "on this suite (NAME@VERSION; repeatable)."),
+    mode: Literal["agent", "patch"] = typer.Option("agent", "--mode", help=MODE_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """GRPO from execution rewards: rollouts with the current weights, graded, one
@@ -208,7 +224,7 @@ def grpo_cmd(
                             max_len=max_len, seed=seed, threads=threads, device=device,
                             precision=precision)
         _check_suites(eval_suites)
-        job = GrpoJob(model=model, tasks=tuple(tasks), train=cfg)
+        job = GrpoJob(model=model, tasks=tuple(tasks), train=cfg, **_mode(GrpoJob, mode))
         say = (lambda m: err_console.print(m, highlight=False)) if not as_json else None
         result = train_grpo(State.settings(), job, on_step=None if as_json else _on_step,
                             say=say)

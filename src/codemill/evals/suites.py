@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +43,10 @@ class SuiteRunConfig(BaseModel):
     """Attempt i samples with seed + i: the same seeds for every variant (paired)."""
     wall_time_s: float = 600.0
     """Wall-clock budget of one attempt."""
+    mode: Literal["agent", "patch"] = "agent"
+    """``agent``: the multi-turn agent with tools; ``patch``: one answer (an edit of the code
+    the failing tests run, ``codemill.rollouts.patch_mode``). Every variant on the suite
+    runs in this mode."""
 
 
 class SuiteSelection(BaseModel):
@@ -181,6 +185,8 @@ def make_suite(name: str, version: str, members: Iterable[SuiteTask],
                ) -> SuiteSpec:
     """A suite with its content id: same name, version, members and run config, same id."""
     tasks = tuple(sorted(members, key=lambda t: t.task_id))
-    sid = content_id("suite", name, version, [t.task_id for t in tasks], run)
+    # an agent-mode suite hashes its run config as before the modes existed (same id)
+    key = run.model_dump(mode="json", exclude={"mode"}) if run.mode == "agent" else run
+    sid = content_id("suite", name, version, [t.task_id for t in tasks], key)
     return SuiteSpec(suite_id=sid, name=name, version=version, selection=selection, run=run,
                      tasks=tasks, description=description)

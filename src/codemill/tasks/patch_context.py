@@ -269,3 +269,18 @@ def _read(bed: TestBed, state: Changes, path: str) -> str | None:
 
 def _norm(line: str) -> str:
     return re.sub(r"\s+", " ", line.strip())
+
+
+def repo_patch_context(bed: TestBed, config: PatchContextConfig | None = None,
+                       max_tests: int = 5) -> PatchContext:
+    """The context of a user's repository as it is (``codemill solve --mode patch``): its
+    failing tests are the unchanged suite's stable failures (the baseline's, flaky ones
+    left out), at most ``max_tests`` of them. Raises ``TaskError`` when none fails."""
+    base = bed.baseline(1)
+    flaky = base.flaky
+    failing = sorted(t for t, o in base.reports[0].outcomes().items()
+                     if o in (Outcome.FAILED, Outcome.ERROR) and t not in flaky)
+    if not failing:
+        raise TaskError("patch mode needs a failing test, and every test of the repository "
+                        "passes (use --mode agent)")
+    return patch_context(bed, {}, failing[:max_tests], config)
