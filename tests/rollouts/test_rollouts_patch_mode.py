@@ -175,3 +175,20 @@ def test_expert_answer_reads_back_as_the_gold_change(new_a):
 def test_no_expert_answer_for_a_line_the_listing_does_not_show():
     gold = file_diff("pkg/b.py", B.encode(), B.replace("import os", "import sys").encode())
     assert expert_answer(TWO, gold) is None
+
+
+def test_a_suite_records_its_mode_and_agent_suites_keep_their_ids():
+    from codemill.evals.suites import SuiteRunConfig, SuiteSelection, SuiteTask, make_suite
+
+    member = SuiteTask(task_id="t1", env_id="e", project="p", kind="synth",
+                       difficulty="easy", strength="strong")
+    agent = SuiteRunConfig()
+    legacy = {k: v for k, v in agent.model_dump(mode="json").items()
+              if k not in ("mode", "answer_format")}  # the run config before modes
+    made = make_suite("s", "1", [member], SuiteSelection(), agent)
+    assert made.suite_id == content_id("suite", "s", "1", ["t1"], legacy)
+    patch = make_suite("s", "1", [member], SuiteSelection(), SuiteRunConfig(mode="patch"))
+    sr = make_suite("s", "1", [member], SuiteSelection(),
+                    SuiteRunConfig(mode="patch", answer_format="search_replace"))
+    assert len({made.suite_id, patch.suite_id, sr.suite_id}) == 3
+    assert '"mode":"patch"' in patch.row()["run_config"]

@@ -48,6 +48,9 @@ def suite_cmd(
     mode: Literal["agent", "patch"] = typer.Option(
         "agent", "--mode", help="How every variant runs on it: agent (multi-turn, tools) "
         "or patch (one answer: an edit of the code the failing tests run)."),
+    answer_format: Literal["lines", "search_replace"] = typer.Option(
+        "lines", "--answer-format", help="Patch mode: line edits (N: text) or "
+        "search/replace blocks."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Define a suite from recorded tasks (a repeat of the same definition is a no-op)."""
@@ -59,7 +62,8 @@ def suite_cmd(
                              difficulties=tuple(difficulty), strong_only=strong_only,
                              env_ids=tuple(env), limit=limit, sample_seed=sample_seed)
         run = SuiteRunConfig(k=k, max_turns=max_turns, max_tokens=max_tokens,
-                             temperature=temperature, seed=seed, mode=mode)
+                             temperature=temperature, seed=seed, mode=mode,
+                             answer_format=answer_format)
         suite = define_suite(State.settings(), name, version, sel, run)
         if as_json:
             print_json({**suite.row(), "tasks": [t.model_dump() for t in suite.tasks]})

@@ -47,6 +47,8 @@ class SuiteRunConfig(BaseModel):
     """``agent``: the multi-turn agent with tools; ``patch``: one answer (an edit of the code
     the failing tests run, ``codemill.rollouts.patch_mode``). Every variant on the suite
     runs in this mode."""
+    answer_format: Literal["lines", "search_replace"] = "lines"
+    """Patch mode: the edit form the prompt asks for (line edits or search/replace)."""
 
 
 class SuiteSelection(BaseModel):
@@ -186,7 +188,8 @@ def make_suite(name: str, version: str, members: Iterable[SuiteTask],
     """A suite with its content id: same name, version, members and run config, same id."""
     tasks = tuple(sorted(members, key=lambda t: t.task_id))
     # an agent-mode suite hashes its run config as before the modes existed (same id)
-    key = run.model_dump(mode="json", exclude={"mode"}) if run.mode == "agent" else run
+    key = (run.model_dump(mode="json", exclude={"mode", "answer_format"})
+           if run.mode == "agent" else run)
     sid = content_id("suite", name, version, [t.task_id for t in tasks], key)
     return SuiteSpec(suite_id=sid, name=name, version=version, selection=selection, run=run,
                      tasks=tasks, description=description)

@@ -166,7 +166,8 @@ def evals(ctx: AssetContext) -> Iterator[Any]:
     envs = inputs.task_envs(ctx.read, {t.env_id for t in tasks})
     sampling = SamplingConfig(temperature=run.temperature, max_tokens=run.max_tokens,
                               seed=run.seed)
-    rcfg = RolloutConfig(group_size=run.k, sampling=sampling, mode=run.mode)
+    rcfg = RolloutConfig(group_size=run.k, sampling=sampling, mode=run.mode,
+                         answer_format=run.answer_format)
     planned = plan_rollouts(tasks, variant, rcfg)
     ids = [p.rollout_id for p in planned]
     where = f"rollout_id in ({inputs.quoted(ids)})"
