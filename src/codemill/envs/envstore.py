@@ -28,6 +28,12 @@ from pathlib import Path
 from codemill.core.config import SandboxConfig
 from codemill.core.errors import BuildError
 from codemill.core.records import EnvSpec
+from codemill.envs.interpreters import (
+    NEUTRAL_PREFIX,
+    needs_neutral_path,
+    neutral_binds,
+    venv_is_neutral,
+)
 from codemill.sandbox.api import SandboxSpec
 
 ENV_INSIDE = "/env"
@@ -138,5 +144,14 @@ def sandbox_spec(env: EnvSpec, home: Path, limits: SandboxConfig | None = None,
     venv = Path(env.venv_path)
     if not venv.is_dir():
         raise BuildError(f"environment {env.env_id[:12]} has no installed venv", str(venv))
+    inside, binds = None, ()
+    if needs_neutral_path(python_home(env)) and venv_is_neutral(venv):
+        # The interpreter is seen at a neutral path, not at its host path (under a home).
+        inside, binds = NEUTRAL_PREFIX, neutral_binds(env.python_path, interpreters_dir(home))
     return SandboxSpec(layers=layers, env_dir=venv, python_home=python_home(env),
-                       limits=limits or SandboxConfig())
+                       python_inside=inside, ro_binds=binds, limits=limits or SandboxConfig())
+
+
+def interpreters_dir(home: Path) -> Path:
+    """Relocated interpreter executables (``codemill.envs.interpreters.neutral_binds``)."""
+    return envs_root(home) / "python"

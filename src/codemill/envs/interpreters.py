@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import hashlib
 import json
 import os
 import subprocess
@@ -193,3 +194,107 @@ def choose_interpreter(
                    f"era {era.isoformat()} predates every allowed interpreter: oldest taken")
     choice = allowed[-1]
     return InterpreterChoice(interpreter=choice, reason=f"{choice.version}: " + ", ".join(why))
+
+
+# --- a neutral path inside sandboxes ----------------------------------------------------------
+# An interpreter under a home directory (pyenv's /root/.pyenv/versions/X) must not be seen at
+# its host path inside a sandbox: the path names the host's home and what is in it. Sandboxes
+# see its prefix at NEUTRAL_PREFIX instead, and venvs are made against that path. A shared
+# build (pyenv's) finds libpython through an absolute RUNPATH naming the host prefix, so the
+# sandbox gets a copy of the executable whose RUNPATH says ``$ORIGIN/..`` in its place.
+
+NEUTRAL_PREFIX = "/opt/codemill/python"
+"""Where sandboxes see an interpreter's install prefix when it lies outside ``/usr``."""
+
+_DT_RPATH, _DT_STRTAB, _DT_RUNPATH = 15, 5, 29
+
+
+def needs_neutral_path(prefix: str | Path) -> bool:
+    """True for a prefix outside ``/usr`` (those are bound; ``/usr`` is always visible)."""
+    p = Path(prefix)
+    return p != Path("/usr") and Path("/usr") not in p.parents
+
+
+def relocated_elf(data: bytes, prefix: str) -> bytes | None:
+    """``data`` (an ELF64 little-endian executable) with ``prefix`` in its RUNPATH/RPATH
+    replaced by ``$ORIGIN/..``, in place (the string only shrinks; the rest is NUL);
+    None when there is nothing to change or the file is not such an ELF."""
+    if data[:4] != b"\x7fELF" or data[4:6] != b"\x02\x01":
+        return None
+
+    def u(off: int, size: int) -> int:
+        return int.from_bytes(data[off:off + size], "little")
+
+    phoff, phentsize, phnum = u(0x20, 8), u(0x36, 2), u(0x38, 2)
+    loads, dynamic = [], None
+    for i in range(phnum):
+        at = phoff + i * phentsize
+        kind, offset, vaddr, filesz = u(at, 4), u(at + 8, 8), u(at + 16, 8), u(at + 32, 8)
+        if kind == 1:
+            loads.append((vaddr, offset, filesz))
+        elif kind == 2:
+            dynamic = (offset, filesz)
+    if dynamic is None:
+        return None
+    strtab, paths = None, []
+    for j in range(dynamic[1] // 16):
+        tag, val = u(dynamic[0] + 16 * j, 8), u(dynamic[0] + 16 * j + 8, 8)
+        if tag == 0:
+            break
+        if tag == _DT_STRTAB:
+            strtab = next((off + val - va for va, off, size in loads if va <= val < va + size),
+                          None)
+        elif tag in (_DT_RPATH, _DT_RUNPATH):
+            paths.append(val)
+    if strtab is None:
+        return None
+    out, old_prefix = bytearray(data), prefix.rstrip("/").encode()
+    for rel in paths:
+        start = strtab + rel
+        end = data.index(b"\0", start)
+        old = data[start:end]
+        new = old.replace(old_prefix, b"$ORIGIN/..")
+        if new != old and len(new) <= len(old):
+            out[start:end] = new + b"\0" * (len(old) - len(new))
+    return bytes(out) if out != data else None
+
+
+def neutral_binds(python_path: str, store: Path) -> tuple[tuple[Path, str], ...]:
+    """Read-only ``(host, inside)`` binds that let the interpreter at ``python_path`` run
+    from ``NEUTRAL_PREFIX``: its executable, relocated (``relocated_elf``), kept under
+    ``store`` by content. Empty when the executable needs no change."""
+    exe = Path(os.path.realpath(python_path))
+    prefix = exe.parent.parent
+    data = exe.read_bytes()
+    patched = relocated_elf(data, str(prefix))
+    if patched is None:
+        return ()
+    target = Path(store) / hashlib.sha256(patched).hexdigest()[:16] / exe.name
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{exe.name}.{os.getpid()}")
+        tmp.write_bytes(patched)
+        tmp.chmod(0o755)
+        os.replace(tmp, target)
+        target.parent.chmod(0o755)
+    return ((target, f"{NEUTRAL_PREFIX}/bin/{exe.name}"),)
+
+
+def neutral_executable(python_path: str) -> str:
+    """The path of the interpreter at ``python_path`` inside a sandbox that binds its
+    prefix at ``NEUTRAL_PREFIX`` (the real file's name, not a ``python3`` link's)."""
+    return f"{NEUTRAL_PREFIX}/bin/{Path(os.path.realpath(python_path)).name}"
+
+
+def venv_is_neutral(venv: Path) -> bool:
+    """Was the venv at ``venv`` made against ``NEUTRAL_PREFIX`` (its ``pyvenv.cfg`` home)?
+    Venvs made before then name the host path and are still bound that way."""
+    try:
+        text = (Path(venv) / "pyvenv.cfg").read_text(errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "home":
+            return value.strip().startswith(NEUTRAL_PREFIX + "/")
+    return False

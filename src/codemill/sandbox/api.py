@@ -49,14 +49,23 @@ class SandboxSpec(BaseModel):
     """An installed environment (venv), mounted at ``/env`` (read-only unless
     ``env_writable``)."""
     python_home: Path | None = None
-    """An interpreter install dir, exposed read-only at its own absolute path so that a
-    venv's ``pyvenv.cfg`` ``home`` resolves. Paths under ``/usr`` are always visible."""
+    """An interpreter install dir, exposed read-only at ``python_inside`` so that a venv's
+    ``pyvenv.cfg`` ``home`` resolves. Paths under ``/usr`` are always visible."""
+    python_inside: str | None = None
+    """Where ``python_home`` is seen; None: at its own host path (which may name a home
+    directory: venvs made against a neutral path, ``codemill.envs.interpreters``, avoid
+    it)."""
     network: bool = False
     """Share the host network (builds that reach the package index only)."""
     rw_binds: tuple[tuple[Path, str], ...] = ()
     """Extra ``(host path, inside path)`` read-write binds, e.g. the uv cache for builds."""
     ro_binds: tuple[tuple[Path, str], ...] = ()
     """Extra ``(host path, inside path)`` read-only binds, e.g. the uv binary for builds."""
+    overlay_binds: tuple[tuple[Path, str], ...] = ()
+    """Extra ``(host dir, inside path)`` writable views whose writes go to an upper dir of
+    this sandbox, discarded at ``close``: the host dir is read, never written (a build's
+    view of the shared package cache, so that nothing a build writes there reaches
+    another build)."""
     env_writable: bool = False
     """Mount ``env_dir`` read-write (environment builds)."""
     limits: SandboxConfig = SandboxConfig()
@@ -67,7 +76,7 @@ class SandboxSpec(BaseModel):
     def _tuple(cls, v: Any) -> Any:
         return tuple(v) if isinstance(v, list) else v
 
-    @field_validator("rw_binds", "ro_binds")
+    @field_validator("rw_binds", "ro_binds", "overlay_binds")
     @classmethod
     def _inside_paths(cls, v: tuple[tuple[Path, str], ...]) -> tuple[tuple[Path, str], ...]:
         for _, inside in v:
@@ -76,6 +85,16 @@ class SandboxSpec(BaseModel):
                 raise ValueError(f"bind target must be an absolute path below /: {inside!r}")
             if any(str(p) == r or str(p).startswith(r + "/") for r in RESERVED_INSIDE):
                 raise ValueError(f"bind target {inside!r} is reserved by the sandbox")
+        return v
+
+    @field_validator("python_inside")
+    @classmethod
+    def _python_inside(cls, v: str | None) -> str | None:
+        if v is not None:
+            p = PurePosixPath(v)
+            if not p.is_absolute() or ".." in p.parts or str(p) == "/" or any(
+                    str(p) == r or str(p).startswith(r + "/") for r in RESERVED_INSIDE):
+                raise ValueError(f"python_inside must be an absolute path below /: {v!r}")
         return v
 
     @field_validator("python_home")

@@ -6,7 +6,9 @@ namespace (``unshare -m``), then dropped to the sandbox uid:
 1. join fresh cgroups (memory, pids, cpu limits; ``cgroup.kill`` for the whole tree);
 2. mount an overlay: lower = the layers, upper/work = this sandbox's persistent dirs, so
    changes survive between runs of one sandbox and the host can read them as plain files;
-3. bind the environment, interpreter and extra binds into a staging dir and bind that dir
+3. bind the environment, interpreter and extra binds (and mount each overlay bind: the
+   host dir as its lower layer, an upper dir of this sandbox, discarded at close) into a
+   staging dir and bind that dir
    over ``/tmp`` of the private namespace, so inputs under 0700 dirs (``/root``, pytest's
    temp dirs) are reachable by the sandbox uid without exposing anything else;
 4. ``prlimit`` (AS, CPU, FSIZE, NOFILE, NPROC, no core files), ``setpriv`` to the sandbox
@@ -14,8 +16,8 @@ namespace (``unshare -m``), then dropped to the sandbox uid:
    unshared (network only when the spec asks), a new session, ``--die-with-parent``,
    read-only ``/usr`` and a subset of ``/etc``, private ``/tmp`` (sized) and ``/dev``,
    ``/proc`` of the new pid namespace, ``/repo`` the overlay, ``/env`` and the
-   interpreter read-only, ``/harness/results`` writable, a read-only root, no nested
-   user namespaces.
+   interpreter read-only (at ``python_inside`` when the spec gives one),
+   ``/harness/results`` writable, a read-only root, no nested user namespaces.
 
 When the command ends, bwrap's pid 1 ends and the kernel kills everything left in the pid
 namespace (double-forked daemons included); the mount namespace dies with its last process,
@@ -111,12 +113,24 @@ class BwrapSandbox(WorkspaceSandbox):
         home_py = spec.python_home
         if home_py is not None and not (home_py == Path("/usr") or
                                         Path("/usr") in Path(home_py).parents):
-            self._binds.append((Path(home_py), "py", str(home_py), False))
+            self._binds.append((Path(home_py), "py", spec.python_inside or str(home_py),
+                                False))
         for i, (host, inside) in enumerate(spec.rw_binds):
             adopt(Path(host), uid)
             self._binds.append((Path(host), f"rw{i}", inside, True))
         for i, (host, inside) in enumerate(spec.ro_binds):
             self._binds.append((Path(host), f"ro{i}", inside, False))
+        self._overlays: list[tuple[Path, str, str]] = []  # lower, stage name, inside
+        for i, (host, inside) in enumerate(spec.overlay_binds):
+            lower = Path(host).absolute()
+            _check_overlay_path(lower)
+            if not lower.is_dir():
+                raise SandboxError(f"overlay bind source is not a directory: {host}")
+            for d in ("upper", "work"):
+                (self.dir / f"ov{i}-{d}").mkdir()
+            os.chown(self.dir / f"ov{i}-upper", uid, uid)
+            (self.stage / f"ov{i}").mkdir()
+            self._overlays.append((lower, f"ov{i}", inside))
         for host, name, _, _ in self._binds:
             if not host.exists():
                 raise SandboxError(f"bind source does not exist: {host}")
@@ -128,8 +142,9 @@ class BwrapSandbox(WorkspaceSandbox):
         self._runs = 0
 
     def _disk_used(self) -> int:
-        """Bytes the sandbox has written to the host disk: its upper dir and results dir."""
-        return tree_usage(self.upper) + tree_usage(self.stage / "results")
+        """Bytes the sandbox has written to the host disk: its upper dirs and results dir."""
+        return (tree_usage(self.upper) + tree_usage(self.stage / "results")
+                + sum(tree_usage(self.dir / f"{name}-upper") for _, name, _ in self._overlays))
 
     def _make_empty(self) -> Path:
         empty = self.dir / "empty"
@@ -185,6 +200,11 @@ class BwrapSandbox(WorkspaceSandbox):
                      f"{q(str(self.stage / 'repo'))}")
         for host, name, _, _ in self._binds:
             lines.append(f"{self.tools.mount} --bind {q(str(host))} {q(str(self.stage / name))}")
+        for lower, name, _ in self._overlays:
+            ov = (f"lowerdir={lower},upperdir={self.dir / (name + '-upper')},"
+                  f"workdir={self.dir / (name + '-work')},{OVERLAY_OPTS}")
+            lines.append(f"{self.tools.mount} -t overlay codemill -o {q(ov)} "
+                         f"{q(str(self.stage / name))}")
         lines.append(f"{self.tools.mount} --rbind {q(str(self.stage))} {STAGE_INSIDE_HOST}")
         lines.append('exec "$@"')
         return "\n".join(lines)
@@ -218,6 +238,8 @@ class BwrapSandbox(WorkspaceSandbox):
             args += ["--ro-bind-try", "/etc/resolv.conf", "/etc/resolv.conf"]
         for _, name, inside, rw in self._binds:
             args += ["--bind" if rw and not offline else "--ro-bind", f"{stage}/{name}", inside]
+        for _, name, inside in self._overlays:
+            args += ["--ro-bind" if offline else "--bind", f"{stage}/{name}", inside]
         args += ["--remount-ro", "/", "--chdir", "/repo", "--clearenv"]
         for key, value in env.items():
             args += ["--setenv", key, value]

@@ -3,7 +3,14 @@
 The build sandbox sees the snapshot at ``/repo`` (copy-on-write; what the build writes
 there becomes the environment's layer), a fresh staging dir at ``/env`` (read-write), the
 uv cache and the uv binary; it has the network (the package index) and nothing else of
-the host. Each attempt of ``builder_plan.attempts`` gets a fresh staging dir and sandbox.
+the host. The install step runs the project's build backend (its ``setup.py``) with that
+network and cache, so the shared uv cache is only the lower layer of an overlay
+(``SandboxSpec.overlay_binds``): what a build writes there, downloads included, stays in
+its sandbox's upper dir and is thrown away, and no build can plant a package another
+build installs. Only ``cache.fill_cache`` writes the shared cache: wheels from the index,
+installed without running any project code, after a build succeeds.
+
+Each attempt of ``builder_plan.attempts`` gets a fresh staging dir and sandbox.
 
 Within an attempt the install degrades one requirement at a time (``degrade``); after it
 succeeds, the suite is collected once and, when pytest itself breaks on today's index, the
@@ -30,6 +37,7 @@ from codemill.core.errors import BuildError
 from codemill.core.protocols import Sandbox
 from codemill.core.records import ExecResult, RepoSnapshot
 from codemill.envs import envstore
+from codemill.envs.builder.cache import fill_cache
 from codemill.envs.builder.compile import recompile
 from codemill.envs.builder.degrade import degrade, summary
 from codemill.envs.builder.degrade import notes as degrade_notes
@@ -61,7 +69,13 @@ from codemill.envs.builder.reasons import (
 from codemill.envs.builder.records import BuildStep
 from codemill.envs.builder.requirements import for_interpreter
 from codemill.envs.builder.tooling import retry_tooling
-from codemill.envs.interpreters import Interpreter
+from codemill.envs.interpreters import (
+    NEUTRAL_PREFIX,
+    Interpreter,
+    needs_neutral_path,
+    neutral_binds,
+    neutral_executable,
+)
 from codemill.envs.lock import Lock, read_lock, tree_digest
 from codemill.repos.detect.project import ProjectInfo
 from codemill.sandbox.api import SandboxSpec, open_sandbox
@@ -134,10 +148,25 @@ def build_spec(snapshot: RepoSnapshot, staging: Path, interp: Interpreter, home:
     ro += [(Path(d).resolve(), f"{FIND_LINKS_INSIDE}/{i}") for i, d in enumerate(config.find_links)]
     if inputs is not None:
         ro.append((inputs, INPUTS_INSIDE))
+    inside = None
+    if _neutral(interp, settings):  # never the host path: it may name a home directory
+        inside = NEUTRAL_PREFIX
+        ro += neutral_binds(interp.path, envstore.interpreters_dir(home))
     return SandboxSpec(
         layers=[Path(snapshot.path)], env_dir=staging, env_writable=True,
-        python_home=Path(interp.prefix), network=True,
-        rw_binds=((cache, UV_CACHE_INSIDE),), ro_binds=tuple(ro), limits=limits)
+        python_home=Path(interp.prefix), python_inside=inside, network=True,
+        overlay_binds=((cache, UV_CACHE_INSIDE),), ro_binds=tuple(ro), limits=limits)
+
+
+def _neutral(interp: Interpreter, settings: Settings) -> bool:
+    """Is the venv made against ``NEUTRAL_PREFIX``? In a bwrap sandbox, for an interpreter
+    outside ``/usr``; the process backend runs on the host's paths."""
+    return settings.sandbox.backend == "bwrap" and needs_neutral_path(interp.prefix)
+
+
+def venv_python(interp: Interpreter, settings: Settings) -> str:
+    """The interpreter path ``uv venv`` is given inside the build sandbox."""
+    return neutral_executable(interp.path) if _neutral(interp, settings) else interp.path
 
 
 def _write_inputs(home: Path, attempt: Attempt) -> Path | None:
@@ -163,8 +192,8 @@ class _Steps:
     def run(self, name: str, argv: list[str], timeout: float | None = None, *,
             offline: bool = False) -> ExecResult:
         t = time.monotonic()
-        kw = {"offline": True} if offline else {}
-        res = self.sb.run(argv, timeout_s=timeout or self.timeout, env=self.env, **kw)
+        res = self.sb.run(argv, timeout_s=timeout or self.timeout, env=self.env,
+                          offline=offline)
         text = (res.stdout + "\n" + res.stderr).strip()
         if res.timed_out:
             text += f"\n[timed out after {res.duration_s:.0f}s]"
@@ -247,7 +276,7 @@ def install(snapshot: RepoSnapshot, project: ProjectInfo, interp: Interpreter, h
                 if inputs is not None:
                     steps.append(BuildStep(name="inputs", exit_code=0, output_tail="\n".join(
                         f"{INPUTS_INSIDE}/{n}:\n{t}" for n, t in input_files(attempt).items())))
-                res = run.run("venv", venv_argv(interp.path), timeout=120)
+                res = run.run("venv", venv_argv(venv_python(interp, settings)), timeout=120)
                 if res.ok and not project.installable:
                     res = run.run("repo-on-path", repo_path_argv(), timeout=60)
                 prebuild = prebuild_argv(project, attempt, config)
@@ -305,6 +334,8 @@ def install(snapshot: RepoSnapshot, project: ProjectInfo, interp: Interpreter, h
             dest = envstore.envs_root(home) / envstore.venv_name(lock.hash, tree,
                                                                   interp.version)
             venv, shared = envstore.publish(staging, dest)
+            fill_cache(spec, home, lock, project.name,
+                       venv_argv(venv_python(interp, settings)), env, config, steps)
             return Installed(venv=venv, lock=lock, layer=layer, disk_bytes=disk,
                              shared=shared, attempt=summary(attempt), notes=tuple(notes))
         finally:
