@@ -87,10 +87,14 @@ def listing(context: PatchContext) -> str:
 
 
 def patch_prompt(problem: str, context: PatchContext, fmt: AnswerFormat = "lines") -> str:
-    """The user turn: problem statement, failing output, listing, the answer format."""
+    """The user turn: problem statement, failing output (left out when the statement
+    already names every failing test it shows, as synthesized tasks' statements do),
+    listing, the answer format."""
     parts = [problem.strip()]
-    if context.failing_output.strip():
-        parts.append("Failing tests:\n" + context.failing_output.strip())
+    output = context.failing_output.strip()
+    shown = re.findall(r"^FAILED (\S+)", output, re.MULTILINE)
+    if output and not all(t in problem for t in shown):  # else the statement already says it
+        parts.append("Failing tests:\n" + output)
     parts.append("Code the failing tests run:\n" + listing(context))
     parts.append(ASK[fmt])
     return "\n\n".join(parts) + "\n"

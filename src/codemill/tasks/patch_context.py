@@ -6,7 +6,7 @@ Patch mode (``codemill.rollouts.patch_mode``) shows the model the problem statem
 failing tests' output and the code those tests reach, and asks for an edit. This module
 computes the last two. Validation keeps the broken state's failures only inside the problem
 statement's prose, and no coverage of the broken state, so both are measured here: the
-FAIL_TO_PASS tests run once under per-test coverage (``TestBed.covered_run``) in a sandbox
+FAIL_TO_PASS tests' files run once under per-test coverage (``TestBed.covered_run``) in a sandbox
 fork of the broken state (``broken_patch`` plus the hidden ``test_patch``, as validation
 ran it). The untrusted code runs only in that sandbox; the host reads files and results.
 
@@ -15,8 +15,12 @@ What the context holds, and what it never holds:
 - ``failing_output``: each FAIL_TO_PASS test's failure message from that run, trimmed, with
   the hidden tests' own code lines removed (as the problem statement does);
 - ``snippets``: the enclosing functions of the source lines the FAIL_TO_PASS tests execute
-  (test files excluded), ranked by how many failing tests run them and whether a failure
-  message names their file (a traceback frame), kept within ``max_tokens``;
+  (test files excluded), most suspicious first, within ``max_tokens``. The whole test files
+  of the failing tests run; the tests passing there in the broken state are the contrast
+  (labels from validation, which ran the gold state, are not used). A line's suspicion is
+  its Ochiai score (run by the failing tests, rarely by the passing ones: spectrum-based
+  fault localization); a function too big for what is left of the budget is shown as a
+  window around its most suspicious line;
 - ``files``: the broken state's text of each file a snippet comes from (the answer's edits
   are applied to it to make the diff).
 
@@ -43,7 +47,7 @@ from codemill.tasks.patches import Changes, apply_patch, code_lines
 from codemill.tasks.paths import is_test_path
 from codemill.tasks.testbed import TestBed
 
-CONTEXT_VERSION = "1"
+CONTEXT_VERSION = "2"
 """Bump when the same task would get another context (cache file names carry it)."""
 CHARS_PER_TOKEN = 4
 
@@ -53,8 +57,10 @@ class PatchContextConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_tokens: int = Field(768, ge=32)
+    max_tokens: int = Field(512, ge=32)
     """Estimated tokens of code listing at most (characters / 4)."""
+    max_functions: int = Field(4, ge=1)
+    """Functions shown at most, the most suspicious first."""
     max_failures: int = Field(3, ge=1)
     """Failing tests whose output is shown."""
     max_message_lines: int = Field(8, ge=1)
@@ -138,17 +144,24 @@ def task_patch_context(bed: TestBed, task: TaskSpec, config: PatchContextConfig 
 def patch_context(bed: TestBed, state: Changes, tests: Sequence[str],
                   config: PatchContextConfig | None = None, *, task_id: str = "",
                   hidden_lines: Iterable[str] = ()) -> PatchContext:
-    """Run ``tests`` in ``state`` under coverage (sandboxed) and build the context.
-    ``hidden_lines`` (code of tests the model must not see) are cut from the output.
-    Raises ``TaskError`` when the run gives no results or no coverage."""
+    """Run the test files of the failing ``tests`` in ``state`` under coverage, sandboxed,
+    and build the context (the other tests of those files, passing in ``state``, are the
+    contrast). ``hidden_lines`` (code of tests the model must not see) are cut from the
+    output. Raises ``TaskError`` when the run gives no results or the failing tests reach
+    no source function."""
     config = config or PatchContextConfig()
     if not tests:
         raise TaskError("no failing test to run")
-    report, cmap = bed.covered_run(state, list(tests), known=set(tests))
+    files = sorted({t.split("::", 1)[0] for t in tests})
+    report, cmap = bed.covered_run(state, files,
+                                   timeout_s=max(bed.timeout_for(None) * 3, 120.0))
     output = failing_output(report, tests, config, hidden_lines)
+    outcomes = report.outcomes()
+    failed = {t for t in tests if outcomes.get(t) != Outcome.PASSED}
+    passed = {t for t, o in outcomes.items() if o == Outcome.PASSED and t not in failed}
+    named = set(re.findall(r"([\w./-]+\.py)", output))
     texts: dict[str, str] = {}
-    weights: dict[tuple[str, int, int], list[float]] = {}
-    names: dict[tuple[str, int, int], str] = {}
+    scored: dict[tuple[str, int, int, str], tuple[float, int]] = {}
     for path, per_line in sorted(cmap.lines.items()):
         if is_test_path(path) or not path.endswith(".py"):
             continue
@@ -157,37 +170,64 @@ def patch_context(bed: TestBed, state: Changes, tests: Sequence[str],
             continue
         texts[path] = text
         spans = function_spans(text)
-        for line, idx in per_line.items():
+        for line, idx in sorted(per_line.items()):
+            who = {cmap.tests[i] for i in idx}
+            f, p = len(who & failed), len(who & passed)
             span = _innermost(spans, line)
-            if span is None:
+            if not f or span is None:
                 continue
-            key = (path, span[0], span[1])
-            names[key] = span[2]
-            w = weights.setdefault(key, [0.0, 0.0])
-            w[0] = max(w[0], float(len(idx)))
-    named = set(re.findall(r"([\w./-]+\.py)", output))
-    for (path, _s, _e), w in weights.items():
-        w[1] = 1.0 if any(path.endswith(n) or n.endswith(path) for n in named) else 0.0
-    ranked = sorted(weights, key=lambda k: (-weights[k][1], -weights[k][0], k[2] - k[1],
-                                            k[0], k[1]))
+            # Ochiai: lines run by the failing tests and few passing ones come first
+            score = f / ((max(len(failed), 1) * (f + p)) ** 0.5)
+            key = (path, *span)
+            if key not in scored or score > scored[key][0]:
+                scored[key] = (score, line)
+
+    def rank(k: tuple[str, int, int, str]) -> tuple[float, int, int, str, int]:
+        in_trace = any(k[0].endswith(n) or n.endswith(k[0]) for n in named)
+        return (-scored[k][0], -int(in_trace), k[2] - k[1], k[0], k[1])
+
     budget = config.max_tokens * CHARS_PER_TOKEN
     chosen: list[Snippet] = []
-    for path, start, end in ranked:
-        lines = tuple(texts[path].splitlines()[start - 1:end])
-        size = sum(len(x) + len(str(start)) + 3 for x in lines)
-        if size > budget:
-            if chosen:
-                continue
-            lines = _clip(lines, start, budget)
-            size = budget
-        chosen.append(Snippet(path, start, lines, names[(path, start, end)]))
+    for key in sorted(scored, key=rank)[: config.max_functions]:
+        path, start, end, name = key
+        lines = texts[path].splitlines()
+        first, last = _window(lines, start, end, scored[key][1], budget)
+        if first is None:
+            continue
+        size = _size(lines, first, last)
+        chosen.append(Snippet(path, first, tuple(lines[first - 1:last]), name))
         budget -= size
-    chosen.sort(key=lambda s: (s.path, s.start))
-    files = {p: texts[p] for p in sorted({s.path for s in chosen})}
     if not chosen:
         raise TaskError("the failing tests reach no function of a source file")
+    chosen.sort(key=lambda s: (s.path, s.start))
+    files = {p: texts[p] for p in sorted({s.path for s in chosen})}
     return PatchContext(task_id=task_id, failing_output=output, snippets=tuple(chosen),
                         files=files, seconds=cmap.seconds)
+
+
+MIN_WINDOW = 3
+"""Lines either side of a big function's most suspicious line, at the least."""
+
+
+def _size(lines: list[str], first: int, last: int) -> int:
+    return sum(len(x) + len(str(last)) + 3 for x in lines[first - 1:last])
+
+
+def _window(lines: list[str], start: int, end: int, focus: int, budget: int
+            ) -> tuple[int | None, int]:
+    """The whole function when it fits ``budget``, else the widest window around
+    ``focus`` that does (None: not even ``MIN_WINDOW`` lines either side fit)."""
+    if _size(lines, start, end) <= budget:
+        return start, end
+    width = None
+    for w in range(MIN_WINDOW, end - start + 1):
+        a, b = max(start, focus - w), min(end, focus + w)
+        if _size(lines, a, b) > budget:
+            break
+        width = w
+    if width is None:
+        return None, 0
+    return max(start, focus - width), min(end, focus + width)
 
 
 def failing_output(report: TestReport, tests: Sequence[str], config: PatchContextConfig,
@@ -245,16 +285,6 @@ def function_spans(text: str) -> list[tuple[int, int, str]]:
 def _innermost(spans: list[tuple[int, int, str]], line: int) -> tuple[int, int, str] | None:
     inside = [s for s in spans if s[0] <= line <= s[1]]
     return min(inside, key=lambda s: s[1] - s[0]) if inside else None
-
-
-def _clip(lines: tuple[str, ...], start: int, budget: int) -> tuple[str, ...]:
-    kept: list[str] = []
-    for line in lines:
-        budget -= len(line) + len(str(start)) + 3
-        if budget < 0:
-            break
-        kept.append(line)
-    return tuple(kept)
 
 
 def _read(bed: TestBed, state: Changes, path: str) -> str | None:
