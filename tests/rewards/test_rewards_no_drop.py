@@ -73,3 +73,16 @@ def test_any_diff_text_ends_in_an_unmasked_zero(toy):
         g = _grade(toy, diff)
         r = g.reward
         assert r.value == 0.0 and not r.masked and r.resolved is False, (name, r, g.notes)
+
+
+def test_huge_and_binary_files_next_to_a_fix_still_earn_one(toy, tmp_path):
+    # 40 MB of text and 2 MB of random bytes: the workspace diff marks both without
+    # reading them into memory, grading drops them, and the fix beside them counts.
+    junk = ("```bash\nhead -c 40000000 /dev/zero | tr '\\0' 'x' > big.txt; "
+            "head -c 2000000 /dev/urandom > blob.bin\n```")
+    batch = _rollout(toy, tmp_path, "huge", [junk, FIX, SUBMIT])
+    assert batch.failed == [], batch.failed
+    [r] = batch.results
+    assert "Binary files /dev/null and b/big.txt differ" in r.trajectory.diff
+    assert len(r.trajectory.diff) < 1 << 20
+    assert r.reward.value == 1.0 and "binary_skipped" in r.reward.flags, (r.reward, r.notes)
