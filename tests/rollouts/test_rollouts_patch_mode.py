@@ -206,3 +206,13 @@ def test_a_big_function_is_shown_as_a_window_around_its_suspicious_line():
     first, last = _window(lines, start, end, 20, 300)
     assert first < 20 < last and last - first < 20  # a window around line 20
     assert _window(lines, start, end, 20, 50) == (None, 0)  # not even 3 lines either side
+
+
+def test_expert_examples_pair_the_rollout_prompt_with_the_gold_answer(toy, context):
+    from codemill.rollouts.patch_data import expert_examples
+
+    got = expert_examples([toy.task], envs={toy.env.env_id: toy.env}, home=toy.home,
+                          settings=toy.settings)
+    [ex] = got.examples
+    assert ex.answer == FIX and not got.skipped
+    assert ex.messages[1].content == patch_prompt(toy.task.problem_statement, context)
