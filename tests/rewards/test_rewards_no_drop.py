@@ -86,3 +86,15 @@ def test_huge_and_binary_files_next_to_a_fix_still_earn_one(toy, tmp_path):
     assert "Binary files /dev/null and b/big.txt differ" in r.trajectory.diff
     assert len(r.trajectory.diff) < 1 << 20
     assert r.reward.value == 1.0 and "binary_skipped" in r.reward.flags, (r.reward, r.notes)
+
+
+def test_a_test_file_with_a_non_utf8_name_is_removed_and_shown_printably(toy):
+    from codemill.core.diffs import file_diff
+
+    from .toyproject import GOLD_PATCH
+
+    planted = file_diff("tests/test_\udcff.py", None, b"def test_x():\n    assert True\n")
+    g = _grade(toy, GOLD_PATCH + planted)
+    assert g.reward.value == 1.0, (g.reward, g.notes)
+    assert "tests/test_\ufffd.py" in g.restored  # removed before the run, named printably
+    "\n".join([*g.notes, *g.restored]).encode("utf-8")

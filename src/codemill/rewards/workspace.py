@@ -38,6 +38,7 @@ from codemill.core.diffs import (
     git_apply_argv,
     parse_diff,
     strip_level,
+    text_bytes,
     touched_paths,
 )
 from codemill.core.errors import SandboxError
@@ -236,7 +237,9 @@ def prepare(sb: Any, task: TaskSpec, diff: str, *, base_layers: Iterable[Path],
                                                               _text(_read(sb, p))):
             out.flags.append(F.TOUCHED_TEST_CONFIG)
     restore(sb, pristine)
-    out.restored = sorted(pristine)
+    # For people: a name that is not UTF-8 is shown with U+FFFD, never as text that cannot
+    # be printed or stored.
+    out.restored = sorted(text_bytes(p).decode("utf-8", "replace") for p in pristine)
 
     if task.test_patch.strip():
         tp_strip = strip_level(parse_diff(task.test_patch))
