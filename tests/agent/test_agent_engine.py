@@ -151,3 +151,4 @@ def test_a_conversation_past_the_context_is_an_error_not_a_hang(engine):
     assert len(engine.generate(_prompt(10), None, SamplingConfig(max_tokens=3,
                                                                   temperature=0.0),
                                set()).ids) == 3
+

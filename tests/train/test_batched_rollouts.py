@@ -103,3 +103,17 @@ def test_model_serve_batches_concurrent_requests(tiny_dir):
         server.shutdown()
         server.server_close()
         backend.close()
+
+
+def test_a_dropped_backend_stops_its_engine_thread(tiny_dir):
+    import gc
+
+    from codemill.agent.models.local import TransformersBackend
+
+    backend = TransformersBackend(tiny_dir, name="tiny", threads=1)
+    thread = backend.engine._thread
+    assert thread.is_alive()
+    del backend
+    gc.collect()
+    thread.join(timeout=10)
+    assert not thread.is_alive()

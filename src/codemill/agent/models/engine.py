@@ -162,10 +162,12 @@ class BatchedEngine:
             self._cond.notify_all()
 
     def close(self) -> None:
+        """Stop the scheduler; rows still waiting fail with ``ModelError``. Idempotent."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout=10)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10)
 
     # -- the scheduler thread --------------------------------------------------------------
     def _loop(self) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,9 @@ class TransformersBackend:
                 from codemill.agent.models.engine import BatchedEngine
 
                 self._engine = BatchedEngine(self.model, device=self.device, policy=self.name)
+                # A backend dropped without ``close`` (one per GRPO round) stops its engine
+                # thread, which would otherwise keep its caches alive for good.
+                weakref.finalize(self, self._engine.close)
             return self._engine
 
     def swap_weights(self, model: Any, name: str | None = None) -> None:
