@@ -216,11 +216,9 @@ def _tasks_of(ctx: AssetContext, env_id: str) -> list[Any]:
 @asset("rollouts", code_version=f"1.{AGENT_VERSION}", deps=("tasks", "environments"))
 def rollouts(ctx: AssetContext) -> Iterator[Any]:
     """G rollouts per task with the configured policy; steps go to their table. Samples
-    already recorded are not run again. Grading is the ``rewards`` asset's. Rollouts are
-    spread over the run's executor: each worker loads the model once and samples on one
-    thread while another worker's tests run (on 2 cores, two single-thread samplers gave
-    15.3 tokens/s together, one sampler on two threads 12.4: ``bench_train.py --stage
-    speed:precision``)."""
+    already recorded are not run again. Grading is the ``rewards`` asset's. A local
+    model's rollouts run at once around one batched sampler (``codemill.rollouts.runner``);
+    other policies' rollouts are spread over the run's executor."""
     from codemill.agent.config import AgentConfig
     from codemill.core.records import SamplingConfig
     from codemill.rollouts.plan import RolloutConfig

@@ -150,9 +150,9 @@ def load_smollm2(home: str | Path, *, device: str = "cpu",
                  threads: int | None = 1) -> TransformersBackend:
     """The default model as a ``TransformersBackend`` named ``smollm2``.
 
-    One CPU thread by default: the model's matrices are so small that OpenMP's
-    synchronization costs more than a second thread gains, and on a busy machine it is far
-    worse (measured on 2 shared cores: 20 tokens in 1.1 s with one thread, 9.9 s with two).
+    One CPU thread by default: the model's matrices are small, and its rollouts' tests run
+    beside the sampler on the same cores, where OpenMP threads that wait on each other lose
+    far more than a second thread gains (``bench/bench_sampler.py --threads`` measures it).
     """
     if threads is not None:
         import torch
