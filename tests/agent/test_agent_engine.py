@@ -152,3 +152,18 @@ def test_a_conversation_past_the_context_is_an_error_not_a_hang(engine):
                                                                   temperature=0.0),
                                set()).ids) == 3
 
+
+
+def test_a_group_with_one_prompt_prefills_it_once(engine):
+    prompt = _prompt(120)
+    requests = [(prompt, None, SamplingConfig(temperature=1.0, max_tokens=5, seed=s), set())
+                for s in range(8)]
+    alone = [engine.generate(*r) for r in requests[:2]]
+    engine.prefixes.clear()
+    hits, reused = engine.prefixes.hits, engine.prefixes.reused_tokens
+    together = _together(engine, requests)
+    # One sample prefilled the prompt; the other seven restored all but its last token.
+    assert engine.prefixes.hits - hits == 7
+    assert engine.prefixes.reused_tokens - reused == 7 * (len(prompt) - 1)
+    for a, b in zip(alone, together[:2], strict=True):
+        assert a.ids == b.ids and _close(a.logprobs, b.logprobs) < TOL

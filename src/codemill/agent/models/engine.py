@@ -43,7 +43,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from codemill.agent.models.slots import KVStash, PrefixCache, SlotCache, mask, write_positions
+from codemill.agent.models.slots import (
+    KVStash,
+    PrefixCache,
+    SlotCache,
+    common_prefix,
+    mask,
+    write_positions,
+)
 from codemill.core.errors import ModelError
 from codemill.core.records import SamplingConfig
 
@@ -189,22 +196,26 @@ class BatchedEngine:
                     self._cond.notify_all()
 
     def _joining(self) -> list[_Row]:
-        """Waiting rows to admit now (lock held). A new conversation that shares a prefix
-        with another one admitted now waits one step, so it starts from that one's cache
-        instead of prefilling the same tokens beside it."""
+        """Waiting rows to admit now (lock held). A new conversation that shares a longer
+        prefix with another one admitted now than with any cached prompt waits one step, so
+        it starts from that one's cache instead of prefilling the same tokens beside it."""
         joining: list[_Row] = []
         deferred: list[_Row] = []
         while (self._waiting and not self._swapping
                and len(self._rows) + len(joining) < self.max_batch):
             row = self._waiting.popleft()
-            if row.saved is None and any(
-                    _shares(row.ids, other.ids, self.prefixes.min_tokens)
-                    for other in joining if other.saved is None):
+            if row.saved is None and self._gains_by_waiting(row, joining):
                 deferred.append(row)
                 continue
             joining.append(row)
         self._waiting.extendleft(reversed(deferred))
         return joining
+
+    def _gains_by_waiting(self, row: _Row, joining: list[_Row]) -> bool:
+        cached = self.prefixes.best(row.ids, self.version, count=False)[1]
+        shared = max((common_prefix(row.ids, other.ids, len(row.ids) - 1)
+                      for other in joining if other.saved is None), default=0)
+        return shared >= self.prefixes.min_tokens and shared > cached
 
     def _step(self, joining: list[_Row]) -> None:
         import torch
@@ -325,11 +336,6 @@ def _draw(logits: Any, sampling: SamplingConfig, generator: Any) -> tuple[int, f
     else:
         token = int(logp.argmax())
     return token, float(logp[token])
-
-
-def _shares(a: list[int], b: list[int], n: int) -> bool:
-    """Whether ``a`` and ``b`` start with the same ``n`` tokens."""
-    return len(a) > n and len(b) > n and a[:n] == b[:n]
 
 
 def _inner(model: Any) -> Any:

@@ -143,19 +143,22 @@ class PrefixCache:
         self._items = [(i, s) for i, s in self._items if i != ids][-(self.entries - 1):]
         self._items.append((list(ids), saved))
 
-    def best(self, ids: list[int], version: int) -> tuple[KVStash | None, int]:
+    def best(self, ids: list[int], version: int,
+             count: bool = True) -> tuple[KVStash | None, int]:
         """``(stash, n)``: the first ``n`` tokens of ``ids`` can be restored from ``stash``
         (``n`` < len(ids), so at least one token is left to feed); (None, 0) if no entry
-        shares ``min_tokens``."""
+        shares ``min_tokens``. ``count=False`` looks without counting a hit."""
         best: tuple[KVStash | None, int] = (None, 0)
         for prompt, saved in self._items:
             if saved.version != version:
                 continue
-            n = _common_prefix(prompt, ids, min(saved.length, len(ids) - 1))
+            n = common_prefix(prompt, ids, min(saved.length, len(ids) - 1))
             if n > best[1]:
                 best = (saved, n)
         if best[1] < self.min_tokens:
             return None, 0
+        if not count:
+            return best
         self.hits += 1
         self.reused_tokens += best[1]
         return best
@@ -164,7 +167,8 @@ class PrefixCache:
         self._items = []
 
 
-def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
+def common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    """How many first tokens ``a`` and ``b`` share, at most ``limit``."""
     n = 0
     for x, y in zip(a, b, strict=False):
         if n >= limit or x != y:
