@@ -1,0 +1,10 @@
+"""Layer 4.5: codemill tasks as environments for the trainers and agents people already use.
+
+Each adapter wraps the one session API (``codemill.rollouts.session``: reset, step, grade,
+close; agent and patch mode), so every adapter's observations are what codemill's own agent
+sees and its reward is the grader's:
+
+- ``gym``: a ``gymnasium.Env`` with text observation and action spaces (extra ``interop``)
+
+Importing this package is cheap: an adapter imports its framework when its module is imported.
+"""
