@@ -37,7 +37,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 $(MODEL_STAMP): $(STAMP)
 	@echo "installing the local model and training stack (torch, transformers, gguf, peft, trl)"
 	@$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
-	@$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev,ray,model,train,report]'
+	@$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev,ray,model,train,report,interop]'
 	@touch $(MODEL_STAMP)
 
 setup: system $(STAMP) $(MODEL_STAMP)  ## create .venv and install codemill, its dev tools and the model stack
