@@ -156,7 +156,7 @@ def _line_edits(text: str, context: PatchContext) -> Answer:
                           "lines")
         edits.setdefault(path, {}).setdefault(n, []).append(new)
     if not edits:
-        return Answer("", "no `N: text` line in the answer", "")
+        return Answer("", "no `N: text` line and no SEARCH/REPLACE block in the answer", "")
     diff = ""
     for path, by_line in edits.items():
         old_lines = split_lines(context.files[path])
