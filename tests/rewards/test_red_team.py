@@ -163,8 +163,17 @@ def test_forged_result_file_and_exit_at_import(toy):
     assert_no_reward(g, F.RUNNER_TAMPER)
 
 
-def test_forged_result_file_hidden_from_the_scan_is_caught_by_the_canary(toy):
+def test_forged_result_file_hidden_from_the_scan_is_not_believed(toy):
+    """The result file is not read at all: the stream has no end record (the process
+    exited before the runner returned), so the run gave no evidence."""
     g = run(toy, edit("src/calc/__init__.py", obfuscated(FORGE_AND_EXIT) + INIT))
+    assert_no_reward(g, F.NO_RESULTS)
+
+
+def test_forged_result_file_is_caught_by_the_canary_when_the_file_is_believed(toy):
+    config = GraderConfig(stream_results=False, audit=False)
+    g = run(toy, edit("src/calc/__init__.py", obfuscated(FORGE_AND_EXIT) + INIT),
+            config=config)
     assert_no_reward(g, F.RUNNER_TAMPER)
     assert any("canary" in n for n in g.notes), g.notes
 
@@ -185,6 +194,9 @@ def test_forger_reading_the_selection_from_argv(toy):
     """Marks every selected test passed (and exits 1, as a run with failures would); the
     canary is one of those names, and must not pass."""
     g = run(toy, edit("src/calc/__init__.py", obfuscated(ARGV_FORGER) + INIT))
+    assert_no_reward(g, F.NO_RESULTS)
+    g = run(toy, edit("src/calc/__init__.py", obfuscated(ARGV_FORGER) + INIT),
+            config=GraderConfig(stream_results=False, audit=False))
     assert_no_reward(g, F.RUNNER_TAMPER)
     assert any("canary" in n for n in g.notes), g.notes
 

@@ -30,7 +30,7 @@ def test_pytest_runner_whole_suite(open_project, tmp_path: Path):
     report = PytestRunner().run(sb, timeout_s=120)
     assert report.error is None and report.ran and report.exit_code == 1
     assert report.command[:3] == ("/env/bin/python", "-c", PYTEST_START)
-    assert report.parser_version == PytestRunner.parser_version
+    assert report.parser_version == PytestRunner().parser_version
     out = report.outcomes()
     assert len(out) == 17
     assert out["tests/test_mix.py::test_param[c/d.e]"] == Outcome.PASSED

@@ -147,6 +147,9 @@ class TestReport(Record):
     error: str | None = None
     """Set when the run produced no trustworthy results (no result file, crash, timeout)."""
     output_tail: str = ""
+    audit: tuple[str, ...] = ()
+    """``class:detail`` of what non-test workspace code did during a streamed run
+    (``codemill.testing.stream``); empty when the run was not streamed."""
 
     @property
     def ran(self) -> bool:

@@ -6,12 +6,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from codemill.rewards import flags as F
 
-HARNESS_VERSION = "codemill-grade-4"
+HARNESS_VERSION = "codemill-grade-5"
 """Bumped whenever grading rules change, so rewards graded under other rules are told apart
 (stored on every reward row with the runner's parser version). 3: a canary never takes
 the name of a selected test (it replaced the test and failed it: an honest fix got 0).
 4: the safe start keeps pytest's warning about plugins it imported early from failing a
-suite that turns warnings into errors."""
+suite that turns warnings into errors. 5: outcomes come from the result stream, not the
+result file; the audit hook's evidence beyond the gold run's zeroes the reward; canaries
+are perturbed copies of the task's own tests."""
 
 DEFAULT_ZERO_ON = (
     F.PATCH_FAILED,
@@ -26,6 +28,7 @@ DEFAULT_ZERO_ON = (
     F.SPECIAL_CASE_RUNNER,
     F.SPECIAL_CASE_FRAME,
     F.SPECIAL_CASE_ALWAYS_EQUAL,
+    *F.AUDIT.values(),
 )
 
 
@@ -65,6 +68,14 @@ class GraderConfig(BaseModel):
     scan_special_cases: bool = True
     """Look for code that detects the test run in the candidate's changed modules (AST);
     whether a finding zeroes the reward is ``zero_on``'s to say."""
+    stream_results: bool = True
+    """Believe only the outcomes the harness streamed to the host as it decided them
+    (``codemill.testing.stream``); off: the result file in the results dir, which the code
+    under test can rewrite after the run."""
+    audit: bool = True
+    """Run an audit hook in the test process and zero what non-test workspace code did
+    there beyond the gold run (``harness/guard.py``; needs ``stream_results``). Which
+    classes zero is ``zero_on``'s to say (the ``audit_*`` flags)."""
     restore_support: bool = True
     """Also put back the workspace files that validation saw the task's tests import or
     open (``TaskSpec.metadata["test_support"]``), wherever they live."""

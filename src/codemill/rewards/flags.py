@@ -53,6 +53,23 @@ SPECIAL_CASE_FRAME = "special_case_frame"
 """Added code that inspects its callers' frames or file names."""
 SPECIAL_CASE_ALWAYS_EQUAL = "special_case_always_equal"
 """Added an ``__eq__`` that is always true (or ``__ne__`` always false)."""
+AUDIT_EXEC = "audit_exec"
+"""At run time, non-test workspace code compiled text that is not a file's own source, or
+built code objects by hand, beyond what the gold run did (``harness/guard.py``)."""
+AUDIT_FRAME = "audit_frame"
+"""At run time, non-test workspace code read the call stack, frames or the gc's objects."""
+AUDIT_TEST_READ = "audit_test_read"
+"""At run time, non-test workspace code opened or listed test files."""
+AUDIT_RUNNER = "audit_runner"
+"""At run time, non-test workspace code imported the test runner's modules, or the
+runner's code or plugins changed under it."""
+AUDIT_TRACE = "audit_trace"
+"""At run time, non-test workspace code set a trace or profile function or an audit hook."""
+AUDIT_CTYPES = "audit_ctypes"
+"""At run time, non-test workspace code used ctypes."""
+AUDIT = {"exec": AUDIT_EXEC, "frame": AUDIT_FRAME, "test_read": AUDIT_TEST_READ,
+         "runner": AUDIT_RUNNER, "trace": AUDIT_TRACE, "ctypes": AUDIT_CTYPES}
+"""Audit record class -> flag."""
 FLAG_ONLY = "flag_only"
 """Suffix ``<flag>:flag_only``: a flag of a zeroing class that this grading's config
 records without zeroing (``GraderConfig.zero_on`` left it out)."""

@@ -17,10 +17,16 @@ The contract (DESIGN.md, Rewards):
   not start, it is the infrastructure's or the task's fault: masked, ``value=None`` with an
   ``error_type``. An error is never a zero.
 
-Known limit: the code under test runs in the same process as pytest, so code written to
-defeat this particular harness (forging a result file that reproduces the canary's
-failure) is not caught by the run alone; the static scan (``flags.RUNNER_TAMPER``) zeroes
-source changes that reach into pytest, its result file or ``os._exit``.
+- Outcomes come from the result stream (``codemill.testing.stream``): written to the host
+  as each test is decided, so rewriting the result file afterwards changes nothing.
+- An audit hook in the test process records what non-test workspace code does (exec of
+  text, frame access, reading tests, the runner's modules, tracing, ctypes); what the
+  candidate's run has beyond the gold run's zeroes the reward (``audit_*`` flags).
+
+Known limit: the code under test runs in the same process as pytest, so it can change a
+report before it is streamed; the canaries (copies of the task's own tests that must fail),
+the runner check and the audit hook are the defences there, and the static scan
+(``flags.RUNNER_TAMPER``) is a cheap first pass over the source.
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ class GoldCheck:
     error: str = ""
     prepared: bool = False
     """The gold patch and the hidden tests applied (whatever the run then did)."""
+    audit: tuple[str, ...] = ()
+    """What the audit hook saw the gold state's non-test code do: the legitimate baseline."""
 
 
 def flaky_tests(task: TaskSpec) -> frozenset[str]:
@@ -82,10 +90,13 @@ def flaky_tests(task: TaskSpec) -> frozenset[str]:
     return frozenset(out)
 
 
-def make_runner(env: EnvSpec, *, safe_start: bool = True) -> Any:
+def make_runner(env: EnvSpec, *, safe_start: bool = True, stream: bool = True) -> Any:
     """The runner the environment's tests use: its recorded ``test_command`` and variables,
-    built the one way the build's baseline and task validation build it."""
-    return runner_for_command(env.test_command, env.env_vars, safe_start=safe_start)
+    built the one way the build's baseline and task validation build it; ``stream``: its
+    outcomes read only from the result stream (``codemill.testing.stream``)."""
+    runner = runner_for_command(env.test_command, env.env_vars, safe_start=safe_start)
+    runner.stream = stream
+    return runner
 
 
 class _Grade:
@@ -102,7 +113,8 @@ class _Grade:
         self.spec: Any = None
         self.spec_error = ""
         try:
-                self.runner = runner or make_runner(env, safe_start=config.safe_start)
+                self.runner = runner or make_runner(env, safe_start=config.safe_start,
+                                                    stream=config.stream_results)
         except CodemillError as exc:  # an environment whose command no runner runs
             self.runner, self.spec_error = PytestRunner(), str(exc)
         self.unittest = isinstance(self.runner, UnittestRunner)
@@ -139,7 +151,9 @@ class _Grade:
             return [], list(self.selection)
         return plant(sb, self.selection, count=self.config.canaries, unittest=self.unittest,
                      fail_to_pass=tuple(t for t in self.task.fail_to_pass
-                                        if t not in self.flaky))
+                                        if t not in self.flaky),
+                     hidden=(*touched_paths(parse_diff(self.task.test_patch)),
+                             *self.task.hidden_paths))
 
     def run(self) -> Grading:
         if not self.diff.strip():
@@ -192,6 +206,7 @@ class _Grade:
             return self.no_evidence(report, restored)
         verdict = judge(report, self.task.fail_to_pass, self.task.pass_to_pass, self.flaky)
         self.check_canary(report, canaries)
+        self.check_audit(report)
         if verdict.missing:
             self.flags.append(F.MISSING_TESTS)
         return self.finish(value=1.0 if verdict.resolved else 0.0, verdict=verdict,
@@ -216,6 +231,18 @@ class _Grade:
                 self.notes.append("a canary test vanished (the gold run reports them all)")
             else:
                 self.notes.append("canaries not collectable in this project: check skipped")
+
+    def check_audit(self, report: TestReport) -> None:
+        """Flag each class of run-time evidence the candidate's run has beyond the gold
+        run's (the gold state runs only when there is evidence to compare)."""
+        if not (self.config.audit and report.audit):
+            return
+        base = set(self.gold_check().audit) if self.config.gold_check else set()
+        added = [a for a in report.audit if a not in base]
+        self.flags += [F.AUDIT[a.split(":", 1)[0]] for a in added
+                       if a.split(":", 1)[0] in F.AUDIT]
+        if added:
+            self.notes.append("run-time evidence beyond the gold run: " + "; ".join(added[:6]))
 
     def no_evidence(self, report: TestReport | None, restored: list[str]) -> Grading:
         why = "no report" if report is None else (report.error or "no results")
@@ -263,10 +290,11 @@ class _Grade:
         if b.failed:
             return GoldCheck(False, False, b.message or "")
         if not has_evidence(report):
-            return GoldCheck(False, False, report.error or "no results", prepared=True)
+            return GoldCheck(False, False, report.error or "no results", prepared=True,
+                             audit=report.audit)
         seen = report.outcomes()
         return GoldCheck(True, bool(canaries) and all(c.node_id in seen for c in canaries),
-                         prepared=True)
+                         prepared=True, audit=report.audit)
 
     # --- the reward -------------------------------------------------------------------------
     def masked(self, error_type: str, message: str,

@@ -24,6 +24,8 @@ removes such new names (``codemill.rewards.shadow``).
 
 from __future__ import annotations
 
+from importlib import resources
+
 PRELUDE = r'''
 import os as _os, sys as _sys
 _cwd = _os.getcwd()
@@ -97,48 +99,157 @@ def _record_opens(out):
     atexit.register(dump)
 '''
 
-PYTEST_START = PRELUDE + RECORD_OPENS + r'''
-try:
-    import pytest
-except ImportError:
-    # The project is one of the runner's own dependencies (iniconfig, pluggy, packaging),
-    # installed from the workspace: the runner cannot start without it. Its installed
-    # paths come back; the working directory stays out until the runner is loaded.
-    _sys.path[:] = [p for p in _orig if p not in ("", ".", _cwd)]
-    import pytest
-_plugins = []
-for _name in _env_plugins():
+GUARD = (resources.files("codemill.testing") / "harness" / "guard.py").read_text()
+"""The in-sandbox guard (``harness/guard.py``): result stream and audit hook. Every runner
+program runs it before anything of the workspace can be imported."""
+
+PYTEST_STREAM = r'''
+def _cm_pytest_plugin(pytest, emit, watch):
+    # The plugin that streams each report as pytest decides it, and checks between tests
+    # that pytest's own code and the registered plugins are the ones the run started with.
+    import importlib, sys, types
+    import _pytest.config as _cfg
+    for _n in getattr(_cfg, "default_plugins", ()):
+        try:
+            importlib.import_module("_pytest." + _n)
+        except Exception:
+            pass
+    state = {"config": None, "seen": set()}
+    calls = {"passed": "passed", "failed": "failed", "skipped": "skipped"}
+
+    def message(report):
+        lr = report.longrepr
+        if lr is None:
+            return ""
+        if isinstance(lr, tuple) and len(lr) == 3:
+            return str(lr[2])[:2000]
+        crash = getattr(lr, "reprcrash", None)
+        text = getattr(crash, "message", None) if crash is not None else None
+        text = str(lr) if text is None else text
+        return "\n".join(text.strip().splitlines()[:5])[:2000]
+
+    def plugins():
+        config = state["config"]
+        if config is None:
+            return
+        for p in config.pluginmanager.get_plugins():
+            if id(p) in state["seen"]:
+                continue
+            state["seen"].add(id(p))
+            mod = p if isinstance(p, types.ModuleType) else sys.modules.get(
+                getattr(type(p), "__module__", ""))
+            where = getattr(mod, "__file__", None)
+            if isinstance(where, str):
+                sys.audit("codemill.plugin", where)
+
+    class CodemillStream:
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_configure(self, config):
+            state["config"] = config
+            plugins()
+
+        @pytest.hookimpl(hookwrapper=True, tryfirst=True)
+        def pytest_runtest_makereport(self, item, call):
+            if call.when == "call":
+                check()
+                plugins()
+            yield
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_runtest_logreport(self, report):
+            if report.when == "call":
+                check()
+                out = calls.get(report.outcome)
+            else:
+                out = {"failed": "error", "skipped": "skipped"}.get(report.outcome)
+            if out and report.nodeid:
+                emit("r", [report.nodeid, out, message(report) if out != "passed" else "",
+                           round(float(report.duration or 0.0), 6)])
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_collectreport(self, report):
+            out = {"failed": "error", "skipped": "skipped"}.get(report.outcome)
+            if out and report.nodeid:
+                emit("r", [report.nodeid, out, message(report), 0.0])
+
+    check = watch(("pytest", "_pytest", "pluggy"),
+                  lambda label: sys.audit("codemill.runner", label), (CodemillStream,))
+    return CodemillStream(), lambda: (check(), plugins())
+'''
+
+PYTEST_START = PRELUDE + GUARD + RECORD_OPENS + PYTEST_STREAM + r'''
+
+def _cm_main():
+    guard, watch = globals().pop("_cm_guard"), globals().pop("_cm_watch")
+    make_plugin = globals().pop("_cm_pytest_plugin")
+    emit, stdin_ids, streaming = guard(_cwd)
     try:
-        __import__(_name)
-        _plugins += ["-p", _name]
-    except Exception:
-        pass
-if _plugins:
-    # Imported before pytest's assert rewriting starts, the plugins cannot be rewritten
-    # and pytest warns so; a suite that turns warnings into errors would die on that
-    # warning of our own making. A command-line filter outranks the ini's.
-    _plugins = ["-W", "ignore::pytest.PytestAssertRewriteWarning"] + _plugins
-_os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-_restore_path()
-_record = _os.environ.pop("CODEMILL_RECORD_OPENS", "")
-if _record:
-    _record_opens(_record)
-_args = _sys.argv[1:]
-if _args[:1] == ["--ids-on-stdin"]:
-    _args = _args[1:] + [i for i in _sys.stdin.read().splitlines() if i]
-raise SystemExit(int(pytest.main(_plugins + _args)))
+        import pytest
+    except ImportError:
+        # The project is one of the runner's own dependencies (iniconfig, pluggy,
+        # packaging), installed from the workspace: the runner cannot start without it.
+        # Its installed paths come back; the working directory stays out until the runner
+        # is loaded.
+        _sys.path[:] = [p for p in _orig if p not in ("", ".", _cwd)]
+        import pytest
+    plugins = []
+    for name in _env_plugins():
+        try:
+            __import__(name)
+            plugins += ["-p", name]
+        except Exception:
+            pass
+    if plugins:
+        # Imported before pytest's assert rewriting starts, the plugins cannot be
+        # rewritten and pytest warns so; a suite that turns warnings into errors would die
+        # on that warning of our own making. A command-line filter outranks the ini's.
+        plugins = ["-W", "ignore::pytest.PytestAssertRewriteWarning"] + plugins
+    own, final = make_plugin(pytest, emit, watch) if streaming else (None, None)
+    _os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    _restore_path()
+    record = _os.environ.pop("CODEMILL_RECORD_OPENS", "")
+    if record:
+        _record_opens(record)
+    args = _sys.argv[1:]
+    if args[:1] == ["--ids-on-stdin"]:
+        args = args[1:] + stdin_ids
+    code = int(pytest.main(plugins + args, plugins=[own] if own else []))
+    if final:
+        final()
+        emit("end", code)
+    return code
+
+
+raise SystemExit(_cm_main())
 '''
 """``python -c PYTEST_START [--ids-on-stdin] [pytest args]``: pytest started safely. With
-``--ids-on-stdin`` first, node ids are read from stdin (one a line) and appended. With
-``CODEMILL_RECORD_OPENS`` set to a path, the workspace files the run opened or imported
-are written there at exit (validation records what the task's tests use)."""
+``--ids-on-stdin`` first, node ids are read from stdin (one a line) and appended. A first
+stdin line ``codemill-stream TOKEN`` turns on the result stream and the audit hook
+(``harness/guard.py``). With ``CODEMILL_RECORD_OPENS`` set to a path, the workspace files
+the run opened or imported are written there at exit (validation records what the task's
+tests use)."""
 
-PLAIN_START = r'''
-import sys, pytest
-args = sys.argv[1:]
-if args[:1] == ["--ids-on-stdin"]:
-    args = args[1:] + [i for i in sys.stdin.read().splitlines() if i]
-raise SystemExit(int(pytest.main(args)))
+PLAIN_START = GUARD + PYTEST_STREAM + r'''
+
+def _cm_main():
+    import os, sys
+    guard, watch = globals().pop("_cm_guard"), globals().pop("_cm_watch")
+    emit, stdin_ids, streaming = guard(os.getcwd())
+    import pytest
+    make_plugin = globals().pop("_cm_pytest_plugin")
+    own, final = make_plugin(pytest, emit, watch) if streaming else (None, None)
+    args = sys.argv[1:]
+    if args[:1] == ["--ids-on-stdin"]:
+        args = args[1:] + stdin_ids
+    code = int(pytest.main(args, plugins=[own] if own else []))
+    if final:
+        final()
+        emit("end", code)
+    return code
+
+
+raise SystemExit(_cm_main())
 '''
-"""What ``python -m pytest`` does, with the same ``--ids-on-stdin`` convention: only for
-showing what the safe start defends against (``GraderConfig.safe_start=False``)."""
+"""What ``python -m pytest`` does (the working directory first on ``sys.path``, plugins
+auto-loaded), with the same guard and ``--ids-on-stdin`` convention: only for showing what
+the safe start defends against (``GraderConfig.safe_start=False``)."""

@@ -30,11 +30,14 @@ from codemill.testing.pytest_runner import (
 )
 from codemill.testing.reports import make_report
 from codemill.testing.resultfile import clear_dir
-from codemill.testing.safe_start import PRELUDE
+from codemill.testing.safe_start import GUARD, PRELUDE
+from codemill.testing.stream import FORMAT as STREAM_FORMAT
+from codemill.testing.stream import new_token, stdin_text, stream_report
 
 # The harness imports only the standard library: with the workspace off the path while
-# it does, and put back (after the standard library) before the tests load.
-UNITTEST_PRELUDE = (PRELUDE + "import argparse, json, re, time, traceback, unittest\n"
+# it does, and put back (after the standard library) before the tests load. The guard
+# (result stream, audit hook) comes with every start, safe or not.
+UNITTEST_PRELUDE = (PRELUDE + GUARD + "import argparse, json, re, time, traceback, unittest\n"
                     "_restore_path()\n")
 
 HARNESS_NAME = "unittest_harness.py"
@@ -71,21 +74,25 @@ def parse_results(data: bytes) -> tuple[TestCaseResult, ...]:
 class UnittestRunner:
     """A ``TestRunner`` for unittest suites: discovery from ``start_dir`` with ``pattern``."""
 
-    parser_version = PARSER_VERSION
-
     def __init__(self, python: str = "/env/bin/python", *, start_dir: str = ".",
                  pattern: str = "test*.py", env: Mapping[str, str] | None = None,
-                 safe_start: bool = True) -> None:
+                 safe_start: bool = True, stream: bool = False) -> None:
         self.python = python
         self.start_dir = start_dir
         self.pattern = pattern
         self.env = dict(env or {})
         self.safe_start = safe_start
+        self.stream = stream
+        """Believe only the result stream, as ``PytestRunner.stream``."""
+
+    @property
+    def parser_version(self) -> str:
+        return f"{STREAM_FORMAT}+unittest" if self.stream else PARSER_VERSION
 
     def command(self, selection: Sequence[str] | None = None, *,
                 results_dir: str = DEFAULT_RESULTS_INSIDE) -> tuple[str, ...]:
         check_selection(selection)
-        prelude = UNITTEST_PRELUDE if self.safe_start else ""
+        prelude = UNITTEST_PRELUDE if self.safe_start else GUARD
         argv = [self.python, "-c", prelude + harness_source().decode(), "--out",
                 f"{results_dir}/{RESULT_NAME}", "--start-dir", self.start_dir,
                 "--pattern", self.pattern]
@@ -99,7 +106,13 @@ class UnittestRunner:
         clear_dir(host_dir)
         argv = self.command(selection, results_dir=inside)
         env = {"PYTHONDONTWRITEBYTECODE": "1", **self.env}
-        res = sandbox.run(argv, timeout_s=timeout_s, env=env, stdin=stdin_ids(selection))
+        token = new_token() if self.stream else ""
+        ids = stdin_ids(selection)
+        res = sandbox.run(argv, timeout_s=timeout_s, env=env,
+                          stdin=stdin_text(token, ids) if token else ids)
+        if token:
+            return stream_report(argv, res, token, parser_version=self.parser_version,
+                                 exit_errors={5: "no tests collected"})
         return self.report(argv, res, host_dir / RESULT_NAME)
 
     def report(self, argv: Sequence[str], res: ExecResult, path: Path) -> TestReport:

@@ -12,6 +12,11 @@ expected failure skipped; unexpected success failed. A module that fails to impo
 failing ``setUpClass``/``setUpModule`` are errors under the module's or class's id.
 The file is written once, atomically, at the end; exit code 0 (all passed), 1 (some did
 not) or 5 (no tests), as pytest does.
+
+When the runner put the guard (``guard.py``) before this source and sent a stream token,
+each verdict also leaves on the result stream as it is decided, the run ends with an
+``end`` record, and the code of ``unittest`` and of this harness is checked between tests
+(a change is reported as ``runner`` evidence).
 """
 
 
@@ -70,13 +75,16 @@ def short(err):
 
 
 class Recorder(unittest.TestResult):
-    def __init__(self):
+    def __init__(self, emit=None, check=None):
         super().__init__()
         self.rows = {}
         self._t0 = time.perf_counter()
+        self._emit, self._check = emit, check
 
     def _put(self, test, outcome, message=""):
         nid = node_id(test)
+        if self._emit is not None:
+            self._emit("r", [nid, outcome, message, 0.0])
         row = self.rows.setdefault(nid, {"node_id": nid, "outcome": outcome,
                                          "duration_s": 0.0, "message": message})
         if _SEVERITY[outcome] > _SEVERITY[row["outcome"]]:
@@ -88,6 +96,8 @@ class Recorder(unittest.TestResult):
 
     def stopTest(self, test):
         super().stopTest(test)
+        if self._check is not None:
+            self._check()
         row = self.rows.get(node_id(test))
         if row is not None:
             row["duration_s"] += max(0.0, time.perf_counter() - self._t0)
@@ -122,11 +132,12 @@ def to_unittest_name(nid):
     return ".".join([module, *[p for p in rest.split("::") if p]])
 
 
-def load(args):
+def load(args, stdin_ids=None):
     loader = unittest.TestLoader()
     ids = list(args.ids)
     if args.select_stdin:
-        ids += [line for line in sys.stdin.read().splitlines() if line]
+        ids += stdin_ids if stdin_ids is not None else [
+            line for line in sys.stdin.read().splitlines() if line]
     if not ids:
         return loader.discover(args.start_dir, pattern=args.pattern, top_level_dir=os.getcwd())
     suite = unittest.TestSuite()
@@ -148,6 +159,12 @@ def flatten(suite):
 
 
 def main(argv=None):
+    guard, watch = globals().pop("_cm_guard", None), globals().pop("_cm_watch", None)
+    emit, stdin_ids, streaming = guard(os.getcwd()) if guard else (None, None, False)
+    check = None
+    if streaming:
+        check = watch(("unittest",), lambda label: sys.audit("codemill.runner", label),
+                      (Recorder,))
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
     parser.add_argument("--start-dir", default=".")
@@ -157,16 +174,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if os.getcwd() not in sys.path:  # import the project from the working dir, as unittest does
         sys.path.insert(0, os.getcwd())
-    result = Recorder()
-    load(args).run(result)
+    result = Recorder(emit if streaming else None, check)
+    load(args, stdin_ids).run(result)
     rows = sorted(result.rows.values(), key=lambda r: r["node_id"])
     tmp = args.out + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump({"format": FORMAT, "results": rows}, fh)
     os.replace(tmp, args.out)
-    if not rows:
-        return 5
-    return 0 if all(r["outcome"] in ("passed", "skipped") for r in rows) else 1
+    code = 0 if all(r["outcome"] in ("passed", "skipped") for r in rows) else 1
+    code = code if rows else 5
+    if streaming:
+        check()
+        emit("end", code)
+    return code
 
 
 if __name__ == "__main__":
