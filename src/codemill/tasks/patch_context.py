@@ -47,7 +47,7 @@ from codemill.tasks.patches import Changes, apply_patch, code_lines
 from codemill.tasks.paths import is_test_path
 from codemill.tasks.testbed import TestBed
 
-CONTEXT_VERSION = "2"
+CONTEXT_VERSION = "3"
 """Bump when the same task would get another context (cache file names carry it)."""
 CHARS_PER_TOKEN = 4
 
@@ -57,7 +57,7 @@ class PatchContextConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_tokens: int = Field(512, ge=32)
+    max_tokens: int = Field(768, ge=32)
     """Estimated tokens of code listing at most (characters / 4)."""
     max_functions: int = Field(4, ge=1)
     """Functions shown at most, the most suspicious first."""
@@ -182,9 +182,12 @@ def patch_context(bed: TestBed, state: Changes, tests: Sequence[str],
             if key not in scored or score > scored[key][0]:
                 scored[key] = (score, line)
 
-    def rank(k: tuple[str, int, int, str]) -> tuple[float, int, int, str, int]:
+    def rank(k: tuple[str, int, int, str]) -> tuple[int, float, int, int, str, int]:
         in_trace = any(k[0].endswith(n) or n.endswith(k[0]) for n in named)
-        return (-scored[k][0], -int(in_trace), k[2] - k[1], k[0], k[1])
+        # reporting a failure calls repr() on the values compared: only failing tests run
+        # those methods, so they would top every ranking without being suspect
+        reporting = k[3].rsplit(".", 1)[-1] in REPORTING
+        return (int(reporting), -scored[k][0], -int(in_trace), k[2] - k[1], k[0], k[1])
 
     budget = config.max_tokens * CHARS_PER_TOKEN
     chosen: list[Snippet] = []
@@ -205,6 +208,8 @@ def patch_context(bed: TestBed, state: Changes, tests: Sequence[str],
                         files=files, seconds=cmap.seconds)
 
 
+REPORTING = frozenset({"__repr__", "__str__", "__format__"})
+"""Methods a test framework calls to describe a failure; ranked after the others."""
 MIN_WINDOW = 3
 """Lines either side of a big function's most suspicious line, at the least."""
 
