@@ -107,3 +107,40 @@ def test_the_audit_hook_records_non_test_workspace_code_only(open_project, tmp_p
     assert set(report.audit) == {"exec:snoop.py:snoop", "frame:snoop.py:snoop",
                                  "test_read:tests/test_snoop.py", "trace:snoop.py:snoop",
                                  "ctypes:snoop.py:<module>"}, report.audit
+
+
+@pytest.mark.network
+def test_unittest_runs_stream_and_report_a_patched_runner(open_project, tmp_path: Path):
+    """A workspace module that makes ``assertEqual`` a no-op: the failing test passes, and
+    the change to unittest's own code is on the stream as runner evidence."""
+    files = {"lib.py": "import unittest\n\nunittest.TestCase.assertEqual = "
+                       "lambda self, *a, **k: None\n\n\ndef two():\n    return 3\n",
+             "tests/__init__.py": "",
+             "tests/test_lib.py": "import unittest\n\nfrom lib import two\n\n\n"
+                                  "class TestTwo(unittest.TestCase):\n"
+                                  "    def test_two(self):\n"
+                                  "        self.assertEqual(two(), 2)\n"}
+    sb = open_project(write_project(tmp_path / "proj", files))
+    nid = "tests/test_lib.py::TestTwo::test_two"
+    report = UnittestRunner(start_dir="tests", stream=True).run(sb, [nid], timeout_s=120)
+    assert report.outcomes() == {nid: Outcome.PASSED}, report
+    assert "runner:changed:TestCase.assertEqual" in report.audit, report.audit
+
+
+@pytest.mark.network
+def test_unittest_canaries_are_copies_of_the_selected_test(open_project, tmp_path: Path):
+    import random
+
+    from codemill.rewards.canary import plant
+
+    sb = open_project(write_project(tmp_path / "units", UNITTEST))
+    ok = "tests/test_units.py::TestMath::test_ok"
+    canaries, selection = plant(sb, [ok], count=2, unittest=True, rng=random.Random(3))
+    text = bytes(sb.read_file("tests/test_units.py")).decode()
+    assert all(c.node_id.startswith("tests/test_units.py::TestMath::test_ok_")
+               for c in canaries), canaries
+    before = UNITTEST["tests/test_units.py"].count("self.assertEqual(1 + 1, ")
+    assert text.count("self.assertEqual(1 + 1, ") == before + 2  # two copies of test_ok
+    report = UnittestRunner(start_dir="tests", stream=True).run(sb, selection, timeout_s=120)
+    assert report.outcomes()[ok] == Outcome.PASSED
+    assert all(report.outcomes()[c.node_id] == Outcome.FAILED for c in canaries), report
