@@ -4,7 +4,10 @@ Each adapter wraps the one session API (``codemill.rollouts.session``: reset, st
 close; agent and patch mode), so every adapter's observations are what codemill's own agent
 sees and its reward is the grader's:
 
-- ``gym``: a ``gymnasium.Env`` with text observation and action spaces (extra ``interop``)
+- ``gym``: a ``gymnasium.Env`` with text observation and action spaces
+- ``open_env``: an OpenEnv ``Environment``, its FastAPI server (``task_app``) and client
+
+Both need the extra ``interop`` (``gymnasium``, ``openenv-core``).
 
 Importing this package is cheap: an adapter imports its framework when its module is imported.
 """

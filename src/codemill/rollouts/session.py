@@ -158,6 +158,13 @@ class Session:
         return self._stop in TRUNCATIONS
 
     @property
+    def step_count(self) -> int:
+        """Steps taken in the current episode."""
+        if self.mode == "patch":  # its one step is in run_patch's trajectory
+            return 0 if self._trajectory is None else len(self._trajectory.steps)
+        return len(self._steps)
+
+    @property
     def fork(self) -> Any:
         """The episode's open sandbox fork (None in patch mode or once released)."""
         return self._fork

@@ -1,0 +1,97 @@
+"""The OpenEnv adapter on the toy task: OpenEnv's own FastAPI server on a loopback port and its
+WebSocket client, driven by a scripted policy, earn the grader's reward; a closed connection
+leaves no fork behind."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from codemill.interop.open_env import TaskAction, TaskClient, task_app
+from codemill.rollouts.session import SessionConfig
+from rollouts.test_rollouts_groups import AGENT, FIX
+
+CONFIG = SessionConfig(agent=AGENT)
+
+
+class Served:
+    """``app`` served by uvicorn in a thread on a free loopback port."""
+
+    def __init__(self, app):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run,
+                                       kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "no server"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.sock.close()
+
+
+def forks(toy):
+    root = toy.home / "tmp" / "sandboxes"
+    return set(root.iterdir()) if root.is_dir() else set()
+
+
+def test_client_loop_over_loopback_earns_the_graders_reward(toy):
+    app = task_app(toy.task, toy.env, toy.home, toy.settings, config=CONFIG, max_sessions=2)
+    before = forks(toy)
+    with Served(app) as served:
+        assert httpx.get(f"{served.url}/health").json()["status"] == "healthy"
+        with TaskClient(base_url=served.url).sync() as client:
+            result = client.reset()
+            first = result.observation
+            assert not result.done and result.reward is None
+            assert [m["role"] for m in first.messages] == ["system", "user"]
+            assert first.messages[1]["content"] == toy.task.problem_statement
+            assert '<tool name="submit"></tool>' in first.text
+            assert len(forks(toy) - before) == 1  # this connection's fork
+            rewards = []
+            for reply in FIX:
+                result = client.step(TaskAction(text=reply))
+                rewards.append(result.reward)
+            assert result.done and rewards == [0.0, 0.0, 1.0]
+            final = result.observation
+            assert final.stop_reason == "submitted" and not final.truncated
+            assert final.verdict["resolved"] is True and final.verdict["masked"] is False
+            state = client.state()
+            assert state.done and state.step_count == 3 and state.task_id == toy.task.task_id
+            with pytest.raises(RuntimeError, match="episode is over"):
+                client.step(TaskAction(text=FIX[2]))
+            # a second episode on the same connection: a wrong edit earns 0
+            client.reset()
+            wrong = FIX[1].replace("a + b", "a * b")
+            client.step(TaskAction(text=wrong))
+            result = client.step(TaskAction(text=FIX[2]))
+            assert result.done and result.reward == 0.0
+        deadline = time.monotonic() + 10  # the server closes the session as it disconnects
+        while forks(toy) != before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert forks(toy) == before
+
+
+def test_patch_mode_over_the_client(toy):
+    app = task_app(toy.task, toy.env, toy.home, toy.settings, mode="patch")
+    with Served(app) as served, TaskClient(base_url=served.url).sync() as client:
+        first = client.reset().observation
+        assert "1: def add(a, b):" in first.text and first.messages[0]["role"] == "system"
+        result = client.step(TaskAction(text="2:     return a + b"))
+        assert result.done and result.reward == 1.0
+        assert result.observation.stop_reason == "submitted"
