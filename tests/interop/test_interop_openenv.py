@@ -4,50 +4,17 @@ leaves no fork behind."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 
 from codemill.interop.open_env import TaskAction, TaskClient, task_app
 from codemill.rollouts.session import SessionConfig
+from interop.served import Served, forks
 from rollouts.test_rollouts_groups import AGENT, FIX
 
 CONFIG = SessionConfig(agent=AGENT)
-
-
-class Served:
-    """``app`` served by uvicorn in a thread on a free loopback port."""
-
-    def __init__(self, app):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run,
-                                       kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "no server"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(30)
-        self.sock.close()
-
-
-def forks(toy):
-    root = toy.home / "tmp" / "sandboxes"
-    return set(root.iterdir()) if root.is_dir() else set()
 
 
 def test_client_loop_over_loopback_earns_the_graders_reward(toy):

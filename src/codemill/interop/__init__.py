@@ -6,8 +6,9 @@ sees and its reward is the grader's:
 
 - ``gym``: a ``gymnasium.Env`` with text observation and action spaces
 - ``open_env``: an OpenEnv ``Environment``, its FastAPI server (``task_app``) and client
+- ``serve``: task sessions over plain HTTP (``serve_app``; ``codemill env serve``)
 
-Both need the extra ``interop`` (``gymnasium``, ``openenv-core``).
+They need the extra ``interop`` (``gymnasium``, ``openenv-core``, ``fastapi``, ``uvicorn``).
 
 Importing this package is cheap: an adapter imports its framework when its module is imported.
 """
