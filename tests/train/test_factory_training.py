@@ -43,14 +43,16 @@ def test_sft_on_expert_data_then_grpo_rounds(ledger_home, tiny_dir):
     steps = []
     job = GrpoJob(model=f"ckpt:{sft.checkpoint_id[:12]}", train=TrainConfig(
         steps=2, batch_size=1, group_size=2, max_new_tokens=6, max_turns=2, threads=1,
-        device="cpu", lr=1e-3))
+        device="cpu", lr=1e-3, max_draws=2))
     grpo = train_grpo(settings, job, on_step=steps.append)
     assert [m["step"] for m in steps] == [1, 2] and not grpo.cached
     for m in steps:
-        # A random model never fixes the bug: every group is all-zero, so it is dropped,
-        # counted, and the round makes no update.
-        assert m["rollouts"] == 2 and m["groups"] + m["left_out"].get("truncated", 0) >= 1
-        assert m["reward_mean"] == 0.0 and m["loss"] is None
+        # A random model never fixes the bug: every group is all-zero, so it is dropped and
+        # replaced from the pool (dynamic sampling: the same task again, as a new group)
+        # until max_draws * batch_size groups were drawn; the round makes no update.
+        assert m["drawn_groups"] == 2 and m["dropped_groups"] == 2 and m["live_groups"] == 0
+        assert m["attempts"] == 4 == m["scored"] + _unscored(m)
+        assert m["reward_mean"] == 0.0 and m["loss"] is None and m["updates"] == 0
         # The loop's own time and the model's fit inside the rollouts' wall time.
         assert m["model_s"] > 0 and m["harness_s"] + m["model_s"] <= m["rollout_wall_s"]
     again = train_grpo(settings, job)
@@ -65,7 +67,104 @@ def test_sft_on_expert_data_then_grpo_rounds(ledger_home, tiny_dir):
     assert json.loads(rows["grpo"]["env_ids"]) == [env.env_id]
     assert json.loads(rows["grpo"]["snapshot_ids"]) == [env.snapshot_id]
     used = json.loads(rows["grpo"]["rollout_ids"])
-    assert len(used) == 4
+    assert len(used) == 8  # 2 rounds x 2 draws x G
     graded = {g.rollout_id: g for g in read_graded(settings, used)}
     assert set(graded) == set(used) and all(g.trace is not None for g in graded.values())
     assert len(json.loads(rows["sft"]["rollout_ids"])) == 2
+
+
+def _unscored(metrics):
+    """A round's attempts that have no reward, by reason (every one is counted)."""
+    return sum(metrics["left_out"].get(k, 0) for k in ("masked", "ungraded", "failed"))
+
+
+# Two ways to act on the toy task: fix the bug, then submit (reward 1), or submit at once
+# (reward 0). Short replies, so the tiny model memorizes everything but the first choice.
+FIX = ["Fix.\n```bash\nsed -i '2s/-/+/' src/calc/ops.py\n```",
+       'Submitting.\n<tool name="submit"></tool>']
+GIVE_UP = ['Done.\n<tool name="submit"></tool>']
+TURNS, NEW_TOKENS, OBS = 3, 96, 1500
+
+
+def _acted(settings, env, task, tokenizer_dir, name, replies):
+    """``replies`` acted out on the task through the real agent loop and sandbox,
+    recorded token-exactly (``TeacherBackend``), graded by the real grader."""
+    from codemill.agent.config import AgentConfig
+    from codemill.agent.models.scripted import ScriptedBackend
+    from codemill.agent.models.teacher import TeacherBackend
+    from codemill.core.records import SamplingConfig
+    from codemill.rollouts.plan import RolloutItem
+    from codemill.rollouts.runner import RolloutContext, prepare_workspaces, run_one
+
+    sampling = SamplingConfig(temperature=1.0, top_p=1.0, top_k=0, max_tokens=NEW_TOKENS)
+    agent = AgentConfig(max_turns=TURNS, max_tokens=TURNS * NEW_TOKENS, observation_limit=OBS,
+                        sampling=sampling)
+    envs = {env.env_id: env}
+    ctx = RolloutContext(
+        home=settings.home, settings=settings, envs=envs, agent=agent,
+        layers=prepare_workspaces([task], envs, settings.home, settings),
+        model=TeacherBackend(ScriptedBackend(replies, name=name), tokenizer_dir, name=name))
+    return run_one(ctx, RolloutItem(f"scripted-{name}", task, name, 0, sampling))
+
+
+def _mean_reward(settings, model, task, env):
+    """The mean reward of 16 sampled rollouts of ``model`` on the task (graded)."""
+    from codemill.factory.train_data import sample_policy
+
+    graded = sample_policy(settings, model, [task], {env.env_id: env}, group=16,
+                           temperature=1.0, max_turns=TURNS, max_new_tokens=NEW_TOKENS,
+                           observation_limit=OBS, seed=7)
+    assert len(graded) == 16 and all(g.reward is not None for g in graded)
+    return sum(g.reward for g in graded) / len(graded)
+
+
+@pytest.mark.timeout(1200)
+def test_grpo_through_the_factory_changes_the_weights_and_raises_the_reward(
+        ledger_home, tiny_dir, tmp_path):
+    """SFT on both ways of acting leaves the tiny model split between them at the first
+    token; GRPO rounds through the factory (rollouts in the sandbox with the current
+    weights, the real grader, dynamic sampling) move it to the fix. Measured by sampling
+    the policy before and after, 16 graded rollouts each."""
+    import torch
+    from safetensors.torch import load_file
+
+    from codemill.factory.training import GrpoJob, train_grpo
+    from codemill.train.data import from_trace
+    from codemill.train.policy import load_policy
+    from codemill.train.steps import sft_step
+
+    settings, env, task = ledger_home
+    fixed = _acted(settings, env, task, tiny_dir, "fix", FIX)
+    gave_up = _acted(settings, env, task, tiny_dir, "give-up", GIVE_UP)
+    assert fixed.reward.value == 1.0 and gave_up.reward.value == 0.0
+    policy = load_policy(tiny_dir, TrainConfig(lr=1e-2, micro_batch=2, threads=1,
+                                               device="cpu"))
+    seqs = [from_trace(r.trajectory.tokens) for r in (fixed, gave_up)]
+    for _ in range(150):
+        loss = sft_step(policy, seqs)["loss"]
+    assert loss < 0.05  # all but the first choice memorized (ln 2 there, spread thin)
+    split = tmp_path / "split"
+    policy.model.save_pretrained(split)
+    policy.tokenizer.save_pretrained(split)
+    before = _mean_reward(settings, f"transformers:{split}", task, env)
+
+    rounds = []
+    grpo = train_grpo(settings, GrpoJob(
+        model=f"transformers:{split}", observation_limit=OBS, train=TrainConfig(
+            steps=4, batch_size=1, group_size=8, lr=5e-4, max_new_tokens=NEW_TOKENS,
+            max_turns=TURNS, threads=1, device="cpu", max_len=4096)), on_step=rounds.append)
+    assert [m["step"] for m in rounds] == [1, 2, 3, 4]
+    for m in rounds:
+        assert m["attempts"] == 8 * m["drawn_groups"] == m["scored"] + _unscored(m)
+        assert m["live_groups"] + m["dropped_groups"] == m["drawn_groups"]
+    made = [m for m in rounds if m["loss"] is not None]
+    assert made and all(m["updates"] == 1 and m["live_groups"] == 1 for m in made)
+    # The batched sampler and the trainer compute the same log-probs: ratio 1, nothing
+    # capped or clipped.
+    assert all(m["logp_gap_max"] < 1e-3 and m["is_capped_frac"] == 0.0 for m in made)
+
+    old, new = load_file(split / "model.safetensors"), load_file(grpo.path / "model.safetensors")
+    assert old.keys() == new.keys()
+    assert any(not torch.equal(old[k], new[k]) for k in old)
+    after = _mean_reward(settings, f"ckpt:{grpo.checkpoint_id}", task, env)
+    assert 0.25 <= before <= 0.75 and after >= before + 0.2, (before, after)

@@ -1,5 +1,8 @@
 """SFT and GRPO on a tiny random model with the real tokenizer: the losses do their job."""
 
+import zlib
+from dataclasses import replace
+
 import pytest
 from tests.train.traces import chat_trace as _chat_trace
 
@@ -62,32 +65,105 @@ def _round(policy, prompt: list[int], good: int, groups: int, g: int,
     return samples
 
 
+def _sampler(policy, prompt: list[int], good: int, seed: int):
+    """A ``SampleFn`` for ``train_rounds``: G samples of the current weights per task, the
+    seed naming the round and draw."""
+    from codemill.train.grpo import Drawn
+
+    def sample(task_ids, draw):
+        samples = []
+        for k, task in enumerate(task_ids):
+            samples += [Sample(f"{draw}/{task}/{x.rollout_id}", task, f"{draw}/{task}",
+                               x.trace, x.reward)
+                        for x in _round(policy, prompt, good, 1, policy.config.group_size,
+                                        seed=zlib.crc32(f"{seed}/{draw}/{k}".encode()) % 100_000)]
+        return Drawn(samples)
+
+    return sample
+
+
 def test_grpo_raises_the_mean_reward_where_a_better_action_exists(tiny_dir, tokenizer):
-    """SFT on two actions for one prompt leaves the policy split between them; GRPO,
-    rewarded for the better one, moves the policy to it."""
+    """SFT on two actions for one prompt leaves the policy split between them; GRPO rounds
+    (``train_rounds``, dynamic sampling), rewarded for the better one, move the policy to
+    it."""
     from codemill.agent.models.sampler import encode
+    from codemill.train.grpo import train_rounds
 
     both = [_chat_trace(tokenizer, "Act.", [reply], []) for reply in (GOOD, BAD)]
     prompt = list(both[0].prompt_ids)
     good = encode(tokenizer, GOOD)[0]
     assert good != encode(tokenizer, BAD)[0]
-    cfg = TrainConfig(lr=1e-2, micro_batch=16, threads=1, group_size=8)
+    cfg = TrainConfig(lr=1e-2, micro_batch=16, threads=1, group_size=8, steps=10,
+                      batch_size=2)
     policy = load_policy(tiny_dir, cfg)
     for _ in range(25):
         sft_step(policy, [from_trace(t) for t in both])
+    policy.step = 0  # the SFT steps were a warm start; the GRPO rounds count from 0
     before = round_data(_round(policy, prompt, good, 8, 8, seed=999), cfg).reward_mean
     for group in policy.optimizer.param_groups:
         group["lr"] = 3e-3
-    dead = 0
-    for step in range(10):
-        data = round_data(_round(policy, prompt, good, 2, 8, seed=step), cfg)
-        dead += data.dead_groups
-        if data.seqs:
-            metrics = grpo_step(policy, data.seqs)
-            # On-policy, one update per round: the trainer's log-probs are the sampler's.
-            assert metrics["logp_gap_max"] < 1e-3 and metrics["clip_frac"] == 0.0
+    rounds = []
+    train_rounds(policy, ["t0", "t1"], _sampler(policy, prompt, good, seed=1),
+                 on_round=rounds.append)
     after = round_data(_round(policy, prompt, good, 8, 8, seed=999), cfg).reward_mean
-    assert 0.2 < before < 0.8 and after > max(0.8, before + 0.4), (before, after, dead)
+    assert 0.2 < before < 0.8 and after > max(0.8, before + 0.4), (before, after)
+    assert [m["step"] for m in rounds] == list(range(1, 11)) and policy.step == 10
+    for m in rounds:
+        # every drawn group is live or dropped, every attempt scored
+        assert m["live_groups"] + m["dropped_groups"] == m["drawn_groups"] <= 6
+        assert m["attempts"] == 8 * m["drawn_groups"] == m["scored"]
+        if m["loss"] is not None:
+            # On-policy, one update per round, same numerics: ratio 1, nothing clipped
+            assert m["logp_gap_max"] < 1e-3 and m["clip_frac"] == 0.0
+            assert m["is_ratio_max"] == pytest.approx(1.0, abs=1e-3)
+            assert m["is_capped_frac"] == 0.0
+    assert any(m["loss"] is not None for m in rounds)
+
+
+def test_grpo_step_measures_and_caps_the_trainer_sampler_ratio(tiny_dir, tokenizer):
+    """A sampler whose log-probs are lower by log 3 on every other model token (rho = 3
+    there): TIS caps those tokens and the step reports the ratio's mean, max and capped
+    share; a token mask removes the same tokens."""
+    import math
+
+    from codemill.train.steps import with_prox
+
+    trace = _chat_trace(tokenizer, "Act.", [GOOD], [])
+    for mode, key in (("tis", "is_capped_frac"), ("mask_token", "is_masked_frac")):
+        policy = load_policy(tiny_dir, TrainConfig(lr=1e-3, threads=1, correction=mode,
+                                                   is_cap=2.0))
+        seq = from_trace(trace, advantage=1.0)
+        [own] = with_prox(policy, [seq])
+        shifted = [i for i, m in enumerate(seq.mask) if m][::2]
+        sampler = tuple(lp - math.log(3.0) if i in shifted else lp
+                        for i, lp in enumerate(own.prox_logprobs))
+        m = grpo_step(policy, [replace(seq, old_logprobs=sampler)])
+        n = seq.loss_tokens
+        assert m[key] == pytest.approx(len(shifted) / n)
+        assert m["is_ratio_max"] == pytest.approx(3.0, rel=1e-3)
+        assert m["is_ratio_mean"] == pytest.approx((3 * len(shifted) + n - len(shifted)) / n,
+                                                   rel=1e-3)
+        assert m["logp_gap_max"] == pytest.approx(math.log(3.0), rel=1e-3)
+
+
+def test_several_updates_a_round_clip_against_the_first_log_probs(tiny_dir, tokenizer):
+    """``updates=4``: four optimizer steps on one round's sequences, each against the
+    log-probs before the first; a large step moves the ratio past the clip, and clipped
+    tokens are counted."""
+    seqs = [from_trace(_chat_trace(tokenizer, f"Act {i}.", [GOOD if i % 2 else BAD], []),
+                       advantage=0.5 if i % 2 else -0.5) for i in range(8)]
+    from codemill.train.steps import with_prox
+
+    policy = load_policy(tiny_dir, TrainConfig(lr=5e-2, threads=1, updates=4, micro_batch=8))
+    # the sampler's log-probs: the trainer's own (a sampler with the same numerics)
+    seqs = [replace(s, old_logprobs=s.prox_logprobs, prox_logprobs=None)
+            for s in with_prox(policy, seqs)]
+    m = grpo_step(policy, seqs)
+    assert m["updates"] == 4 and policy.step == 1 and m["sequences"] == 8
+    assert 0.0 < m["clip_frac"] < 1.0
+    assert m["is_ratio_max"] == pytest.approx(1.0, abs=1e-3)  # same numerics throughout
+
+
 def test_zero_variance_groups_are_dropped_and_counted():
     trace = TokenTrace(prompt_ids=(1,), completion_ids=(2, 3), loss_mask=(1, 1),
                        logprobs=(-1.0, -1.0))

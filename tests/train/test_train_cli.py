@@ -10,6 +10,7 @@ import pytest
     (["sft", "--precision", "fp8"], "precision='fp8'"),
     (["sft", "--steps", "0"], "steps=0"),
     (["grpo", "--group", "1"], "group_size=1"),
+    (["grpo", "--correction", "clip"], "correction='clip'"),
 ])
 def test_a_bad_training_option_is_one_line(tmp_path, args, says):
     out = subprocess.run([sys.executable, "-m", "codemill.cli.main", "train", *args],

@@ -193,8 +193,14 @@ def grpo_cmd(
                               "(usually ckpt:ID of an SFT checkpoint)."),
     tasks: list[str] = typer.Option([], "--task", help="Task id prefix (repeatable)."),
     rounds: int = typer.Option(4, "--rounds", help="On-policy rounds (one update each)."),
-    tasks_per_round: int = typer.Option(2, "--tasks-per-round"),
-    group: int = typer.Option(4, "--group", "-g", help="G: rollouts per task and round."),
+    tasks_per_round: int = typer.Option(2, "--tasks-per-round", help="Groups with a "
+                                        "signal per round (dynamic sampling refills)."),
+    group: int = typer.Option(8, "--group", "-g", help="G: rollouts per task and round."),
+    max_draws: int = typer.Option(3, "--max-draws", help="Draw at most this many times "
+                                  "--tasks-per-round groups a round (1: no refill)."),
+    updates: int = typer.Option(1, "--updates", help="Optimizer steps per round."),
+    correction: str = typer.Option("tis", "--correction", help="Sampler/trainer mismatch: "
+                                   "tis, mask_token, mask_sequence or none."),
     lr: float = typer.Option(1e-5, "--lr"),
     temperature: float = typer.Option(1.0, "--temperature"),
     max_new_tokens: int = typer.Option(128, "--max-tokens", help="Tokens per model call."),
@@ -211,14 +217,16 @@ def grpo_cmd(
     mode: Literal["agent", "patch"] = typer.Option("agent", "--mode", help=MODE_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """GRPO from execution rewards: rollouts with the current weights, graded, one
-    clipped update per round; dead groups are dropped and counted."""
+    """GRPO from execution rewards: rollouts with the current weights, graded, clipped
+    updates each round; groups with no signal are replaced from the pool (dynamic
+    sampling), and every dropped group and unscored attempt is counted."""
     with handle_errors():
         from codemill.factory.training import GrpoJob, train_grpo
 
         if baseline not in ("mean", "loo"):
             raise ConfigError("--baseline must be mean or loo")
         cfg = _train_config(steps=rounds, batch_size=tasks_per_round, group_size=group, lr=lr,
+                            max_draws=max_draws, updates=updates, correction=correction,
                             temperature=temperature, max_new_tokens=max_new_tokens,
                             max_turns=max_turns, baseline=baseline, lora=lora,
                             max_len=max_len, seed=seed, threads=threads, device=device,

@@ -78,6 +78,9 @@ class Graded:
     trace: TokenTrace | None
     reward: float | None
     stop_reason: str
+    status: str = "scored"
+    """``scored``; ``masked`` (a reward row with its mask set) or ``ungraded`` (no reward
+    row under today's harness), where ``reward`` is None."""
 
 
 def read_graded(settings: Settings, rollout_ids: Sequence[str] | None = None,
@@ -102,8 +105,9 @@ def read_graded(settings: Settings, rollout_ids: Sequence[str] | None = None,
             continue
         r = rewards.get(rid)
         value = None if r is None or r["masked"] else r["value"]
+        status = "ungraded" if r is None else "masked" if r["masked"] else "scored"
         out[rid] = Graded(rid, row["task_id"], row["group_id"] or "", trace_from_row(row),
-                          value, row["stop_reason"] or "")
+                          value, row["stop_reason"] or "", status)
     return list(out.values())
 
 
@@ -206,8 +210,8 @@ def sample_policy(settings: Settings, model: str, tasks: Sequence[TaskSpec],
                   say: Callable[[str], None] | None = None) -> list[Graded]:
     """Roll ``model`` out on ``tasks`` (recorded, graded; samples recorded before are read
     back, not rerun) and return the graded samples: what an eval or a rejection sampler
-    needs. Rollouts are spread over the settings' executor; each worker builds the model
-    once."""
+    needs. A local model's rollouts run at once around one batched sampler; other
+    policies' are spread over the settings' executor."""
     from codemill.agent.config import AgentConfig
     from codemill.agent.models.checkpoints import shared_spec
     from codemill.factory.executors import make_executor

@@ -14,10 +14,14 @@ checkpoints recorded with their lineage.
   and config. Its directory holds a state every ``save_every`` steps; a rerun of the same job
   resumes from the newest state (a killed run neither repeats nor loses a step), and a
   finished checkpoint (manifest present) is a cache hit.
-- **GRPO rounds** are on-policy: each round rolls out G samples per chosen task with the
-  current weights (``codemill.rollouts``, the same agent users run), records them, grades
-  them, and makes one update. Rollout ids name the checkpoint and round, so a resumed
-  round reads back the samples it already recorded instead of sampling them again.
+- **GRPO rounds** are on-policy; the loop is ``codemill.train.grpo.train_rounds``, and this
+  module hands it the sampler: G samples per task with the current weights
+  (``codemill.rollouts``, the same agent users run), recorded and graded. A round draws
+  groups until enough carry a signal (dynamic sampling) and counts what it drew, dropped,
+  and every attempt that was masked, ungraded or failed. Rollout ids name the checkpoint,
+  round and draw, so a resumed round reads back the samples it already recorded instead of
+  sampling them again. Pass rates the ledger holds for the starting policy order the
+  first round's tasks.
 
 Only this module (through ``codemill.store``) writes the rows; ``codemill.train`` computes.
 """
@@ -25,8 +29,6 @@ Only this module (through ``codemill.store``) writes the rows; ``codemill.train`
 from __future__ import annotations
 
 import json
-import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,7 +56,7 @@ __all__ = ["GrpoJob", "SftJob", "TrainResult", "export_trajectories", "read_grad
            "sample_policy", "train_after_run", "train_grpo", "train_sft"]
 
 StepFn = Callable[[dict[str, Any]], None]
-TRAINER_VERSION = "1"
+TRAINER_VERSION = "2"
 """Bump when the trainer's output for the same inputs would change (in checkpoint ids)."""
 
 
@@ -92,7 +94,12 @@ class GrpoJob(BaseModel):
     tasks: tuple[str, ...] = ()
     """Task id prefixes; empty = every validated task."""
     observation_limit: int = Field(1500, ge=200)
-    train: TrainConfig = TrainConfig(lr=1e-5, batch_size=2, steps=4, group_size=4,
+    mode: Literal["agent", "patch"] = "agent"
+    """``agent``: multi-turn rollouts with tools; ``patch``: one answer per rollout, an edit
+    of the code the failing tests reach (``codemill.rollouts.patch_mode``)."""
+    answer_format: Literal["lines", "search_replace"] = "lines"
+    """Patch mode: the edit form the prompt asks for."""
+    train: TrainConfig = TrainConfig(lr=1e-5, batch_size=2, steps=4, group_size=8,
                                      max_new_tokens=128, max_turns=6)
 
 
@@ -167,23 +174,22 @@ def _manifest(ckpt_id: str, kind: str, base: str, parent: str | None, cfg: Train
             "lora": cfg.lora, "step": step, "trainer_version": TRAINER_VERSION}
 
 
+def _saver(cfg: TrainConfig, run_dir: Path) -> Callable[[Any], None]:
+    """Write a resumable state every ``save_every`` steps and after the last."""
+    from codemill.train.policy import save_state
+
+    def save(policy: Any) -> None:
+        if policy.step % cfg.save_every == 0 or policy.step == cfg.steps:
+            save_state(policy, run_dir)
+
+    return save
+
+
 def _snapshots_of(env_ids: Sequence[str], envs: dict[str, EnvSpec]) -> list[str]:
     return [envs[e].snapshot_id for e in env_ids if e in envs]
 
 
 # --- SFT -------------------------------------------------------------------------------
-
-
-def sft_schedule(n: int, cfg: TrainConfig) -> list[list[int]]:
-    """Indices of each step's sequences: epochs of seeded shuffles, laid end to end, so
-    step ``s`` sees the same batch whether or not the run was resumed."""
-    rng = random.Random(cfg.seed)
-    order: list[int] = []
-    while len(order) < cfg.steps * cfg.batch_size:
-        epoch = list(range(n))
-        rng.shuffle(epoch)
-        order += epoch
-    return [order[s * cfg.batch_size:(s + 1) * cfg.batch_size] for s in range(cfg.steps)]
 
 
 def _sft_data(settings: Settings, job: SftJob, base_dir: Path, run_id: str,
@@ -198,7 +204,8 @@ def _sft_data(settings: Settings, job: SftJob, base_dir: Path, run_id: str,
         graded = [Graded(r["rollout_id"], r["task_id"], r["group_id"] or "", TokenTrace(
             prompt_ids=tuple(r["prompt_ids"]), completion_ids=tuple(r["completion_ids"]),
             loss_mask=tuple(r["loss_mask"]), logprobs=tuple(r["logprobs"]),
-            tokenizer_hash=r["tokenizer_hash"] or ""), r["reward"], r["stop_reason"] or "")
+            tokenizer_hash=r["tokenizer_hash"] or ""), r["reward"], r["stop_reason"] or "",
+            "scored" if r["reward"] is not None else "masked")
             for r in rows]
         return graded, [], {}
     tasks, envs = ledger_tasks(settings, job.tasks)
@@ -216,8 +223,8 @@ def train_sft(settings: Settings, job: SftJob, *, on_step: StepFn | None = None,
     """SFT on resolved trajectories (module docstring); returns the checkpoint."""
     from codemill.agent.models.sampler import tokenizer_hash
     from codemill.train.data import from_trace, keep
-    from codemill.train.policy import load_policy, resume, save_checkpoint, save_state
-    from codemill.train.steps import sft_step
+    from codemill.train.policy import load_policy, resume, save_checkpoint
+    from codemill.train.sft import train_steps
 
     say = say or (lambda _m: None)
     home = Path(settings.home)
@@ -234,8 +241,11 @@ def train_sft(settings: Settings, job: SftJob, *, on_step: StepFn | None = None,
     ckpt_id = content_id("checkpoint", "sft", TRAINER_VERSION, job.model, root, cfg,
                          sorted(s.rollout_id for s in seqs))
     run_dir = home / "checkpoints" / ckpt_id
+    # every trajectory read is counted: resolved, scored below 1, masked or ungraded
     data = {"trajectories": len(graded), "resolved": len(good), "sequences": len(seqs),
-            "left_out": left_out, "tokens": sum(len(s.ids) for s in seqs)}
+            "left_out": left_out, "tokens": sum(len(s.ids) for s in seqs),
+            "masked": sum(1 for g in graded if g.status == "masked"),
+            "ungraded": sum(1 for g in graded if g.status == "ungraded")}
     task_ids = sorted({g.task_id for g in good})
     if (run_dir / "manifest.json").is_file():
         return TrainResult(ckpt_id, run_dir, "sft", True, _stored_metrics(run_dir), data)
@@ -245,14 +255,7 @@ def train_sft(settings: Settings, job: SftJob, *, on_step: StepFn | None = None,
                            f"{job.model}'s")
     if resume(policy, run_dir):
         say(f"resumed {ckpt_id[:12]} after step {policy.step}")
-    schedule = sft_schedule(len(seqs), cfg)
-    while policy.step < cfg.steps:
-        metrics = sft_step(policy, [seqs[i] for i in schedule[policy.step]])
-        policy.metrics.append(metrics)
-        if policy.step % cfg.save_every == 0 or policy.step == cfg.steps:
-            save_state(policy, run_dir)
-        if on_step:
-            on_step(metrics)
+    train_steps(policy, seqs, save=_saver(cfg, run_dir), on_step=on_step)
     save_checkpoint(policy, run_dir, _manifest(ckpt_id, "sft", root, parent, cfg, policy.step))
     env_ids = sorted({t.env_id for t in tasks if t.task_id in set(task_ids)})
     _record(settings, run_id, _checkpoint_row(
@@ -283,16 +286,90 @@ def _timing(results: Sequence[Any]) -> dict[str, float]:
             "harness_s": harness, "harness_share": harness / wall if wall else 0.0}
 
 
-def train_grpo(settings: Settings, job: GrpoJob, *, on_step: StepFn | None = None,
-               say: Callable[[str], None] | None = None) -> TrainResult:
-    """On-policy GRPO rounds (module docstring); returns the checkpoint."""
+def recorded_pass_rates(settings: Settings, specs: Sequence[str],
+                        task_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """(passes, scored tries) per task of the policies named ``specs`` (a spec itself or
+    ``spec|settings``, as ``sample_policy`` names them), from the ledger's rewards under
+    today's harness: what GRPO knows of a task before its first round."""
+    from codemill.store.reader import LedgerReader
+
+    wanted = set(task_ids)
+    out: dict[str, tuple[int, int]] = {}
+    with LedgerReader.open(settings) as reader:
+        rows = reader.read("rewards").to_pylist()
+    for r in rows:
+        policy = r["policy"] or ""
+        if (r["task_id"] not in wanted or r["masked"] or r["harness_version"] != HARNESS_VERSION
+                or not any(policy == s or policy.startswith(f"{s}|") for s in specs)):
+            continue
+        p, n = out.get(r["task_id"], (0, 0))
+        out[r["task_id"]] = (p + int((r["value"] or 0.0) >= 1), n + 1)
+    return out
+
+
+def _round_sampler(settings: Settings, job: GrpoJob, policy: Any, prefix: str,
+                   by_id: dict[str, TaskSpec], envs: dict[str, EnvSpec], run_id: str,
+                   say: Callable[[str], None]) -> Any:
+    """The sampler ``codemill.train.grpo.train_rounds`` calls: G rollouts per task with the
+    policy's current weights, through ``codemill.rollouts`` (the agent users run), recorded
+    and graded; samples a killed run recorded under the same draw name are read back, not
+    rerun. Every planned attempt is a sample or counted as failed."""
     from codemill.agent.config import AgentConfig
     from codemill.agent.models.local import TransformersBackend
     from codemill.rollouts.plan import RolloutConfig
     from codemill.rollouts.runner import RolloutResult, stream_rollouts
-    from codemill.train.grpo import Sample, choose_tasks, round_data
-    from codemill.train.policy import load_policy, resume, save_checkpoint, save_state
-    from codemill.train.steps import grpo_step
+    from codemill.train.grpo import Drawn, Sample
+
+    cfg = policy.config
+
+    def sample(task_ids: Sequence[str], draw: str) -> Drawn:
+        # ';' ends the name, so draw 1.1's prefix does not also match 1.10's rollouts
+        name = f"{prefix}{draw};"
+        sampling = SamplingConfig(temperature=cfg.temperature, top_p=1.0, top_k=0,
+                                  max_tokens=cfg.max_new_tokens,
+                                  seed=int(content_id("grpo-draw", cfg.seed, draw)[:8], 16))
+        agent = AgentConfig(max_turns=cfg.max_turns,
+                            max_tokens=cfg.max_turns * cfg.max_new_tokens,
+                            observation_limit=job.observation_limit, sampling=sampling)
+        backend = TransformersBackend.from_objects(policy.model, policy.tokenizer, name=name,
+                                                   device=policy.device)
+        recorded = [g.rollout_id for g in read_graded(settings, policy_prefix=name)]
+        policy.model.eval()
+        batch, stream = stream_rollouts(
+            [by_id[t] for t in task_ids], envs=envs, home=Path(settings.home),
+            settings=settings, model=backend, policy=name,
+            config=RolloutConfig(group_size=cfg.group_size, sampling=sampling,
+                                 mode=job.mode, answer_format=job.answer_format),
+            agent=agent, existing=recorded)
+        new = []
+        try:
+            for done, res in enumerate(stream, 1):
+                if isinstance(res, RolloutResult):
+                    new.append(res)
+                else:
+                    say(f"draw {draw}: rollout {res[0].rollout_id[:12]} failed in its "
+                        f"worker: {res[1]}")
+                say(f"draw {draw}: rollout {done}/{batch.planned}")
+        finally:  # stop the sampler's thread; the weights it served are the policy's own
+            backend.close()
+        persist_rollouts(settings, run_id, "grpo_rollouts", new)
+        samples = [Sample(g.rollout_id, g.task_id, g.group_id, g.trace, g.reward,
+                          g.stop_reason, g.status)
+                   for g in read_graded(settings, policy_prefix=name)]
+        # A planned attempt with no recorded trace (its worker failed, or it left no
+        # token row) is counted here; nothing leaves a round without a count.
+        failed = len(task_ids) * cfg.group_size - len(samples)
+        return Drawn(samples, failed, _timing(new))
+
+    return sample
+
+
+def train_grpo(settings: Settings, job: GrpoJob, *, on_step: StepFn | None = None,
+               say: Callable[[str], None] | None = None) -> TrainResult:
+    """On-policy GRPO rounds (module docstring; the loop is
+    ``codemill.train.grpo.train_rounds``); returns the checkpoint."""
+    from codemill.train.grpo import train_rounds
+    from codemill.train.policy import load_policy, resume, save_checkpoint
 
     say = say or (lambda _m: None)
     home = Path(settings.home)
@@ -303,7 +380,7 @@ def train_grpo(settings: Settings, job: GrpoJob, *, on_step: StepFn | None = Non
         raise FactoryError("no validated tasks with a usable environment in the ledger")
     by_id = {t.task_id: t for t in tasks}
     ckpt_id = content_id("checkpoint", "grpo", TRAINER_VERSION, job.model, root, cfg,
-                         sorted(by_id), job.observation_limit)
+                         sorted(by_id), job.observation_limit, job.mode, job.answer_format)
     run_dir = home / "checkpoints" / ckpt_id
     prefix = f"grpo:{ckpt_id[:16]}@"
     if (run_dir / "manifest.json").is_file():
@@ -311,61 +388,12 @@ def train_grpo(settings: Settings, job: GrpoJob, *, on_step: StepFn | None = Non
     policy = load_policy(base_dir, cfg, adapter_dir=adapter)
     if resume(policy, run_dir):
         say(f"resumed {ckpt_id[:12]} after round {policy.step}")
-    while policy.step < cfg.steps:
-        r = policy.step
-        started = time.monotonic()
-        history: dict[str, tuple[int, int]] = {}
-        for m in policy.metrics:
-            for task, (p, n) in m.get("task_results", {}).items():
-                old = history.get(task, (0, 0))
-                history[task] = (old[0] + p, old[1] + n)
-        chosen = choose_tasks(sorted(by_id), history, cfg.batch_size, cfg,
-                              random.Random(f"{cfg.seed}-{r}"))
-        name = f"{prefix}{r}"
-        sampling = SamplingConfig(temperature=cfg.temperature, top_p=1.0, top_k=0,
-                                  max_tokens=cfg.max_new_tokens, seed=cfg.seed * 100_003 + r)
-        agent = AgentConfig(max_turns=cfg.max_turns,
-                            max_tokens=cfg.max_turns * cfg.max_new_tokens,
-                            observation_limit=job.observation_limit, sampling=sampling)
-        backend = TransformersBackend.from_objects(policy.model, policy.tokenizer, name=name,
-                                                   device=policy.device)
-        recorded = [g.rollout_id for g in read_graded(settings, policy_prefix=name)]
-        batch, stream = stream_rollouts(
-            [by_id[t] for t in chosen], envs=envs, home=home, settings=settings,
-            model=backend, policy=name,
-            config=RolloutConfig(group_size=cfg.group_size, sampling=sampling),
-            agent=agent, existing=recorded)
-        new = []
-        for done, res in enumerate(stream, 1):
-            if isinstance(res, RolloutResult):
-                new.append(res)
-            say(f"round {r + 1}: rollout {done}/{batch.planned}")
-        persist_rollouts(settings, run_id, "grpo_rollouts", new)
-        rollout_s = time.monotonic() - started
-        graded = read_graded(settings, policy_prefix=name)
-        data = round_data([Sample(g.rollout_id, g.task_id, g.group_id, g.trace, g.reward,
-                                  g.stop_reason) for g in graded], cfg)
-        if data.seqs:
-            metrics = grpo_step(policy, data.seqs)
-        else:  # every group dead or left out: the round teaches nothing; no update
-            policy.step += 1
-            metrics = {"step": policy.step, "loss": None, "sequences": 0, "tokens": 0,
-                       "seconds": 0.0, "tokens_per_s": 0.0}
-        results: dict[str, list[int]] = {}
-        for g in graded:
-            if g.reward is not None:
-                p, n = results.get(g.task_id, [0, 0])
-                results[g.task_id] = [p + int(g.reward >= 1), n + 1]
-        metrics.update(
-            reward_mean=data.reward_mean, resolved_rate=data.resolved_rate,
-            groups=data.groups, dead_groups=data.dead_groups, left_out=data.left_out,
-            rollouts=len(graded), rollout_seconds=rollout_s, task_results=results,
-            round_seconds=time.monotonic() - started, **_timing(new))
-        policy.metrics.append(metrics)
-        if policy.step % cfg.save_every == 0 or policy.step == cfg.steps:
-            save_state(policy, run_dir)
-        if on_step:
-            on_step(metrics)
+    specs = [job.model] + ([f"ckpt:{parent}"] if parent else [])
+    prior = recorded_pass_rates(settings, specs, sorted(by_id))
+
+    train_rounds(policy, sorted(by_id),
+                 _round_sampler(settings, job, policy, prefix, by_id, envs, run_id, say),
+                 prior=prior, save=_saver(cfg, run_dir), on_round=on_step)
     save_checkpoint(policy, run_dir, _manifest(ckpt_id, "grpo", root, parent, cfg, policy.step))
     used = read_graded(settings, policy_prefix=prefix)
     task_ids = sorted({g.task_id for g in used})

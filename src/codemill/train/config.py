@@ -23,9 +23,10 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     steps: int = Field(10, ge=1)
-    """Optimizer steps (SFT) or on-policy rounds (GRPO; one update per round)."""
+    """Optimizer steps (SFT) or on-policy rounds (GRPO; ``updates`` steps per round)."""
     batch_size: int = Field(8, ge=1)
-    """SFT: sequences per optimizer step. GRPO: tasks per round (each gives a group)."""
+    """SFT: sequences per optimizer step. GRPO: groups with a signal per round (one task
+    each; see ``max_draws``)."""
     micro_batch: int = Field(1, ge=1)
     """Sequences per forward/backward; gradients are accumulated over a step's micro
     batches, and the loss is normalized by the step's total loss tokens, so the update does
@@ -78,17 +79,34 @@ class TrainConfig(BaseModel):
     """Tokens per model call in GRPO rollouts."""
     max_turns: int = Field(6, ge=1)
     """Model calls per GRPO rollout."""
+    updates: int = Field(1, ge=1)
+    """Optimizer steps per GRPO round: the round's sequences are split into this many
+    mini-batches (seeded order), one update each, all against the log-probs the trainer
+    gave before the first (``logp_old``). More than one reuses costly rollouts for more
+    learning, and is where the clip does its work (with one, the ratio is 1)."""
     clip_low: float = Field(0.2, ge=0)
     """Lower clip: the ratio is held above ``1 - clip_low`` for negative advantages."""
     clip_high: float = Field(0.28, ge=0)
     """Upper clip (DAPO's clip-higher): the ratio is held below ``1 + clip_high``."""
+    correction: Literal["tis", "mask_token", "mask_sequence", "none"] = "tis"
+    """Sampler/trainer mismatch correction (``codemill.train.losses``): truncated importance
+    sampling on the trainer/sampler ratio, masks of tokens or sequences whose ratio is out of
+    ``[1/is_cap, is_cap]``, or none (the sampler's log-probs are ``logp_old``). Equal
+    numerics give ratio 1 and the same update in every mode."""
+    is_cap: float = Field(2.0, gt=1)
+    """The cap of ``tis`` (veRL's ``tis_imp_ratio_cap``) and the range of the masks."""
     baseline: Literal["mean", "loo"] = "mean"
     """Group baseline: the group mean, or leave-one-out (each sample against the others)."""
     scale_std: bool = False
     """Divide advantages by the group's std (off by default: Dr. GRPO)."""
     kl_coef: float = Field(0.0, ge=0)
     """No KL term by default; > 0 is not implemented and rejected by the trainer."""
+    max_draws: int = Field(3, ge=1)
+    """Dynamic sampling (DAPO): a round keeps drawing groups from the task pool, in place
+    of those whose rewards are all equal, until ``batch_size`` groups carry a signal or it
+    has drawn ``max_draws * batch_size`` groups (veRL's ``max_num_gen_batches``). 1: no
+    refill."""
     pass_rate_low: float = Field(0.0, ge=0, le=1)
     pass_rate_high: float = Field(1.0, ge=0, le=1)
-    """Tasks whose pass rate so far is strictly between these are preferred; tasks never
+    """Tasks whose recorded pass rate is strictly between these are preferred; tasks never
     tried count as in range (``codemill.train.grpo.choose_tasks``)."""

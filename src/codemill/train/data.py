@@ -24,6 +24,9 @@ class TrainSeq:
     old_logprobs: tuple[float, ...]
     advantage: float = 0.0
     rollout_id: str = ""
+    prox_logprobs: tuple[float, ...] | None = None
+    """The trainer's log-probs over ``ids`` before a GRPO round's first update (GRPO's
+    ``logp_old`` when a round makes several updates; ``codemill.train.losses``)."""
 
     @property
     def loss_tokens(self) -> int:
@@ -47,7 +50,8 @@ def keep(seqs: Sequence[TrainSeq], max_len: int) -> tuple[list[TrainSeq], int]:
 
 def collate(seqs: Sequence[TrainSeq], pad_id: int, device: Any) -> dict[str, Any]:
     """Right-padded tensors: ``input_ids``/``attention_mask`` [B, T]; ``targets``,
-    ``mask``, ``old_logprobs`` [B, T-1] (shifted); ``advantages`` [B]."""
+    ``mask``, ``old_logprobs`` (the sampler's) [B, T-1] (shifted); ``advantages`` [B];
+    ``prox_logprobs`` [B, T-1] when every sequence has them."""
     import torch
 
     width = max(len(s.ids) for s in seqs)
@@ -55,16 +59,23 @@ def collate(seqs: Sequence[TrainSeq], pad_id: int, device: Any) -> dict[str, Any
     attn = torch.zeros((len(seqs), width), dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.float32)
     old = torch.zeros((len(seqs), width), dtype=torch.float32)
+    has_prox = all(s.prox_logprobs is not None for s in seqs)
+    prox = torch.zeros((len(seqs), width), dtype=torch.float32)
     for i, s in enumerate(seqs):
         n = len(s.ids)
         ids[i, :n] = torch.tensor(s.ids)
         attn[i, :n] = 1
         mask[i, :n] = torch.tensor(s.mask, dtype=torch.float32)
         old[i, :n] = torch.tensor(s.old_logprobs, dtype=torch.float32)
-    return {
+        if has_prox and s.prox_logprobs is not None:
+            prox[i, :n] = torch.tensor(s.prox_logprobs, dtype=torch.float32)
+    out = {
         "input_ids": ids.to(device), "attention_mask": attn.to(device),
         "targets": ids[:, 1:].to(device), "mask": mask[:, 1:].to(device),
         "old_logprobs": old[:, 1:].to(device),
         "advantages": torch.tensor([s.advantage for s in seqs], dtype=torch.float32)
         .to(device),
     }
+    if has_prox:
+        out["prox_logprobs"] = prox[:, 1:].to(device)
+    return out

@@ -1,27 +1,37 @@
-"""GRPO's data side: which tasks to roll out, and a round's graded rollouts -> sequences.
+"""GRPO, read top to bottom: which tasks a round samples, how its groups become sequences,
+and the loop of rounds. The sampler is handed in as a function (``SampleFn``); the factory
+hands in one that rolls the current weights out through ``codemill.rollouts`` (the same
+agent users run), records and grades them; a test can hand in any other.
 
-A round samples G rollouts per task with the current weights (the factory runs them through
-``codemill.rollouts`` with the same agent users run, and grades them), then:
+A round (``collect_round``, then ``grpo_step``):
 
-1. leaves out rollouts that cannot teach: masked rewards (infrastructure errors are not
-   failures), rollouts without a token trace, and cut-off ones (``DROP_STOPS``: a run
-   stopped by its token or time budget never finished, so its reward says little);
-2. per group, advantage ``A_i = r_i - b_i`` with ``b`` the group mean (or the mean of the
+1. orders the task pool (``choose_tasks``): tasks whose recorded pass rate p is strictly
+   inside (``pass_rate_low``, ``pass_rate_high``) or untried first; a group of G on a task
+   at rate p is dead (all rewards equal) with probability p^G + (1-p)^G;
+2. draws ``batch_size`` groups from that order and asks the sampler for them;
+3. leaves out rollouts that cannot teach, each counted by reason: masked rewards
+   (infrastructure errors are not failures), ungraded ones (no reward row), rollouts
+   without a token trace, cut-off ones (``DROP_STOPS``), and attempts whose worker failed
+   (the sampler counts those: they have no sample at all);
+4. per group, advantage ``A_i = r_i - b_i`` with ``b`` the group mean (or the mean of the
    *other* samples, leave-one-out); no std scaling unless asked (Dr. GRPO);
-3. drops groups whose rewards are all equal (zero variance: no signal) and counts them;
-4. gives every kept rollout's model tokens its advantage (``TrainSeq``).
-
-``choose_tasks`` prefers tasks the policy solves sometimes, not always or never: a group
-of G on a task with pass rate p is dead with probability p^G + (1-p)^G.
+5. drops groups whose rewards are all equal (no signal) and, DAPO's dynamic sampling,
+   draws further groups from the pool in their place until ``batch_size`` groups carry a
+   signal or ``max_draws * batch_size`` groups were drawn; the round records how many
+   groups it drew and dropped;
+6. makes ``updates`` optimizer steps on the kept sequences (``codemill.train.steps``);
+   a round with no live group makes none, and says so.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from codemill.core.records import TokenTrace
 from codemill.train.config import TrainConfig
@@ -40,8 +50,28 @@ class Sample:
     group_id: str
     trace: TokenTrace | None
     reward: float | None
-    """None when masked (an infrastructure error)."""
+    """None when unscored: masked (an infrastructure error) or ungraded (no reward row)."""
     stop_reason: str = "submitted"
+    status: str = "scored"
+    """``scored``, ``masked`` or ``ungraded``: why ``reward`` is None, when it is."""
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """What a sampler returns for one draw of tasks."""
+
+    samples: list[Sample]
+    failed: int = 0
+    """Planned attempts that left no sample (their worker failed): counted, never dropped
+    silently."""
+    timing: dict[str, float] = field(default_factory=dict)
+    """Seconds by where they went (summed over a round's draws into its metrics)."""
+
+
+SampleFn = Callable[[Sequence[str], str], Drawn]
+"""``sample(task_ids, draw)`` -> G graded samples of each task from the current weights.
+``draw`` names the round and draw (unique within a run) and should enter the rollouts'
+ids, so a resumed run reads back the samples a killed one recorded."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +84,16 @@ class RoundData:
     left_out: dict[str, int]
     reward_mean: float | None
     resolved_rate: float | None
+    drawn: int = 0
+    """Groups asked of the sampler this round (dynamic sampling may draw more than
+    ``batch_size``)."""
+    dropped: int = 0
+    """Drawn groups that gave no signal (all rewards equal, or no scored member)."""
+    attempts: int = 0
+    """Rollouts planned: drawn groups times G; every one is scored or counted in
+    ``left_out``."""
+    task_results: dict[str, list[int]] = field(default_factory=dict)
+    """Per task: [passes, scored tries] this round."""
 
 
 def advantages(values: Sequence[float], baseline: str = "mean",
@@ -78,7 +118,7 @@ def round_data(samples: Sequence[Sample], config: TrainConfig) -> RoundData:
     scored = [s.reward for s in samples if s.reward is not None]
     for s in samples:
         if s.reward is None:
-            left["masked"] += 1
+            left["ungraded" if s.status == "ungraded" else "masked"] += 1
         elif s.trace is None:
             left["no_tokens"] += 1
         elif s.stop_reason in DROP_STOPS:
@@ -107,7 +147,7 @@ def round_data(samples: Sequence[Sample], config: TrainConfig) -> RoundData:
 
 def choose_tasks(task_ids: Sequence[str], history: Mapping[str, tuple[int, int]], k: int,
                  config: TrainConfig, rng: random.Random) -> list[str]:
-    """``k`` tasks for a round: those whose pass rate (passes, tries) so far is strictly
+    """``k`` tasks for a round: those whose recorded pass rate (passes, tries) is strictly
     inside (``pass_rate_low``, ``pass_rate_high``), or untried, first (shuffled); then the
     rest, so a round is never empty while tasks exist."""
     def useful(task: str) -> bool:
@@ -122,3 +162,99 @@ def choose_tasks(task_ids: Sequence[str], history: Mapping[str, tuple[int, int]]
     rng.shuffle(good)
     rng.shuffle(rest)
     return (good + rest)[:k]
+
+
+def pass_history(prior: Mapping[str, tuple[int, int]],
+                 metrics: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
+    """(passes, tries) per task: ``prior`` (e.g. the starting policy's recorded samples)
+    plus every earlier round's ``task_results``."""
+    history = dict(prior)
+    for m in metrics:
+        for task, (p, n) in m.get("task_results", {}).items():
+            old = history.get(task, (0, 0))
+            history[task] = (old[0] + p, old[1] + n)
+    return history
+
+
+def collect_round(task_ids: Sequence[str], history: Mapping[str, tuple[int, int]],
+                  sample: SampleFn, config: TrainConfig,
+                  round_index: int) -> tuple[RoundData, dict[str, float]]:
+    """One round's sequences by dynamic sampling (module docstring, 1-5), and the
+    sampler's timing summed over its draws. The pool is walked in ``choose_tasks`` order
+    and starts over when exhausted (a task may be drawn again, as a new group); a draw
+    holds each task at most once."""
+    order = choose_tasks(task_ids, history, len(task_ids), config,
+                         random.Random(f"{config.seed}-{round_index}"))
+    limit = config.max_draws * config.batch_size
+    seqs: list[TrainSeq] = []
+    left: dict[str, int] = defaultdict(int)
+    results: dict[str, list[int]] = {}
+    timing: dict[str, float] = defaultdict(float)
+    scored: list[float] = []
+    groups = dead = drawn = live = cursor = draw = 0
+    while order and live < config.batch_size and drawn < limit:
+        n = min(config.batch_size - live, limit - drawn, len(order))
+        tasks = [order[(cursor + i) % len(order)] for i in range(n)]
+        cursor += n
+        got = sample(tasks, f"{round_index}.{draw}")
+        draw += 1
+        drawn += n
+        data = round_data(got.samples, config)
+        seqs += data.seqs
+        groups += data.groups
+        dead += data.dead_groups
+        live += data.groups - data.dead_groups
+        for reason, count in data.left_out.items():
+            left[reason] += count
+        if got.failed:
+            left["failed"] += got.failed
+        for key, value in got.timing.items():
+            timing[key] += value
+        for s in got.samples:
+            if s.reward is not None:
+                scored.append(s.reward)
+                p, t = results.get(s.task_id, [0, 0])
+                results[s.task_id] = [p + int(s.reward >= 1), t + 1]
+    return RoundData(
+        seqs=seqs, groups=groups, dead_groups=dead, left_out=dict(left),
+        reward_mean=sum(scored) / len(scored) if scored else None,
+        resolved_rate=(sum(1 for r in scored if r >= 1) / len(scored)) if scored else None,
+        drawn=drawn, dropped=drawn - live, attempts=drawn * config.group_size,
+        task_results=results), dict(timing)
+
+
+def train_rounds(policy: Any, task_ids: Sequence[str], sample: SampleFn, *,
+                 prior: Mapping[str, tuple[int, int]] | None = None,
+                 save: Callable[[Any], None] | None = None,
+                 on_round: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """GRPO rounds on ``policy`` (a ``codemill.train.policy.Policy``) until
+    ``policy.step`` reaches ``config.steps``; each round's metrics go to
+    ``policy.metrics``, then ``save(policy)`` (which decides whether to write a state) and
+    ``on_round``. A resumed policy goes on from its step."""
+    from codemill.train.steps import grpo_step
+
+    cfg: TrainConfig = policy.config
+    while policy.step < cfg.steps:
+        started = time.monotonic()
+        history = pass_history(prior or {}, policy.metrics)
+        data, timing = collect_round(task_ids, history, sample, cfg, policy.step)
+        sampled_s = time.monotonic() - started
+        if data.seqs:
+            metrics = grpo_step(policy, data.seqs)
+        else:  # no group carried a signal: the round teaches nothing, and says so
+            policy.step += 1
+            metrics = {"step": policy.step, "loss": None, "updates": 0, "sequences": 0,
+                       "tokens": 0, "seconds": 0.0, "tokens_per_s": 0.0}
+        metrics.update(
+            reward_mean=data.reward_mean, resolved_rate=data.resolved_rate,
+            groups=data.groups, dead_groups=data.dead_groups, drawn_groups=data.drawn,
+            dropped_groups=data.dropped, live_groups=data.drawn - data.dropped,
+            attempts=data.attempts, scored=sum(n for _, n in data.task_results.values()),
+            left_out=data.left_out, rollouts=data.attempts - data.left_out.get("failed", 0),
+            task_results=data.task_results, rollout_seconds=sampled_s,
+            round_seconds=time.monotonic() - started, **timing)
+        policy.metrics.append(metrics)
+        if save is not None:
+            save(policy)
+        if on_round is not None:
+            on_round(metrics)
