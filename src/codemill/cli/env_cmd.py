@@ -8,6 +8,10 @@
 - ``env test ENV``: run the suite (or ``-k EXPR``) in a fresh fork; counts and failures.
 - ``env exec ENV -- CMD...``: run a command in a fresh fork; its output and exit code.
 - ``env shell ENV``: an interactive bash in a fresh fork (needs a terminal).
+- ``env serve TASK...``: the tasks as environments over HTTP (``codemill.interop.serve``):
+  sessions (a fork each) with reset/step/grade, limits, idle reaping, a bearer token read
+  from ``$CODEMILL_SERVE_TOKEN``; needs the extra ``interop``. Prints its URL, serves until
+  interrupted, and closes every session on the way out.
 
 ``ENV`` is an environment id or a unique prefix of one (at least 4 hex digits).
 """
@@ -197,12 +201,54 @@ def shell_cmd(env_ref: str = _ENV) -> None:
         raise typer.Exit(shell_in_env(env, State.settings()))
 
 
+def serve_cmd(
+    task_refs: list[str] = typer.Argument(..., help="Task ids (or unique prefixes) to serve."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8765, "--port", help="Port; 0 picks a free one (printed)."),
+    max_sessions: int = typer.Option(8, "--max-sessions", help="Sessions open at once."),
+    idle_timeout: float = typer.Option(600.0, "--idle-timeout",
+                                       help="Seconds before an idle session is closed."),
+    max_steps: int = typer.Option(30, "--max-steps", help="Steps of one episode at most."),
+    time_limit: float = typer.Option(1800.0, "--time-limit",
+                                     help="Seconds of one episode at most."),
+    token_env: str = typer.Option("CODEMILL_SERVE_TOKEN", "--token-env",
+                                  help="Variable holding the bearer token (unset: none)."),
+) -> None:
+    """Serve TASKs as environment sessions over HTTP until interrupted."""
+    with handle_errors():
+        import os
+
+        from codemill.agent.config import AgentConfig
+        from codemill.core.errors import ConfigError
+        from codemill.factory.lookup import find_env, find_task
+        from codemill.interop.serve import ServeConfig, run, serve_app
+        from codemill.rollouts.session import SessionConfig
+
+        token = os.environ.get(token_env) or None
+        if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+            raise ConfigError(f"serving on {host} needs a bearer token: set ${token_env}")
+        with open_reader() as reader:
+            tasks = [find_task(reader, ref) for ref in task_refs]
+            served = {t.task_id: (t, find_env(reader, t.env_id)) for t in tasks}
+        agent = AgentConfig(max_turns=max_steps, wall_time_s=time_limit)
+        config = ServeConfig(max_sessions=max_sessions, idle_timeout_s=idle_timeout,
+                             token=token, session=SessionConfig(agent=agent))
+        settings = State.settings()
+        app = serve_app(served, settings.home, settings, config)
+
+        def announce(url: str) -> None:
+            print(f"serving {len(served)} task(s) at {url}", flush=True)
+
+        run(app, host, port, announce)
+
+
 def register(app: typer.Typer) -> None:
-    env = typer.Typer(help="Executable environments: build, list, test, exec, shell.",
+    env = typer.Typer(help="Executable environments: build, list, test, exec, shell, serve.",
                       no_args_is_help=True)
     env.command("build")(build_cmd)
     env.command("ls")(ls_cmd)
     env.command("test")(test_cmd)
     env.command("exec")(exec_cmd)
     env.command("shell")(shell_cmd)
+    env.command("serve")(serve_cmd)
     app.add_typer(env, name="env")

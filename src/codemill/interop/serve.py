@@ -29,14 +29,16 @@ malformed body) or 503 (at capacity).
 from __future__ import annotations
 
 import hmac
+import socket
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -252,3 +254,18 @@ def serve_app(tasks: Mapping[str, tuple[TaskSpec, EnvSpec]], home: Path, setting
         return Response(status_code=204)
 
     return app
+
+
+def run(app: FastAPI, host: str, port: int, announce: Callable[[str], None]) -> None:
+    """Serve ``app`` on ``host:port`` (0: a free port) until interrupted; ``announce``
+    gets the URL once the socket is bound. Shutting down closes every session."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    announce(f"http://{shown}:{sock.getsockname()[1]}")
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()
