@@ -263,6 +263,7 @@ def run(app: FastAPI, host: str, port: int, announce: Callable[[str], None]) -> 
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(128)  # connections made as soon as the URL is announced wait, not fail
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     announce(f"http://{shown}:{sock.getsockname()[1]}")
     try:

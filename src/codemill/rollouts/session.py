@@ -128,7 +128,6 @@ class Session:
         self._fork: Any = None
         self._closed = False
         self._begin_episode()
-        self._started: float | None = None
 
     # --- the episode ------------------------------------------------------------------
 
@@ -142,6 +141,7 @@ class Session:
         self._error: str | None = None
         self._trajectory: Trajectory | None = None
         self._reward: Reward | None = None
+        self._started: float | None = None  # set once the episode's fork is open
 
     @property
     def done(self) -> bool:
@@ -175,7 +175,8 @@ class Session:
         return self._trajectory
 
     def reset(self) -> Observation:
-        """Start a new episode (a fresh fork in agent mode) and return its first messages."""
+        """Start a new episode (a fresh fork in agent mode) and return its first messages.
+        Raises ``SandboxError`` when the fork cannot open (no episode runs then)."""
         with self._lock:
             self._check_open()
             self._release()
