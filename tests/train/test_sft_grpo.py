@@ -146,6 +146,28 @@ def test_grpo_step_measures_and_caps_the_trainer_sampler_ratio(tiny_dir, tokeniz
         assert m["logp_gap_max"] == pytest.approx(math.log(3.0), rel=1e-3)
 
 
+def test_bf16_training_against_an_fp32_sampler_engages_the_correction(tiny_dir, tokenizer):
+    """The trainer in bf16 autocast, the sampler's log-probs from fp32: the two disagree,
+    the step reports the gap and the ratio, and TIS caps the tokens beyond its cap; the
+    same sequences trained in fp32 show ratio 1 and nothing capped."""
+    from codemill.train.steps import with_prox
+
+    seqs = [from_trace(_chat_trace(tokenizer, f"Act {i}.", [GOOD if i % 2 else BAD], []),
+                       advantage=0.5 if i % 2 else -0.5) for i in range(4)]
+    fp32 = load_policy(tiny_dir, TrainConfig(lr=1e-3, threads=1, micro_batch=4))
+    sampled = [replace(s, old_logprobs=s.prox_logprobs, prox_logprobs=None)
+               for s in with_prox(fp32, seqs)]
+    stats = {}
+    for precision in ("fp32", "bf16"):
+        policy = load_policy(tiny_dir, TrainConfig(lr=1e-3, threads=1, micro_batch=4,
+                                                   precision=precision, is_cap=1.001))
+        stats[precision] = grpo_step(policy, sampled)
+    assert stats["fp32"]["logp_gap_max"] < 1e-5 and stats["fp32"]["is_capped_frac"] == 0.0
+    bf16 = stats["bf16"]
+    assert bf16["logp_gap_max"] > 1e-3 and bf16["is_ratio_max"] > 1.001
+    assert 0.0 < bf16["is_capped_frac"] < 1.0
+
+
 def test_several_updates_a_round_clip_against_the_first_log_probs(tiny_dir, tokenizer):
     """``updates=4``: four optimizer steps on one round's sequences, each against the
     log-probs before the first; a large step moves the ratio past the clip, and clipped

@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from codemill.core.config import Settings
 from codemill.core.errors import FactoryError
@@ -79,8 +79,9 @@ class Graded:
     reward: float | None
     stop_reason: str
     status: str = "scored"
-    """``scored``; ``masked`` (a reward row with its mask set) or ``ungraded`` (no reward
-    row under today's harness), where ``reward`` is None."""
+    """``scored``; ``masked`` (a reward row with its mask set), ``ungraded`` (no reward
+    row under today's harness) or ``failed`` (no trace recorded: ``sample_policy``'s
+    planned attempts whose worker failed), where ``reward`` is None."""
 
 
 def read_graded(settings: Settings, rollout_ids: Sequence[str] | None = None,
@@ -207,15 +208,17 @@ def sample_policy(settings: Settings, model: str, tasks: Sequence[TaskSpec],
                   envs: dict[str, EnvSpec], *, group: int = 1, temperature: float = 0.0,
                   max_turns: int = 6, max_new_tokens: int = 128,
                   observation_limit: int = 1500, seed: int = 0,
+                  mode: Literal["agent", "patch"] = "agent",
+                  answer_format: Literal["lines", "search_replace"] = "lines",
                   say: Callable[[str], None] | None = None) -> list[Graded]:
-    """Roll ``model`` out on ``tasks`` (recorded, graded; samples recorded before are read
-    back, not rerun) and return the graded samples: what an eval or a rejection sampler
-    needs. A local model's rollouts run at once around one batched sampler; other
-    policies' are spread over the settings' executor."""
+    """Roll ``model`` out on ``tasks`` in ``mode`` (recorded, graded; samples recorded
+    before are read back, not rerun) and return the graded samples: what an eval or a
+    rejection sampler needs. A local model's rollouts run at once around one batched
+    sampler; other policies' are spread over the settings' executor."""
     from codemill.agent.config import AgentConfig
     from codemill.agent.models.checkpoints import shared_spec
     from codemill.factory.executors import make_executor
-    from codemill.rollouts.plan import RolloutConfig
+    from codemill.rollouts.plan import RolloutConfig, plan_rollouts
     from codemill.rollouts.runner import RolloutResult, stream_rollouts
 
     say = say or (lambda _m: None)
@@ -223,14 +226,17 @@ def sample_policy(settings: Settings, model: str, tasks: Sequence[TaskSpec],
     agent = AgentConfig(max_turns=max_turns, max_tokens=max_turns * max_new_tokens,
                         observation_limit=observation_limit, sampling=sampling)
     policy = f"{model}|t{max_turns}x{max_new_tokens}|obs{observation_limit}"
+    if mode != "agent":  # agent-mode names predate the modes: keep them
+        policy += f"|{mode}-{answer_format}"
     have = {g.rollout_id for g in read_graded(settings, policy_prefix=policy)}
     regrade_stale(settings, sorted(have), tasks, envs, new_run_id(), "policy_samples")
     shared_spec(model, settings.home)  # a missing checkpoint fails here, once
+    config = RolloutConfig(group_size=group, sampling=sampling, mode=mode,
+                           answer_format=answer_format)
     with make_executor(settings) as executor:
         batch, stream = stream_rollouts(
             list(tasks), envs=envs, home=Path(settings.home), settings=settings, model=model,
-            policy=policy, config=RolloutConfig(group_size=group, sampling=sampling),
-            agent=agent, existing=have, executor=executor)
+            policy=policy, config=config, agent=agent, existing=have, executor=executor)
         run_id = new_run_id()
         failed: list[str] = []
         for done, res in enumerate(stream, 1):
@@ -246,8 +252,12 @@ def sample_policy(settings: Settings, model: str, tasks: Sequence[TaskSpec],
                     f"failed in its worker: {res[1]}")
     if failed and len(failed) == batch.planned:  # e.g. a model spec no worker could load
         raise FactoryError(f"{model}: every rollout failed; the first: {failed[0]}")
-    wanted = {t.task_id for t in tasks}
-    return [g for g in read_graded(settings, policy_prefix=policy) if g.task_id in wanted]
+    # Every planned attempt is in the answer: one with no recorded trace (its worker
+    # failed, or it left no token row) as ``failed``, so a caller can count it.
+    planned = plan_rollouts(list(tasks), policy, config)
+    got = {g.rollout_id: g for g in read_graded(settings, [i.rollout_id for i in planned])}
+    return [got.get(i.rollout_id) or Graded(i.rollout_id, i.task.task_id, i.group_id, None,
+                                            None, "", "failed") for i in planned]
 
 
 def export_trajectories(settings: Settings, out: Path, policy_prefix: str | None = None) -> int:

@@ -14,9 +14,11 @@ checkpoints recorded with their lineage.
   and config. Its directory holds a state every ``save_every`` steps; a rerun of the same job
   resumes from the newest state (a killed run neither repeats nor loses a step), and a
   finished checkpoint (manifest present) is a cache hit.
-- **GRPO rounds** are on-policy; the loop is ``codemill.train.grpo.train_rounds``, and this
-  module hands it the sampler: G samples per task with the current weights
-  (``codemill.rollouts``, the same agent users run), recorded and graded. A round draws
+- **The loops** live in ``codemill.train`` (``sft.train_steps``, ``grpo.train_rounds``);
+  this module gives them data, a sampler and a place to save, and records the results.
+- **GRPO rounds** are on-policy: the sampler handed to the loop takes G samples per task
+  with the current weights through ``codemill.rollouts`` (the same agent users run, or the
+  one-turn patch mode: ``GrpoJob.mode``), recorded and graded. A round draws
   groups until enough carry a signal (dynamic sampling) and counts what it drew, dropped,
   and every attempt that was masked, ungraded or failed. Rollout ids name the checkpoint,
   round and draw, so a resumed round reads back the samples it already recorded instead of
