@@ -42,8 +42,9 @@ $(MODEL_STAMP): $(STAMP)
 
 setup: system $(STAMP) $(MODEL_STAMP)  ## create .venv and install codemill, its dev tools and the model stack
 
-lint: setup  ## ruff and the layer contracts
+lint: setup  ## ruff, mypy (the packages in pyproject's [tool.mypy] files) and the layer contracts
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 test: lint  ## the whole test suite (under 15 minutes on 2 cores)

@@ -288,7 +288,8 @@ def ls_cmd(env: str | None = typer.Option(None, "--env", help="Only this environ
             tasks = _load_tasks(ledger)
         if env:
             tasks = [t for t in tasks if t.env_id.startswith(env)]
-        rows = [{"task_id": t.task_id, "env_id": t.env_id, "kind": str(t.kind),
+        rows: list[dict[str, Any]] = [
+                {"task_id": t.task_id, "env_id": t.env_id, "kind": str(t.kind),
                  "f2p": len(t.fail_to_pass), "p2p": len(t.pass_to_pass),
                  "lines": t.metadata.get("lines_changed"),
                  "kill_rate": t.metadata.get("kill_rate"), "weak": t.metadata.get("weak"),

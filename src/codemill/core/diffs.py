@@ -123,7 +123,7 @@ def parse_diff(text: str) -> list[FileChange]:
     i = 0
     while i < len(lines):
         line = lines[i]
-        if hunk is not None and (left[0] > 0 or left[1] > 0):
+        if hunk is not None and cur is not None and (left[0] > 0 or left[1] > 0):
             body = raw_lines[i]
             mark = body[:1] if line else " "  # some tools drop the space of empty context
             if line.startswith("\\"):

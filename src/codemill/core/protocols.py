@@ -36,7 +36,13 @@ class Sandbox(Protocol):
         timeout_s: float = 60.0,
         env: Mapping[str, str] | None = None,
         stdin: str | None = None,
-    ) -> ExecResult: ...
+        offline: bool = False,
+    ) -> ExecResult:
+        """Run ``argv`` in the workspace. ``offline``: this command gets no network and a
+        read-only view of everything but the workspace, whatever the sandbox's spec allows (a
+        build running the project's code); a backend without isolation cannot honour it and
+        says so in its docstring."""
+        ...
 
     def read_file(self, path: str) -> bytes: ...
 
@@ -70,7 +76,7 @@ class TestRunner(Protocol):
     """Runs a test suite (or a selection) in a sandbox and parses the harness's own result
     file; never the code's stdout."""
 
-    __test__ = False
+    __test__ = False  # type: ignore[misc]  # tells pytest not to collect it; not a member
     parser_version: str
 
     def command(self, selection: Sequence[str] | None = None) -> tuple[str, ...]: ...

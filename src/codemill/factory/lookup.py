@@ -97,8 +97,9 @@ def env_from_row(row: dict[str, Any]) -> EnvSpec:
     """An ``EnvSpec`` from an ``environments`` row (extra columns are left out)."""
     data = {k: row.get(k) for k in EnvSpec.model_fields if row.get(k) is not None}
     for key in ("test_command", "env_vars"):
-        if isinstance(data.get(key), str):
-            data[key] = json.loads(data[key])
+        value = data.get(key)
+        if isinstance(value, str):
+            data[key] = json.loads(value)
     return EnvSpec.model_validate(data)
 
 
