@@ -75,7 +75,7 @@ class Agent:
             ctx = ToolContext(sandbox, cfg, max(1.0, min(
                 cfg.command_timeout_s, cfg.wall_time_s - (time.monotonic() - start))))
             with boundary("sandbox", f"turn {len(steps)}") as seam:
-                tool_s, command_s, submitted = self._act(ctx, calls, native, observations)
+                tool_s, command_s, submitted = self.act(ctx, calls, native, observations)
             usable = any(PARSE_ERROR not in c.arguments for c in calls)
             format_errors = 0 if usable else format_errors + 1
             if not calls:
@@ -129,10 +129,11 @@ class Agent:
             "seed": None if s.seed is None else s.seed + sample_index + TURN_SEED_STRIDE * turn,
         })
 
-    def _act(self, ctx: ToolContext, calls: Sequence[ToolCall], native: bool,
+    def act(self, ctx: ToolContext, calls: Sequence[ToolCall], native: bool,
              observations: list[Message]) -> tuple[float, float, bool]:
         """Run ``calls`` in order until one submits, appending an observation for each;
-        return (seconds inside tools, the commands' own seconds, submitted)."""
+        return (seconds inside tools, the commands' own seconds, submitted). Public so an
+        environment session (``codemill.rollouts.session``) acts exactly as a rollout."""
         tool_s = command_s = 0.0
         for call in calls:
             t0 = time.monotonic()

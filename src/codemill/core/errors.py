@@ -14,7 +14,8 @@
     ├── TestRunError           a test run whose results cannot be read
     ├── TaskError              task mining, synthesis, validation or import
     ├── ModelError             a model backend that fails or answers nonsense
-    └── GradingError           grading that cannot produce a verdict
+    ├── GradingError           grading that cannot produce a verdict
+    └── SessionError           an environment session used out of order
 
 Exceptions carry data and have no side effects: ``__str__`` never logs or prints.
 """
@@ -108,3 +109,9 @@ class ModelError(CodemillError):
 
 class GradingError(CodemillError):
     """Grading could not reach a verdict."""
+
+
+class SessionError(CodemillError):
+    """An environment session (``codemill.rollouts.session``) used out of order: a step
+    before ``reset``, after the episode ended or after ``close``, or ``grade`` before the
+    episode ended. The message says what to call."""

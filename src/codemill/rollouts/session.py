@@ -51,7 +51,7 @@ from codemill.agent.prompts import FORMAT_REMINDER
 from codemill.agent.tools import ToolContext
 from codemill.core.boundary import boundary
 from codemill.core.config import Settings
-from codemill.core.errors import CodemillError
+from codemill.core.errors import SessionError
 from codemill.core.ids import content_id
 from codemill.core.records import (
     EnvSpec,
@@ -72,11 +72,7 @@ from codemill.sandbox.api import open_sandbox
 SessionMode = Literal["agent", "patch"]
 TRUNCATIONS = frozenset({StopReason.MAX_TURNS, StopReason.WALL_TIME, StopReason.MAX_TOKENS})
 """Stops by a limit of the session rather than by the policy (Gymnasium's ``truncated``)."""
-
-
-class SessionError(CodemillError):
-    """A session used out of order: a step before ``reset``, after the episode ended or after
-    ``close``, or ``grade`` before the episode ended. The message says what to call."""
+__all__ = ["Observation", "Session", "SessionConfig", "SessionError", "SessionMode", "open_session"]
 
 
 class SessionConfig(BaseModel):
@@ -229,7 +225,7 @@ class Session:
         with boundary("sandbox", f"step {index}") as seam:
             # The agent loop's own handling of a turn's actions (runs them in order until
             # one submits), so an action does here exactly what it does in a rollout.
-            tool_s, command_s, submitted = self._agent._act(ctx, calls, False, observations)
+            tool_s, command_s, submitted = self._agent.act(ctx, calls, False, observations)
         usable = any(PARSE_ERROR not in c.arguments for c in calls)
         self._format_errors = 0 if usable else self._format_errors + 1
         if not calls:
