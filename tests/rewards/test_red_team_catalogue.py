@@ -121,6 +121,10 @@ def test_switching_a_defence_off_lets_an_attack_through(toy, defence, off, attac
                                                                       on_run.notes)
     off_run = grade(toy, BY_NAME[attack], GraderConfig(**{**isolate, **off}))
     assert off_run.reward.value == 1.0, (defence, off_run.reward, off_run.notes)
+    if "zero_on" in off:  # a class left out of zero_on is still recorded, as flag-only
+        dropped = set(isolate.get("zero_on", DEFAULT_ZERO_ON)) - set(off["zero_on"])
+        assert {f"{f}:{F.FLAG_ONLY}" for f in dropped} <= set(off_run.reward.flags), (
+            defence, off_run.reward.flags)
 
 
 def test_a_flag_left_out_of_zero_on_is_recorded_as_flag_only(toy):
