@@ -72,12 +72,14 @@ def test_diff_applies_with_git(sandbox, base_layer, tmp_path):
         "rm docs/b.txt; mkdir -p new/dir; echo fresh > new/dir/f.txt; "
         "chmod +x README.md; ln -s README.md link; touch empty.txt; "
         "printf '\\000\\001' > blob.bin; rm -r docs; mkdir -p __pycache__; "
-        "echo junk > __pycache__/x.pyc"
+        "echo junk > __pycache__/x.pyc; echo data > .coverage; echo data > .coverage.h.1.x; "
+        "mkdir -p .mypy_cache && echo x > .mypy_cache/y"
     )
     assert sandbox.run(["sh", "-c", script]).ok
     patch = sandbox.diff()
     assert "Binary files /dev/null and b/blob.bin differ" in patch
     assert "\\ No newline at end of file" in patch and "pycache" not in patch
+    assert ".coverage" not in patch and ".mypy_cache" not in patch  # run artefacts
     assert "deleted file mode 100644" in patch and "new file mode 120000" in patch
     assert "old mode 100644\nnew mode 100755" in patch
     # git applies it (binary notes aside) to a pristine copy, giving the workspace's files

@@ -14,8 +14,10 @@ Reads are bounded: a file over ``MAX_FILE_BYTES``, or any file once the diff has
 binary file (its content is not carried; the grader drops such sections). So a candidate
 that writes a huge file costs the host a bounded amount of memory, never the file's size.
 
-Byte-code caches (``__pycache__``, ``*.pyc``, ``.pytest_cache``) are not part of the diff:
-running tests writes them, and they are never part of a solution.
+Run artefacts are not part of the diff: byte-code and tool caches (``__pycache__``,
+``*.pyc``, ``.pytest_cache``, ``.mypy_cache``, ``.ruff_cache``, ``.hypothesis``) and coverage
+data (``.coverage``, ``.coverage.*`` of parallel runs, which a project's test config may
+write on every run). Running tests writes them, and they are never part of a solution.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from pathlib import Path
 from codemill.core.diffs import file_diff as core_file_diff
 from codemill.sandbox.layers import Entry, MergedView, is_opaque, is_whiteout
 
-EXCLUDED_NAMES = frozenset({"__pycache__", ".pytest_cache"})
+EXCLUDED_NAMES = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
+                            ".hypothesis", ".coverage"})
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+EXCLUDED_PREFIXES = (".coverage.",)
 MAX_FILE_BYTES = 4 << 20
 """Larger files are compared by digest, not carried (no source file of a fix is this big)."""
 MAX_DIFF_BYTES = 64 << 20
@@ -39,8 +43,8 @@ _CHUNK = 1 << 20
 
 
 def excluded(rel: Sequence[str]) -> bool:
-    return any(p in EXCLUDED_NAMES for p in rel) or (bool(rel) and
-                                                      rel[-1].endswith(EXCLUDED_SUFFIXES))
+    return any(p in EXCLUDED_NAMES for p in rel) or (bool(rel) and (
+        rel[-1].endswith(EXCLUDED_SUFFIXES) or rel[-1].startswith(EXCLUDED_PREFIXES)))
 
 
 def touched_paths(top_layers: Iterable[Path], base: MergedView) -> set[tuple[str, ...]]:
