@@ -45,7 +45,9 @@ def handle_errors() -> Iterator[None]:
     except CodemillError as exc:
         if State.debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # emoji off: "ckpt:abc: ..." must not print an emoji for ":abc:".
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True,
+                          emoji=False)
         raise typer.Exit(code=1) from None
     except KeyboardInterrupt:
         err_console.print("interrupted")
