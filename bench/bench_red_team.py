@@ -64,13 +64,12 @@ def cli(args: list[str], home: Path, timeout: float) -> dict:
 
 def load(home: Path, env_id: str):
     """The environment and its tasks, read from the ledger as the CLI does."""
-    os.environ["CODEMILL_HOME"] = str(home)
-    from codemill.cli.env_cmd import _resolve
-    from codemill.cli.tasks_cmd import _ledger, _load_tasks
+    from codemill.factory.lookup import find_env, load_tasks
+    from codemill.store.reader import LedgerReader
 
-    env = _resolve(env_id)
-    with _ledger(create=False) as ledger:
-        tasks = _load_tasks(ledger, env.env_id)
+    with LedgerReader.open(Settings(home=home), create=False) as reader:
+        env = find_env(reader, env_id)
+        tasks = load_tasks(reader, env.env_id)
     return env, sorted(tasks, key=lambda t: t.task_id)
 
 
