@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from codemill.core.config import Settings
-from codemill.envs import envstore
+from codemill.envs import installs
 from codemill.envs.builder.build import build_env
 from codemill.envs.builder.verdict import make_runner
 from codemill.repos.sources import snapshot_source
@@ -82,11 +82,11 @@ def materialize(snapshot_dir: Path, layer: Path | None, dest: Path) -> None:
 
 
 def sandbox_vs_host(env: object, home: Path, runs: int) -> tuple[list[float], list[float], int]:
-    spec = envstore.sandbox_spec(env, home)  # type: ignore[arg-type]
+    spec = installs.sandbox_spec(env, home)  # type: ignore[arg-type]
     runner = make_runner(env.test_command, env.env_vars)  # type: ignore[attr-defined]
     boxed, host, n_tests = [], [], 0
     venv = Path(env.venv_path)  # type: ignore[attr-defined]
-    layer = envstore.layer_dir(home, env.env_id)  # type: ignore[attr-defined]
+    layer = installs.layer_dir(home, env.env_id)  # type: ignore[attr-defined]
     # Outside this checkout: pytest would otherwise find codemill's own config above it.
     with tempfile.TemporaryDirectory(prefix="codemill-bench-") as tmp:
         tree = Path(tmp) / "repo"
@@ -122,7 +122,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
     if OUT.exists():
-        envstore.remove_tree(OUT)
+        installs.remove_tree(OUT)
     OUT.mkdir(parents=True)
     home_a, home_b = OUT / "cold", OUT / "warm"
 
@@ -131,13 +131,13 @@ def main() -> int:
           f"the baseline) status {cold.env.status.value} "  # type: ignore[attr-defined]
           f"python {cold.env.python}")  # type: ignore[attr-defined]
     (home_b / "cache").mkdir(parents=True)
-    (home_b / "cache" / "uv").symlink_to(envstore.uv_cache_dir(home_a))
+    (home_b / "cache" / "uv").symlink_to(installs.uv_cache_dir(home_a))
     _, warm, warm_s = build(args.source, home_b)
     print(f"warm build   {warm_s:7.1f}s  (install phase {install_seconds(warm):.1f}s) "
           f"status {warm.env.status.value}")  # type: ignore[attr-defined]
 
     env = cold.env  # type: ignore[attr-defined]
-    snap_dir = envstore.snapshot_dir(home_a, env.snapshot_id)
+    snap_dir = installs.snapshot_dir(home_a, env.snapshot_id)
     copy = OUT / "second-snapshot"
     shutil.copytree(snap_dir, copy, symlinks=True)
     test_dir = next((copy / d for d in ("tests", "test", "testing") if (copy / d).is_dir()), copy)
@@ -148,11 +148,11 @@ def main() -> int:
         update={"created_at": cold_snap.created_at, "source": cold_snap.source})
     second = build_env(snap2, home_a, Settings(home=home_a), python=env.python)
     second_s = time.monotonic() - started
-    layer = envstore.layer_dir(home_a, second.env.env_id)
-    record = envstore.envs_root(home_a) / "records" / f"{second.env.env_id}.json"
+    layer = installs.layer_dir(home_a, second.env.env_id)
+    record = installs.envs_root(home_a) / "records" / f"{second.env.env_id}.json"
     extra = (du(layer) if layer.is_dir() else 0) + record.stat().st_size
     print(f"venv on disk {cold.disk_bytes / 1e6:7.1f} MB  (du {du(Path(env.venv_path)) / 1e6:.1f}"
-          f" MB; cache {du(envstore.uv_cache_dir(home_a)) / 1e6:.1f} MB)")  # type: ignore[attr-defined]
+          f" MB; cache {du(installs.uv_cache_dir(home_a)) / 1e6:.1f} MB)")  # type: ignore[attr-defined]
     print(f"extra snapshot sharing it: {extra / 1e3:.1f} kB (layer + record), shared venv "
           f"{second.shared_venv}, build {second_s:.1f}s")
 

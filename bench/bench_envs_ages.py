@@ -100,11 +100,11 @@ def done_rows(label: str) -> dict[tuple[str, str], dict]:
 
 def bare_run(env: object, home: Path) -> tuple[float, int]:
     """One run of the whole suite in a fresh fork: (seconds, tests with results)."""
-    from codemill.envs import envstore
+    from codemill.envs import installs
     from codemill.envs.builder.verdict import make_runner
     from codemill.sandbox.api import open_sandbox
 
-    spec = envstore.sandbox_spec(env, home)  # type: ignore[arg-type]
+    spec = installs.sandbox_spec(env, home)  # type: ignore[arg-type]
     runner = make_runner(env.test_command, env.env_vars)  # type: ignore[attr-defined]
     sb = open_sandbox(spec, home)
     try:

@@ -43,7 +43,7 @@ OUT = ROOT / "bench" / "out"
 def bare_seconds(settings, suite) -> list[float]:  # type: ignore[no-untyped-def]
     """Each task's selection run once over its gold state in a fresh sandbox."""
     from codemill.envs.builder.verdict import make_runner
-    from codemill.envs.envstore import sandbox_spec
+    from codemill.envs.installs import sandbox_spec
     from codemill.factory.eval_inputs import ledger_reader, suite_tasks, task_envs
     from codemill.sandbox.api import open_sandbox
     from codemill.store.ledger import Ledger

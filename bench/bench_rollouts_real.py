@@ -28,7 +28,7 @@ from codemill.core.config import load_settings
 from codemill.core.diffs import parse_diff, strip_level
 from codemill.core.records import SamplingConfig, TaskSpec
 from codemill.envs.builder.verdict import make_runner
-from codemill.envs.envstore import sandbox_spec
+from codemill.envs.installs import sandbox_spec
 from codemill.factory.lookup import env_for_snapshot
 from codemill.factory.pipeline import RunConfig
 from codemill.factory.run import resolve_source, run_pipeline

@@ -12,7 +12,7 @@ import pytest
 
 from codemill.core.config import Settings
 from codemill.core.records import EnvStatus, RepoSnapshot
-from codemill.envs import envstore
+from codemill.envs import installs
 from codemill.envs.builder.build import BuildConfig, build_env
 from codemill.sandbox.api import open_sandbox
 
@@ -71,7 +71,7 @@ def test_pep621_project_is_usable_editable_and_shares_its_venv(
     assert not (venv / "pyvenv.cfg").stat().st_mode & 0o222  # sealed: read-only
 
     # The project is installed editable from /repo: a workspace edit takes effect.
-    with open_sandbox(envstore.sandbox_spec(env, build_home), build_home) as sb:
+    with open_sandbox(installs.sandbox_spec(env, build_home), build_home) as sb:
         sb.write_file("src/calcpkg/__init__.py", b"def add(a, b):\n    return a * b\n")
         res = sb.run(["python", "-c", "import calcpkg; print(calcpkg.add(2, 3))"])
         assert res.stdout.strip() == "6", res.stderr

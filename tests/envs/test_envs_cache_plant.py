@@ -20,7 +20,7 @@ import pytest
 from codemill.core.config import Settings
 from codemill.core.records import RepoSnapshot
 from codemill.envs.builder.build import BuildConfig, build_env
-from codemill.envs.envstore import uv_cache_dir
+from codemill.envs.installs import uv_cache_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 

@@ -13,7 +13,7 @@ HEAVY = ["pyiceberg", "pyarrow", "duckdb", "ray", "torch", "transformers", "open
 def test_envs_import_is_light(tmp_path: Path) -> None:
     code = ("import sys, codemill.envs, codemill.envs.builder.build, "
             "codemill.repos.detect.project, codemill.envs.interpreters, "
-            "codemill.envs.envstore_run\n"
+            "codemill.envs.forks\n"
             f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
             "assert not heavy, heavy\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from codemill.core.records import RepoSnapshot
-from codemill.envs import envstore
+from codemill.envs import installs
 from codemill.envs.builder.build import BuildConfig, build_env
 from codemill.envs.interpreters import NEUTRAL_PREFIX, find_interpreters, needs_neutral_path
 from codemill.sandbox.api import open_sandbox
@@ -68,7 +68,7 @@ def test_sandbox_sees_no_home_directory(
                        config=BuildConfig(baseline_runs=1, fix_missing_imports=False))
     env = result.env
     assert env.status.value == "usable", (env.reason, result.log[-3000:])
-    spec = envstore.sandbox_spec(env, build_home, settings.sandbox)
+    spec = installs.sandbox_spec(env, build_home, settings.sandbox)
     with open_sandbox(spec, build_home) as sb:
         res = sb.run(["python", "-c", WALK], timeout_s=120)
     assert res.ok, res.stderr[-2000:]

@@ -268,7 +268,7 @@ def test_pth_file(toy):
 
 def test_workspace_holds_no_gold_fix_or_hidden_test(toy):
     """What an agent could read: the broken state only; no git objects, no hidden test."""
-    from codemill.envs.envstore import sandbox_spec
+    from codemill.envs.installs import sandbox_spec
     from codemill.rewards.workspace import git_apply
     from codemill.sandbox.api import open_sandbox
 

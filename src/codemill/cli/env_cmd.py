@@ -143,7 +143,7 @@ def test_cmd(
 ) -> None:
     """Run ENV's test suite in a fresh fork and print per-outcome counts and failures."""
     with handle_errors():
-        from codemill.envs.envstore_run import run_tests
+        from codemill.envs.forks import run_tests
 
         env = resolve_env(env_ref)
         report = run_tests(env, State.settings(), keyword=keyword, timeout_s=timeout)
@@ -174,7 +174,7 @@ def exec_cmd(
 ) -> None:
     """Run a command in a fresh fork of ENV; pass through its output and exit code."""
     with handle_errors():
-        from codemill.envs.envstore_run import exec_in_env
+        from codemill.envs.forks import exec_in_env
 
         if command and command[0] == "--":
             command = command[1:]
@@ -193,7 +193,7 @@ def exec_cmd(
 def shell_cmd(env_ref: str = _ENV) -> None:
     """An interactive bash in a fresh fork of ENV (changes are discarded on exit)."""
     with handle_errors():
-        from codemill.envs.envstore_run import shell_in_env
+        from codemill.envs.forks import shell_in_env
 
         if not sys.stdin.isatty():
             raise BuildError("env shell needs a terminal (stdin is not a tty)")

@@ -47,7 +47,7 @@ def solve(repo: str, task_text: str, settings: Settings, *, model: str, max_turn
     from codemill.agent.config import AgentConfig
     from codemill.agent.loop import Agent
     from codemill.agent.models import make_backend
-    from codemill.envs.envstore import sandbox_spec
+    from codemill.envs.installs import sandbox_spec
     from codemill.factory.record import recorded_run
     from codemill.sandbox.api import open_sandbox
     from codemill.store.rows import record_to_row, step_rows

@@ -27,7 +27,7 @@ def _answer(ctx: AssetContext, env: Any, backend: Any, variant: str, req: vibes.
     from codemill.agent.config import AgentConfig
     from codemill.agent.loop import Agent
     from codemill.core.records import SamplingConfig
-    from codemill.envs.envstore import sandbox_spec
+    from codemill.envs.installs import sandbox_spec
     from codemill.sandbox.api import open_sandbox
 
     sampling = SamplingConfig(temperature=0.0, max_tokens=cfg["max_tokens"], seed=0)
@@ -50,7 +50,7 @@ def vibe_checks(ctx: AssetContext) -> Iterator[Any]:
     from codemill.agent.models import make_backend
     from codemill.agent.models.scripted import ScriptedBackend
     from codemill.envs.builder.verdict import make_runner
-    from codemill.envs.envstore import sandbox_spec, snapshot_dir
+    from codemill.envs.installs import sandbox_spec, snapshot_dir
     from codemill.rewards.workspace import git_apply
     from codemill.sandbox.api import open_sandbox
 

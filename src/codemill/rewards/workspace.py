@@ -43,7 +43,7 @@ from codemill.core.diffs import (
 )
 from codemill.core.errors import SandboxError
 from codemill.core.records import EnvSpec, ExecResult, TaskSpec
-from codemill.envs import envstore
+from codemill.envs import installs
 from codemill.rewards import flags as F
 from codemill.rewards import paths as P
 from codemill.rewards import shadow as S
@@ -69,7 +69,7 @@ class Prepared:
 def env_spec(env: EnvSpec, home: Path, limits: SandboxConfig) -> SandboxSpec:
     """The environment's sandbox spec (build layer over the snapshot, venv at ``/env``).
     ``BuildError`` when the environment is not on disk."""
-    return envstore.sandbox_spec(env, home, limits)
+    return installs.sandbox_spec(env, home, limits)
 
 
 def git_apply(sb: Any, patch: str, strip: int = 1, *, extra: Iterable[str] = ()) -> ExecResult:

@@ -52,7 +52,7 @@ from codemill.core.config import Settings
 from codemill.core.errors import GradingError
 from codemill.core.protocols import ModelBackend
 from codemill.core.records import EnvSpec, Reward, StopReason, TaskSpec, Trajectory
-from codemill.envs import envstore
+from codemill.envs import installs
 from codemill.rewards.config import GraderConfig
 from codemill.rewards.grader import grade, infra_reward
 from codemill.rollouts.patch_mode import run_patch
@@ -240,7 +240,7 @@ def run_one(ctx: RolloutContext, item: RolloutItem) -> RolloutResult:
     agent_cfg = ctx.agent.model_copy(update={"sampling": item.sampling})
     notes: list[str] = []
     with boundary("sandbox", "open the rollout workspace") as opened:
-        spec = envstore.sandbox_spec(env, ctx.home, ctx.settings.sandbox)
+        spec = installs.sandbox_spec(env, ctx.home, ctx.settings.sandbox)
         sb = open_sandbox(spec.with_top(ctx.layers[task.task_id]), ctx.home,
                           backend=ctx.backend)
     if opened.failed:

@@ -63,7 +63,7 @@ from codemill.core.records import (
     TaskSpec,
     Trajectory,
 )
-from codemill.envs import envstore
+from codemill.envs import installs
 from codemill.rewards.config import GraderConfig
 from codemill.rollouts.patch_mode import ASK, AnswerFormat, patch_messages, run_patch
 from codemill.rollouts.runner import prepare_patch_contexts, prepare_workspaces, reward_for
@@ -182,7 +182,7 @@ class Session:
                 self._prompt = patch_messages(self.task.problem_statement, self._context,
                                               self.config.answer_format)
             else:
-                spec = envstore.sandbox_spec(self.env, self.home, self.settings.sandbox)
+                spec = installs.sandbox_spec(self.env, self.home, self.settings.sandbox)
                 self._fork = open_sandbox(spec.with_top(self._layer), self.home,
                                           backend=self.config.backend)
                 self._prompt = [Message(role="system", content=self._agent.system_prompt),

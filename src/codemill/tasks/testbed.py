@@ -27,7 +27,7 @@ from typing import Any
 from codemill.core.config import SandboxConfig
 from codemill.core.errors import CodemillError, TaskError
 from codemill.core.records import EnvSpec, Outcome, TestReport
-from codemill.envs import envstore
+from codemill.envs import installs
 from codemill.sandbox.api import SandboxSpec, open_sandbox
 from codemill.sandbox.layers import MergedView
 from codemill.tasks import coverage_map as cov
@@ -97,7 +97,7 @@ class TestBed:
         ``test_results`` rows): when they all produced results they are the bed's
         baseline, so validation does not run the suite k more times. ``baseline_repeats``
         are the build's runs of a sample after them: each counts for the tests it lists."""
-        spec = envstore.sandbox_spec(env, home, limits)
+        spec = installs.sandbox_spec(env, home, limits)
         runner = runner_for_command(env.test_command, env.env_vars)
         reports = list(baseline_reports)
         baseline = baseline_of(reports) if reports and all(r.ran for r in reports) else None

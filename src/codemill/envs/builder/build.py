@@ -41,7 +41,7 @@ from codemill.core.config import Settings
 from codemill.core.errors import BuildError, SandboxError, TestRunError
 from codemill.core.ids import content_id
 from codemill.core.records import EnvSpec, EnvStatus, RepoSnapshot, TestReport
-from codemill.envs import envstore
+from codemill.envs import installs
 from codemill.envs.builder.install import Installed, install
 from codemill.envs.builder.plan import BuildConfig
 from codemill.envs.builder.records import BUILDER_VERSION, BuildResult, BuildStep
@@ -185,9 +185,9 @@ def _place_layer(staged: Path | None, home: Path, env_id: str) -> Path | None:
     with os.scandir(staged) as entries:
         empty = not any(entries)
     if empty:
-        envstore.remove_tree(staged)
+        installs.remove_tree(staged)
         return None
-    dest = envstore.layer_dir(home, env_id)
+    dest = installs.layer_dir(home, env_id)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    path, _ = envstore.publish(staged, dest)
+    path, _ = installs.publish(staged, dest)
     return path

@@ -23,7 +23,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from codemill.core.errors import CodemillError
-from codemill.envs import envstore
+from codemill.envs import installs
 from codemill.envs.builder.plan import (
     INPUTS_INSIDE,
     PYTHON,
@@ -61,13 +61,13 @@ def fill_cache(spec: SandboxSpec, home: Path, lock: Lock, project_name: str,
     pins = wheel_pins(lock, project_name)
     if not pins:
         return
-    staging, inputs = envstore.new_staging(home), envstore.new_staging(home)
+    staging, inputs = installs.new_staging(home), installs.new_staging(home)
     started = time.monotonic()
     try:
         (inputs / "pins.txt").write_text("\n".join(pins) + "\n")
         (inputs / "pins.txt").chmod(0o644)
         inputs.chmod(0o755)
-        cache = envstore.uv_cache_dir(home).resolve()
+        cache = installs.uv_cache_dir(home).resolve()
         ro = tuple(b for b in spec.ro_binds if b[1] != INPUTS_INSIDE) + ((inputs, INPUTS_INSIDE),)
         fill = spec.model_copy(update={
             "layers": (), "env_dir": staging, "overlay_binds": (),
@@ -88,5 +88,5 @@ def fill_cache(spec: SandboxSpec, home: Path, lock: Lock, project_name: str,
                                seconds=round(time.monotonic() - started, 3),
                                output_tail=f"not filled: {exc}"[-TAIL:]))
     finally:
-        envstore.remove_tree(staging)
-        envstore.remove_tree(inputs)
+        installs.remove_tree(staging)
+        installs.remove_tree(inputs)

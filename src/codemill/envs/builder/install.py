@@ -36,7 +36,7 @@ from codemill.core.config import Settings
 from codemill.core.errors import BuildError
 from codemill.core.protocols import Sandbox
 from codemill.core.records import ExecResult, RepoSnapshot
-from codemill.envs import envstore
+from codemill.envs import installs
 from codemill.envs.builder.cache import fill_cache
 from codemill.envs.builder.compile import recompile
 from codemill.envs.builder.degrade import degrade, summary
@@ -141,7 +141,7 @@ def build_spec(snapshot: RepoSnapshot, staging: Path, interp: Interpreter, home:
         "disk_mb": max(base.disk_mb, 8192),
         "cpu_quota": max(base.cpu_quota, float(os.cpu_count() or 1)),
     })
-    cache = envstore.uv_cache_dir(home)
+    cache = installs.uv_cache_dir(home)
     cache.mkdir(parents=True, exist_ok=True)
     cache = cache.resolve()  # a link to a shared cache: bind (and hand over) its target
     ro = [(find_uv(), UV_INSIDE)]
@@ -151,7 +151,7 @@ def build_spec(snapshot: RepoSnapshot, staging: Path, interp: Interpreter, home:
     inside = None
     if _neutral(interp, settings):  # never the host path: it may name a home directory
         inside = NEUTRAL_PREFIX
-        ro += neutral_binds(interp.path, envstore.interpreters_dir(home))
+        ro += neutral_binds(interp.path, installs.interpreters_dir(home))
     return SandboxSpec(
         layers=[Path(snapshot.path)], env_dir=staging, env_writable=True,
         python_home=Path(interp.prefix), python_inside=inside, network=True,
@@ -174,7 +174,7 @@ def _write_inputs(home: Path, attempt: Attempt) -> Path | None:
     files = input_files(attempt)
     if not files:
         return None
-    path = envstore.new_staging(home)
+    path = installs.new_staging(home)
     for name, text in files.items():
         (path / name).write_text(text)
         (path / name).chmod(0o644)
@@ -266,7 +266,7 @@ def install(snapshot: RepoSnapshot, project: ProjectInfo, interp: Interpreter, h
         if attempt in plan:
             retries = 0  # the bound is per attempt of the plan
         say(f"installing ({summary(attempt)})")
-        staging = envstore.new_staging(home)
+        staging = installs.new_staging(home)
         inputs = _write_inputs(home, attempt)
         layer: Path | None = None
         try:
@@ -320,7 +320,7 @@ def install(snapshot: RepoSnapshot, project: ProjectInfo, interp: Interpreter, h
                         run.run, partial(_collect, run, pytest_args),
                         install_argv(project, attempt, config), snapshot.created_at, config,
                         say, collected)
-                staged = envstore.envs_root(home) / "layers" / f".staging-{uuid.uuid4().hex}"
+                staged = installs.envs_root(home) / "layers" / f".staging-{uuid.uuid4().hex}"
                 layer = sb.freeze(staged)
             # The sandbox has exited: nothing changes the staging dir from here on.
             t = time.monotonic()
@@ -330,16 +330,16 @@ def install(snapshot: RepoSnapshot, project: ProjectInfo, interp: Interpreter, h
                                    output_tail=f"{compiled} modules"))
             lock = read_lock(staging)
             tree, disk = tree_digest(staging)
-            envstore.seal(staging)
-            dest = envstore.envs_root(home) / envstore.venv_name(lock.hash, tree,
+            installs.seal(staging)
+            dest = installs.envs_root(home) / installs.venv_name(lock.hash, tree,
                                                                   interp.version)
-            venv, shared = envstore.publish(staging, dest)
+            venv, shared = installs.publish(staging, dest)
             fill_cache(spec, home, lock, project.name,
                        venv_argv(venv_python(interp, settings)), env, config, steps)
             return Installed(venv=venv, lock=lock, layer=layer, disk_bytes=disk,
                              shared=shared, attempt=summary(attempt), notes=tuple(notes))
         finally:
-            envstore.remove_tree(staging)  # a no-op once published (renamed away)
+            installs.remove_tree(staging)  # a no-op once published (renamed away)
             if inputs is not None:
-                envstore.remove_tree(inputs)
+                installs.remove_tree(inputs)
     raise BuildError(attempts_failure(reasons))

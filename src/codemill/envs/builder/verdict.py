@@ -27,7 +27,7 @@ from typing import Any
 
 from codemill.core.config import Settings
 from codemill.core.records import EnvSpec, EnvStatus, Outcome, RepoSnapshot, TestReport
-from codemill.envs import envstore
+from codemill.envs import installs
 from codemill.envs.builder.missing import describe, missing_inputs
 from codemill.envs.builder.plan import PYTHON, BuildConfig
 from codemill.envs.builder.reasons import run_failure
@@ -93,7 +93,7 @@ def run_suite_baseline(env: EnvSpec, home: Path, settings: Settings, k: int, tim
         "timeout_s": max(settings.sandbox.timeout_s, timeout_s)})
     from codemill.testing.baseline import run_baseline
 
-    spec = envstore.sandbox_spec(env, home, limits, snapshot_path=snapshot_path)
+    spec = installs.sandbox_spec(env, home, limits, snapshot_path=snapshot_path)
     runner = make_runner(env.test_command, env.env_vars)
     return run_baseline(lambda: open_sandbox(spec, home), runner, k=k, timeout_s=timeout_s,
                         repeat=repeat)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from codemill.core.config import Settings
 from codemill.core.errors import BuildError, SandboxError
 from codemill.core.records import EnvSpec, ExecResult, TestReport
-from codemill.envs import envstore
+from codemill.envs import installs
 from codemill.envs.builder.verdict import make_runner
 from codemill.sandbox.api import open_sandbox
 
@@ -30,7 +30,7 @@ from codemill.sandbox.api import open_sandbox
 def _open(env: EnvSpec, settings: Settings, timeout_s: float) -> object:
     limits = settings.sandbox.model_copy(update={
         "timeout_s": max(settings.sandbox.timeout_s, timeout_s)})
-    return open_sandbox(envstore.sandbox_spec(env, settings.home, limits), settings.home)
+    return open_sandbox(installs.sandbox_spec(env, settings.home, limits), settings.home)
 
 
 def run_tests(env: EnvSpec, settings: Settings, *, keyword: str | None = None,
