@@ -25,13 +25,14 @@ import hashlib
 import json
 import os
 import subprocess
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 from pydantic import BaseModel, ConfigDict
 
+from codemill.core.dates import parse_iso
 from codemill.core.errors import BuildError
 
 MIN_MINOR = 7
@@ -143,13 +144,8 @@ def _specifier(requires_python: str) -> SpecifierSet | None:
 
 
 def _era(created_at: str) -> date | None:
-    if not created_at:
-        return None
-    try:
-        stamp = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).date()
+    stamp = parse_iso(created_at)
+    return stamp.date() if stamp else None
 
 
 def choose_interpreter(

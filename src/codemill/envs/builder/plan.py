@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, ConfigDict
 
 from codemill.core.config import BaselineConfig
+from codemill.core.dates import parse_iso
 from codemill.envs.builder.requirements import without
 from codemill.repos.detect.project import ProjectInfo
 
@@ -119,14 +120,8 @@ class Attempt:
 
 def snapshot_time(created_at: str) -> datetime | None:
     """A snapshot's ISO 8601 date as an aware datetime (UTC when it names no zone); None
-    when it is empty or unreadable."""
-    if not created_at:
-        return None
-    try:
-        stamp = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+    when it is empty or unreadable (``codemill.core.dates.parse_iso``)."""
+    return parse_iso(created_at)
 
 
 def era_cutoff(created_at: str, config: BuildConfig, now: datetime | None = None) -> str | None:
@@ -259,7 +254,9 @@ def widen(attempt: Attempt, blockers: tuple[str, ...], now: datetime | None = No
     already at today (nothing left to try)."""
     if not attempt.exclude_newer or not blockers:
         return None
-    era = datetime.fromisoformat(attempt.exclude_newer.replace("Z", "+00:00"))
+    era = parse_iso(attempt.exclude_newer)
+    if era is None:
+        return None
     now = now or datetime.now(UTC)
     rungs = [era + timedelta(days=d) for d in RUNGS_DAYS if era + timedelta(days=d) < now]
     rungs = [r.strftime("%Y-%m-%dT%H:%M:%SZ") for r in [*rungs, now]]
