@@ -4,7 +4,9 @@ Repositories go in; verified, executable RL environments, tasks, agent rollouts,
 rewards, training runs and evals come out, each recorded in Apache Iceberg with lineage.
 
 Importing this package does no I/O and imports no heavy dependency (pinned by
-``tests/test_import.py``). The public surface is small: the version and the ``core`` nouns.
+``tests/test_import.py``). The public surface of the package itself is ``__version__``; the
+records, Protocols and errors other code builds on live in ``codemill.core``, and the
+commands in ``codemill.cli`` (the ``codemill`` script).
 """
 
 __version__ = "0.1.0"

@@ -1,7 +1,8 @@
 """One lookup for what the ledger knows, by id, prefix or SWE-bench ``instance_id``.
 
 Every command and asset that turns a reference a person typed into a record comes here;
-the ledger is the truth (the environment store's JSON files are a cache of it). Functions
+the ledger is the truth (the installed environments on disk, ``envs/installs.py``, hold
+venvs and layers, no records: a cache of what the ledger's rows describe). Functions
 take a ``reader``: anything with ``read(table, row_filter=, columns=)`` returning Arrow and
 ``table_names()`` (``codemill.store.reader.LedgerReader``, or the factory's ``Ledger``).
 

