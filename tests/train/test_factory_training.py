@@ -1,7 +1,9 @@
 """Training through the factory on a real toy environment: expert SFT, then GRPO rounds
-with the current weights, checkpoints recorded with lineage, reruns cached."""
+with the current weights, checkpoints recorded with lineage, reruns cached; and GRPO that
+learns, in agent and in patch mode: the weights change and the sampled reward rises."""
 
 import json
+import math
 
 import pytest
 
@@ -78,82 +80,101 @@ def _unscored(metrics):
     return sum(metrics["left_out"].get(k, 0) for k in ("masked", "ungraded", "failed"))
 
 
-# Two ways to act on the toy task: fix the bug, then submit (reward 1), or submit at once
-# (reward 0). Short replies, so the tiny model memorizes everything but the first choice.
-FIX = ["Fix.\n```bash\nsed -i '2s/-/+/' src/calc/ops.py\n```",
-       'Submitting.\n<tool name="submit"></tool>']
-GIVE_UP = ['Done.\n<tool name="submit"></tool>']
+# Two ways to act on the toy task, per mode: fix the bug (reward 1), or not (reward 0).
+# Short replies, so the tiny model memorizes everything but the choice between them.
+WAYS = {
+    "agent": (["Fix.\n```bash\nsed -i '2s/-/+/' src/calc/ops.py\n```",
+               'Submitting.\n<tool name="submit"></tool>'],
+              ['Done.\n<tool name="submit"></tool>']),
+    "patch": (["```\n2:     return a + b\n```"], ["```\n2:     return a * b\n```"]),
+}
 TURNS, NEW_TOKENS, OBS = 3, 96, 1500
+RECIPE = {"agent": {"lr": 5e-4, "steps": 4, "measure": 16},
+          "patch": {"lr": 2e-3, "steps": 6, "measure": 32}}
+"""GRPO's learning rate and rounds, and the samples each measurement takes, per mode. A
+fresh AdamW's first steps move every weight by about ``lr``: the agent mode's longer
+memorized replies break above 1e-3 (measured at 3e-3), while the patch mode's one short
+answer takes a larger step; its rollouts are cheap, so its measurements take more."""
 
 
-def _acted(settings, env, task, tokenizer_dir, name, replies):
-    """``replies`` acted out on the task through the real agent loop and sandbox,
-    recorded token-exactly (``TeacherBackend``), graded by the real grader."""
+def _acted(settings, env, task, tokenizer_dir, mode, name, replies):
+    """``replies`` acted out on the task in ``mode`` through the real rollout path (agent
+    loop and sandbox, or the patch prompt), recorded token-exactly (``TeacherBackend``),
+    graded by the real grader."""
     from codemill.agent.config import AgentConfig
     from codemill.agent.models.scripted import ScriptedBackend
     from codemill.agent.models.teacher import TeacherBackend
     from codemill.core.records import SamplingConfig
-    from codemill.rollouts.plan import RolloutItem
-    from codemill.rollouts.runner import RolloutContext, prepare_workspaces, run_one
+    from codemill.rollouts.plan import RolloutConfig
+    from codemill.rollouts.runner import run_rollouts
 
     sampling = SamplingConfig(temperature=1.0, top_p=1.0, top_k=0, max_tokens=NEW_TOKENS)
     agent = AgentConfig(max_turns=TURNS, max_tokens=TURNS * NEW_TOKENS, observation_limit=OBS,
                         sampling=sampling)
-    envs = {env.env_id: env}
-    ctx = RolloutContext(
-        home=settings.home, settings=settings, envs=envs, agent=agent,
-        layers=prepare_workspaces([task], envs, settings.home, settings),
-        model=TeacherBackend(ScriptedBackend(replies, name=name), tokenizer_dir, name=name))
-    return run_one(ctx, RolloutItem(f"scripted-{name}", task, name, 0, sampling))
+    model = TeacherBackend(ScriptedBackend(replies, name=name), tokenizer_dir, name=name)
+    batch = run_rollouts([task], envs=[env], home=settings.home, settings=settings,
+                         model=model, policy=f"scripted-{mode}-{name}", agent=agent,
+                         config=RolloutConfig(group_size=1, sampling=sampling, mode=mode))
+    [result] = batch.results
+    return result
 
 
-def _mean_reward(settings, model, task, env):
-    """The mean reward of 16 sampled rollouts of ``model`` on the task (graded)."""
+def _mean_reward(settings, model, task, env, mode):
+    """The mean reward of sampled rollouts of ``model`` on the task (graded)."""
     from codemill.factory.train_data import sample_policy
 
-    graded = sample_policy(settings, model, [task], {env.env_id: env}, group=16,
+    n = RECIPE[mode]["measure"]
+    graded = sample_policy(settings, model, [task], {env.env_id: env}, group=n,
                            temperature=1.0, max_turns=TURNS, max_new_tokens=NEW_TOKENS,
-                           observation_limit=OBS, seed=7)
-    assert len(graded) == 16 and all(g.reward is not None for g in graded)
+                           observation_limit=OBS, seed=7, mode=mode)
+    assert len(graded) == n and all(g.reward is not None for g in graded)
     return sum(g.reward for g in graded) / len(graded)
 
 
 @pytest.mark.timeout(1200)
+@pytest.mark.parametrize("mode", ["agent", "patch"])
 def test_grpo_through_the_factory_changes_the_weights_and_raises_the_reward(
-        ledger_home, tiny_dir, tmp_path):
-    """SFT on both ways of acting leaves the tiny model split between them at the first
-    token; GRPO rounds through the factory (rollouts in the sandbox with the current
-    weights, the real grader, dynamic sampling) move it to the fix. Measured by sampling
-    the policy before and after, 16 graded rollouts each."""
+        ledger_home, tiny_dir, tmp_path, mode):
+    """SFT on both ways of acting leaves the tiny model split between them; GRPO rounds
+    through the factory (rollouts in ``mode`` with the current weights, the real grader,
+    dynamic sampling) move it to the fix. Measured by sampling the policy before and
+    after (``RECIPE``)."""
     import torch
     from safetensors.torch import load_file
 
-    from codemill.factory.training import GrpoJob, train_grpo
+    from codemill.factory.training import GrpoJob, recorded_pass_rates, train_grpo
     from codemill.train.data import from_trace
     from codemill.train.policy import load_policy
     from codemill.train.steps import sft_step
 
     settings, env, task = ledger_home
-    fixed = _acted(settings, env, task, tiny_dir, "fix", FIX)
-    gave_up = _acted(settings, env, task, tiny_dir, "give-up", GIVE_UP)
-    assert fixed.reward.value == 1.0 and gave_up.reward.value == 0.0
+    good, bad = WAYS[mode]
+    fixed = _acted(settings, env, task, tiny_dir, mode, "fix", good)
+    not_fixed = _acted(settings, env, task, tiny_dir, mode, "no-fix", bad)
+    assert fixed.reward.value == 1.0 and not_fixed.reward.value == 0.0
     policy = load_policy(tiny_dir, TrainConfig(lr=1e-2, micro_batch=2, threads=1,
                                                device="cpu"))
-    seqs = [from_trace(r.trajectory.tokens) for r in (fixed, gave_up)]
+    seqs = [from_trace(r.trajectory.tokens) for r in (fixed, not_fixed)]
     for _ in range(150):
-        loss = sft_step(policy, seqs)["loss"]
-    assert loss < 0.05  # all but the first choice memorized (ln 2 there, spread thin)
+        m = sft_step(policy, seqs)
+    # All but the choice memorized: each sequence pays about ln 2 there, little elsewhere.
+    assert m["loss"] * m["loss_tokens"] < 2 * math.log(2) + 0.2, m
     split = tmp_path / "split"
     policy.model.save_pretrained(split)
     policy.tokenizer.save_pretrained(split)
-    before = _mean_reward(settings, f"transformers:{split}", task, env)
+    before = _mean_reward(settings, f"transformers:{split}", task, env, mode)
+    # what GRPO knows of the task before its first round: the samples just recorded
+    prior = recorded_pass_rates(settings, [f"transformers:{split}"], [task.task_id])
+    n = RECIPE[mode]["measure"]
+    assert prior == {task.task_id: (round(n * before), n)}
 
     rounds = []
     grpo = train_grpo(settings, GrpoJob(
-        model=f"transformers:{split}", observation_limit=OBS, train=TrainConfig(
-            steps=4, batch_size=1, group_size=8, lr=5e-4, max_new_tokens=NEW_TOKENS,
-            max_turns=TURNS, threads=1, device="cpu", max_len=4096)), on_step=rounds.append)
-    assert [m["step"] for m in rounds] == [1, 2, 3, 4]
+        model=f"transformers:{split}", observation_limit=OBS, mode=mode, train=TrainConfig(
+            steps=RECIPE[mode]["steps"], batch_size=1, group_size=8, lr=RECIPE[mode]["lr"],
+            max_new_tokens=NEW_TOKENS, max_turns=TURNS, threads=1, device="cpu",
+            max_len=4096)), on_step=rounds.append)
+    assert [m["step"] for m in rounds] == list(range(1, RECIPE[mode]["steps"] + 1))
     for m in rounds:
         assert m["attempts"] == 8 * m["drawn_groups"] == m["scored"] + _unscored(m)
         assert m["live_groups"] + m["dropped_groups"] == m["drawn_groups"]
@@ -166,5 +187,6 @@ def test_grpo_through_the_factory_changes_the_weights_and_raises_the_reward(
     old, new = load_file(split / "model.safetensors"), load_file(grpo.path / "model.safetensors")
     assert old.keys() == new.keys()
     assert any(not torch.equal(old[k], new[k]) for k in old)
-    after = _mean_reward(settings, f"ckpt:{grpo.checkpoint_id}", task, env)
+    after = _mean_reward(settings, f"ckpt:{grpo.checkpoint_id}", task, env, mode)
+    print(f"{mode}: mean reward before {before:.3f}, after {after:.3f}")  # shown by -rA
     assert 0.25 <= before <= 0.75 and after >= before + 0.2, (before, after)
