@@ -104,7 +104,7 @@ GUARD = (resources.files("codemill.testing") / "harness" / "guard.py").read_text
 program runs it before anything of the workspace can be imported."""
 
 PYTEST_STREAM = r'''
-def _cm_pytest_plugin(pytest, emit, watch):
+def _cm_pytest_plugin(pytest, emit, watch, trap):
     # The plugin that streams each report as pytest decides it, and checks between tests
     # that pytest's own code and the registered plugins are the ones the run started with.
     import importlib, sys, types
@@ -174,6 +174,7 @@ def _cm_pytest_plugin(pytest, emit, watch):
 
     check = watch(("pytest", "_pytest", "pluggy"),
                   lambda label: sys.audit("codemill.runner", label), (CodemillStream,))
+    trap(("pytest", "_pytest"))
     return CodemillStream(), lambda: (check(), plugins())
 '''
 
@@ -181,7 +182,7 @@ PYTEST_START = PRELUDE + GUARD + RECORD_OPENS + PYTEST_STREAM + r'''
 
 def _cm_main():
     guard, watch = globals().pop("_cm_guard"), globals().pop("_cm_watch")
-    make_plugin = globals().pop("_cm_pytest_plugin")
+    make_plugin, trap = globals().pop("_cm_pytest_plugin"), globals().pop("_cm_trap")
     emit, stdin_ids, streaming = guard(_cwd)
     try:
         import pytest
@@ -204,7 +205,7 @@ def _cm_main():
         # rewritten and pytest warns so; a suite that turns warnings into errors would die
         # on that warning of our own making. A command-line filter outranks the ini's.
         plugins = ["-W", "ignore::pytest.PytestAssertRewriteWarning"] + plugins
-    own, final = make_plugin(pytest, emit, watch) if streaming else (None, None)
+    own, final = make_plugin(pytest, emit, watch, trap) if streaming else (None, None)
     _os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     _restore_path()
     record = _os.environ.pop("CODEMILL_RECORD_OPENS", "")
@@ -236,8 +237,8 @@ def _cm_main():
     guard, watch = globals().pop("_cm_guard"), globals().pop("_cm_watch")
     emit, stdin_ids, streaming = guard(os.getcwd())
     import pytest
-    make_plugin = globals().pop("_cm_pytest_plugin")
-    own, final = make_plugin(pytest, emit, watch) if streaming else (None, None)
+    make_plugin, trap = globals().pop("_cm_pytest_plugin"), globals().pop("_cm_trap")
+    own, final = make_plugin(pytest, emit, watch, trap) if streaming else (None, None)
     args = sys.argv[1:]
     if args[:1] == ["--ids-on-stdin"]:
         args = args[1:] + stdin_ids

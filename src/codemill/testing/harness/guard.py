@@ -183,6 +183,9 @@ def _cm_guard(cwd, stream=True):
             where = rel(args[0]) if args else None
             if where is not None and not is_test(where):
                 record("runner", "plugin:" + where)
+        elif event == "codemill.modules":  # a runner's name in sys.modules was compared
+            who = direct(getframe(4))  # hook <- _seen <- the compare <- who compared
+            record("runner", who and "asked for " + str(args[0]) + " in " + who)
         elif event == "codemill.runner":  # a runner's own check found a change
             record("runner", "changed:" + str(args[0]))
         elif event in ("sys.settrace", "sys.setprofile", "sys.addaudithook"):
@@ -258,3 +261,45 @@ def _cm_watch(prefixes, emit_change, extra=()):
             told.add(label)
             emit_change(label)
     return check
+
+
+def _cm_trap(names):
+    """Key the runner's entries of ``sys.modules`` by strings that report being compared
+    (``"pytest" in sys.modules``, ``sys.modules.get(...)``, ``"pytest" in key``): the
+    audit hook records it when the code asking is non-test workspace code."""
+    import sys
+
+    class Watched(str):
+        __slots__ = ()
+
+        def _seen(self):
+            sys.audit("codemill.modules", str.__str__(self))
+
+        def __eq__(self, other):
+            same = str.__eq__(self, other)
+            if same is True:
+                self._seen()
+            return same
+
+        def __ne__(self, other):
+            same = str.__eq__(self, other)
+            return same if same is NotImplemented else not same
+
+        def __contains__(self, part):
+            self._seen()
+            return str.__contains__(self, part)
+
+        def startswith(self, *args):
+            self._seen()
+            return str.startswith(self, *args)
+
+        def endswith(self, *args):
+            self._seen()
+            return str.endswith(self, *args)
+
+        __hash__ = str.__hash__
+
+    for name in names:
+        module = sys.modules.pop(name, None)
+        if module is not None:
+            sys.modules[Watched(name)] = module
