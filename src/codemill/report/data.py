@@ -1,15 +1,19 @@
 """What the report shows, read from the ledger into plain values.
 
-Per suite: every eval recorded on it (pass@1 and pass@k with intervals, masked, costs,
-per-project rates), paired comparisons of every two variants, judge agreement; the
-training curve of every checkpoint (``checkpoints.metrics``, a JSON list per step); and a
-few trajectories per variant (one resolved and one not, when there are) with their steps,
+Per environment, what runs recorded without any suite (``codemill run``, ``rollout``): the
+environment's source, status and baseline pass fraction, its tasks by kind, every rollout
+with its reward (current harness version) and flags, and a few trajectories. Per suite:
+every eval recorded on it (pass@1 and pass@k with intervals, masked, costs, per-project
+rates), paired comparisons of every two variants, judge agreement; the training curve
+of every checkpoint (``checkpoints.metrics``, a JSON list per step); and a few
+trajectories per variant (one resolved and one not, when there are) with their steps,
 observations and reward.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
@@ -34,7 +38,22 @@ class SuiteReport:
 
 
 @dataclass
+class RunsReport:
+    """What the ledger holds for one environment, whether or not a suite covers it."""
+    env_id: str
+    source: str
+    status: str
+    n_tests: int
+    n_passing: int
+    tasks_by_kind: dict[str, int]
+    rollouts: list[dict[str, Any]]
+    """A ``rollouts`` row each (newest first) with ``"reward"``: its reward row or ``{}``."""
+    trajectories: list[dict[str, Any]]
+
+
+@dataclass
 class ReportData:
+    runs: list[RunsReport] = field(default_factory=list)
     suites: list[SuiteReport] = field(default_factory=list)
     curves: list[dict[str, Any]] = field(default_factory=list)
     """``{"checkpoint_id", "kind", "steps": [...], "reward": [...]}`` per checkpoint."""
@@ -57,13 +76,23 @@ def _curves(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _pick(samples: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """One resolved and one unresolved graded attempt (when there are), at most ``n``."""
+    graded = [s for s in samples if not s["masked"]]
+    choice = ([s for s in graded if s["resolved"]][:1]
+              + [s for s in graded if not s["resolved"]][:1])
+    return (choice or samples[:1])[:n]
+
+
 def _trajectories(read: Any, evals: list[EvalResult], per_variant: int) -> list[dict[str, Any]]:
     picked: list[dict[str, Any]] = []
     for ev in evals:
-        graded = [s for s in ev.samples if not s["masked"]]
-        choice = ([s for s in graded if s["resolved"]][:1]
-                  + [s for s in graded if not s["resolved"]][:1])
-        picked += [{**s, "variant": ev.variant} for s in choice[:per_variant]]
+        picked += [{**s, "variant": ev.variant} for s in _pick(ev.samples, per_variant)]
+    return _views(read, picked)
+
+
+def _views(read: Any, picked: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trajectory viewer's input for each picked sample: its rollout, reward, steps."""
     if not picked:
         return []
     ids = ", ".join(f"'{s['rollout_id']}'" for s in picked)
@@ -84,6 +113,42 @@ def _trajectories(read: Any, evals: list[EvalResult], per_variant: int) -> list[
     return out
 
 
+def _runs(ledger: Any, read: Any, per_env: int) -> list[RunsReport]:
+    from codemill.factory.lookup import env_rows
+
+    sources = {r["snapshot_id"]: r["source"]
+               for r in read("snapshots", columns=["snapshot_id", "source"])}
+    kinds: dict[str, Counter[str]] = {}
+    for t in read("tasks", columns=["task_id", "env_id", "kind"]):
+        kinds.setdefault(t["env_id"], Counter())[t["kind"]] += 1
+    rewards = {r["rollout_id"]: r for r in read("rewards")
+               if r["harness_version"] == HARNESS_VERSION}
+    rollouts: dict[str, list[dict[str, Any]]] = {}
+    for r in read("rollouts", columns=["rollout_id", "task_id", "env_id", "policy",
+                                       "sample_index", "stop_reason", "created_at"]):
+        rollouts.setdefault(r["env_id"], []).append({**r, "reward": rewards.get(
+            r["rollout_id"], {})})
+    out = []
+    for env in env_rows(ledger):
+        mine = sorted({r["rollout_id"]: r for r in rollouts.get(env["env_id"], [])}.values(),
+                      key=lambda r: str(r.get("created_at")), reverse=True)
+        samples = [{"rollout_id": r["rollout_id"], "task_id": r["task_id"],
+                    "variant": r["policy"], "sample_index": r["sample_index"],
+                    "stop_reason": r["stop_reason"],
+                    "project": sources.get(env["snapshot_id"], ""),
+                    "masked": bool(r["reward"].get("masked", True)),
+                    "resolved": bool(r["reward"].get("resolved")),
+                    "error_type": r["reward"].get("error_type") or "not graded"}
+                   for r in mine]
+        out.append(RunsReport(
+            env_id=env["env_id"], source=sources.get(env["snapshot_id"], ""),
+            status=str(env.get("status") or ""), n_tests=int(env.get("n_tests") or 0),
+            n_passing=int(env.get("n_passing") or 0),
+            tasks_by_kind=dict(sorted(kinds.get(env["env_id"], Counter()).items())),
+            rollouts=mine, trajectories=_views(read, _pick(samples, per_env))))
+    return out
+
+
 def collect(settings: Settings, suite_ref: str | list[str] | None = None,
             per_variant: int = 2) -> ReportData:
     """Everything the report draws (see the module docstring)."""
@@ -93,6 +158,7 @@ def collect(settings: Settings, suite_ref: str | list[str] | None = None,
     with Ledger.open(settings) as ledger:
         read = ledger_reader(ledger)
         data.curves = _curves(read("checkpoints"))
+        data.runs = _runs(ledger, read, per_variant)
         suite_rows = read("suites")
         if isinstance(suite_ref, str):
             suite_ref = [suite_ref]

@@ -1,7 +1,9 @@
 """``codemill report``: one self-contained HTML file (inline CSS, plots as data URIs, no
 script, nothing fetched when it opens).
 
-Sections: training reward curve; per suite, pass@k per variant with interval bars, the
+Sections: what runs recorded per environment, with or without a suite (source, status and
+baseline pass fraction, tasks by kind, rollouts with rewards and flags, trajectories);
+training reward curve; per suite, pass@k per variant with interval bars, the
 score table (masked shown apart, costs, stop reasons), paired comparisons with flipped
 tasks, per-project/kind/difficulty breakdown, judge-vs-execution agreement; a trajectory
 viewer (each step: the model's message, the tool call, the observation, the files edited
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from codemill.report import plots
-from codemill.report.data import ReportData, SuiteReport
+from codemill.report.data import ReportData, RunsReport, SuiteReport
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1150px;color:#222}
@@ -168,15 +170,47 @@ def _trajectory(t: dict[str, Any], n: int) -> str:
             f"<p class='reward'><b>reward:</b> {escape(reward)}</p></details>")
 
 
+def _runs(r: RunsReport, start: int) -> list[str]:
+    share = f" ({r.n_passing / r.n_tests:.0%})" if r.n_tests else ""
+    kinds = ", ".join(f"{k} {v}" for k, v in r.tasks_by_kind.items()) or "none"
+    parts = [f"<h3>Environment {escape(r.env_id[:12])}: {escape(r.source)}</h3>"
+             f"<p>{escape(r.status)}, {r.n_passing}/{r.n_tests} tests pass{share}; "
+             f"tasks: {escape(kinds)}; rollouts: {len(r.rollouts)}</p>"]
+    if r.rollouts:
+        rows = []
+        for ro in r.rollouts:
+            rw = ro["reward"]
+            value = ("not graded" if not rw else f"masked: {rw.get('error_type')}"
+                     if rw.get("masked") else f"{rw.get('value')}")
+            flags = ", ".join(json.loads(rw.get("flags") or "[]")) if rw else ""
+            rows.append(f"<tr><td>{escape(ro['task_id'][:12])}</td>"
+                        f"<td>{escape(ro['policy'])}</td><td>{ro['sample_index']}</td>"
+                        f"<td>{escape(str(ro.get('stop_reason')))}</td>"
+                        f"<td>{escape(value)}</td><td>{escape(flags or '-')}</td></tr>")
+        parts.append("<table class='runs'><tr><th>task</th><th>policy</th><th>attempt</th>"
+                     "<th>stop</th><th>reward</th><th>flags</th></tr>"
+                     + "".join(rows) + "</table>")
+    parts += [_trajectory(t, start + i) for i, t in enumerate(r.trajectories)]
+    return parts
+
+
 def render(data: ReportData) -> str:
     """The whole page as one string."""
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>codemill report"
              f"</title><style>{CSS}</style></head><body><h1>codemill report</h1>"
-             f"<p class='muted'>ledger: {escape(data.ledger)}</p><h2>Training</h2>",
-             _img(plots.reward_curve(data.curves), "training reward curve")]
-    if not data.suites:
-        parts.append("<p class='muted'>no suite defined yet (codemill eval suite).</p>")
+             f"<p class='muted'>ledger: {escape(data.ledger)}</p><h2>Runs</h2>"]
     n = 0
+    if not data.runs:
+        parts.append("<p class='muted'>no run recorded yet (codemill run SOURCE).</p>")
+    for r in data.runs:
+        parts += _runs(r, n)
+        n += len(r.trajectories)
+    parts += ["<h2>Training</h2>",
+              _img(plots.reward_curve(data.curves), "training reward curve")]
+    if not data.suites:
+        parts.append("<h2>Evals</h2><p class='muted'>no suite defined yet: "
+                     "<code>codemill eval suite NAME</code> makes one from recorded tasks; "
+                     "the runs above need none.</p>")
     for sr in data.suites:
         s = sr.suite
         parts.append(f"<h2>Suite {escape(s.name)}@{escape(s.version)}</h2><p>{len(s.tasks)} "
