@@ -42,6 +42,10 @@ from pathlib import Path
 
 from codemill.sandbox.api import SandboxSpec, open_sandbox
 from codemill.sandbox.cgroups import leftover_cgroups
+from record import figure, write_result
+
+FIGURES: list[dict] = []
+"""What this run measured; written to ``bench/results/sandbox.json`` at the end."""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -84,6 +88,9 @@ def bench_starts(spec: SandboxSpec, home: Path, starts: int) -> None:
         print(f"ready-to-exec `true` ({starts} runs): p50 {pct(times, 0.5):.1f} ms, "
               f"p95 {pct(times, 0.95):.1f} ms, min {min(times) * 1000:.1f} ms; "
               f"CPU {cpu:.1f} ms per run (user+sys, all processes; load-independent)")
+        FIGURES.append(figure("ready-to-exec `true` in a sandbox, p50", pct(times, 0.5), "ms",
+                              runs=starts,
+                              p95_ms=round(pct(times, 0.95), 1), cpu_ms_per_run=round(cpu, 1)))
         inside, bare = [], []
         for _ in range(max(10, starts // 4)):
             t = time.perf_counter()
@@ -113,6 +120,8 @@ def bench_forks(spec: SandboxSpec, home: Path, kids: int = 16) -> None:
         sb.close()
     print(f"freeze: {freeze_ms:.1f} ms; fork {kids} siblings (open + first run): "
           f"{total * 1000:.0f} ms total, {total / kids * 1000:.1f} ms each")
+    FIGURES.append(figure(f"fork {kids} sibling workspaces over a frozen layer (open + first "
+                          "run), each", total / kids * 1000, "ms", freeze_ms=round(freeze_ms, 1)))
 
 
 def bench_leaks(spec: SandboxSpec, home: Path, runs: int) -> None:
@@ -142,6 +151,11 @@ def bench_leaks(spec: SandboxSpec, home: Path, runs: int) -> None:
           f"({elapsed / runs * 1000:.1f} ms/run); left behind: mounts {mounts} (the probe "
           f"saw {seen_live} during a live run), cgroups {cgroups}, processes {procs}, "
           f"scratch dirs {dirs}")
+    FIGURES.append(figure(f"left behind by {runs} runs that each start a daemon: mounts, "
+                          "cgroups, processes, scratch dirs (goal 0 0 0 0)",
+                          f"{mounts} {cgroups} {procs} {dirs}", "",
+                          probe_saw_during_a_live_run=seen_live,
+                          ms_per_run=round(elapsed / runs * 1000, 1)))
 
 
 def mounts_mentioning(path: str) -> int:
@@ -186,6 +200,9 @@ def bench_pytest(home: Path, tmp: Path, repeats: int) -> None:
     a, b = statistics.median(inside), statistics.median(bare)
     print(f"pytest (40 tests) median of {repeats}: sandboxed {a * 1000:.0f} ms, "
           f"unsandboxed {b * 1000:.0f} ms, ratio {a / b:.2f}")
+    FIGURES.append(figure("pytest on 40 generated tests, sandboxed / unsandboxed", a / b, "x",
+                          median_of=repeats, sandboxed_ms=round(a * 1000),
+                          unsandboxed_ms=round(b * 1000)))
 
 
 def main(argv: list[str]) -> int:
@@ -209,6 +226,12 @@ def main(argv: list[str]) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+    write_result("sandbox", "Sandbox start, forks, leftovers and pytest overhead", FIGURES,
+                 measures=("The bubblewrap sandbox on a synthetic repository layer: the wall "
+                           "time to run `true` (cgroups, mount namespace, overlay, bwrap as the "
+                           "sandbox uid, teardown), forking sibling workspaces over a frozen "
+                           "layer, what runs that each leave a daemon behind leave on the host, "
+                           "and pytest's cost inside the sandbox against outside it."))
     return 0
 
 
