@@ -61,3 +61,15 @@ def test_a_typed_figure_is_caught(tmp_path):
                          "\n## Contents")
     assert render.page_problems(typed, results) == [
         "figure outside any result's section: | a typed row | 9 s |"]
+
+
+def test_readme_is_short_and_quotes_no_measurement():
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250
+    # A measured figure (seconds, a rate, a ratio, a share) belongs in docs/benchmarks.md.
+    found = re.findall(r"\b\d[\d,.]*\s?(?:ms|s|seconds|minutes|min|tokens/s|rows/s|x|%)(?![\w/])",
+                       text)
+    assert found == []
+    assert "docs/benchmarks.md" in text
