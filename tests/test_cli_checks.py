@@ -47,3 +47,13 @@ def test_a_good_spec_passes_the_check(tmp_path):
                    "--plan")
     assert out.returncode == 0, out.stderr
     assert "environments" in out.stdout
+
+
+@pytest.mark.parametrize("command", [["solve", "--repo", "repo", "fix it"], ["rollout", "all"]])
+def test_solve_and_rollout_check_the_model_first(tmp_path, command):
+    out = codemill(tmp_path, *command, "--model", "nosuch:model")
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "error: --model nosuch:model: model spec 'nosuch:model': unknown kind 'nosuch' "
+        "(openai, scripted, transformers, smollm2)"]
+    assert not (tmp_path / "home").exists()

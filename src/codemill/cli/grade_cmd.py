@@ -22,6 +22,7 @@ from typing import Any, Literal
 import typer
 
 from codemill.cli.app import State, console, err_console, handle_errors, open_reader, print_json
+from codemill.cli.checks import check_model
 from codemill.core.errors import TaskError
 from codemill.core.ids import bytes_id, short_id
 
@@ -217,5 +218,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run GRPO rollout groups, grade them, and record rollouts, steps and rewards."""
         with handle_errors():
+            check_model(model, State.settings().home)
             rollout_command(tasks, model, group, temperature, top_p, seed, max_turns, as_json,
                             mode)

@@ -8,6 +8,7 @@ from typing import Literal
 import typer
 
 from codemill.cli.app import State, console, err_console, handle_errors, print_json
+from codemill.cli.checks import check_counts, check_model
 
 
 def solve_cmd(
@@ -37,6 +38,8 @@ def solve_cmd(
         if not path.is_dir():
             raise SourceError(f"{repo}: not a directory")
         settings = State.settings()
+        check_counts(max_turns=(max_turns, 1))
+        check_model(model, settings.home)
         with err_console.status("[bold]solve[/]: preparing") as status:
             def say(message: str) -> None:
                 status.update(f"[bold]solve[/]: {message}")
