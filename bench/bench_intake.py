@@ -1,5 +1,6 @@
 """Intake and parsing figures: snapshots of a local tree and of git revisions, history
-reads, and JUnit parsing. Prints a table; everything lives in a temp dir.
+reads, and JUnit parsing. Prints a table and writes ``bench/results/intake.json``;
+everything lives in a temp dir.
 
     .venv/bin/python bench/bench_intake.py
 """
@@ -16,6 +17,7 @@ from codemill.repos.gitcmd import ensure_mirror
 from codemill.repos.history import commit_diff, list_commits
 from codemill.repos.sources import snapshot_source
 from codemill.testing.junit import parse_junit
+from record import figure, write_result
 
 N_FILES = 2000
 BIG_MB = 64
@@ -97,6 +99,10 @@ def main() -> None:
     print(f"{'what':<{width}}  seconds")
     for what, secs in rows:
         print(f"{what:<{width}}  {secs:8.3f}")
+    write_result("intake", "Intake and parsing", [figure(what, secs, "s") for what, secs in rows],
+                 measures=("Snapshots of a generated local tree (with one large binary file) "
+                           "and of git revisions of it, history reads, and parsing a large "
+                           "JUnit file, all in a temporary directory."))
 
 
 if __name__ == "__main__":
