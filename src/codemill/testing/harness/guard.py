@@ -36,8 +36,6 @@ def _cm_guard(cwd, stream=True):
     import os
     import sys
 
-    if not hasattr(sys, "audit"):  # Python < 3.8: no hook, and the runners' reports go nowhere
-        sys.audit = lambda *args: None
     data = sys.stdin.read() if not sys.stdin.isatty() else ""
     lines = data.splitlines()
     token = None
@@ -91,6 +89,15 @@ def _cm_guard(cwd, stream=True):
                 return None if is_test(r) else r + ":" + frame.f_code.co_name
             frame = frame.f_back
         return None
+
+    own = globals()  # the runner program's: frames of the guard's own wrappers
+
+    def raised_by():
+        """The frame that raised the event being checked (past the guard's wrappers)."""
+        frame = getframe(3)  # check <- hook <- the event's frame
+        while frame is not None and frame.f_globals is own:
+            frame = frame.f_back
+        return frame
 
     def direct(frame):
         """Blame only when ``frame`` itself is non-test workspace code."""
@@ -146,9 +153,9 @@ def _cm_guard(cwd, stream=True):
         if event == "open" or event in ("os.listdir", "os.scandir"):
             r = path_of(args[0]) if args else None
             if r is not None and (is_test(r) or r.split("/")[-1] in test_dirs):
-                record("test_read", blame(getframe(2)) and r)
+                record("test_read", blame(raised_by()) and r)
         elif event == "compile":
-            caller = getframe(2)
+            caller = raised_by()
             who = direct(caller)
             if who is None and (caller.f_code.co_filename.startswith("<frozen importlib")
                                 or caller.f_globals.get("__name__") in loaders):
@@ -157,24 +164,24 @@ def _cm_guard(cwd, stream=True):
                                       else None):
                 record("exec", who)
         elif event in ("code.__new__", "function.__new__", "marshal.loads"):
-            record("exec", direct(getframe(2)))
+            record("exec", direct(raised_by()))
         elif event in ("sys._getframe", "sys._current_frames"):
-            caller = getframe(2)
+            caller = raised_by()
             mod = caller.f_globals.get("__name__")
             record("frame", blame(caller) if mod in ("inspect", "traceback")
                    else direct(caller))
         elif event == "object.__getattr__":
             if len(args) > 1 and args[1] in frame_attrs:
-                record("frame", direct(getframe(2)))
+                record("frame", direct(raised_by()))
         elif event.startswith("gc.get_"):
-            record("frame", blame(getframe(2)))
+            record("frame", blame(raised_by()))
         elif event == "import":
             name = args[0] if args and isinstance(args[0], str) else ""
             top = name.split(".")[0]
             if top in runner_names:
-                record("runner", blame(getframe(2)) and name)
+                record("runner", blame(raised_by()) and name)
             elif top in ("ctypes", "_ctypes"):
-                record("ctypes", blame(getframe(2)))
+                record("ctypes", blame(raised_by()))
         elif event == "codemill.import":  # builtins.__import__, from a module's globals
             name, where = args[0], rel(args[1])
             if where is not None and not is_test(where):
@@ -184,18 +191,22 @@ def _cm_guard(cwd, stream=True):
             if where is not None and not is_test(where):
                 record("runner", "plugin:" + where)
         elif event == "codemill.modules":  # a runner's name in sys.modules was compared
-            who = direct(getframe(4))  # hook <- _seen <- the compare <- who compared
+            who = direct(raised_by())  # past the trap's own compare
             record("runner", who and "asked for " + str(args[0]) + " in " + who)
         elif event == "codemill.runner":  # a runner's own check found a change
             record("runner", "changed:" + str(args[0]))
         elif event in ("sys.settrace", "sys.setprofile", "sys.addaudithook"):
-            record("trace", blame(getframe(2)))
+            record("trace", blame(raised_by()))
         elif event.startswith("ctypes."):
-            record("ctypes", blame(getframe(2)))
+            record("ctypes", blame(raised_by()))
 
-    if fd is not None and hasattr(sys, "addaudithook"):
-        sys.addaudithook(hook)
+    wrap_builtins = globals().pop("_cm_wrap_builtins", None)
+    if fd is not None:
         import builtins
+        if hasattr(sys, "addaudithook"):
+            sys.addaudithook(hook)
+        elif wrap_builtins is not None:
+            wrap_builtins(builtins, hook)
         real_import = builtins.__import__
 
         def watched_import(name, globals=None, locals=None, fromlist=(), level=0):
@@ -208,6 +219,52 @@ def _cm_guard(cwd, stream=True):
 
         builtins.__import__ = watched_import
     return emit, ids, token is not None
+
+
+def _cm_wrap_builtins(builtins, hook):
+    """Python < 3.8 has no audit hook: the guard's events come from wrappers of the
+    builtins and ``sys`` functions that raise the most of them (code that kept a reference
+    to the originals from before the guard ran goes unseen; nothing of the workspace has
+    run by then). ``sys.audit`` is the hook itself, so the runners' events reach it."""
+    import sys
+
+    getframe = sys._getframe
+    real = {n: getattr(builtins, n) for n in ("exec", "eval", "compile", "open")}
+    real_sys = {n: getattr(sys, n) for n in ("_getframe", "settrace", "setprofile")}
+    sys.audit = lambda event, *args: hook(event, args)
+
+    def run(name):
+        def runner(source, globals=None, locals=None):
+            if isinstance(source, (str, bytes)):
+                hook("compile", (source, "<string>"))
+            if globals is None:
+                frame = getframe(1)
+                globals, locals = frame.f_globals, frame.f_locals
+            return real[name](source, globals, locals)
+        return runner
+
+    def compile_(source, filename, *args, **kwargs):
+        hook("compile", (source, filename))
+        return real["compile"](source, filename, *args, **kwargs)
+
+    def open_(file, *args, **kwargs):
+        hook("open", (file,))
+        return real["open"](file, *args, **kwargs)
+
+    def getframe_(depth=0):
+        hook("sys._getframe", ())
+        return real_sys["_getframe"](depth + 1)
+
+    def trace(name):
+        def setter(fn):
+            hook("sys." + name, ())
+            return real_sys[name](fn)
+        return setter
+
+    builtins.exec, builtins.eval = run("exec"), run("eval")
+    builtins.compile, builtins.open = compile_, open_
+    sys._getframe, sys.settrace, sys.setprofile = getframe_, trace("settrace"), trace(
+        "setprofile")
 
 
 def _cm_watch(prefixes, emit_change, extra=()):
