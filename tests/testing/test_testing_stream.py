@@ -43,6 +43,18 @@ def test_lines_without_the_token_are_not_believed():
 
 
 
+def test_a_run_over_the_disk_limit_has_no_verdict_whatever_it_streamed():
+    from codemill.core.records import ExecResult
+    from codemill.testing.stream import stream_report
+
+    err = line("t", '["r", ["a.py::x", "passed", "", 0.0]]') + line("t", '["end", 0]')
+    done = ExecResult(exit_code=0, stdout="", stderr=err, duration_s=1.0)
+    assert stream_report(("py",), done, "t", parser_version="v").ran
+    over = done.model_copy(update={"killed_reason": "disk"})
+    report = stream_report(("py",), over, "t", parser_version="v")
+    assert not report.ran and "disk" in (report.error or ""), report
+
+
 @pytest.mark.network
 @pytest.mark.parametrize("kind", ["pytest", "unittest"])
 def test_the_stream_says_what_the_result_file_says(open_project, tmp_path: Path, kind):

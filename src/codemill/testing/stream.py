@@ -14,7 +14,9 @@ Reading rules (``read_stream``):
 - ``a`` records ``[class, detail]``: what the audit hook saw non-test workspace code do;
 - ``end`` ``exit code``: the runner returned; records after the first ``end`` are
   ignored. No ``end``: the run did not finish (the process was killed or exited early),
-  whatever its exit code says.
+  whatever its exit code says. A run that wrote past the disk limit has no verdict
+  either (the sandbox empties its results dir; its stream counts no more), whatever it
+  streamed before.
 
 What it does not protect against: code in the test process that changes a report before
 the harness streams it (the canaries, the runner check and the audit hook are the defences
@@ -117,6 +119,9 @@ def stream_report(argv: Sequence[str], res: ExecResult, token: str, *, parser_ve
                           error=f"timeout after {res.duration_s:.0f}s ({why})")
     if res.exit_code is None:
         return TestReport(**base, exit_code=None, error="the test command did not start")
+    if res.killed_reason == "disk":  # the sandbox threw the results away: so do we
+        return TestReport(**base, exit_code=res.exit_code, audit=stream.audit,
+                          error="the run wrote past the disk limit")
     if stream.exit_code is None:
         cut = " (output cut)" if res.truncated else ""
         return TestReport(**base, exit_code=res.exit_code, audit=stream.audit,
