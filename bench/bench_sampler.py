@@ -20,7 +20,9 @@ observation is appended. Two samplers, interleaved within every sample (order al
 Tokens/s = sampled tokens of all conversations / wall time (prefill and pauses included).
 Memory: the process's resident set after the configuration, and the engine's slot storage.
 Both samplers draw from per-conversation seeded generators, so they sample the same tokens:
-the benchmark checks that too. Results: ``bench/results/sampler.json``; the last line is
+the benchmark checks that too. The engine's prompt-prefix cache is emptied before each
+batched configuration, so it reuses only what the conversations of that configuration
+share (the system prompt), as a fresh run would. Results: ``bench/results/sampler.json``; the last line is
 ``batched/single tokens/s at 16 sequences: X.XXx`` (the median of the per-sample ratios).
 """
 
@@ -97,6 +99,9 @@ def run_config(kind: str, n: int, model: Any, engine: Any, firsts: list[list[int
             new, _, _ = sample(model, conv, sampling, set(), "cpu")
         conv.ids += new
         return new, conv
+
+    if kind == "batched":
+        engine.prefixes.clear()  # every configuration starts cold, as a fresh run would
 
     def batched(ids: list[int], saved: Any, sampling: Any) -> tuple[list[int], Any]:
         turn = engine.generate(ids, saved, sampling, set())
