@@ -22,8 +22,9 @@ Memory: the process's resident set after the configuration, and the engine's slo
 Both samplers draw from per-conversation seeded generators, so they sample the same tokens:
 the benchmark checks that too. The engine's prompt-prefix cache is emptied before each
 batched configuration, so it reuses only what the conversations of that configuration
-share (the system prompt), as a fresh run would. Results: ``bench/results/sampler.json``; the last line is
-``batched/single tokens/s at 16 sequences: X.XXx`` (the median of the per-sample ratios).
+share (the system prompt), as a fresh run would. Results: ``bench/results/sampler.json``;
+the last line is ``batched/single tokens/s at 16 sequences: X.XXx`` (the median of the
+per-sample ratios).
 """
 
 from __future__ import annotations
