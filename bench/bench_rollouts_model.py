@@ -53,6 +53,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--turns", type=int, default=4)
     ap.add_argument("--tokens", type=int, default=128, help="sampled tokens a turn at most")
     ap.add_argument("--home", default="bench/out/rollouts_home")
+    ap.add_argument("--prepare", action="store_true",
+                    help="build the environment, tasks and workspaces, then stop (untimed)")
     args = ap.parse_args(argv)
     settings = load_settings(None, home=Path(args.home).absolute())
     cfg = RunConfig(source=args.source, synth_tasks=args.tasks, feature_tasks=0,
@@ -66,6 +68,9 @@ def main(argv: list[str]) -> int:
     tasks = list({r["task_id"]: row_to_record(TaskSpec, r) for r in rows}.values())
     tasks = sorted(tasks, key=lambda t: t.task_id)[:args.tasks]
     prepare_workspaces(tasks, {env.env_id: env}, settings.home, settings)  # untimed, cached
+    if args.prepare:
+        print(f"prepared {len(tasks)} tasks of {args.source} in {args.home}")
+        return 0
     model = make_backend("smollm2", home=settings.home)
     rates: dict[str, list[float]] = {"serial": [], "batched": []}
     counts: dict[str, list[str]] = {"serial": [], "batched": []}
