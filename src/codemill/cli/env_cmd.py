@@ -240,6 +240,9 @@ def serve_cmd(
             print(f"serving {len(served)} task(s) at {url}", flush=True)
 
         run(app, host, port, announce)
+        # The server stops only on a signal. uvicorn re-raises it after shutdown on some
+        # paths and returns normally on others; either way the command was interrupted.
+        raise KeyboardInterrupt
 
 
 def register(app: typer.Typer) -> None:
