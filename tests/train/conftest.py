@@ -57,11 +57,9 @@ TEST_CALC = (
 
 
 @pytest.fixture
-def sandbox(tmp_path):
-    """A bwrap sandbox over a tiny buggy repository."""
+def calc_repo(tmp_path):
+    """``(layer, home)``: a tiny buggy repository to open sandboxes over, and their home."""
     import os
-
-    from codemill.sandbox.api import SandboxSpec, open_sandbox
 
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -71,6 +69,15 @@ def sandbox(tmp_path):
         os.chmod(path, 0o755)
     home = tmp_path / "home"
     home.mkdir()
+    return repo, home
+
+
+@pytest.fixture
+def sandbox(calc_repo):
+    """A bwrap sandbox over the tiny buggy repository."""
+    from codemill.sandbox.api import SandboxSpec, open_sandbox
+
+    repo, home = calc_repo
     sb = open_sandbox(SandboxSpec(layers=[repo]), home, backend="bwrap")
     yield sb
     sb.close()

@@ -22,24 +22,8 @@ pytestmark = pytest.mark.slow
 TEST_COMMAND = "python3 -m unittest -q"
 
 
-@pytest.fixture
-def repo(tmp_path):
-    import os
-
-    from tests.train.conftest import CALC, TEST_CALC
-
-    layer = tmp_path / "repo"
-    layer.mkdir()
-    (layer / "calc.py").write_text(CALC)
-    (layer / "test_calc.py").write_text(TEST_CALC)
-    for path in (tmp_path, layer):
-        os.chmod(path, 0o755)
-    (tmp_path / "home").mkdir()
-    return layer, tmp_path / "home"
-
-
-def _agent_run(backend, repo, seed):
-    layer, home = repo
+def _agent_run(backend, calc_repo, seed):
+    layer, home = calc_repo
     cfg = AgentConfig(max_turns=3, test_command=TEST_COMMAND, max_format_errors=3,
                       observation_limit=300,
                       sampling=SamplingConfig(temperature=1.0, max_tokens=10, seed=seed))
@@ -51,15 +35,15 @@ def _agent_run(backend, repo, seed):
         sandbox.close()
 
 
-def test_concurrent_rollouts_are_token_exact_and_batched(tiny_dir, repo):
+def test_concurrent_rollouts_are_token_exact_and_batched(tiny_dir, calc_repo):
     backend = TransformersBackend(tiny_dir, name="tiny", threads=1)
     try:
         seeds = [1, 2, 3, 4]
-        alone = {s: _agent_run(backend, repo, s) for s in seeds}
+        alone = {s: _agent_run(backend, calc_repo, s) for s in seeds}
         steps_alone = backend.engine.steps
         together: dict[int, object] = {}
         threads = [threading.Thread(target=lambda s=s: together.__setitem__(
-            s, _agent_run(backend, repo, s))) for s in seeds]
+            s, _agent_run(backend, calc_repo, s))) for s in seeds]
         for t in threads:
             t.start()
         for t in threads:
