@@ -70,7 +70,7 @@ class Generation:
     policy: str
 
 
-@dataclass
+@dataclass(eq=False)
 class _Row:
     """A request, waiting or in the batch."""
 
@@ -191,7 +191,9 @@ class BatchedEngine:
                 self._step(joining)
             except Exception as exc:  # a failed forward fails its rows, never the thread
                 with self._cond:
-                    failed, self._rows = self._rows, []
+                    admitted = {id(r) for r in self._rows}
+                    failed = self._rows + [r for r in joining if id(r) not in admitted]
+                    self._rows = []
                     self._fail(failed, exc)
                     self._cond.notify_all()
 
