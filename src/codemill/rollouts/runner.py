@@ -163,19 +163,28 @@ def prepare_workspaces(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec], h
                        settings: Settings) -> dict[str, Path]:
     """Package each task's workspace layer once (``codemill.tasks.package``)."""
     from codemill.tasks.package import package_task
+
+    return {task.task_id: package_task(bed(), task)
+            for task, bed in _task_beds(tasks, envs, home, settings)}
+
+
+def _task_beds(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec], home: Path,
+               settings: Settings) -> Iterator[tuple[TaskSpec, Callable[[], Any]]]:
+    """Each distinct task with a function opening its environment's ``TestBed``; raises
+    ``GradingError`` for a task whose environment is not known."""
     from codemill.tasks.testbed import TestBed
 
-    layers: dict[str, Path] = {}
+    seen: set[str] = set()
     for task in tasks:
-        if task.task_id in layers:
+        if task.task_id in seen:
             continue
+        seen.add(task.task_id)
         env = envs.get(task.env_id)
         if env is None:
             raise GradingError(f"task {task.task_id[:12]}: environment {task.env_id[:12]} "
                                "is not known")
-        bed = TestBed.from_env(env, home, settings.sandbox, backend=settings.sandbox.backend)
-        layers[task.task_id] = package_task(bed, task)
-    return layers
+        yield task, partial(TestBed.from_env, env, home, settings.sandbox,
+                            backend=settings.sandbox.backend)
 
 
 def prepare_patch_contexts(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec], home: Path,
@@ -184,20 +193,11 @@ def prepare_patch_contexts(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec
     covered run of its FAIL_TO_PASS tests in a sandbox fork of the broken state. A task
     whose run fails gets a context with ``error`` set (its samples are masked)."""
     from codemill.tasks.patch_context import PatchContext, task_patch_context
-    from codemill.tasks.testbed import TestBed
 
     out: dict[str, Any] = {}
-    for task in tasks:
-        if task.task_id in out:
-            continue
-        env = envs.get(task.env_id)
-        if env is None:
-            raise GradingError(f"task {task.task_id[:12]}: environment {task.env_id[:12]} "
-                               "is not known")
+    for task, bed in _task_beds(tasks, envs, home, settings):
         with boundary("sandbox", "build the patch context") as built:
-            bed = TestBed.from_env(env, home, settings.sandbox,
-                                   backend=settings.sandbox.backend)
-            out[task.task_id] = task_patch_context(bed, task)
+            out[task.task_id] = task_patch_context(bed(), task)
         if built.failed:
             out[task.task_id] = PatchContext(task_id=task.task_id, error=built.message)
     return out
