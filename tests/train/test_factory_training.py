@@ -75,6 +75,41 @@ def test_sft_on_expert_data_then_grpo_rounds(ledger_home, tiny_dir):
     assert len(json.loads(rows["sft"]["rollout_ids"])) == 2
 
 
+def test_sft_in_patch_mode_trains_on_graded_expert_answers(ledger_home, tiny_dir):
+    """``SftJob(mode="patch")``: the gold patch as line edits of the prompt's listing,
+    answered through the patch-mode rollout path, graded 1 by the real grader, and trained
+    on until the tiny model answers the task itself (greedy, graded)."""
+    from codemill.factory.train_data import read_graded, sample_policy
+    from codemill.factory.training import SftJob, train_sft
+    from codemill.train.policy import load_policy
+
+    settings, env, task = ledger_home
+    job = SftJob(model=f"transformers:{tiny_dir}", data="expert", mode="patch", train=TrainConfig(
+        steps=80, batch_size=1, lr=3e-3, threads=1, device="cpu"))
+    sft = train_sft(settings, job)
+    assert sft.data["trajectories"] == 1 and sft.data["resolved"] == 1, sft.data
+    [expert] = [g for g in read_graded(settings) if g.rollout_id in
+                json.loads(_checkpoint_row(settings, sft.checkpoint_id)["rollout_ids"])]
+    tok = load_policy(tiny_dir, TrainConfig(device="cpu")).tokenizer
+    answer = tok.decode([i for i, m in zip(expert.trace.completion_ids, expert.trace.loss_mask,
+                                           strict=True) if m], skip_special_tokens=True)
+    assert answer.strip() == "2:     return a + b"  # the gold patch, as the prompt asks
+    [greedy] = sample_policy(settings, f"ckpt:{sft.checkpoint_id}", [task],
+                             {env.env_id: env}, temperature=0.0, max_new_tokens=24,
+                             mode="patch")
+    said = tok.decode(greedy.trace.completion_ids, skip_special_tokens=True)
+    assert greedy.reward == 1.0, (said, [round(m["loss"], 3) for m in sft.metrics])
+    assert train_sft(settings, job).cached  # same data and config: the same checkpoint
+
+
+def _checkpoint_row(settings, checkpoint_id):
+    from codemill.store.ledger import Ledger
+
+    with Ledger.open(settings) as ledger:
+        return next(r for r in ledger.read("checkpoints").to_pylist()
+                    if r["checkpoint_id"] == checkpoint_id)
+
+
 def _unscored(metrics):
     """A round's attempts that have no reward, by reason (every one is counted)."""
     return sum(metrics["left_out"].get(k, 0) for k in ("masked", "ungraded", "failed"))

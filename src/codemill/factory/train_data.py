@@ -7,6 +7,7 @@ is the only place (with ``codemill.store``) that writes these rows.
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -161,6 +162,8 @@ def expert_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
     from codemill.rollouts.runner import RolloutContext, prepare_workspaces, run_one
     from codemill.train.expert import expert_script
 
+    if getattr(job, "mode", "agent") == "patch":
+        return _expert_patch_data(settings, job, tasks, envs, tokenizer_dir, run_id, say)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     policy = f"expert:{job.teacher}" if job.teacher else "expert"
     sampling = SamplingConfig(temperature=0.7 if job.teacher else 0.0, seed=job.train.seed)
@@ -202,6 +205,84 @@ def expert_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
         have = {g.rollout_id: g for g in read_graded(settings, [i.rollout_id for i, _ in plan])}
     return list(have.values())
 
+
+def _expert_patch_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
+                       envs: dict[str, EnvSpec], tokenizer_dir: Path, run_id: str,
+                       say: Callable[[str], None]) -> list[Graded]:
+    """Patch-mode expert answers (``SftJob.mode``), recorded and graded as one-turn
+    rollouts: the scripted expert answers each task once with its gold patch as line edits;
+    a teacher answers ``per_task`` times. Tasks the expert cannot answer are counted."""
+    from transformers import AutoTokenizer
+
+    from codemill.agent.models import make_backend
+    from codemill.agent.models.sampler import tokenizer_hash
+    from codemill.agent.models.scripted import ScriptedBackend
+    from codemill.agent.models.teacher import TeacherBackend
+    from codemill.rollouts.patch_mode import expert_answer
+    from codemill.rollouts.plan import RolloutItem
+    from codemill.rollouts.runner import (
+        RolloutContext,
+        RolloutResult,
+        Threads,
+        prepare_patch_contexts,
+        reward_for,
+        run_one,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    policy = f"expert:{job.teacher}|patch" if job.teacher else "expert|patch"
+    sampling = SamplingConfig(temperature=0.7 if job.teacher else 0.0, seed=job.train.seed,
+                              max_tokens=512)
+    runs = job.per_task if job.teacher else 1  # the scripted answer is always the same
+    salt = (tokenizer_hash(tokenizer), job.train.seed, "patch-lines")
+    plan = [RolloutItem(content_id("expert-rollout", t.task_id, policy, salt, i), t, policy, i,
+                        sampling, mode="patch") for t in tasks for i in range(runs)]
+    ids = [i.rollout_id for i in plan]
+    if regrade_stale(settings, ids, tasks, envs, run_id, "expert_trajectories"):
+        say("expert data: regraded recorded answers under the current grading rules")
+    have = {g.rollout_id: g for g in read_graded(settings, ids)}
+    todo = [item for item in plan if item.rollout_id not in have]
+    if todo:
+        say(f"expert data: {len(todo)} patch-mode answers to make ({len(have)} recorded)")
+        contexts = prepare_patch_contexts([i.task for i in todo], envs, settings.home, settings)
+        teacher_model = make_backend(job.teacher, home=settings.home) if job.teacher else None
+        answered, unanswerable = [], 0
+        for item in todo:
+            context = contexts[item.task.task_id]
+            if teacher_model is not None:
+                inner: Any = teacher_model
+            else:
+                answer = None if context.error else expert_answer(context, item.task.gold_patch)
+                if answer is None:
+                    unanswerable += 1
+                    continue
+                inner = ScriptedBackend([answer], name=policy)
+            ctx = RolloutContext(home=Path(settings.home).absolute(), settings=settings,
+                                 model=TeacherBackend(inner, tokenizer, name=policy),
+                                 envs=envs, layers={}, patch=contexts, grade=False)
+            answered.append(run_one(ctx, item))  # one tokenizer, one thread: answer first
+
+        def graded(res: RolloutResult) -> RolloutResult:  # then grade on every core
+            reward = reward_for(res.item.task, envs[res.item.task.env_id], res.trajectory,
+                                home=Path(settings.home).absolute(), settings=settings)
+            return RolloutResult(res.item, res.trajectory, reward, res.seconds, res.notes)
+
+        results = []
+        workers = settings.executor.workers or len(os.sched_getaffinity(0))
+        for n, res in enumerate(Threads(workers).map(graded, answered)):
+            if isinstance(res, str):  # recorded ungraded (counted), not dropped
+                say(f"expert {n + 1}/{len(answered)}: grading failed: {res}")
+                res = answered[n]
+            results.append(res)
+            r = res.reward
+            say(f"expert {n + 1}/{len(answered)} task {res.item.task.task_id[:10]}: "
+                f"{'masked' if r is None or r.masked else r.value}")
+        if unanswerable:
+            say(f"expert data: {unanswerable} tasks' gold change lies outside their listing "
+                "(no answer in line edits)")
+        persist_rollouts(settings, run_id, "expert_trajectories", results)
+        have = {g.rollout_id: g for g in read_graded(settings, ids)}
+    return list(have.values())
 
 
 def sample_policy(settings: Settings, model: str, tasks: Sequence[TaskSpec],

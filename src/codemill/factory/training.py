@@ -83,6 +83,11 @@ class SftJob(BaseModel):
     max_turns: int = Field(12, ge=1)
     observation_limit: int = Field(1500, ge=200)
     """Characters of a tool observation kept in a trajectory (short = faster training)."""
+    mode: Literal["agent", "patch"] = "agent"
+    """``agent``: expert runs of the multi-turn agent; ``patch``: one answer per task, the
+    gold patch written as line edits of the listing the patch-mode prompt shows
+    (``codemill.rollouts.patch_mode.expert_answer``), recorded and graded like any
+    patch-mode rollout. A task whose gold change the listing does not show gives none."""
     train: TrainConfig = TrainConfig(lr=1e-4, batch_size=4, steps=20)
 
 

@@ -37,6 +37,7 @@ the model once per worker and decode one sequence at a time in each).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -190,17 +191,23 @@ def _task_beds(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec], home: Pat
 def prepare_patch_contexts(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec], home: Path,
                            settings: Settings) -> dict[str, Any]:
     """Each task's patch-mode context (``codemill.tasks.patch_context``), built once: a
-    covered run of its FAIL_TO_PASS tests in a sandbox fork of the broken state. A task
-    whose run fails gets a context with ``error`` set (its samples are masked)."""
+    covered run of its FAIL_TO_PASS tests in a sandbox fork of the broken state, one task
+    per core at a time (``settings.executor.workers``; cached contexts cost nothing). A
+    task whose run fails gets a context with ``error`` set (its samples are masked)."""
     from codemill.tasks.patch_context import PatchContext, task_patch_context
 
-    out: dict[str, Any] = {}
-    for task, bed in _task_beds(tasks, envs, home, settings):
+    def one(pair: tuple[TaskSpec, Callable[[], Any]]) -> Any:
+        task, bed = pair
         with boundary("sandbox", "build the patch context") as built:
-            out[task.task_id] = task_patch_context(bed(), task)
-        if built.failed:
-            out[task.task_id] = PatchContext(task_id=task.task_id, error=built.message)
-    return out
+            context = task_patch_context(bed(), task)
+        return PatchContext(task_id=task.task_id, error=built.message) if built.failed \
+            else context
+
+    beds = list(_task_beds(tasks, envs, home, settings))
+    workers = settings.executor.workers or len(os.sched_getaffinity(0))
+    contexts = Threads(min(workers, len(beds))).map(one, beds)
+    return {task.task_id: c if not isinstance(c, str) else PatchContext(
+        task_id=task.task_id, error=c) for (task, _), c in zip(beds, contexts, strict=True)}
 
 
 def run_patch_one(ctx: RolloutContext, item: RolloutItem) -> RolloutResult:
