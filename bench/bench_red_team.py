@@ -73,12 +73,12 @@ def load(home: Path, env_id: str):
     return env, sorted(tasks, key=lambda t: t.task_id)
 
 
-def target(bed: TestBed, task) -> Target:
+def target(bed: TestBed, task, python: str) -> Target:
     broken = apply_patch(task.broken_patch, bed.read_base)
 
     def read(path: str) -> bytes | None:
         return broken[path] if path in broken else bed.read_base(path)
-    return Target(task, read)
+    return Target(task, read, python=python)
 
 
 def bare_run(env, task, settings: Settings) -> float:
@@ -119,7 +119,7 @@ def run_project(spec: str, args, done: set, out) -> None:
     settings = Settings(home=home)
     bed = TestBed.from_env(env, home, settings.sandbox)
     for task in tasks[:args.tasks]:
-        t = target(bed, task)
+        t = target(bed, task, env.python_path)
         for kind, items in (("attack", ATTACKS), ("honest", HONEST)):
             for item in items:
                 key = f"{spec}|{task.task_id}|{item.name}"
