@@ -7,8 +7,9 @@
 ``grade`` grades a diff for one task (TASK: a task id or a unique prefix) in a fresh
 sandbox and prints the reward, its flags and each selected test's verdict; ``--record``
 also writes the ``rewards`` row. ``rollout`` runs G samples of the model per task, each in
-its own fork of the task's workspace, grades them, and writes ``rollouts``, ``steps`` and
-``rewards`` in batches as samples finish (the executor from settings: local pool or Ray).
+its own fork of the task's workspace, grades them, and writes their rows (``rollouts``,
+``steps``, ``trajectories``, ``rewards``: ``codemill.store.rows.rollout_rows``) in batches
+as samples finish (the executor from settings: local pool or Ray).
 A rerun skips every sample whose rollout id is already in the ledger, so a crashed run
 resumes without duplicates.
 """
@@ -145,7 +146,7 @@ def rollout_command(task_refs: list[str], model: str, group: int, temperature: f
 def _persist(rec: Any, results: Any) -> None:
     """Record each finished sample's rows through the factory; they commit in batches."""
     from codemill.rollouts.runner import RolloutResult
-    from codemill.store.rows import record_to_row, step_rows, trajectory_row
+    from codemill.store.rows import rollout_rows
 
     for result in results:
         if not isinstance(result, RolloutResult):
@@ -154,15 +155,9 @@ def _persist(rec: Any, results: Any) -> None:
                               highlight=False)
             continue
         traj, item = result.trajectory, result.item
-        row = record_to_row(traj)
-        row.update(env_id=item.task.env_id, group_id=item.group_id)
-        rec.add(row, "rollouts")
-        rec.add_many(step_rows(traj), "steps")
-        tokens = trajectory_row(traj, item.group_id)
-        if tokens is not None:
-            rec.add(tokens, "trajectories")
-        if result.reward is not None:
-            rec.add(result.reward)
+        for table, row in rollout_rows(traj, env_id=item.task.env_id, group_id=item.group_id,
+                                       reward=result.reward):
+            rec.add(row, table)
         r = result.reward
         value = "-" if r is None else ("masked" if r.masked else f"{r.value:.0f}")
         err_console.print(f"  {short_id(item.rollout_id)} task {short_id(item.task.task_id)}"

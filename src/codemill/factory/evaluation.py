@@ -7,7 +7,9 @@
   (suite id, variant spec with a checkpoint resolved to its full id, guard choice), so
   nothing is evaluated twice; a rollout already recorded with the same id (same task,
   policy, sampling and attempt index) is reused, not rerun. Rows: one ``evals`` row per
-  metric, per-attempt ``eval_samples``, and the new ``rollouts``/``steps``/``rewards``.
+  metric, per-attempt ``eval_samples``, and each new attempt's rows
+  (``codemill.store.rows.rollout_rows``: ``rollouts``, ``steps``, ``trajectories`` when
+  token-exact, ``rewards``).
   Every planned attempt has an ``eval_samples`` row: one whose worker failed (no
   trajectory) or whose grading failed (no reward) is a masked row with its reason
   (``infra:worker``, ``infra:ungraded``), so an eval is never scored on fewer attempts than
@@ -128,33 +130,15 @@ def _backend(ctx: AssetContext, variant: str, checkpoint_id: str | None) -> Any:
     return shared_spec(spec, home) or make_backend(spec, home=home)
 
 
-def _regrade(ctx: AssetContext, tasks: list[Any], envs: dict[str, Any],
-             rollouts: dict[str, dict[str, Any]], steps: dict[str, list[dict[str, Any]]],
-             rewards: dict[str, dict[str, Any]]) -> Iterator[Any]:
-    """Grade recorded attempts that have no reward under the current harness version
-    (their diffs and trajectories are read back from the rows); fills ``rewards``."""
-    from codemill.factory.executor_base import ItemError
-    from codemill.factory.pipeline import grade_one, grading_items
-    from codemill.store.rows import record_to_row
-
-    todo = {rid: r for rid, r in rollouts.items() if rid not in rewards}
-    items = grading_items(todo, steps, {t.task_id: t for t in tasks}, envs, ctx.settings)
-    for reward in ctx.executor.map(grade_one, items):
-        if isinstance(reward, ItemError):  # no row: the attempt stays ungraded (masked)
-            ctx.logger.warning("regrading failed in its worker: %s", reward)
-            continue
-        rewards[reward.rollout_id] = record_to_row(reward)
-        yield Side("rewards", rewards[reward.rollout_id])
-
-
 @asset("evals", code_version=EVAL_VERSION)
 def evals(ctx: AssetContext) -> Iterator[Any]:
     """Run one variant on one suite (reusing recorded attempts) and measure it."""
     from codemill.agent.config import AgentConfig
     from codemill.core.records import SamplingConfig
+    from codemill.factory.grading import current_rewards, regrade
     from codemill.rollouts.plan import RolloutConfig, plan_rollouts
     from codemill.rollouts.runner import RolloutResult, stream_rollouts
-    from codemill.store.rows import record_to_row, step_rows
+    from codemill.store.rows import record_to_row, rollout_rows
 
     cfg = dict(ctx.config)
     variant, eval_id = cfg["variant"], cfg["eval_id"]
@@ -172,14 +156,19 @@ def evals(ctx: AssetContext) -> Iterator[Any]:
     ids = [p.rollout_id for p in planned]
     where = f"rollout_id in ({inputs.quoted(ids)})"
     # Only rewards graded under today's rules count; a recorded attempt without one is
-    # graded again from its rows (never resampled), as the ``rewards`` asset does.
-    rewards = {r["rollout_id"]: r for r in ctx.read("rewards", row_filter=where)
-               if r["harness_version"] == HARNESS_VERSION}
+    # graded again from its rows (never resampled): ``codemill.factory.grading.regrade``,
+    # the rule the ``rewards`` asset and training data follow too.
+    recorded = ctx.read("rewards", row_filter=where)
+    rewards: dict[str, Any] = current_rewards(recorded)
     rollouts = {r["rollout_id"]: r for r in ctx.read("rollouts", row_filter=where)}
     steps: dict[str, list[dict[str, Any]]] = {}
     for s in ctx.read("steps", row_filter=where):
         steps.setdefault(s["rollout_id"], []).append(s)
-    yield from _regrade(ctx, tasks, envs, rollouts, steps, rewards)
+    for reward in regrade(rollouts.values(), [s for ss in steps.values() for s in ss],
+                          recorded, tasks, envs, ctx.settings, executor=ctx.executor,
+                          warn=ctx.logger.warning):  # a failure leaves the attempt masked
+        rewards[reward.rollout_id] = record_to_row(reward)
+        yield Side("rewards", rewards[reward.rollout_id])
     # A variant that cannot even load is a failed eval (recorded), not N masked attempts.
     model = (oracle_backend(tasks) if variant == ORACLE
              else _backend(ctx, variant, cfg.get("checkpoint_id")))
@@ -197,16 +186,16 @@ def evals(ctx: AssetContext) -> Iterator[Any]:
                                result[1])
             lost.add(result[0].rollout_id)
             continue
-        row = record_to_row(result.trajectory)
-        row.update(env_id=result.item.task.env_id, group_id=result.item.group_id)
-        yield Side("rollouts", row)
-        srows = step_rows(result.trajectory)
-        for s in srows:
-            yield Side("steps", s)
-        rollouts[row["rollout_id"]], steps[row["rollout_id"]] = row, srows
-        if result.reward is not None:
-            rewards[row["rollout_id"]] = record_to_row(result.reward)
-            yield Side("rewards", rewards[row["rollout_id"]])
+        rid = result.trajectory.rollout_id
+        for table, row in rollout_rows(result.trajectory, env_id=result.item.task.env_id,
+                                       group_id=result.item.group_id, reward=result.reward):
+            yield Side(table, row)
+            if table == "rollouts":
+                rollouts[rid] = row
+            elif table == "steps":
+                steps.setdefault(rid, []).append(row)
+            elif table == "rewards":
+                rewards[rid] = row
     members = {t.task_id: t for t in suite.tasks}
     samples = [_sample_row(eval_id, suite, variant, members[p.task.task_id],
                            rollouts.get(p.rollout_id) or _lost_rollout(p),

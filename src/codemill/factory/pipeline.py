@@ -223,7 +223,7 @@ def rollouts(ctx: AssetContext) -> Iterator[Any]:
     from codemill.core.records import SamplingConfig
     from codemill.rollouts.plan import RolloutConfig
     from codemill.rollouts.runner import RolloutResult, stream_rollouts
-    from codemill.store.rows import record_to_row, step_rows, trajectory_row
+    from codemill.store.rows import rollout_rows
 
     raw = _cfg(ctx)
     cfg = _run_config(raw)
@@ -247,35 +247,9 @@ def rollouts(ctx: AssetContext) -> Iterator[Any]:
             ctx.logger.warning("rollout %s failed in its worker: %s", item.rollout_id[:12],
                                error)
             continue
-        row = record_to_row(result.trajectory)
-        row.update(env_id=env.env_id, group_id=result.item.group_id)
-        yield row
-        for row in step_rows(result.trajectory):
-            yield Side("steps", row)
-        tokens = trajectory_row(result.trajectory, result.item.group_id)
-        if tokens is not None:
-            yield Side("trajectories", tokens)
-
-
-def grade_one(item: tuple[Any, ...]) -> Any:
-    """Grade one recorded rollout (a picklable executor item)."""
-    from codemill.rollouts.runner import reward_for
-
-    task, env, traj, home, settings = item
-    return reward_for(task, env, traj, home=home, settings=settings)
-
-
-def grading_items(rows: dict[str, dict[str, Any]], steps: dict[str, list[dict[str, Any]]],
-                  tasks: dict[str, Any], envs: dict[str, Any], settings: Any
-                  ) -> list[tuple[Any, ...]]:
-    """``grade_one`` items for recorded rollouts (``rollout_id -> rollouts row``, their
-    ``steps`` rows), the diff and trajectory read back from the rows; rollouts whose task or
-    environment is not given are left out."""
-    from codemill.store.rows import trajectory_from_rows
-
-    return [(tasks[r["task_id"]], envs[r["env_id"]], trajectory_from_rows(r, steps.get(rid, [])),
-             settings.home, settings) for rid, r in sorted(rows.items())
-            if r["task_id"] in tasks and r.get("env_id") in envs]
+        for table, row in rollout_rows(result.trajectory, env_id=env.env_id,
+                                       group_id=result.item.group_id):
+            yield row if table == "rollouts" else Side(table, row)
 
 
 @asset("rewards", code_version=f"1.{HARNESS_VERSION}",
@@ -284,30 +258,19 @@ def rewards(ctx: AssetContext) -> Iterator[Any]:
     """Grade the policy's recorded rollouts of the environment's tasks: their diffs (and
     trajectories, for hack flags) are read back from the ``rollouts`` and ``steps`` rows.
     A rollout already graded by this harness version is not graded again."""
-    from codemill.factory.executor_base import ItemError
+    from codemill.factory.grading import current_ids, regrade
 
     raw = _cfg(ctx)
     env = require_env(ctx, raw)
     by_task = {t.task_id: t for t in _tasks_of(ctx, env.env_id)}
     rows = [r for r in ctx.upstream("rollouts", row_filter=f"env_id == '{env.env_id}'")
             .to_pylist() if r["policy"] == raw["model"] and r["task_id"] in by_task]
-    graded = {r["rollout_id"] for r in ctx.read(
-        "rewards", columns=["rollout_id", "harness_version"],
-        row_filter=f"env_id == '{env.env_id}'") if r["harness_version"] == HARNESS_VERSION}
-    todo: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        if r["rollout_id"] not in graded:
-            todo.setdefault(r["rollout_id"], r)
-    steps: dict[str, list[dict[str, Any]]] = {}
-    ids = sorted(todo)
+    graded = ctx.read("rewards", columns=["rollout_id", "harness_version"],
+                      row_filter=f"env_id == '{env.env_id}'")
+    ids = sorted({r["rollout_id"] for r in rows} - current_ids(graded))  # steps to read
+    steps: list[dict[str, Any]] = []
     for i in range(0, len(ids), 200):  # ids are hex content ids: safe to quote
         where = "rollout_id in (" + ", ".join(f"'{x}'" for x in ids[i:i + 200]) + ")"
-        for s in ctx.read("steps", row_filter=where):
-            steps.setdefault(s["rollout_id"], []).append(s)
-    items = grading_items(todo, steps, by_task, {env.env_id: env}, ctx.settings)
-    for done, reward in enumerate(ctx.executor.map(grade_one, items), 1):
-        ctx.progress(done, len(items))
-        if isinstance(reward, ItemError):  # no row: the next run grades it again
-            ctx.logger.warning("grading failed in its worker: %s", reward)
-            continue
-        yield reward
+        steps.extend(ctx.read("steps", row_filter=where))
+    yield from regrade(rows, steps, graded, by_task, {env.env_id: env}, ctx.settings,
+                       executor=ctx.executor, warn=ctx.logger.warning, progress=ctx.progress)

@@ -43,14 +43,17 @@ def solve(repo: str, task_text: str, settings: Settings, *, model: str, max_turn
           python: str | None = None, progress: Progress | None = None,
           mode: str = "agent") -> SolveResult:
     """Run the agent on ``task_text`` in a sandboxed copy of ``repo`` (or, with
-    ``mode="patch"``, ask for one edit); record the rollout."""
+    ``mode="patch"``, ask for one edit); record the rollout's rows (``rollout_rows``, the
+    ``trajectories`` row when the model is token-exact). A solve has no task and no
+    sampled group: its ``group_id`` is its own rollout id (a group of one), and it is
+    ungraded (no ``rewards`` row)."""
     from codemill.agent.config import AgentConfig
     from codemill.agent.loop import Agent
     from codemill.agent.models import make_backend
     from codemill.envs.installs import sandbox_spec
     from codemill.factory.record import recorded_run
     from codemill.sandbox.api import open_sandbox
-    from codemill.store.rows import record_to_row, step_rows
+    from codemill.store.rows import rollout_rows
 
     say = progress or (lambda _m: None)
     env = ensure_env(repo, settings, python=python, progress=say, usable_only=False)
@@ -72,10 +75,9 @@ def solve(repo: str, task_text: str, settings: Settings, *, model: str, max_turn
     run_config = {"repo": repo, "model": model, "task": task_text, "mode": mode,
                   "agent": config.model_dump(mode="json")}
     with recorded_run(settings, "solve", run_config) as rec:
-        row = record_to_row(traj)
-        row["env_id"] = env.env_id
-        rec.add(row, "rollouts")
-        rec.add_many(step_rows(traj), "steps")
+        # No task, so no GRPO group: the rollout is a group of one, its own id.
+        for table, row in rollout_rows(traj, env_id=env.env_id, group_id=traj.rollout_id):
+            rec.add(row, table)
         rec.summary.update(stop_reason=traj.stop_reason.value,
                            diff_lines=traj.diff.count("\n"))
         run_id = rec.run_id

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -47,26 +48,19 @@ def ledger_tasks(settings: Settings, prefixes: Sequence[str] = ()) -> tuple[list
 def persist_rollouts(settings: Settings, run_id: str, asset: str, results: Sequence[Any]) -> None:
     """Rows of finished rollouts: rollouts, steps, trajectories, rewards."""
     from codemill.store.ledger import Ledger
-    from codemill.store.rows import record_to_row, step_rows, trajectory_row
+    from codemill.store.rows import rollout_rows
 
     if not results:
         return
     kw = {"run_id": run_id, "config_hash": settings.config_hash}
-    with Ledger.open(settings) as ledger, \
-            ledger.writer("rollouts", asset=asset, **kw) as wr, \
-            ledger.writer("steps", asset=asset, **kw) as ws, \
-            ledger.writer("trajectories", asset=asset, **kw) as wt, \
-            ledger.writer("rewards", asset=asset, **kw) as wv:
+    tables = ("rollouts", "steps", "trajectories", "rewards")
+    with Ledger.open(settings) as ledger, ExitStack() as stack:
+        writers = {t: stack.enter_context(ledger.writer(t, asset=asset, **kw)) for t in tables}
         for result in results:
-            row = record_to_row(result.trajectory)
-            row.update(env_id=result.item.task.env_id, group_id=result.item.group_id)
-            wr.add(row)
-            ws.add_many(step_rows(result.trajectory))
-            tokens = trajectory_row(result.trajectory, result.item.group_id)
-            if tokens is not None:
-                wt.add(tokens)
-            if result.reward is not None:
-                wv.add(record_to_row(result.reward))
+            for table, row in rollout_rows(result.trajectory, env_id=result.item.task.env_id,
+                                           group_id=result.item.group_id,
+                                           reward=result.reward):
+                writers[table].add(row)
 
 
 @dataclass(frozen=True)
@@ -118,26 +112,21 @@ def regrade_stale(settings: Settings, rollout_ids: Sequence[str], tasks: Sequenc
     """Grade again, from their recorded rows, the rollouts among ``rollout_ids`` that have
     no reward under the current harness version (graded under older rules, or never);
     records the new rewards and returns how many. Nothing is resampled."""
-    from codemill.factory.pipeline import grade_one, grading_items
+    from codemill.factory.grading import current_ids, regrade
     from codemill.store.ledger import Ledger
     from codemill.store.rows import record_to_row
 
     wanted = set(rollout_ids)
     if not wanted:
         return 0
-    by_task = {t.task_id: t for t in tasks}
     where = "rollout_id in (" + ", ".join(f"'{x}'" for x in sorted(wanted)) + ")"
     with Ledger.open(settings) as ledger:
-        current = {r["rollout_id"] for r in ledger.read(
-            "rewards", columns=["rollout_id", "harness_version"], row_filter=where).to_pylist()
-            if r["harness_version"] == HARNESS_VERSION}
-        rows = {r["rollout_id"]: r for r in ledger.read("rollouts", row_filter=where).to_pylist()
-                if r["rollout_id"] not in current}
-        steps: dict[str, list[dict[str, Any]]] = {}
-        if rows:
-            for st in ledger.read("steps", row_filter=where).to_pylist():
-                steps.setdefault(st["rollout_id"], []).append(st)
-    rewards = [grade_one(item) for item in grading_items(rows, steps, by_task, envs, settings)]
+        graded = ledger.read("rewards", columns=["rollout_id", "harness_version"],
+                             row_filter=where).to_pylist()
+        rows = ledger.read("rollouts", row_filter=where).to_pylist()
+        stale = {r["rollout_id"] for r in rows} - current_ids(graded)
+        steps = ledger.read("steps", row_filter=where).to_pylist() if stale else []
+    rewards = list(regrade(rows, steps, graded, tasks, envs, settings))
     if rewards:
         with Ledger.open(settings) as ledger, ledger.writer(
                 "rewards", asset=asset, run_id=run_id, config_hash=settings.config_hash) as w:

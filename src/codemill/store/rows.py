@@ -8,6 +8,8 @@ have their own helpers:
 - a ``Trajectory`` is one ``rollouts`` row (``record_to_row``, with step and token
   totals) plus one ``steps`` row per step (``step_rows``) and, when token-exact, one
   ``trajectories`` row of list columns (``trajectory_row``; ``trace_from_row`` reads it);
+  ``rollout_rows`` makes all of them (and the reward's) for a finished rollout: what
+  every recording path writes;
 - a ``TestReport`` is one ``test_results`` row per test case (``test_result_rows``),
   each carrying the report's command, exit code and parser version.
 
@@ -167,6 +169,25 @@ def trajectory_row(traj: Trajectory, group_id: str = "") -> dict[str, Any] | Non
         "turn_ends": [b for _, b in t.turns], "tokenizer_hash": t.tokenizer_hash,
         "temperature": t.temperature, "top_p": t.top_p, "top_k": t.top_k,
     }
+
+
+def rollout_rows(traj: Trajectory, *, env_id: str, group_id: str,
+                 reward: Reward | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """Every row of one finished rollout, as ``(table, row)`` in write order: its
+    ``rollouts`` row (with ``env_id`` and ``group_id``), one ``steps`` row per step, the
+    ``trajectories`` row when it is token-exact, and the ``rewards`` row when graded.
+    The one place these rows are made, so every path that records a rollout writes the
+    same tables with the same columns filled."""
+    row = record_to_row(traj)
+    row.update(env_id=env_id, group_id=group_id)
+    out: list[tuple[str, dict[str, Any]]] = [("rollouts", row)]
+    out.extend(("steps", s) for s in step_rows(traj))
+    tokens = trajectory_row(traj, group_id)
+    if tokens is not None:
+        out.append(("trajectories", tokens))
+    if reward is not None:
+        out.append(("rewards", record_to_row(reward)))
+    return out
 
 
 def trace_from_row(row: dict[str, Any]) -> TokenTrace:
