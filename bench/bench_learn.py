@@ -1,0 +1,364 @@
+"""Does the factory make a model better? Base vs SFT vs SFT+GRPO on projects never trained on.
+
+Runbook::
+
+    nice -n 5 .venv/bin/python bench/bench_learn.py > bench/out/learn.log 2>&1 &
+    .venv/bin/python bench/bench_learn.py --report        # what is measured so far
+    .venv/bin/python bench/bench_learn.py --until data    # stop after a stage
+
+Stages, each resumable (rows appended as JSON lines to ``bench/out/learn.jsonl``; a stage
+already there is skipped; environments, tasks, rollouts and training states recorded in the
+home ``bench/out/learn_home`` are reused, so a killed run goes on where it stopped):
+
+1. ``data:PROJECT``, one per project: ``codemill env build pypi:NAME==VER`` and ``codemill
+   tasks synth`` through the CLI, as a user would, two projects at a time. TRAIN projects
+   give up to ``--train-tasks`` tasks each, HELD_OUT ones up to ``--held-out-tasks``. No
+   project is in both lists, and none gets a setting of its own.
+2. ``eval:base``: SmolLM2-135M on every held-out task in patch mode (greedy, one attempt),
+   through the factory's evals (suite ``learn-held-out``); pass@1 with a Wilson interval.
+3. ``sft``: ``train_sft`` in patch mode on the TRAIN tasks' expert answers (the gold patch
+   written as line edits of the listing the prompt shows, recorded and graded like any
+   patch-mode rollout: only answers the grader rewards 1 are trained on).
+4. ``eval:sft``; 5. ``grpo`` from the SFT checkpoint on TRAIN tasks (patch mode, G = 8,
+   dynamic sampling); 6. ``eval:grpo``.
+7. ``agent:*``: the three models in agent mode on 40 of the held-out tasks.
+8. ``report``: each trained model paired with the base and with its parent (exact McNemar
+   on the discordant tasks), the GRPO curve (``bench/out/learn_curve.png``), and the result
+   file ``bench/results/learn.json`` for ``docs/benchmarks.md``.
+
+The split is by project: a task's project is the ``pypi:`` source of its snapshot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "bench" / "out"
+
+TRAIN = (
+    "toolz==0.12.0", "more-itertools==10.1.0", "humanize==4.9.0", "tabulate==0.9.0",
+    "parse==1.19.0", "idna==3.4", "packaging==23.1", "natsort==8.4.0", "schema==0.7.5",
+    "voluptuous==0.13.1", "six==1.16.0", "pluggy==1.0.0", "iniconfig==1.1.1",
+    "markupsafe==2.1.3", "python-dateutil==2.8.2", "attrs==23.1.0", "tomlkit==0.12.1",
+    "simplejson==3.19.1", "mistune==2.0.5", "arrow==1.2.3", "marshmallow==3.19.0",
+    "click==8.1.7",
+)
+"""Trained on (22 listed: a build or synthesis that fails leaves at least 20)."""
+HELD_OUT = (
+    "semver==2.13.0", "itsdangerous==2.1.2", "python-slugify==5.0.2", "inflection==0.5.1",
+    "cachetools==5.3.1", "pyparsing==3.0.9",
+)
+"""Never trained on: every task of these projects is evaluated."""
+SYNTH = ["--compose", "0", "--runs", "2", "--mutants", "2"]
+"""Single-site bugs, two runs per state (flakiness), two mutants for test strength."""
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def done_stages(results: Path) -> dict[str, dict]:
+    if not results.exists():
+        return {}
+    out = {}
+    for line in results.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            out[row["stage"]] = row
+    return out
+
+
+def record(results: Path, row: dict) -> None:
+    with results.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def cli(args: list[str], home: Path, timeout: float = 7200) -> dict | list:
+    env = {**os.environ, "CODEMILL_HOME": str(home)}
+    cmd = [sys.executable, "-c", "from codemill.cli.main import main; main()", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
+                          cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {proc.stderr.strip()[-800:]}")
+    return json.loads(proc.stdout) if proc.stdout.strip().startswith(("{", "[")) else {}
+
+
+# --- stage 1: data -----------------------------------------------------------------------
+
+
+def project_data(home: Path, project: str, split: str, want: int) -> dict:
+    """Build the project's environment and synthesize up to ``want`` validated tasks
+    (a resumed stage tops up to the target instead of adding that many more)."""
+    t = time.monotonic()
+    try:
+        env = cli(["env", "build", f"pypi:{project}", "--json"], home)
+        assert isinstance(env, dict)
+        built = time.monotonic() - t
+        if env.get("status") != "usable":
+            return {"split": split, "env": env.get("status"), "tasks": 0,
+                    "why": str(env.get("reason") or env.get("status_reason") or "")[:300],
+                    "build_s": round(built, 1)}
+        have = len(cli(["tasks", "ls", "--env", env["env_id"], "--json"], home) or [])
+        if want - have > 0:
+            cli(["tasks", "synth", env["env_id"], "--max", str(want - have), *SYNTH, "--json"],
+                home)
+        total = len(cli(["tasks", "ls", "--env", env["env_id"], "--json"], home) or [])
+        return {"split": split, "env_id": env["env_id"], "env": "usable", "tasks": total,
+                "build_s": round(built, 1), "synth_s": round(time.monotonic() - t - built, 1)}
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        return {"split": split, "error": str(exc)[-400:]}
+
+
+def data(home: Path, results: Path, have: dict, args: argparse.Namespace) -> None:
+    todo = [(p, "held-out", args.held_out_tasks) for p in HELD_OUT] + \
+           [(p, "train", args.train_tasks) for p in TRAIN]
+    todo = [x for x in todo if f"data:{x[0]}" not in have]
+
+    def one(item: tuple[str, str, int]) -> None:
+        project, split, want = item
+        log(f"data: {project} ({split}, up to {want} tasks)")
+        t = time.monotonic()
+        row = {"stage": f"data:{project}", **project_data(home, project, split, want),
+               "seconds": round(time.monotonic() - t, 1)}
+        record(results, row)
+        log(f"data: {project}: {json.dumps(row)[:300]}")
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(one, todo))
+
+
+# --- the split ------------------------------------------------------------------------
+
+
+def split_tasks(home: Path) -> tuple[list, list]:
+    """(train tasks, held-out tasks): by the ``pypi:`` source of each task's snapshot."""
+    from codemill.core.config import Settings
+    from codemill.factory.training import ledger_tasks
+    from codemill.store.ledger import Ledger
+
+    settings = Settings(home=home)
+    all_tasks, envs = ledger_tasks(settings)
+    with Ledger.open(settings) as ledger:
+        names = {r["snapshot_id"]: (r["source"] or "") for r in ledger.read(
+            "snapshots", columns=["snapshot_id", "source"]).to_pylist()}
+
+    def project(task) -> str:
+        return names.get(envs[task.env_id].snapshot_id, "").removeprefix("pypi:")
+
+    train = [t for t in all_tasks if project(t) in TRAIN]
+    held = [t for t in all_tasks if project(t) in HELD_OUT]
+    assert not {project(t) for t in train} & {project(t) for t in held}
+    return train, held
+
+
+# --- evals -------------------------------------------------------------------------------
+
+SUITE = "learn-held-out"
+RUNS = {
+    "patch": {"version": "patch-128", "limit": None,
+              "run": {"mode": "patch", "k": 1, "max_turns": 1, "max_tokens": 128}},
+    "agent": {"version": "agent-40x256", "limit": 40,
+              "run": {"mode": "agent", "k": 1, "max_turns": 6, "max_tokens": 256}},
+}
+"""One greedy attempt per task. Patch mode: every held-out task; agent mode: 40 of them
+(seeded, stratified by project)."""
+
+
+def evaluate(home: Path, model: str, mode: str) -> dict:
+    """``model`` on the held-out suite of ``mode`` through the factory's evals (a cached
+    asset: a rerun reuses recorded attempts). Keeps each task's outcome for pairing."""
+    os.environ["CODEMILL_HOME"] = str(home)
+    from codemill.core.config import load_settings
+    from codemill.evals.suites import SuiteRunConfig, SuiteSelection
+    from codemill.factory import eval_api
+
+    settings = load_settings()
+    spec = RUNS[mode]
+    run = SuiteRunConfig(temperature=0.0, seed=0, wall_time_s=900, **spec["run"])
+    names = tuple(p.split("==")[0] for p in HELD_OUT)
+    suite = eval_api.define_suite(settings, SUITE, spec["version"],
+                                  SuiteSelection(projects=names, limit=spec["limit"]), run)
+    t = time.monotonic()
+    res = eval_api.evaluate(settings, f"{SUITE}@{spec['version']}", model,
+                            progress=lambda a, d, n: log(f"eval {model[:17]} {mode}: {d}/{n}"))
+    p = res.score.pass1
+    outcomes = {s["task_id"]: (None if s["masked"] else int(bool(s["resolved"])))
+                for s in res.samples}
+    return {"model": model, "mode": mode, "eval_id": res.eval_id,
+            "suite": f"{SUITE}@{spec['version']}", "tasks": len(suite.tasks),
+            "projects": sorted({t.project for t in suite.tasks}), "graded": res.score.graded,
+            "resolved": p.successes, "rate": p.value, "low": p.low, "high": p.high,
+            "masked": res.score.masked, "stops": res.score.stop_reasons,
+            "eval_s": round(time.monotonic() - t, 1), "outcomes": outcomes}
+
+
+# --- training ----------------------------------------------------------------------------
+
+SFT = ["--steps", "60", "--batch", "8", "--lr", "1e-3", "--lora", "--lora-mlp",
+       "--max-len", "2048", "--save-every", "5", "--precision", "bf16"]
+"""LoRA on attention and MLP of every layer at a LoRA learning rate, under bf16 autocast
+(about twice the fp32 step rate here); 60 steps of 8 answers is a few passes over the
+expert answers of 20 projects."""
+GRPO = ["--rounds", "8", "--tasks-per-round", "4", "--group", "8", "--max-draws", "3",
+        "--updates", "2", "--lr", "5e-5", "--max-tokens", "128", "--max-turns", "1",
+        "--max-len", "2048"]
+"""G = 8, four groups with a signal a round (dynamic sampling draws up to 12), two
+updates a round so the clip acts; the sampler and trainer are both fp32 (TIS on)."""
+
+
+def train(home: Path, kind: str, model: str) -> dict:
+    train_tasks, _ = split_tasks(home)
+    args = ["train", kind, "--model", model, "--mode", "patch", "--threads", "2",
+            *(SFT if kind == "sft" else GRPO), "--json"]
+    if kind == "sft":
+        args += ["--data", "expert"]
+    for t in train_tasks:
+        args += ["--task", t.task_id]
+    out = cli(args, home, timeout=8 * 3600)
+    assert isinstance(out, dict)
+    return {**out, "train_tasks": len(train_tasks)}
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def paired(a: dict, b: dict) -> dict:
+    """B against A on the tasks both graded: discordant counts and the exact McNemar p."""
+    from codemill.evals.stats import mcnemar_exact
+
+    both = [(a["outcomes"][t], b["outcomes"][t]) for t in a["outcomes"]
+            if a["outcomes"][t] is not None and b["outcomes"].get(t) is not None]
+    only_a = sum(1 for x, y in both if x and not y)
+    only_b = sum(1 for x, y in both if y and not x)
+    diff = (sum(y for _, y in both) - sum(x for x, _ in both)) / len(both) if both else None
+    return {"pairs": len(both), "only_a": only_a, "only_b": only_b, "diff": diff,
+            "p": mcnemar_exact(only_a, only_b)}
+
+
+def curve(metrics: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = [m for m in metrics if m.get("reward_mean") is not None]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([m["step"] for m in rounds], [m["reward_mean"] for m in rounds], marker="o",
+            label="mean reward of the drawn groups")
+    ax.plot([m["step"] for m in rounds],
+            [m["live_groups"] / max(1, m["drawn_groups"]) for m in rounds], marker="s",
+            label="live share of drawn groups")
+    ax.set_xlabel("GRPO round")
+    ax.set_ylim(-0.05, 1.05)
+    ax.legend(fontsize=8)
+    ax.set_title("SmolLM2-135M, patch mode, GRPO on training projects")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def report(have: dict) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from record import figure, write_result
+
+    figs = []
+    for mode in ("patch", "agent"):
+        for model in ("base", "sft", "grpo"):
+            row = have.get(f"eval:{model}:{mode}")
+            if row is None:
+                continue
+            figs.append(figure(f"{mode} mode: {model} resolves (pass@1)",
+                               f"{row['resolved']} of {row['graded']}",
+                               rate=round(row["rate"] or 0, 4),
+                               wilson95=[round(row["low"], 4), round(row["high"], 4)],
+                               masked=row["masked"], projects=len(row["projects"]),
+                               eval_s=row["eval_s"]))
+        for a, b in (("base", "sft"), ("base", "grpo"), ("sft", "grpo")):
+            ra, rb = have.get(f"eval:{a}:{mode}"), have.get(f"eval:{b}:{mode}")
+            if ra and rb:
+                pr = paired(ra, rb)
+                figs.append(figure(f"{mode} mode: {b} minus {a} (paired)",
+                                   round(pr["diff"] or 0, 4), "pass@1",
+                                   mcnemar_p=round(pr["p"], 4), pairs=pr["pairs"],
+                                   only_a=pr["only_a"], only_b=pr["only_b"]))
+    if "grpo" in have:
+        ms = [m for m in have["grpo"].get("metrics", []) if m.get("drawn_groups")]
+        live = sum(m["live_groups"] for m in ms)
+        drawn = sum(m["drawn_groups"] for m in ms)
+        figs.append(figure("GRPO groups alive after dynamic sampling", f"{live} of {drawn}",
+                           rounds=len(ms), kept=sum(min(m["live_groups"], 4) for m in ms)))
+        curve(have["grpo"].get("metrics", []), OUT / "learn_curve.png")
+    data_rows = [r for k, r in have.items() if k.startswith("data:")]
+    for split in ("train", "held-out"):
+        rows = [r for r in data_rows if r.get("split") == split]
+        figs.append(figure(f"{split} projects with tasks", sum(1 for r in rows if r.get("tasks")),
+                           "projects", tasks=sum(r.get("tasks", 0) for r in rows),
+                           failed=[r["stage"][5:] for r in rows if not r.get("tasks")]))
+    write_result("learn", "Learning on held-out projects (SmolLM2-135M, 2 CPU cores)", figs,
+                 measures="Base, SFT and SFT+GRPO SmolLM2-135M on every task of projects "
+                 "never trained on (patch mode) and on 40 of them (agent mode): one greedy "
+                 "attempt each, graded by the real grader; paired exact McNemar tests.")
+
+
+def run_stage(results: Path, have: dict, name: str, fn) -> dict:
+    log(f"stage {name}")
+    t = time.monotonic()
+    row = {"stage": name, **fn(), "seconds": round(time.monotonic() - t, 1)}
+    record(results, row)
+    have[name] = row
+    log(f"stage {name} done: {json.dumps(row)[:400]}")
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--home", type=Path, default=OUT / "learn_home")
+    ap.add_argument("--results", type=Path, default=OUT / "learn.jsonl")
+    ap.add_argument("--report", action="store_true")
+    ap.add_argument("--until", help="Stop after this stage (data, eval:base, sft, ...).")
+    ap.add_argument("--jobs", type=int, default=2, help="Projects prepared at once.")
+    ap.add_argument("--train-tasks", type=int, default=10)
+    ap.add_argument("--held-out-tasks", type=int, default=30)
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    args.home.mkdir(parents=True, exist_ok=True)
+    have = done_stages(args.results)
+    if args.report:
+        for name, row in have.items():
+            print(name, json.dumps({k: v for k, v in row.items() if k != "outcomes"})[:600])
+        return
+    data(args.home, args.results, have, args)
+    if args.until == "data":
+        return
+    import torch
+
+    torch.set_num_threads(2)
+    home = args.home
+    ckpt = {k: (lambda k=k: f"ckpt:{have[k]['checkpoint_id']}") for k in ("sft", "grpo")}
+    stages = {
+        "eval:base:patch": lambda: evaluate(home, "smollm2", "patch"),
+        "sft": lambda: train(home, "sft", "smollm2"),
+        "eval:sft:patch": lambda: evaluate(home, ckpt["sft"](), "patch"),
+        "grpo": lambda: train(home, "grpo", ckpt["sft"]()),
+        "eval:grpo:patch": lambda: evaluate(home, ckpt["grpo"](), "patch"),
+        "eval:base:agent": lambda: evaluate(home, "smollm2", "agent"),
+        "eval:sft:agent": lambda: evaluate(home, ckpt["sft"](), "agent"),
+        "eval:grpo:agent": lambda: evaluate(home, ckpt["grpo"](), "agent"),
+    }
+    for name, fn in stages.items():
+        if name not in have:
+            run_stage(args.results, have, name, fn)
+        report(have)
+        if name == args.until:
+            return
+
+
+if __name__ == "__main__":
+    main()
