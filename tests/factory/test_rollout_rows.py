@@ -2,7 +2,8 @@
 (``codemill.store.rows.rollout_rows``): an eval attempt and a ``solve`` of a local repository,
 both with a token-exact local model, leave a ``rollouts`` row with ``env_id`` and
 ``group_id``, its ``steps`` and a ``trajectories`` row, in a real ledger, on the toy
-project's real environment and sandbox."""
+project's real environment and sandbox. Training data regrades a stale reward from the
+rows ``persist_rollouts`` wrote (``codemill.factory.grading.regrade``)."""
 
 from __future__ import annotations
 
@@ -136,3 +137,37 @@ def test_eval_attempts_and_solve_write_the_same_rows(world, toy, tmp_path):
     shape = {k for k in _filled(rollouts[eval_id]) if k != "error"}
     assert shape <= _filled(rollouts[solve_id])
     assert _filled(traces[eval_id]) == _filled(traces[solve_id])
+
+
+def test_training_data_regrades_a_stale_reward_once(world, toy):
+    """A rollout recorded by ``persist_rollouts`` with a reward of older grading rules (a
+    stale 0 for the gold fix) is graded again from its rows by ``regrade_stale``, under
+    today's rules, and only once."""
+    from codemill.core.ids import new_run_id
+    from codemill.core.records import SamplingConfig
+    from codemill.factory.train_data import persist_rollouts, regrade_stale
+    from codemill.rewards.config import HARNESS_VERSION
+    from codemill.rollouts.plan import RolloutItem
+    from codemill.rollouts.runner import RolloutResult
+
+    settings, task = world, toy.task
+    item = RolloutItem("stale-1", task, "expert", 0, SamplingConfig())
+    reply = ModelReply(message=Message(role="assistant", content="fixed"))
+    traj = Trajectory(rollout_id=item.rollout_id, task_id=task.task_id, policy="expert",
+                      sample_index=0, system_prompt="", task_prompt="",
+                      steps=(Step(index=0, reply=reply),), stop_reason=StopReason.SUBMITTED,
+                      diff=task.gold_patch)
+    stale = Reward(reward_id="old", rollout_id=item.rollout_id, task_id=task.task_id,
+                   env_id=task.env_id, value=0.0, resolved=False, harness_version="0-old")
+    persist_rollouts(settings, new_run_id(), "policy_samples",
+                     [RolloutResult(item, traj, stale)])
+    [row] = _rows(settings, "rollouts")
+    assert (row["env_id"], row["group_id"]) == (task.env_id, item.group_id)
+
+    envs = {toy.env.env_id: toy.env}
+    assert regrade_stale(settings, [item.rollout_id], [task], envs, new_run_id(), "x") == 1
+    assert regrade_stale(settings, [item.rollout_id], [task], envs, new_run_id(), "x") == 0
+    by_version = {r["harness_version"]: r for r in _rows(settings, "rewards")}
+    assert set(by_version) == {"0-old", HARNESS_VERSION}
+    assert by_version[HARNESS_VERSION]["value"] == 1.0
+    assert by_version[HARNESS_VERSION]["resolved"] is True
