@@ -99,6 +99,12 @@ def _chat(messages: Iterable[Message]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in messages]
 
 
+def agent_system_prompt(agent: AgentConfig | None = None) -> str:
+    """The agent's own system prompt, as a session shows it (text actions, no native tools)."""
+    cfg = (agent or AgentConfig()).model_copy(update={"native_tools": "off"})
+    return Agent(ScriptedBackend([]), cfg).system_prompt
+
+
 def task_rows(pairs: Iterable[tuple[TaskSpec, EnvSpec]], home: Path, settings: Settings,
               answer_format: AnswerFormat = "lines",
               agent: AgentConfig | None = None) -> TaskRows:
@@ -107,9 +113,7 @@ def task_rows(pairs: Iterable[tuple[TaskSpec, EnvSpec]], home: Path, settings: S
     envs = {env.env_id: env for _, env in pairs}
     tasks = [task for task, _ in pairs]
     contexts = prepare_patch_contexts(tasks, envs, Path(home).absolute(), settings)
-    # The agent's own system prompt, as a session shows it (text actions, no native tools).
-    cfg = (agent or AgentConfig()).model_copy(update={"native_tools": "off"})
-    system = Agent(ScriptedBackend([]), cfg).system_prompt
+    system = agent_system_prompt(agent)
     out = TaskRows()
     for task, env in pairs:
         context = contexts[task.task_id]
