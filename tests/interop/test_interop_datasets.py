@@ -9,9 +9,12 @@ import math
 import datasets
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
+from codemill.cli.main import app
 from codemill.interop.datasets import save_hf, save_verl, task_rows
 from codemill.interop.verl_reward import compute_score
+from interop.test_interop_serve_cli import record_toy
 
 
 @pytest.fixture
@@ -71,3 +74,21 @@ def test_verl_parquet_and_reward_function(rows, toy, tmp_path):
         compute_score("openai/gsm8k", "42", toy.task.task_id, info)
     with pytest.raises(ValueError, match="does not name the task"):
         compute_score("codemill", "2:     return a + b", "another-task", info)
+
+
+def test_cli_exports_read_the_ledger(toy, tmp_path, hf_offline):
+    env = record_toy(toy)
+    hf, verl = tmp_path / "ds", tmp_path / "rl" / "train.parquet"
+    runner = CliRunner()
+    result = runner.invoke(app, ["tasks", "export-hf", str(hf)], env=env)
+    assert result.exit_code == 0, result.output
+    assert datasets.load_from_disk(str(hf))[0]["task_id"] == toy.task.task_id
+    result = runner.invoke(app, ["tasks", "export-verl", str(verl), "--env",
+                                 toy.env.env_id[:8]], env=env)
+    assert result.exit_code == 0, result.output
+    assert "1 task(s) written" in result.output
+    assert pq.read_table(verl).column("reward_model").to_pylist()[0]["ground_truth"] == \
+        toy.task.task_id
+    result = runner.invoke(app, ["tasks", "export-verl", str(verl), "--answer-format", "x"],
+                           env=env)
+    assert result.exit_code != 0 and "unknown answer format" in result.output

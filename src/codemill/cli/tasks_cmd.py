@@ -9,6 +9,8 @@
     codemill tasks package TASK                         the agent's workspace layer
     codemill tasks export --format swebench OUT         OUT.jsonl or OUT.parquet
     codemill tasks import FILE --env ENV                SWE-bench JSONL/Parquet, validated
+    codemill tasks export-hf DIR                        a Hugging Face dataset (both modes)
+    codemill tasks export-verl FILE.parquet             veRL's RL layout (patch mode)
 
 Every candidate ends as a ``task_validations`` row (valid or rejected, with its reason);
 valid tasks go to ``tasks``. Rows are committed as each candidate is decided, so a crash
@@ -371,6 +373,50 @@ def export_cmd(out: Path = typer.Argument(..., help="Output .jsonl or .parquet f
         console.print(f"{n} task(s) written to {out}", highlight=False)
 
 
+_ONLY_ENV = typer.Option(None, "--env", help="Only this environment (id prefix).")
+_ANSWER = typer.Option("lines", "--answer-format", help="Patch mode: lines or search_replace.")
+
+
+def _rl_rows(env: str | None, answer_format: str) -> tuple[Any, Any]:
+    from codemill.factory.lookup import find_env
+    from codemill.interop.datasets import task_rows
+
+    if answer_format not in ("lines", "search_replace"):
+        raise TaskError(f"unknown answer format {answer_format!r} (lines, search_replace)")
+    settings = State.settings()
+    with open_reader() as reader:
+        tasks = [t for t in _load_tasks(reader) if not env or t.env_id.startswith(env)]
+        envs = {env_id: find_env(reader, env_id) for env_id in {t.env_id for t in tasks}}
+    rows = task_rows([(t, envs[t.env_id]) for t in tasks], settings.home, settings,
+                     answer_format)  # type: ignore[arg-type]
+    for task_id, why in rows.skipped.items():
+        err_console.print(f"skipped {short_id(task_id)}: no patch context: {why}")
+    return rows, settings
+
+
+def export_hf_cmd(out: Path = typer.Argument(..., help="Output directory."),
+                  env: str | None = _ONLY_ENV, answer_format: str = _ANSWER) -> None:
+    """Save tasks as a Hugging Face dataset (agent and patch prompts) with a README card."""
+    with handle_errors():
+        from codemill.interop.datasets import save_hf
+
+        rows, _ = _rl_rows(env, answer_format)
+        n = save_hf(rows, out)
+        console.print(f"{n} task(s) saved to {out} (datasets.load_from_disk)", highlight=False)
+
+
+def export_verl_cmd(out: Path = typer.Argument(..., help="Output .parquet file."),
+                    env: str | None = _ONLY_ENV, answer_format: str = _ANSWER) -> None:
+    """Write tasks in veRL's RL Parquet layout (patch mode); grade with
+    custom_reward_function.path = codemill/interop/verl_reward.py."""
+    with handle_errors():
+        from codemill.interop.datasets import save_verl
+
+        rows, settings = _rl_rows(env, answer_format)
+        n = save_verl(rows, out, settings.home, settings)
+        console.print(f"{n} task(s) written to {out}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     tasks = typer.Typer(help="Mine, synthesize, validate and export tasks.",
                         no_args_is_help=True)
@@ -383,4 +429,6 @@ def register(app: typer.Typer) -> None:
     tasks.command("package")(package_cmd)
     tasks.command("export")(export_cmd)
     tasks.command("import")(import_cmd)
+    tasks.command("export-hf")(export_hf_cmd)
+    tasks.command("export-verl")(export_verl_cmd)
     app.add_typer(tasks, name="tasks")
