@@ -7,8 +7,13 @@ sees and its reward is the grader's:
 - ``gym``: a ``gymnasium.Env`` with text observation and action spaces
 - ``open_env``: an OpenEnv ``Environment``, its FastAPI server (``task_app``) and client
 - ``serve``: task sessions over plain HTTP (``serve_app``; ``codemill env serve``)
+- ``verifiers_env``: a verifiers (``verifiers.v1``) taskset and env
+- ``skyrl_env``: a SkyRL-gym ``BaseTextEnv``
+- ``datasets``: tasks as a Hugging Face dataset and as veRL's RL Parquet, graded by
+  ``verl_reward.compute_score`` (veRL's custom reward function)
 
-They need the extra ``interop`` (``gymnasium``, ``openenv-core``, ``fastapi``, ``uvicorn``).
+They need the extra ``interop`` (``gymnasium``, ``openenv-core``, ``fastapi``, ``uvicorn``,
+``datasets``, ``skyrl-gym``, ``verifiers``).
 
 Importing this package is cheap: an adapter imports its framework when its module is imported.
 """
