@@ -5,6 +5,7 @@ Runbook::
     nice -n 5 .venv/bin/python bench/bench_learn.py > bench/out/learn.log 2>&1 &
     .venv/bin/python bench/bench_learn.py --report        # what is measured so far
     .venv/bin/python bench/bench_learn.py --until data    # stop after a stage
+    .venv/bin/python bench/bench_learn.py --stage eval:base:patch   # one stage alone
 
 Stages, each resumable (rows appended as JSON lines to ``bench/out/learn.jsonl``; a stage
 already there is skipped; environments, tasks, rollouts and training states recorded in the
@@ -322,7 +323,9 @@ def main() -> None:
     ap.add_argument("--home", type=Path, default=OUT / "learn_home")
     ap.add_argument("--results", type=Path, default=OUT / "learn.jsonl")
     ap.add_argument("--report", action="store_true")
-    ap.add_argument("--until", help="Stop after this stage (data, eval:base, sft, ...).")
+    ap.add_argument("--until", help="Stop after this stage (data, eval:base:patch, sft, ...).")
+    ap.add_argument("--stage", help="Run this one stage alone (its inputs must be recorded; "
+                    "e.g. eval:base:patch while the training projects are still prepared).")
     ap.add_argument("--jobs", type=int, default=2, help="Projects prepared at once.")
     ap.add_argument("--train-tasks", type=int, default=10)
     ap.add_argument("--held-out-tasks", type=int, default=30)
@@ -334,7 +337,8 @@ def main() -> None:
         for name, row in have.items():
             print(name, json.dumps({k: v for k, v in row.items() if k != "outcomes"})[:600])
         return
-    data(args.home, args.results, have, args)
+    if not args.stage:
+        data(args.home, args.results, have, args)
     if args.until == "data":
         return
     import torch
@@ -352,6 +356,10 @@ def main() -> None:
         "eval:sft:agent": lambda: evaluate(home, ckpt["sft"](), "agent"),
         "eval:grpo:agent": lambda: evaluate(home, ckpt["grpo"](), "agent"),
     }
+    if args.stage:
+        run_stage(args.results, have, args.stage, stages[args.stage])
+        report(have)
+        return
     for name, fn in stages.items():
         if name not in have:
             run_stage(args.results, have, name, fn)
