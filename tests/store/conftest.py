@@ -1,8 +1,10 @@
-"""Fixtures for the ledger tests: real SQLite catalogs and file warehouses in tmp dirs."""
+"""Fixtures for the ledger tests: real SQLite catalogs and file warehouses in tmp dirs,
+and a real PostgreSQL server for the catalog tests that need one."""
 
 from __future__ import annotations
 
 import itertools
+from contextlib import ExitStack
 from pathlib import Path
 
 import pyarrow as pa
@@ -41,3 +43,34 @@ def fresh_table(shared_ledger):
         return name
 
     return make
+
+
+@pytest.fixture(scope="session")
+def pg_server_uri():
+    """A throwaway PostgreSQL server for this test session (``tests/store/pg_server.py``);
+    a machine that cannot start one skips, and fails under ``CI=true``."""
+    from conftest import missing_prerequisite
+
+    from .pg_server import PgUnavailable, pg_server
+
+    with ExitStack() as stack:
+        try:
+            uri = stack.enter_context(pg_server())
+        except PgUnavailable as exc:
+            missing_prerequisite(str(exc))
+        yield uri
+
+
+@pytest.fixture
+def pg_uri(pg_server_uri):
+    """The URI of a fresh, empty database on the session's PostgreSQL server."""
+    from sqlalchemy import create_engine, text
+
+    name = f"t{next(_names)}"
+    engine = create_engine(pg_server_uri, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as con:
+            con.execute(text(f"CREATE DATABASE {name}"))
+    finally:
+        engine.dispose()
+    return pg_server_uri.rsplit("/", 1)[0] + f"/{name}"

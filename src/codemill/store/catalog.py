@@ -7,7 +7,10 @@
   the file (``PRAGMA quick_check``) so a truncated or garbage file raises ``CatalogError``
   naming it, and switches it to WAL mode (persistent in the file) so readers never wait
   for a writer. With ``create=False`` (read commands) nothing is created: a missing file
-  or home raises ``CatalogError`` ("no ledger at ...").
+  or home raises ``CatalogError`` ("no ledger at ..."). A server URI (PostgreSQL:
+  ``postgresql+psycopg2://user@host:5432/db``, the ``postgres`` extra) that cannot be used
+  (unparsable, unknown dialect, driver not installed, server or database unreachable)
+  raises ``CatalogError`` in one line, before anything is written.
 - ``catalog_errors(where)`` turns database and metadata failures into ``CatalogError``.
 
 The catalog is built directly (``SqlCatalog`` / ``RestCatalog``), not with
@@ -34,6 +37,7 @@ CATALOG_NAME = "codemill"
 SQLITE_BUSY_TIMEOUT_S = "30"
 """How long a SQLite connection waits for another process's write lock before failing."""
 INIT_HINT = "run `codemill ledger init` (or any command that writes) first"
+POSTGRES_EXAMPLE = "postgresql+psycopg2://user@host:5432/db"
 
 
 def catalog_properties(settings: Settings) -> dict[str, str]:
@@ -71,7 +75,8 @@ def safe_uri(uri: str) -> str:
     if "@" in uri and "://" in uri:
         scheme, rest = uri.split("://", 1)
         creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+        if ":" in creds:
+            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
     return uri
 
 
@@ -115,18 +120,27 @@ def open_catalog(settings: Settings, create: bool = True) -> Catalog:
         _check_sqlite(path, settings, create)
     if not create:
         props["init_catalog_tables"] = "false"
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, ProgrammingError
 
     where = str(path) if path else safe_uri(uri)
-    with catalog_errors(where):
-        try:
+    try:
+        with catalog_errors(where):
+            try:
+                return SqlCatalog(CATALOG_NAME, **props)
+            except (OperationalError, ProgrammingError, IntegrityError) as exc:
+                # Two processes creating a new catalog at once: one made the tables between
+                # the other's check and create (SQLite: "already exists"; PostgreSQL: the
+                # same, or a duplicate key in its own type catalog). The second try finds
+                # them.
+                if not any(s in str(exc) for s in ("already exists", "duplicate key")):
+                    raise
             return SqlCatalog(CATALOG_NAME, **props)
-        except OperationalError as exc:
-            # Two processes creating a new catalog at once: one made the tables between
-            # the other's check and create. The second try finds them.
-            if "already exists" not in str(exc):
-                raise
-        return SqlCatalog(CATALOG_NAME, **props)
+    except (ArgumentError, ImportError) as exc:
+        # Raised while building the engine, before any connection: nothing was written.
+        raise CatalogError(f"catalog.uri {where} is not a usable SQLAlchemy URI "
+                           f"({_first_line(exc)}); expected e.g. "
+                           f"{POSTGRES_EXAMPLE} (driver: pip install 'codemill[postgres]')",
+                           path=where) from exc
 
 
 def close_catalog(catalog: Catalog) -> None:

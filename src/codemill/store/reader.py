@@ -67,6 +67,7 @@ class LedgerReader:
     def _open(cls, settings: Settings, create: bool, path: Path | None,
               props: dict[str, str]) -> Self:
         from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchNamespaceError
+        from sqlalchemy.exc import IntegrityError
 
         catalog = cat.open_catalog(settings, create=create)
         ledger = cls(settings, catalog, str(path) if path else cat.safe_uri(props["uri"]), path)
@@ -74,7 +75,9 @@ class LedgerReader:
         try:
             with cat.catalog_errors(ledger.where):
                 if create:
-                    with suppress(NamespaceAlreadyExistsError):  # made by another process
+                    # Made by another process; on a server catalog (no creation lock) its
+                    # insert can land between this one's check and insert: IntegrityError.
+                    with suppress(NamespaceAlreadyExistsError, IntegrityError):
                         catalog.create_namespace_if_not_exists(ns)
                 try:
                     ledger._refresh_names()
