@@ -10,7 +10,7 @@ MODEL_STAMP := $(VENV)/.codemill-model
 TORCH := torch==2.13.0
 # Root needs no sudo; anyone else uses sudo when it exists (and apt-get is skipped when not).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || { command -v sudo >/dev/null && echo sudo; })
-APT_PKGS := git bubblewrap util-linux chromium chromium-driver
+APT_PKGS := git bubblewrap util-linux chromium chromium-driver postgresql
 
 .PHONY: help setup system test lint demo bench clean
 
@@ -19,6 +19,7 @@ help:  ## list targets
 
 system:  ## install system packages (git, bubblewrap, chromium for the report test) with apt-get when missing
 	@missing=""; for p in git bwrap setpriv chromium chromedriver; do command -v $$p >/dev/null || missing=1; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing=1; \
 	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null && { [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null; }; then \
 	    echo "installing system packages: $(APT_PKGS)"; \
@@ -37,7 +38,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 $(MODEL_STAMP): $(STAMP)
 	@echo "installing the local model and training stack (torch, transformers, gguf, peft, trl)"
 	@$(BIN)/python -m pip install -q --disable-pip-version-check $(TORCH)
-	@$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev,ray,model,train,report,interop]'
+	@$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev,ray,model,train,report,interop,postgres]'
 	@touch $(MODEL_STAMP)
 
 setup: system $(STAMP) $(MODEL_STAMP)  ## create .venv and install codemill, its dev tools and the model stack
