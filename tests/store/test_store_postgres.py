@@ -57,7 +57,7 @@ def test_four_processes_append_concurrently_and_every_row_lands_once(tmp_path, p
     home = tmp_path / "home"
     ledger = Ledger.open(_settings(home, pg_uri))
     ledger.create_table("items", ITEMS)
-    n_workers, n_batches, batch = 4, 30, 10
+    n_workers, n_batches, batch = 4, 15, 10
     procs = [subprocess.Popen(
         [sys.executable, str(CHILD), str(home), "items", f"p{k}", str(n_batches), str(batch)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
@@ -153,7 +153,7 @@ def test_processes_creating_one_new_ledger_at_once_all_succeed(tmp_path, pg_uri)
             "    print(len(l.table_names()))\n")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(home)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=_env(home, pg_uri))
-             for _ in range(3)]
+             for _ in range(2)]  # two: one per core of the CI machine, so they do race
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-3000:]

@@ -47,7 +47,10 @@ class CatalogConfig(_Section):
     kind: Literal["sql", "rest"] = "sql"
     """``sql`` (SQLite by default, or Postgres via ``uri``) or ``rest``."""
     uri: str | None = None
-    """SQLAlchemy URI for ``sql`` or the REST endpoint; default: SQLite in the home."""
+    """SQLAlchemy URI for ``sql`` or the REST endpoint; default: SQLite in the home. For a
+    catalog shared by workers on several machines, PostgreSQL (the ``postgres`` extra):
+    ``postgresql+psycopg2://user@host:5432/db``, or ``CODEMILL_CATALOG__URI``. A URI that
+    cannot be used is a one-line ``CatalogError`` when the ledger opens."""
     warehouse: str | None = None
     """Warehouse location (``file://``, ``s3://`` ...); default: ``<home>/warehouse``."""
     namespace: str = "codemill"
