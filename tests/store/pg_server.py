@@ -78,7 +78,10 @@ def _run(cmd: list[str], what: str) -> None:
 def pg_server() -> Iterator[str]:
     """Start a server with an empty database ``codemill``; yield its SQLAlchemy URI."""
     bindir = server_bin()
-    root = Path(tempfile.mkdtemp(prefix="codemill-pg-"))
+    # As root the server user must reach the directory: /tmp, not a private TMPDIR. A short
+    # path also keeps the unix socket's name under its length limit.
+    root = Path(tempfile.mkdtemp(prefix="codemill-pg-",
+                                 dir="/tmp" if os.geteuid() == 0 else None))
     data, log = root / "data", root / "server.log"
     started = False
     try:
