@@ -41,6 +41,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stages import cli, done_stages, log, record, run_stage, split_by_project  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 
@@ -61,34 +64,12 @@ SYNTH = ["--compose", "0", "--runs", "2", "--mutants", "2"]
 """Single-site bugs, two runs per state (flakiness), two mutants for test strength."""
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def done_stages(results: Path) -> dict[str, dict]:
-    if not results.exists():
-        return {}
-    out = {}
-    for line in results.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            out[row["stage"]] = row
-    return out
 
 
-def record(results: Path, row: dict) -> None:
-    with results.open("a") as fh:
-        fh.write(json.dumps(row) + "\n")
 
 
-def cli(args: list[str], home: Path, timeout: float = 7200) -> dict | list:
-    env = {**os.environ, "CODEMILL_HOME": str(home)}
-    cmd = [sys.executable, "-c", "from codemill.cli.main import main; main()", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
-                          cwd=ROOT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)}: {proc.stderr.strip()[-800:]}")
-    return json.loads(proc.stdout) if proc.stdout.strip().startswith(("{", "[")) else {}
 
 
 # --- stage 1: data -----------------------------------------------------------------------
@@ -139,23 +120,8 @@ def data(home: Path, results: Path, have: dict, args: argparse.Namespace) -> Non
 
 
 def split_tasks(home: Path) -> tuple[list, list]:
-    """(train tasks, held-out tasks): by the ``pypi:`` source of each task's snapshot."""
-    from codemill.core.config import Settings
-    from codemill.factory.training import ledger_tasks
-    from codemill.store.ledger import Ledger
-
-    settings = Settings(home=home)
-    all_tasks, envs = ledger_tasks(settings)
-    with Ledger.open(settings) as ledger:
-        names = {r["snapshot_id"]: (r["source"] or "") for r in ledger.read(
-            "snapshots", columns=["snapshot_id", "source"]).to_pylist()}
-
-    def project(task) -> str:
-        return names.get(envs[task.env_id].snapshot_id, "").removeprefix("pypi:")
-
-    train = [t for t in all_tasks if project(t) in TRAIN]
-    held = [t for t in all_tasks if project(t) in HELD_OUT]
-    assert not {project(t) for t in train} & {project(t) for t in held}
+    """(train tasks, held-out tasks) of the home, split by project."""
+    train, held, _ = split_by_project(home, TRAIN, HELD_OUT)
     return train, held
 
 
@@ -308,14 +274,6 @@ def report(have: dict) -> None:
                  "attempt each, graded by the real grader; paired exact McNemar tests.")
 
 
-def run_stage(results: Path, have: dict, name: str, fn) -> dict:
-    log(f"stage {name}")
-    t = time.monotonic()
-    row = {"stage": name, **fn(), "seconds": round(time.monotonic() - t, 1)}
-    record(results, row)
-    have[name] = row
-    log(f"stage {name} done: {json.dumps(row)[:400]}")
-    return row
 
 
 def main() -> None:

@@ -41,6 +41,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stages import cli, done_stages, log, run_stage, split_by_project  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 TRAIN = ("cachetools==5.3.1", "more-itertools==10.1.0")
@@ -56,34 +59,12 @@ SFT_STEPS = 100
 model mixing the view and edit arguments)."""
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def done_stages(results: Path) -> dict[str, dict]:
-    if not results.exists():
-        return {}
-    out = {}
-    for line in results.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            out[row["stage"]] = row
-    return out
 
 
-def record(results: Path, row: dict) -> None:
-    with results.open("a") as fh:
-        fh.write(json.dumps(row) + "\n")
 
 
-def cli(args: list[str], home: Path, timeout: float = 7200) -> dict:
-    env = {**os.environ, "CODEMILL_HOME": str(home)}
-    cmd = [sys.executable, "-c", "from codemill.cli.main import main; main()", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
-                          cwd=ROOT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)}: {proc.stderr.strip()[-800:]}")
-    return json.loads(proc.stdout) if proc.stdout.strip().startswith(("{", "[")) else {}
 
 
 # --- stage 1: speed ---------------------------------------------------------------------
@@ -270,23 +251,7 @@ def tasks(home: Path) -> dict:
 
 def split_tasks(home: Path) -> tuple[list, list, dict]:
     """(train tasks, eval tasks, envs): by the project of each task's snapshot."""
-    from codemill.core.config import Settings
-    from codemill.factory.training import ledger_tasks
-    from codemill.store.ledger import Ledger
-
-    settings = Settings(home=home)
-    all_tasks, envs = ledger_tasks(settings)
-    with Ledger.open(settings) as ledger:
-        names = {r["snapshot_id"]: (r["source"] or "") for r in ledger.read(
-            "snapshots", columns=["snapshot_id", "source"]).to_pylist()}
-
-    def project(task) -> str:
-        return names.get(envs[task.env_id].snapshot_id, "").removeprefix("pypi:")
-
-    train = [t for t in all_tasks if project(t) in TRAIN]
-    evals = [t for t in all_tasks if project(t) in EVAL]
-    assert not {project(t) for t in train} & {project(t) for t in evals}
-    return train, evals, envs
+    return split_by_project(home, TRAIN, EVAL)
 
 
 # --- stages 3-7 -------------------------------------------------------------------------
@@ -399,14 +364,6 @@ def curve(metrics: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def run_stage(results: Path, have: dict, name: str, fn) -> dict:
-    log(f"stage {name}")
-    t = time.monotonic()
-    row = {"stage": name, **fn(), "seconds": round(time.monotonic() - t, 1)}
-    record(results, row)
-    have[name] = row
-    log(f"stage {name} done: {json.dumps(row)[:400]}")
-    return row
 
 
 def main() -> None:

@@ -42,6 +42,10 @@ commit the result file with the page. A benchmark writes its results through
 """
 
 
+HELPERS = {"record.py", "render_benchmarks.py", "run_all.py", "stages.py"}
+"""Modules of bench/ that are not benchmarks."""
+
+
 def load_results(folder: Path = RESULTS) -> list[dict[str, Any]]:
     """Every result file in ``folder``, sorted by name."""
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
@@ -100,7 +104,7 @@ def scripts_without_results(results: list[dict[str, Any]]) -> list[tuple[str, st
            for r in results if " bench/" in r["command"]}
     out = []
     for path in sorted((ROOT / "bench").glob("*.py")):
-        if path.name in ran or path.name in {"record.py", "render_benchmarks.py", "run_all.py"}:
+        if path.name in ran or path.name in HELPERS:
             continue
         doc = ast.get_docstring(ast.parse(path.read_text())) or ""
         out.append((path.name, " ".join(doc.strip().split("\n\n")[0].split())))

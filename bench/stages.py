@@ -1,0 +1,92 @@
+"""Resumable stages of a long benchmark: one JSON line per finished stage, the CLI as a user
+types it, and the split of a home's tasks by project.
+
+    have = done_stages(results)                       # stage name -> its recorded row
+    if "sft" not in have:
+        run_stage(results, have, "sft", lambda: {...})  # times it, appends the row
+    out = cli(["train", "sft", "--json"], home)       # codemill in a subprocess
+
+A killed benchmark reruns and skips what ``results`` holds; the last row of a stage name
+wins. ``bench_train.py`` and ``bench_learn.py`` are built on these.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def done_stages(results: Path) -> dict[str, dict]:
+    """Each recorded stage's row (the last one of a name)."""
+    if not results.exists():
+        return {}
+    out = {}
+    for line in results.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            out[row["stage"]] = row
+    return out
+
+
+def record(results: Path, row: dict) -> None:
+    with results.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+
+
+def run_stage(results: Path, have: dict, name: str, fn: Callable[[], dict]) -> dict:
+    """Run ``fn``, record its row (with ``stage`` and ``seconds``) and return it."""
+    log(f"stage {name}")
+    t = time.monotonic()
+    row = {"stage": name, **fn(), "seconds": round(time.monotonic() - t, 1)}
+    record(results, row)
+    have[name] = row
+    log(f"stage {name} done: {json.dumps(row)[:400]}")
+    return row
+
+
+def cli(args: list[str], home: Path, timeout: float = 7200) -> Any:
+    """``codemill ARGS`` with ``CODEMILL_HOME=home``; its JSON output (``{}`` when none).
+    Raises ``RuntimeError`` with the end of stderr when it fails."""
+    env = {**os.environ, "CODEMILL_HOME": str(home)}
+    cmd = [sys.executable, "-c", "from codemill.cli.main import main; main()", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
+                          cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {proc.stderr.strip()[-800:]}")
+    return json.loads(proc.stdout) if proc.stdout.strip().startswith(("{", "[")) else {}
+
+
+def split_by_project(home: Path, train: Sequence[str], held_out: Sequence[str]
+                     ) -> tuple[list, list, dict]:
+    """(train tasks, held-out tasks, envs) of the home's validated tasks, by the ``pypi:``
+    source of each task's snapshot (``NAME==VER`` as in ``train``/``held_out``); no project
+    may be on both sides."""
+    from codemill.core.config import Settings
+    from codemill.factory.training import ledger_tasks
+    from codemill.store.ledger import Ledger
+
+    settings = Settings(home=home)
+    all_tasks, envs = ledger_tasks(settings)
+    with Ledger.open(settings) as ledger:
+        names = {r["snapshot_id"]: (r["source"] or "") for r in ledger.read(
+            "snapshots", columns=["snapshot_id", "source"]).to_pylist()}
+
+    def project(task: Any) -> str:
+        return names.get(envs[task.env_id].snapshot_id, "").removeprefix("pypi:")
+
+    first = [t for t in all_tasks if project(t) in train]
+    second = [t for t in all_tasks if project(t) in held_out]
+    assert not {project(t) for t in first} & {project(t) for t in second}
+    return first, second, envs
