@@ -62,6 +62,18 @@ def test_sft_on_expert_data_then_grpo_rounds(ledger_home, tiny_dir):
 
     with Ledger.open(settings) as ledger:
         rows = {r["kind"]: r for r in ledger.read("checkpoints").to_pylist()}
+        # a run's start row says "running"; its finish row (same run id) the outcome
+        runs = {r["run_id"]: r for r in ledger.read("runs").to_pylist()
+                if r["command"].startswith("train ") and r["status"] != "running"}
+    # Each training run is a runs row like every other job's, holding its checkpoint row;
+    # the cached rerun is a run of its own that made no checkpoint.
+    for kind in ("sft", "grpo"):
+        run = runs[rows[kind]["run_id"]]
+        assert run["command"] == f"train {kind}" and run["status"] == "ok"
+        assert json.loads(run["summary_json"])["checkpoint_id"] == rows[kind]["checkpoint_id"]
+    cached = [r for r in runs.values() if r["command"] == "train grpo"
+              and json.loads(r["summary_json"]).get("cached")]
+    assert len(cached) == 1 and cached[0]["run_id"] != rows["grpo"]["run_id"]
     assert rows["sft"]["parent_id"] is None and rows["sft"]["lora"] is True
     assert rows["grpo"]["parent_id"] == sft.checkpoint_id
     assert rows["grpo"]["base_model"] == f"transformers:{tiny_dir}"  # the adapter's base

@@ -40,8 +40,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from codemill.core.config import Settings
 from codemill.core.errors import FactoryError
-from codemill.core.ids import content_id, new_run_id
+from codemill.core.ids import content_id
 from codemill.core.records import EnvSpec, SamplingConfig, TaskSpec, TokenTrace
+from codemill.factory.record import recorded_run
 from codemill.factory.train_data import (
     Graded,
     expert_data,
@@ -145,15 +146,6 @@ def _job_model(job: Any, home: Path) -> tuple[Path, Path | None, str, str | None
     return base_dir, adapter, root, parent, cfg
 
 
-def _record(settings: Settings, run_id: str, row: dict[str, Any]) -> None:
-    from codemill.store.ledger import Ledger
-
-    with Ledger.open(settings) as ledger, ledger.writer(
-            "checkpoints", run_id=run_id, asset="checkpoints",
-            config_hash=settings.config_hash) as w:
-        w.add(row)
-
-
 def _ids(values: Sequence[str]) -> str:
     return json.dumps(sorted(set(values)))
 
@@ -227,7 +219,21 @@ def _sft_data(settings: Settings, job: SftJob, base_dir: Path, run_id: str,
 
 def train_sft(settings: Settings, job: SftJob, *, on_step: StepFn | None = None,
               say: Callable[[str], None] | None = None) -> TrainResult:
-    """SFT on resolved trajectories (module docstring); returns the checkpoint."""
+    """SFT on resolved trajectories (module docstring); returns the checkpoint. The run is
+    a ``runs`` row (``train sft``) like every other job's, with the checkpoint row in it."""
+    with recorded_run(settings, "train sft", {"job": job.model_dump(mode="json")}) as rec:
+        result = _train_sft(settings, job, rec, on_step, say)
+        rec.summary.update(_summary(result))
+    return result
+
+
+def _summary(result: TrainResult) -> dict[str, Any]:
+    return {"checkpoint_id": result.checkpoint_id, "kind": result.kind,
+            "cached": result.cached, "steps": len(result.metrics), "data": result.data}
+
+
+def _train_sft(settings: Settings, job: SftJob, rec: Any, on_step: StepFn | None,
+               say: Callable[[str], None] | None) -> TrainResult:
     from codemill.agent.models.sampler import tokenizer_hash
     from codemill.train.data import from_trace, keep
     from codemill.train.policy import load_policy, resume, save_checkpoint
@@ -235,7 +241,7 @@ def train_sft(settings: Settings, job: SftJob, *, on_step: StepFn | None = None,
 
     say = say or (lambda _m: None)
     home = Path(settings.home)
-    run_id = new_run_id()
+    run_id = rec.run_id
     base_dir, adapter, root, parent, cfg = _job_model(job, home)
     graded, tasks, envs = _sft_data(settings, job, base_dir, run_id, say)
     good = [g for g in graded if g.trace is not None and g.reward is not None and g.reward >= 1]
@@ -265,9 +271,9 @@ def train_sft(settings: Settings, job: SftJob, *, on_step: StepFn | None = None,
     train_steps(policy, seqs, save=_saver(cfg, run_dir), on_step=on_step)
     save_checkpoint(policy, run_dir, _manifest(ckpt_id, "sft", root, parent, cfg, policy.step))
     env_ids = sorted({t.env_id for t in tasks if t.task_id in set(task_ids)})
-    _record(settings, run_id, _checkpoint_row(
+    rec.add(_checkpoint_row(
         ckpt_id, "sft", root, parent, run_dir, cfg, policy.metrics, task_ids, env_ids,
-        _snapshots_of(env_ids, envs), [s.rollout_id for s in seqs]))
+        _snapshots_of(env_ids, envs), [s.rollout_id for s in seqs]), "checkpoints")
     return TrainResult(ckpt_id, run_dir, "sft", False, policy.metrics, data)
 
 
@@ -374,13 +380,22 @@ def _round_sampler(settings: Settings, job: GrpoJob, policy: Any, prefix: str,
 def train_grpo(settings: Settings, job: GrpoJob, *, on_step: StepFn | None = None,
                say: Callable[[str], None] | None = None) -> TrainResult:
     """On-policy GRPO rounds (module docstring; the loop is
-    ``codemill.train.grpo.train_rounds``); returns the checkpoint."""
+    ``codemill.train.grpo.train_rounds``); returns the checkpoint. The run is a ``runs``
+    row (``train grpo``) with the checkpoint row in it."""
+    with recorded_run(settings, "train grpo", {"job": job.model_dump(mode="json")}) as rec:
+        result = _train_grpo(settings, job, rec, on_step, say)
+        rec.summary.update(_summary(result))
+    return result
+
+
+def _train_grpo(settings: Settings, job: GrpoJob, rec: Any, on_step: StepFn | None,
+                say: Callable[[str], None] | None) -> TrainResult:
     from codemill.train.grpo import train_rounds
     from codemill.train.policy import load_policy, resume, save_checkpoint
 
     say = say or (lambda _m: None)
     home = Path(settings.home)
-    run_id = new_run_id()
+    run_id = rec.run_id
     base_dir, adapter, root, parent, cfg = _job_model(job, home)
     tasks, envs = ledger_tasks(settings, job.tasks)
     if not tasks:
@@ -405,9 +420,9 @@ def train_grpo(settings: Settings, job: GrpoJob, *, on_step: StepFn | None = Non
     used = read_graded(settings, policy_prefix=prefix)
     task_ids = sorted({g.task_id for g in used})
     env_ids = sorted({by_id[t].env_id for t in task_ids if t in by_id})
-    _record(settings, run_id, _checkpoint_row(
+    rec.add(_checkpoint_row(
         ckpt_id, "grpo", root, parent, run_dir, cfg, policy.metrics, task_ids, env_ids,
-        _snapshots_of(env_ids, envs), [g.rollout_id for g in used]))
+        _snapshots_of(env_ids, envs), [g.rollout_id for g in used]), "checkpoints")
     return TrainResult(ckpt_id, run_dir, "grpo", False, policy.metrics)
 
 
