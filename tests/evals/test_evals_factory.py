@@ -12,6 +12,7 @@ from codemill.core.errors import FactoryError
 from codemill.evals.suites import SuiteRunConfig, SuiteSelection
 from codemill.factory import eval_api
 from codemill.store.ledger import Ledger
+from tiny_models import word_level_llama
 
 from .conftest import seed
 
@@ -85,32 +86,12 @@ def test_checkpoint_evals_are_guarded_by_lineage(world):
     assert all("contaminated" in r for _, r in results)
 
 
-def _tiny_model(path):
-    """A randomly initialised two-layer Llama with a word-level tokenizer: a real
-    transformers checkpoint directory that loads and samples in milliseconds."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    words = ["[UNK]", "[PAD]", "</s>", "submit", "tool", "bash", "ls", "```", "<", ">"]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
-                                   eos_token="</s>")
-    fast.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n"
-                          "{% endfor %}assistant:")
-    cfg = LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32,
-                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                      max_position_embeddings=8192, eos_token_id=2, pad_token_id=1)
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    fast.save_pretrained(path)
-    return path
-
 
 def test_each_new_checkpoint_gets_its_eval_once(world, tmp_path):
     settings, _snap, _tasks = world
     run = SuiteRunConfig(k=1, max_turns=2, max_tokens=8, wall_time_s=120)
     eval_api.define_suite(settings, "toy", "1", SuiteSelection(), run)
-    weights = str(_tiny_model(tmp_path / "ckpt"))
+    weights = str(word_level_llama(tmp_path / "ckpt"))
     row = {"kind": "sft", "base_model": "transformers:tiny", "parent_id": None,
            "path": weights, "lora": False, "step": 1, "task_ids": "[]",
            "snapshot_ids": "[]", "env_ids": "[]", "rollout_ids": "[]", "config": "{}",

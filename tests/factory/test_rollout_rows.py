@@ -14,6 +14,7 @@ from codemill.core.ids import content_id
 from codemill.core.records import Message, ModelReply, Reward, Step, StopReason, Trajectory
 from codemill.store.ledger import Ledger
 from codemill.store.rows import rollout_rows
+from tiny_models import word_level_llama
 
 META = ("run_id", "code_version", "created_at", "asset", "config_hash")
 
@@ -30,26 +31,6 @@ def _seed(settings, rows_by_table):
     materialize(list(rows_by_table), config, settings, registry=reg,
                 command="seed").raise_for_status()
 
-
-def _tiny_model(path):
-    """A random two-layer Llama with a word-level tokenizer: a token-exact local model
-    that loads and samples in milliseconds."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    words = ["[UNK]", "[PAD]", "</s>", "submit", "tool", "bash", "ls", "```", "<", ">"]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
-                                   eos_token="</s>")
-    fast.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n"
-                          "{% endfor %}assistant:")
-    cfg = LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32,
-                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                      max_position_embeddings=8192, eos_token_id=2, pad_token_id=1)
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    fast.save_pretrained(path)
-    return path
 
 
 def _rows(settings, table):
@@ -102,7 +83,7 @@ def test_eval_attempts_and_solve_write_the_same_rows(world, toy, tmp_path):
     from rewards.toyproject import write_snapshot
 
     settings = world
-    model = f"transformers:{_tiny_model(tmp_path / 'tiny')}"
+    model = f"transformers:{word_level_llama(tmp_path / 'tiny')}"
     run = SuiteRunConfig(k=1, max_turns=1, max_tokens=8, wall_time_s=120)
     eval_api.define_suite(settings, "rows", "1", SuiteSelection(), run)
     ev = eval_api.evaluate(settings, "rows", model)
