@@ -3,7 +3,8 @@
 Runbook::
 
     nice -n 5 .venv/bin/python bench/bench_learn.py > bench/out/learn.log 2>&1 &
-    .venv/bin/python bench/bench_learn.py --report        # what is measured so far
+    .venv/bin/python bench/bench_learn.py --report        # what is measured so far (and
+                                                          # bench/results/learn.json from it)
     .venv/bin/python bench/bench_learn.py --until data    # stop after a stage
     .venv/bin/python bench/bench_learn.py --stage eval:base:patch   # one stage alone
 
@@ -294,6 +295,7 @@ def main() -> None:
     if args.report:
         for name, row in have.items():
             print(name, json.dumps({k: v for k, v in row.items() if k != "outcomes"})[:600])
+        report(have)  # the result file, from every stage recorded so far
         return
     if not args.stage:
         data(args.home, args.results, have, args)
