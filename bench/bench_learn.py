@@ -65,14 +65,6 @@ SYNTH = ["--compose", "0", "--runs", "2", "--mutants", "2"]
 """Single-site bugs, two runs per state (flakiness), two mutants for test strength."""
 
 
-
-
-
-
-
-
-
-
 # --- stage 1: data -----------------------------------------------------------------------
 
 
@@ -273,8 +265,6 @@ def report(have: dict) -> None:
                  measures="Base, SFT and SFT+GRPO SmolLM2-135M on every task of projects "
                  "never trained on (patch mode) and on 40 of them (agent mode): one greedy "
                  "attempt each, graded by the real grader; paired exact McNemar tests.")
-
-
 
 
 def main() -> None:

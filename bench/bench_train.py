@@ -59,14 +59,6 @@ SFT_STEPS = 100
 model mixing the view and edit arguments)."""
 
 
-
-
-
-
-
-
-
-
 # --- stage 1: speed ---------------------------------------------------------------------
 
 
@@ -362,8 +354,6 @@ def curve(metrics: list[dict], path: Path) -> None:
     ax.set_title("SmolLM2-135M GRPO on CPU")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-
-
 
 
 def main() -> None:

@@ -74,3 +74,16 @@ def pg_uri(pg_server_uri):
     finally:
         engine.dispose()
     return pg_server_uri.rsplit("/", 1)[0] + f"/{name}"
+
+
+def wait_for_writers(procs, timeout: float) -> int:
+    """Wait for the writer children of the concurrency tests; each must exit 0 and end its
+    output with ``done ... retries=N``. Returns the writer-level retries of all of them."""
+    retries = 0
+    for p in procs:
+        out, err = p.communicate(timeout=timeout)
+        assert p.returncode == 0, err[-3000:]
+        last = out.splitlines()[-1]
+        assert last.startswith("done")
+        retries += int(last.split("retries=")[1])
+    return retries

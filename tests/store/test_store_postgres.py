@@ -20,6 +20,8 @@ from codemill.core.errors import CatalogError
 from codemill.store.ledger import Ledger
 from codemill.store.schemas import TABLE_PROPERTIES, TABLES, iceberg_schema
 
+from .conftest import wait_for_writers
+
 CHILD = Path(__file__).with_name("ledger_child.py")
 ITEMS = pa.schema([("item_id", pa.string()), ("n", pa.int64()), ("run_id", pa.string()),
                    ("code_version", pa.string()),
@@ -62,13 +64,7 @@ def test_four_processes_append_concurrently_and_every_row_lands_once(tmp_path, p
         [sys.executable, str(CHILD), str(home), "items", f"p{k}", str(n_batches), str(batch)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
         env=_env(home, pg_uri)) for k in range(n_workers)]
-    retries = 0
-    for p in procs:
-        out, err = p.communicate(timeout=240)
-        assert p.returncode == 0, err[-3000:]
-        last = out.splitlines()[-1]
-        assert last.startswith("done")
-        retries += int(last.split("retries=")[1])
+    retries = wait_for_writers(procs, timeout=240)
     print(f"postgres: writer-level retries {retries}")
     assert not (home / "catalog.db").exists(), "a child used the SQLite default"
     ids = ledger.read("items", columns=["item_id"]).column("item_id").to_pylist()

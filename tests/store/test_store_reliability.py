@@ -18,7 +18,7 @@ import pytest
 from codemill.store.ledger import Ledger
 from codemill.store.schemas import TABLES
 
-from .conftest import make_settings
+from .conftest import make_settings, wait_for_writers
 
 CHILD = Path(__file__).with_name("ledger_child.py")
 ITEMS = pa.schema([("item_id", pa.string()), ("n", pa.int64()), ("run_id", pa.string()),
@@ -98,13 +98,7 @@ def test_four_processes_append_concurrently_and_every_row_lands_once(tmp_path, l
     n_workers, n_batches, batch = 4, 50, 10
     extra = () if lock == "lock" else ("--no-lock",)
     procs = [_child(home, f"p{k}", n_batches, batch, *extra) for k in range(n_workers)]
-    retries = 0
-    for p in procs:
-        out, err = p.communicate(timeout=280)
-        assert p.returncode == 0, err[-3000:]
-        last = out.splitlines()[-1]
-        assert last.startswith("done")
-        retries += int(last.split("retries=")[1])
+    retries = wait_for_writers(procs, timeout=280)
     print(f"{lock}: writer-level retries {retries}")
     ids = _ids(home)
     assert len(ids) == n_workers * n_batches * batch

@@ -7,7 +7,6 @@ is the only place (with ``codemill.store``) that writes these rows.
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -207,6 +206,7 @@ def _expert_patch_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
     from codemill.agent.models.sampler import tokenizer_hash
     from codemill.agent.models.scripted import ScriptedBackend
     from codemill.agent.models.teacher import TeacherBackend
+    from codemill.factory.executor_base import available_cpus
     from codemill.rollouts.patch_mode import expert_answer
     from codemill.rollouts.plan import RolloutItem
     from codemill.rollouts.runner import (
@@ -257,7 +257,7 @@ def _expert_patch_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
             return RolloutResult(res.item, res.trajectory, reward, res.seconds, res.notes)
 
         results = []
-        workers = settings.executor.workers or len(os.sched_getaffinity(0))
+        workers = settings.executor.workers or available_cpus()
         for n, res in enumerate(Threads(workers).map(graded, answered)):
             if isinstance(res, str):  # recorded ungraded (counted), not dropped
                 say(f"expert {n + 1}/{len(answered)}: grading failed: {res}")
