@@ -52,7 +52,8 @@ def _run(source: str, model: str, group: int, synth: int, features: int, max_tur
     with err_console.status(f"[bold]{command}[/]: {source}") as status:
         def progress(asset: str, done: int, total: int | None) -> None:
             of = f"/{total}" if total else ""
-            status.update(f"[bold]{command}[/]: {asset} {done}{of}")
+            count = f" {done}{of}" if done or total else ""  # 0 of unknown: it starts
+            status.update(f"[bold]{command}[/]: {asset}{count}")
         result = run_pipeline(cfg, settings, snapshot=snap, progress=progress,
                               command=command)
     summary = summarize(cfg, settings, result, snapshot=snap)
@@ -149,7 +150,13 @@ def _print_training(t, seconds: float, source: str) -> None:  # type: ignore[no-
 
 
 def run_cmd(
-    source: str = typer.Argument(..., help="Local dir, git URL[@rev] or pypi:NAME[==VER]."),
+    source: str | None = typer.Argument(None, help="Local dir, git URL[@rev] or "
+                                        "pypi:NAME[==VER]."),
+    sources: str | None = typer.Option(None, "--sources", help="A fleet run: a file with "
+                                       "one source a line (# comments), each built and "
+                                       "tasked on the configured executor."),
+    rollouts: bool = typer.Option(False, "--rollouts/--no-rollouts", help="With --sources: "
+                                  "also roll the policy out and grade (off by default)."),
     model: str = typer.Option("smollm2", "--model", "-m", help="Policy backend spec."),
     group: int = typer.Option(2, "--group", "-g", help="Rollouts per task (GRPO group)."),
     synth: int = typer.Option(4, "--tasks", help="Synthesized bug tasks to validate."),
@@ -165,11 +172,37 @@ def run_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """The main job: source -> environment -> tasks -> validation -> rollouts -> rewards,
-    then a summary (and with --train, a checkpoint). Every stage is cached: rerunning does
-    only what is missing."""
+    then a summary (and with --train, a checkpoint). With --sources FILE, environments and
+    tasks for every source listed, then a cost table per repository. Every stage is cached:
+    rerunning does only what is missing."""
     with handle_errors():
+        if (source is None) == (sources is None):
+            raise typer.BadParameter("give one SOURCE or --sources FILE")
+        if sources is not None:
+            _fleet(sources, model, group, synth, features, max_turns, max_tokens, python,
+                   rollouts, as_json, plan_only, train)
+            return
+        assert source is not None
         _run(source, model, group, synth, features, max_turns, max_tokens, python, as_json,
              "run", plan_only, train, train_steps)
+
+
+def _fleet(sources: str, model: str, group: int, synth: int, features: int, max_turns: int,
+           max_tokens: int, python: str | None, rollouts: bool, as_json: bool,
+           plan_only: bool, train: bool) -> None:
+    from codemill.cli.fleet_cmd import run_fleet_cmd
+    from codemill.factory.pipeline import RunConfig
+
+    if plan_only or train:
+        raise typer.BadParameter("--plan and --train take one SOURCE, not --sources")
+    check_counts(group=(group, 1), tasks=(synth, 0), features=(features, 0),
+                 max_turns=(max_turns, 1), max_tokens=(max_tokens, 1))
+    if rollouts:
+        check_model(model, State.settings().home)
+    cfg = RunConfig(source="-", model=model, group_size=group, synth_tasks=synth,
+                    feature_tasks=features, max_turns=max_turns, max_tokens=max_tokens,
+                    python=python)
+    run_fleet_cmd(sources, cfg, rollouts=rollouts, as_json=as_json)
 
 
 def demo_cmd(

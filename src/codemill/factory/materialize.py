@@ -18,6 +18,9 @@ independent assets go on. The returned ``MaterializeResult`` has each asset's ou
 Graph problems (cycle, unknown asset, config for an unknown asset) raise before anything
 runs.
 
+Progress: ``progress(asset, done, total)`` is called with ``(asset, 0, None)`` when an asset
+starts to run (a cached one never starts), then as the asset reports its items.
+
 Crash safety: a materialization is a hit only once its ``success`` row is committed,
 after all its rows. A process killed mid-way leaves committed batches but no such row, so
 the next run recomputes the asset; the asset skips what is already there with
@@ -227,6 +230,8 @@ def _one(
         _reader=ledger, _executor_factory=get_executor, _on_progress=progress,
     )
     log.info("materializing %s (%s)", asset.name, step.reason)
+    if progress is not None:  # the stage starts: (name, 0, None) before any item is done
+        progress(asset.name, 0, None)
     started = time.monotonic()
     counted = [0]  # rows produced, also known when the asset fails half-way
     error = None

@@ -57,16 +57,17 @@ def stage_configs(cfg: Any, snapshot: RepoSnapshot) -> dict[str, dict[str, Any]]
 
 
 def run_pipeline(cfg: Any, settings: Settings, *, snapshot: RepoSnapshot | None = None,
-                 progress: ProgressFn | None = None, command: str = "run"
-                 ) -> MaterializeResult:
-    """Materialize every stage for ``cfg``; ``snapshot`` is the source already resolved
-    (``resolve_source``), resolved here when not given."""
+                 progress: ProgressFn | None = None, command: str = "run",
+                 stages: tuple[str, ...] = STAGES) -> MaterializeResult:
+    """Materialize ``stages`` (default: every stage) and what they depend on for ``cfg``;
+    ``snapshot`` is the source already resolved (``resolve_source``), resolved here when
+    not given."""
     from codemill.factory.graph import REGISTRY, load_modules
     from codemill.factory.materialize import materialize
 
     load_modules()
     snap = snapshot or resolve_source(cfg, settings)
-    return materialize(list(STAGES), stage_configs(cfg, snap), settings, registry=REGISTRY,
+    return materialize(list(stages), stage_configs(cfg, snap), settings, registry=REGISTRY,
                        command=command, progress=progress)
 
 

@@ -6,6 +6,12 @@ has), the v2 unified tree (``cgroup.kill`` kills a tree atomically, even a fork 
 mix. A controller that is missing or not writable is skipped, never faked: ``limits_applied``
 says what is enforced.
 
+CPU accounting: a run's CPU time (the v2 ``cpu.stat`` ``usage_usec``, or v1
+``cpuacct.usage`` where that controller is in the run's hierarchies) is added, when its
+cgroups are removed, to a per-process total that ``sandboxes_cpu_seconds()`` returns: a
+sandbox's processes are not this process's waited-for children, so ``getrusage`` misses them.
+Where no hierarchy accounts CPU, the total stays 0.
+
 Non-goals: io limits, cpusets, swap accounting beyond setting memsw equal to memory.
 """
 
@@ -26,6 +32,13 @@ V1_CONTROLLERS = ("memory", "pids", "cpu", "freezer")
 CPU_PERIOD_US = 100_000
 # bwrap itself and bwrap's pid 1 live in the pids cgroup too; the command gets ``pids``.
 PIDS_OVERHEAD = 2
+_CPU_USED_S = [0.0]  # this process's removed runs, summed (``sandboxes_cpu_seconds``)
+
+
+def sandboxes_cpu_seconds() -> float:
+    """CPU seconds used by the sandboxed runs this process has finished (and removed the
+    cgroups of), by cgroup accounting; 0 where no hierarchy accounts CPU."""
+    return _CPU_USED_S[0]
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,8 @@ class RunCgroup:
     name: str
     dirs: list[tuple[_Hierarchy, Path]] = field(default_factory=list)
     limits_applied: set[str] = field(default_factory=set)
+    cpu_counted: bool = False
+    """Its CPU time is in the process total (a second ``remove`` does not add it again)."""
 
     @classmethod
     def create(cls, name: str, limits: SandboxConfig) -> RunCgroup:
@@ -175,6 +190,16 @@ class RunCgroup:
                     (freezer / "freezer.state").write_text("THAWED")
             time.sleep(0.002)
 
+    def cpu_seconds(self) -> float:
+        """CPU time the run's processes used, from the first hierarchy that accounts it."""
+        for _, p in self.dirs:
+            usec = _counter(p / "cpu.stat", "usage_usec")  # v2
+            if usec:
+                return usec / 1e6
+            with contextlib.suppress(OSError, ValueError):
+                return int((p / "cpuacct.usage").read_text()) / 1e9  # v1, nanoseconds
+        return 0.0
+
     def events(self) -> CgroupEvents:
         ev = CgroupEvents()
         for _, p in self.dirs:
@@ -186,6 +211,9 @@ class RunCgroup:
     def remove(self, wait_s: float = 2.0) -> bool:
         """Kill what is left and remove the directories; False if one would not go."""
         self.kill()
+        if not self.cpu_counted:
+            _CPU_USED_S[0] += self.cpu_seconds()
+            self.cpu_counted = True
         deadline = time.monotonic() + wait_s
         left = []
         for _, p in reversed(self.dirs):
