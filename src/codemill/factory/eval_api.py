@@ -75,7 +75,36 @@ def evaluate(settings: Settings, suite_ref: str, variant: str, *,
     """Evaluate ``variant`` on the suite, or return the recorded eval (cache hit)."""
     cfg = evaluation.eval_config(settings, suite_ref, variant, allow_contaminated)
     result = _run("evals", cfg, settings, f"eval run {cfg['variant']}", progress)
-    return load_eval(settings, cfg["eval_id"], status=result.outcomes["evals"].status)
+    loaded = load_eval(settings, cfg["eval_id"], status=result.outcomes["evals"].status)
+    if loaded.status == "success":
+        _track(settings, loaded, cfg.get("checkpoint_id"))
+    return loaded
+
+
+def _track(settings: Settings, result: EvalResult, checkpoint_id: str | None) -> None:
+    """An eval that ran now also goes to TensorBoard (``codemill.train.tracking``): a
+    checkpoint's beside its training curve, at its last training step; another model's in
+    its own directory at step 0. Skipped without the ``tensorboard`` package (evals run
+    without the ``train`` extra)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        return
+    from codemill.train.tracking import logdir, tensorboard_scalars
+
+    step = 0
+    if checkpoint_id:
+        ledger, read = _read(settings)
+        with ledger:
+            rows = read("checkpoints", row_filter=f"checkpoint_id == '{checkpoint_id}'")
+        step = max((int(r.get("step") or 0) for r in rows), default=0)
+    sc = result.score
+    metrics: dict[str, Any] = {"step": step, "pass@1": sc.pass1.value,
+                               "masked_rate": sc.masked_rate}
+    metrics.update({f"pass@{p.k}": p.value for p in sc.pass_k[1:]})
+    with tensorboard_scalars(logdir(settings.home, checkpoint_id or result.variant),
+                             f"eval/{result.suite.name}") as log:
+        log(metrics)
 
 
 def load_eval(settings: Settings, eval_id: str, status: str = "cached") -> EvalResult:

@@ -16,6 +16,8 @@ checkpoints recorded with their lineage.
   finished checkpoint (manifest present) is a cache hit.
 - **The loops** live in ``codemill.train`` (``sft.train_steps``, ``grpo.train_rounds``);
   this module gives them data, a sampler and a place to save, and records the results.
+  Each step's metrics also go to TensorBoard event files in ``<home>/tb/<checkpoint id>``
+  (``codemill.train.tracking``).
 - **GRPO rounds** are on-policy: the sampler handed to the loop takes G samples per task
   with the current weights through ``codemill.rollouts`` (the same agent users run, or the
   one-turn patch mode: ``GrpoJob.mode``), recorded and graded. A round draws
@@ -54,6 +56,7 @@ from codemill.factory.train_data import (
 )
 from codemill.rewards.config import HARNESS_VERSION
 from codemill.train.config import LORA_ATTENTION_AND_MLP, TrainConfig
+from codemill.train.tracking import logdir, tensorboard_scalars
 
 __all__ = ["GrpoJob", "SftJob", "TrainResult", "export_trajectories", "read_graded",
            "sample_policy", "train_after_run", "train_grpo", "train_sft"]
@@ -268,13 +271,23 @@ def _train_sft(settings: Settings, job: SftJob, rec: Any, on_step: StepFn | None
                            f"{job.model}'s")
     if resume(policy, run_dir):
         say(f"resumed {ckpt_id[:12]} after step {policy.step}")
-    train_steps(policy, seqs, save=_saver(cfg, run_dir), on_step=on_step)
+    with tensorboard_scalars(logdir(home, ckpt_id), "sft") as log:
+        train_steps(policy, seqs, save=_saver(cfg, run_dir), on_step=_both(on_step, log))
     save_checkpoint(policy, run_dir, _manifest(ckpt_id, "sft", root, parent, cfg, policy.step))
     env_ids = sorted({t.env_id for t in tasks if t.task_id in set(task_ids)})
     rec.add(_checkpoint_row(
         ckpt_id, "sft", root, parent, run_dir, cfg, policy.metrics, task_ids, env_ids,
         _snapshots_of(env_ids, envs), [s.rollout_id for s in seqs]), "checkpoints")
     return TrainResult(ckpt_id, run_dir, "sft", False, policy.metrics, data)
+
+
+def _both(on_step: StepFn | None, log: StepFn) -> StepFn:
+    """The caller's step callback, after the TensorBoard log of the step."""
+    def both(metrics: dict[str, Any]) -> None:
+        log(metrics)
+        if on_step is not None:
+            on_step(metrics)
+    return both
 
 
 def _stored_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -413,9 +426,10 @@ def _train_grpo(settings: Settings, job: GrpoJob, rec: Any, on_step: StepFn | No
     specs = [job.model] + ([f"ckpt:{parent}"] if parent else [])
     prior = recorded_pass_rates(settings, specs, sorted(by_id))
 
-    train_rounds(policy, sorted(by_id),
-                 _round_sampler(settings, job, policy, prefix, by_id, envs, run_id, say),
-                 prior=prior, save=_saver(cfg, run_dir), on_round=on_step)
+    with tensorboard_scalars(logdir(home, ckpt_id), "grpo") as log:
+        train_rounds(policy, sorted(by_id),
+                     _round_sampler(settings, job, policy, prefix, by_id, envs, run_id, say),
+                     prior=prior, save=_saver(cfg, run_dir), on_round=_both(on_step, log))
     save_checkpoint(policy, run_dir, _manifest(ckpt_id, "grpo", root, parent, cfg, policy.step))
     used = read_graded(settings, policy_prefix=prefix)
     task_ids = sorted({g.task_id for g in used})
