@@ -1,15 +1,21 @@
 """``codemill grade`` and ``codemill rollout``: honest rewards, and GRPO rollout groups.
 
     codemill grade TASK --patch FILE [--record] [--json]
+    codemill grade --predictions preds.jsonl [--json]
     codemill rollout TASK... | all  --model SPEC --group G [--temperature T] [--top-p P]
                      [--seed S] [--max-turns N] [--json]
 
 ``grade`` grades a diff for one task (TASK: a task id or a unique prefix) in a fresh
 sandbox and prints the reward, its flags and each selected test's verdict; ``--record``
-also writes the ``rewards`` row. ``rollout`` runs G samples of the model per task, each in
-its own fork of the task's workspace, grades them, and writes their rows (``rollouts``,
-``steps``, ``trajectories``, ``rewards``: ``codemill.store.rows.rollout_rows``) in batches
-as samples finish (the executor from settings: local pool or Ray).
+also writes the ``rewards`` row. ``--predictions`` grades a SWE-bench predictions file
+(each ``instance_id`` a task's exported instance id, or an imported instance's own),
+records every reward (policy: its ``model_name_or_path``) and prints SWE-bench's summary:
+resolved, unresolved, masked (``error_ids``) and empty patches.
+
+``rollout`` runs G samples of the model per task, each in its own fork of the task's
+workspace, grades them, and writes their rows (``rollouts``, ``steps``, ``trajectories``,
+``rewards``: ``codemill.store.rows.rollout_rows``) in batches as samples finish (the
+executor from settings: local pool or Ray).
 A rerun skips every sample whose rollout id is already in the ledger, so a crashed run
 resumes without duplicates.
 """
@@ -100,6 +106,64 @@ def grade_command(task_ref: str, patch: Path, record: bool, as_json: bool) -> No
         console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
 
 
+def predictions_command(path: Path, as_json: bool) -> None:
+    """Grade every prediction of a SWE-bench predictions file and record each reward. The
+    whole file is read and every instance resolved to a task before anything is graded,
+    so a bad file is one error and no rows."""
+    from codemill.core.ids import content_id
+    from codemill.factory.lookup import find_task, load_tasks
+    from codemill.factory.record import recorded_run
+    from codemill.rewards.grader import grade
+    from codemill.tasks.swebench import read_predictions
+
+    settings = State.settings()
+    preds = read_predictions(path)
+    with open_reader() as reader:
+        pool = load_tasks(reader)
+        tasks = [find_task(reader, p["instance_id"], pool) for p in preds]
+        envs = _envs(reader, tasks)
+    err_console.print(f"grading {len(preds)} predictions from {path}", highlight=False)
+    results: list[dict[str, Any]] = []
+    with recorded_run(settings, "grade predictions", {"predictions": str(path),
+                                                       "n": len(preds)}) as rec:
+        for pred, task in zip(preds, tasks, strict=True):
+            model, diff = pred["model_name_or_path"], pred["model_patch"]
+            rollout_id = "pred-" + content_id("prediction", task.task_id, model, diff)[:16]
+            reward = grade(task, diff, env=envs[task.env_id], home=settings.home,
+                           settings=settings, rollout_id=rollout_id, policy=model)
+            rec.add(reward)
+            results.append({"instance_id": pred["instance_id"], "task_id": task.task_id,
+                            "model_name_or_path": model, "empty_patch": not diff.strip(),
+                            "reward": reward.value, "resolved": reward.resolved,
+                            "error_type": reward.error_type, "flags": list(reward.flags)})
+            if not as_json:
+                value = "masked" if reward.masked else f"{reward.value:.0f}"
+                err_console.print(f"  {pred['instance_id']}  reward {value}", highlight=False)
+        summary = _predictions_summary(results)
+        rec.summary.update({k: v for k, v in summary.items() if k != "predictions"})
+    if as_json:
+        print_json(summary)
+        return
+    console.print(f"predictions {summary['total']}  resolved {len(summary['resolved_ids'])}"
+                  f"  unresolved {len(summary['unresolved_ids'])}  masked "
+                  f"{len(summary['error_ids'])}  empty patches "
+                  f"{len(summary['empty_patch_ids'])}", highlight=False)
+
+
+def _predictions_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """SWE-bench's report keys (``resolved_ids``, ``unresolved_ids``, ``error_ids`` for
+    masked rewards, ``empty_patch_ids``) over the graded predictions."""
+    def ids(keep: Any) -> list[str]:
+        return [r["instance_id"] for r in results if keep(r)]
+
+    return {"total": len(results),
+            "resolved_ids": ids(lambda r: r["resolved"] is True),
+            "unresolved_ids": ids(lambda r: r["resolved"] is False),
+            "error_ids": ids(lambda r: r["reward"] is None),
+            "empty_patch_ids": ids(lambda r: r["empty_patch"]),
+            "predictions": results}
+
+
 def rollout_command(task_refs: list[str], model: str, group: int, temperature: float,
                     top_p: float, seed: int | None, max_turns: int, as_json: bool,
                     mode: str = "agent") -> None:
@@ -183,15 +247,29 @@ def _summary(batch: Any) -> dict[str, Any]:
 def register(app: typer.Typer) -> None:
     @app.command("grade")
     def grade_cmd(
-        task: str = typer.Argument(..., help="Task id, a unique prefix of one, or the "
-                                   "instance_id of its SWE-bench export."),
-        patch: Path = typer.Option(..., "--patch", "-p", exists=True, dir_okay=False,
-                                   help="Unified diff to grade (git or plain format)."),
+        task: str | None = typer.Argument(None, help="Task id, a unique prefix of one, or "
+                                          "the instance_id of its SWE-bench export."),
+        patch: Path | None = typer.Option(None, "--patch", "-p", exists=True,
+                                          dir_okay=False,
+                                          help="Unified diff to grade (git or plain format)."),
+        predictions: Path | None = typer.Option(
+            None, "--predictions", help="A SWE-bench predictions file (.jsonl or .json: "
+            "instance_id, model_name_or_path, model_patch): grade each and record its "
+            "reward; instead of TASK and --patch."),
         record: bool = typer.Option(False, "--record", help="Also write the rewards row."),
         as_json: bool = _JSON,
     ) -> None:
-        """Grade a diff for a task: reward, flags and per-test verdicts."""
+        """Grade a diff for a task (reward, flags and per-test verdicts), or every
+        prediction of a SWE-bench predictions file."""
         with handle_errors():
+            if predictions is not None:
+                if task is not None or patch is not None:
+                    raise TaskError("--predictions grades a whole file: give no TASK "
+                                    "and no --patch with it")
+                predictions_command(predictions, as_json)
+                return
+            if task is None or patch is None:
+                raise TaskError("give TASK and --patch FILE, or --predictions FILE")
             grade_command(task, patch, record, as_json)
 
     @app.command("rollout")

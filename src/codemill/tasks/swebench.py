@@ -12,6 +12,15 @@ a bug; that bug travels in the extra field ``codemill_broken_patch`` (apply it a
 checking out ``base_commit``), next to ``codemill_task_id``, ``codemill_env_id`` and
 ``codemill_kind``. Consumers that ignore extra fields still load the file.
 
+SWE-bench 5's harness builds a ``TestSpec`` from four more fields, written too (``V5``):
+``eval_script`` (apply the test patch, run the selected tests between SWE-bench's output
+markers with ``pytest -rA``, take the test patch back out: run from the repository root in
+an environment where the project is installed, after the prediction is applied),
+``log_parser`` (``parse_log_pytest``), ``eval_type`` (``pass_and_fail``) and ``image``,
+left empty: codemill runs an instance in its own environment (``codemill_env_id``), not
+in a SWE-bench Docker image. A task whose test ids are not pytest node ids gets an empty
+``eval_script`` and ``log_parser``.
+
 ``repo`` and ``base_commit`` come from the task's own metadata (a mined task knows its
 repository and parent commit) or else from the snapshot its environment was built from
 (``source_fields``): a git source gives its URL and commit; a PyPI release gives
@@ -27,6 +36,7 @@ Import reads such files back into ``TaskSpec``s of kind ``imported`` for one env
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,7 +53,29 @@ FIELDS = (
     "hints_text", "created_at", "version", "FAIL_TO_PASS", "PASS_TO_PASS",
     "environment_setup_commit",
 )
+V5 = ("image", "log_parser", "eval_type", "eval_script")
+"""The fields SWE-bench 5's ``make_test_spec`` reads beyond ``FIELDS``."""
 EXTRA = ("codemill_task_id", "codemill_env_id", "codemill_kind", "codemill_broken_patch")
+START_TEST_OUTPUT, END_TEST_OUTPUT = ">>>>> Start Test Output", ">>>>> End Test Output"
+"""SWE-bench's markers: its grading parses only the log between them."""
+_EOF = "EOF_CODEMILL_TEST_PATCH"
+
+
+def eval_script(task: TaskSpec) -> str:
+    """The instance's ``eval_script`` (module docstring); empty for non-pytest test ids."""
+    ids = [*task.fail_to_pass, *task.pass_to_pass]
+    if not ids or not all("::" in i for i in ids):
+        return ""
+    patch = task.test_patch.rstrip("\n")
+    lines = ["#!/bin/bash", "set -uxo pipefail"]
+    if patch:
+        lines += [f"git apply --verbose - <<'{_EOF}'", patch, _EOF]
+    lines += [f": '{START_TEST_OUTPUT}'",
+              "python -m pytest -rA -p no:cacheprovider " + " ".join(map(shlex.quote, ids)),
+              f": '{END_TEST_OUTPUT}'"]
+    if patch:
+        lines += [f"git apply --verbose -R - <<'{_EOF}'", patch, _EOF]
+    return "\n".join(lines) + "\n"
 
 
 def source_fields(snapshot: RepoSnapshot | None) -> dict[str, str]:
@@ -64,6 +96,7 @@ def to_instance(task: TaskSpec, snapshot: RepoSnapshot | None = None) -> dict[st
     md = {**source_fields(snapshot), **{k: v for k, v in task.metadata.items() if v}}
     repo = str(md.get("repo") or md.get("project") or "")
     slug = repo.rstrip("/").split("/")[-1].removesuffix(".git").removeprefix("pypi:")
+    script = eval_script(task)
     return {
         "instance_id": f"{slug or 'repo'}__codemill-{task.task_id[:12]}",
         "repo": repo,
@@ -77,6 +110,10 @@ def to_instance(task: TaskSpec, snapshot: RepoSnapshot | None = None) -> dict[st
         "FAIL_TO_PASS": json.dumps(list(task.fail_to_pass)),
         "PASS_TO_PASS": json.dumps(list(task.pass_to_pass)),
         "environment_setup_commit": "",
+        "image": "",
+        "log_parser": "parse_log_pytest" if script else "",
+        "eval_type": "pass_and_fail",
+        "eval_script": script,
         "codemill_task_id": task.task_id,
         "codemill_env_id": task.env_id,
         "codemill_kind": str(task.kind),
@@ -109,7 +146,8 @@ def write_parquet(tasks: Iterable[TaskSpec], path: Path, snapshots: Snapshots | 
 
     snaps = snapshots or {}
     rows = [to_instance(t, snaps.get(t.env_id)) for t in tasks]
-    cols = {name: pa.array([r[name] for r in rows], type=pa.string()) for name in FIELDS + EXTRA}
+    cols = {name: pa.array([r[name] for r in rows], type=pa.string())
+            for name in FIELDS + V5 + EXTRA}
     pq.write_table(pa.table(cols), str(path))
     return len(rows)
 
@@ -169,3 +207,58 @@ def read_instances(path: Path) -> Iterator[dict[str, Any]]:
             if not isinstance(row, dict):
                 raise TaskError(f"{path}:{n}: not a JSON object")
             yield row
+
+
+PREDICTION_KEYS = ("instance_id", "model_name_or_path", "model_patch")
+"""A SWE-bench prediction: the instance, who made it, and the diff (empty or null for
+no change)."""
+
+
+def read_predictions(path: Path) -> list[dict[str, str]]:
+    """Predictions in SWE-bench's format from ``.jsonl`` (one object a line) or ``.json``
+    (a list, or an object keyed by instance id), each with ``PREDICTION_KEYS``
+    (``model_patch`` null read as empty). ``TaskError`` naming the file and line for a
+    missing file, a line that is not a JSON object, a missing or non-text field, or an
+    instance predicted twice by one model."""
+    path = Path(path)
+    if not path.is_file():
+        raise TaskError(f"{path}: no such file")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    entries: list[tuple[str, Any]] = []
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TaskError(f"{path}: not JSON: {exc.msg} (line {exc.lineno})") from None
+        items = list(data.values()) if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise TaskError(f"{path}: expected a list of predictions or an object of them")
+        entries = [(f"{path}: prediction {n}", item) for n, item in enumerate(items, 1)]
+    else:
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entries.append((f"{path}:{n}", json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise TaskError(f"{path}:{n}: not JSON: {exc.msg}") from None
+    preds: list[dict[str, str]] = []
+    seen: dict[tuple[str, str], str] = {}
+    for where, item in entries:
+        if not isinstance(item, dict):
+            raise TaskError(f"{where}: not a JSON object")
+        if item.get("model_patch", "") is None:
+            item = {**item, "model_patch": ""}
+        for key in PREDICTION_KEYS:
+            if not isinstance(item.get(key), str) or (key != "model_patch" and not item[key]):
+                raise TaskError(f"{where}: {key} must be "
+                                f"{'text' if key == 'model_patch' else 'non-empty text'}")
+        key2 = (item["instance_id"], item["model_name_or_path"])
+        if key2 in seen:
+            raise TaskError(f"{where}: {key2[0]} predicted again by {key2[1]} "
+                            f"(first at {seen[key2]})")
+        seen[key2] = where
+        preds.append({k: item[k] for k in PREDICTION_KEYS})
+    if not preds:
+        raise TaskError(f"{path}: no predictions")
+    return preds
