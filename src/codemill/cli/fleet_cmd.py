@@ -11,6 +11,10 @@ repository (or ``--json``). Exit 1 when any repository failed; the others' work 
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -24,7 +28,6 @@ from codemill.cli.app import State, console, err_console, print_json
 
 def run_fleet_cmd(sources_file: str, cfg: Any, *, rollouts: bool, as_json: bool) -> None:
     """Parse ``sources_file``, run the fleet, print its cost table; see the module doc."""
-    from codemill.factory.fleet import FleetProgress, run_fleet
     from codemill.repos.source_list import read_source_list
 
     sources = read_source_list(sources_file)
@@ -32,21 +35,8 @@ def run_fleet_cmd(sources_file: str, cfg: Any, *, rollouts: bool, as_json: bool)
         err_console.print(f"[bold red]error:[/] {sources_file}: no sources listed",
                           highlight=False)
         raise typer.Exit(1)
-    settings = State.settings()
-    last: list[FleetProgress] = []
-    if err_console.is_terminal:
-        with Live(_panel(None, len(sources)), console=err_console, refresh_per_second=4,
-                  transient=False) as live:
-            def show(p: FleetProgress) -> None:
-                live.update(_panel(p, len(sources)))
-
-            result = run_fleet(sources, cfg, settings, rollouts=rollouts, on_progress=show)
-    else:  # a log, not a screen: the final state once
-        def keep(p: FleetProgress) -> None:
-            last[:] = [p]
-
-        result = run_fleet(sources, cfg, settings, rollouts=rollouts, on_progress=keep)
-        err_console.print(_panel(last[-1] if last else None, len(sources)))
+    with _stdout_to_stderr():
+        result = _run_live(sources, cfg, rollouts)
     if as_json:
         print_json(result.to_json())
     else:
@@ -56,6 +46,44 @@ def run_fleet_cmd(sources_file: str, cfg: Any, *, rollouts: bool, as_json: bool)
         err_console.print(f"[bold red]error:[/] {failed} of {len(result.costs)} "
                           "repositories failed (their rows say why)", highlight=False)
         raise typer.Exit(1)
+
+
+def _run_live(sources: list[str], cfg: Any, rollouts: bool) -> Any:
+    """The fleet with its progress panel on stderr: live on a terminal, else once at the
+    end (a log is not a screen)."""
+    from codemill.factory.fleet import FleetProgress, run_fleet
+
+    settings = State.settings()
+    if err_console.is_terminal:
+        with Live(_panel(None, len(sources)), console=err_console, refresh_per_second=4,
+                  transient=False) as live:
+            def show(p: FleetProgress) -> None:
+                live.update(_panel(p, len(sources)))
+
+            return run_fleet(sources, cfg, settings, rollouts=rollouts, on_progress=show)
+    last: list[FleetProgress] = []
+
+    def keep(p: FleetProgress) -> None:
+        last[:] = [p]
+
+    result = run_fleet(sources, cfg, settings, rollouts=rollouts, on_progress=keep)
+    err_console.print(_panel(last[-1] if last else None, len(sources)))
+    return result
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """File descriptor 1 points at stderr meanwhile: what Ray or a library prints while
+    the fleet runs cannot end up inside the ``--json`` document."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _panel(p: Any, total: int) -> Any:

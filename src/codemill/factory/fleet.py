@@ -17,7 +17,7 @@ build or stage, a worker that died past Ray's retries) is its ``RepoCost`` with 
 set; the other repositories go on, and ``run_fleet`` does not raise for it.
 
 Live progress: each item writes a small status file (``<home>/fleet/<fleet id>/<n>.json``:
-its current stage, state, stage outcomes) as it goes; the driver polls the folder and
+its current stage, state, stage outcomes, where it runs) as it goes; the driver polls the folder and
 hands ``on_progress`` a ``FleetProgress`` (per stage done, failed, running; failures by
 reason; ETA). So progress, like snapshots and environments, needs ``settings.home`` on a
 filesystem every node shares.
@@ -200,7 +200,8 @@ def fleet_one(job: FleetJob) -> RepoCost:
     cost = RepoCost(job.source, host=socket.gethostname(), ray_node=_ray_node(),
                     pid=os.getpid())
     state: dict[str, Any] = {"source": job.source, "state": "running", "stage": "snapshots",
-                             "stages": {}}
+                             "stages": {}, "host": cost.host, "ray_node": cost.ray_node,
+                             "pid": cost.pid}
     _write_status(Path(job.status_dir), job.index, state)
     wall, cpu = time.monotonic(), _cpu_seconds()
     try:

@@ -1,9 +1,16 @@
 """``RayExecutor``: the executor interface on Ray tasks, for scale-out.
 
-Connects to ``address`` (``settings.executor.ray_address``) when given; otherwise starts a
-local Ray with ``workers`` CPUs (0: every CPU) and no dashboard. It shuts Ray down on
-``close`` only if it started it, so an executor never tears down a cluster it joined or a
-Ray the caller had already started. ``ray`` is imported on construction, never at module
+Connects to ``address`` (``settings.executor.ray_address``, ``CODEMILL_EXECUTOR__RAY_ADDRESS``,
+e.g. ``127.0.0.1:6379`` of a ``ray start --head``) when given; otherwise starts a local Ray
+with ``workers`` CPUs (0: every CPU) and no dashboard. On ``close`` it disconnects if it
+connected (``ray.shutdown`` in a driver leaves a cluster it joined running) and stops the
+local Ray it started; a Ray the caller had already initialized is left alone.
+
+A task whose worker or node dies is retried by Ray (``MAX_RETRIES`` times) on another
+node, so an item's function must be safe to run again: codemill's assets are, since
+they skip ids already in the ledger. Functions and items travel by pickle; files they
+name (snapshots, environments under ``settings.home``) must be at the same path on
+every node: a shared filesystem. ``ray`` is imported on construction, never at module
 import. Same failure contract as ``LocalExecutor``: an item's exception, or a Ray error
 such as a dead worker, comes back as an ``ItemError`` in its slot.
 """
@@ -19,6 +26,10 @@ from typing import Any
 from codemill.core.errors import FactoryError
 from codemill.factory.executor_base import Executor, ItemError, available_cpus, call_item
 
+MAX_RETRIES = 3
+"""Times Ray reruns an item whose worker process or node died (not one that raised: that
+is an ``ItemError`` value, returned at once)."""
+
 
 class RayExecutor(Executor):
     def __init__(self, workers: int = 0, *, address: str | None = None) -> None:
@@ -33,14 +44,16 @@ class RayExecutor(Executor):
             # Workers import functions by module name, like a process pool's children do,
             # so they search the driver's own code paths too (tests, file-loaded modules).
             job = ray.job_config.JobConfig(code_search_path=_code_paths())
+            # Workers' output stays in Ray's session logs: forwarded, it would land on
+            # the driver's stdout, which a command's --json owns.
             if address:
-                ray.init(address=address, include_dashboard=False, job_config=job)
+                ray.init(address=address, job_config=job, log_to_driver=False)
             else:
                 ray.init(num_cpus=workers if workers > 0 else available_cpus(),
-                         include_dashboard=False, job_config=job)
-                self._started = True
+                         include_dashboard=False, job_config=job, log_to_driver=False)
+            self._started = True
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self._remote = ray.remote(call_item)
+        self._remote = ray.remote(max_retries=MAX_RETRIES)(call_item)
         self._fn: Callable[[Any], Any] | None = None
         self._fn_ref: Any = None
 
