@@ -3,8 +3,13 @@
 driven the way a user does it: ``codemill run --sources`` in a subprocess with
 ``CODEMILL_EXECUTOR__KIND=ray`` and the cluster's address.
 
-The fleet's repositories run on the worker nodes (the head has no CPUs), both workers take
-part, and every task row is in the catalog exactly once.
+In file order (one cluster and one catalog for the module):
+1. the fleet's repositories run on the worker nodes (the head has no CPUs), both workers
+   take part, and every task row is in the catalog exactly once;
+2. the whole cluster is stopped and started again: a rerun resumes from the ledger, every
+   stage cached, nothing materialized again;
+3. a worker node's raylet is SIGKILLed while it builds a repository: Ray retries the item on
+   the surviving node and the run completes, every repository ok, every task once.
 
 The nodes share this machine's filesystem: snapshots, environments, the warehouse and the
 fleet's status files are under one ``CODEMILL_HOME`` that every node reads at the same path
@@ -16,6 +21,7 @@ import json
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import pytest
 
@@ -119,3 +125,75 @@ def test_fleet_runs_on_the_worker_nodes_through_postgres(fleet, cluster):
     assert {t["env_id"] for t in tasks} == {r["env_id"] for r in rows}
     fleet["first"] = {"listing": listing, "rows": rows, "successes": _successes(mats),
                       "tasks": sorted(ids), "seconds": time.monotonic() - started}
+
+
+def test_rerun_after_the_cluster_restarts_resumes_from_the_ledger(fleet, cluster):
+    first = fleet["first"]
+    assert first, "runs after the first test of the module"
+    before = _worker_nodes(cluster)
+    cluster.restart()
+    assert not before & _worker_nodes(cluster), "the same nodes: not restarted"
+    out = run_cli(fleet["root"], fleet["env"](), "--sources", str(first["listing"]), *ARGS)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = fleet_json(out)["repositories"]
+    for row, old in zip(rows, first["rows"], strict=True):
+        assert row["status"] == "ok" and set(row["stages"].values()) == {"cached"}, row
+        assert (row["env_id"], row["tasks_validated"]) == (old["env_id"],
+                                                           old["tasks_validated"])
+    tasks, mats = _ledger(fleet["settings"])
+    assert _successes(mats) == first["successes"]  # not one stage materialized again
+    assert sorted(t["task_id"] for t in tasks) == first["tasks"]
+
+
+def test_a_worker_node_killed_mid_run_loses_nothing(fleet, cluster):
+    repos = [make_repo(fleet["root"], name) for name in ("gamma", "delta")]
+    listing = fleet["root"] / "sources-fault.txt"
+    listing.write_text("".join(f"{r}\n" for r in repos))
+    workers = _worker_nodes(cluster)
+    (fleet["home"] / "fleet").mkdir(parents=True, exist_ok=True)
+    before = {p.name for p in (fleet["home"] / "fleet").iterdir()}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "codemill.cli.main", "run", "--sources", str(listing), *ARGS],
+        cwd=fleet["root"], env={"PATH": "/usr/bin:/bin", **fleet["env"]()},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = None
+    try:
+        # Wait until an item is building an environment on a worker node, then kill that
+        # node's raylet (and with it the node's workers and their sandboxes).
+        deadline = time.monotonic() + 120
+        while victim is None and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.3)
+            for folder in (fleet["home"] / "fleet").iterdir():
+                if folder.name in before:
+                    continue
+                for status in folder.glob("*.json"):
+                    try:
+                        state = json.loads(status.read_text())
+                    except ValueError:
+                        continue
+                    if state["state"] == "running" and state["stage"] == "environments" \
+                            and state.get("ray_node") in workers:
+                        victim = state["ray_node"]
+                        break
+        assert victim is not None, "no item reached a build on a worker node"
+        cluster.kill_raylet(victim)
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    rows = json.loads(stdout)["repositories"]
+    assert [r["source"] for r in rows] == [str(r) for r in repos]
+    assert all(r["status"] == "ok" and r["tasks_validated"] >= 1 for r in rows), rows
+    survivor = workers - {victim}
+    assert victim not in _worker_nodes(cluster)
+    # The killed node's item was retried on the survivor, which finished every item.
+    assert {r["ray_node"] for r in rows} == survivor
+    tasks, mats = _ledger(fleet["settings"])
+    counts = Counter(t["task_id"] for t in tasks)
+    assert all(n == 1 for n in counts.values()), counts
+    mine = {r["env_id"] for r in rows}
+    assert sum(t["env_id"] in mine for t in tasks) == sum(r["tasks_validated"] for r in rows)
+    # One success per asset and key: a retried item's stages are not recorded twice.
+    done = Counter(m["cache_key"] for m in mats if m["status"] == "success")
+    assert all(n == 1 for n in done.values()), done
