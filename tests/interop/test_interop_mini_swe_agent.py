@@ -111,8 +111,47 @@ def test_litellm_through_codemill_model_serve(toy, tmp_path):
     assert ep.exit_status == "Submitted" and ep.reward.value == 1.0
     assert ep.trajectory.steps[1].reply.message.content == replies[1]
     tiny = word_level_llama(tmp_path / "tiny")
-    with model_from_spec(f"transformers:{tiny}") as model:
+    with model_from_spec(f"transformers:{tiny}", max_tokens=48) as model:
         ep = run_episode(toy.task, toy.env, toy.home, toy.settings, model, config=CONFIG)
     assert ep.exit_status == "RepeatedFormatError"
     assert ep.trajectory.stop_reason == StopReason.FORMAT_ERROR and len(ep.trajectory.steps) == 3
     assert ep.reward.value == 0.0 and not ep.reward.masked and ep.trajectory.diff == ""
+
+
+def test_rollout_with_agent_mini_swe_agent(toy, tmp_path, monkeypatch):
+    """``codemill rollout TASK --agent mini-swe-agent --model scripted:FILE``: the
+    scripted model served on loopback, the episode graded and recorded in the ledger."""
+    from typer.testing import CliRunner
+
+    from codemill.cli.main import app
+    from codemill.store.ledger import Ledger
+    from codemill.store.rows import record_to_row
+    from interop.test_interop_serve_cli import record_toy
+
+    for key, value in record_toy(toy).items():
+        monkeypatch.setenv(key, value)
+    settings = ledger_settings(toy, tmp_path)
+    monkeypatch.setenv("CODEMILL_CATALOG__URI", settings.catalog.uri)
+    monkeypatch.setenv("CODEMILL_CATALOG__WAREHOUSE", settings.catalog.warehouse)
+    with Ledger.open(settings) as ledger:
+        for table, record in (("environments", toy.env), ("tasks", toy.task)):
+            with ledger.writer(table, run_id="test", asset=table, config_hash="") as w:
+                w.add(record_to_row(record))
+    fence = "```mswea_bash_command\n{}\n```"
+    script = tmp_path / "fix.json"
+    script.write_text(json.dumps([
+        fence.format("sed -i '2s/a - b/a + b/' src/calc/ops.py"),
+        fence.format(f"echo {SUBMIT_SENTINEL}")]))
+    res = CliRunner().invoke(app, ["rollout", toy.task.task_id[:10], "--agent", "mini-swe-agent",
+                                   "--model", f"scripted:{script}", "--group", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["rollouts"] == 1 and summary["resolved"] == 1
+    with Ledger.open(settings) as ledger:
+        [rollout] = ledger.read("rollouts").to_pylist()
+        [reward] = ledger.read("rewards").to_pylist()
+    assert rollout["policy"] == f"mini-swe-agent/scripted:{script}"
+    assert reward["rollout_id"] == rollout["rollout_id"] and reward["value"] == 1.0
+    res = CliRunner().invoke(app, ["rollout", toy.task.task_id[:10], "--agent", "mini-swe-agent",
+                                   "--model", f"scripted:{script}", "--mode", "patch"])
+    assert res.exit_code == 1 and "agent mode only" in res.output

@@ -3,7 +3,7 @@
     codemill grade TASK --patch FILE [--record] [--json]
     codemill grade --predictions preds.jsonl [--json]
     codemill rollout TASK... | all  --model SPEC --group G [--temperature T] [--top-p P]
-                     [--seed S] [--max-turns N] [--json]
+                     [--seed S] [--max-turns N] [--agent codemill|mini-swe-agent] [--json]
 
 ``grade`` grades a diff for one task (TASK: a task id or a unique prefix) in a fresh
 sandbox and prints the reward, its flags and each selected test's verdict; ``--record``
@@ -15,9 +15,11 @@ resolved, unresolved, masked (``error_ids``) and empty patches.
 ``rollout`` runs G samples of the model per task, each in its own fork of the task's
 workspace, grades them, and writes their rows (``rollouts``, ``steps``, ``trajectories``,
 ``rewards``: ``codemill.store.rows.rollout_rows``) in batches as samples finish (the
-executor from settings: local pool or Ray).
-A rerun skips every sample whose rollout id is already in the ledger, so a crashed run
-resumes without duplicates.
+executor from settings: local pool or Ray). A rerun skips every sample whose rollout id
+is already in the ledger, so a crashed run resumes without duplicates. ``--agent
+mini-swe-agent`` runs mini-swe-agent's own agent instead
+(``codemill.factory.mini_swe_agent``), one episode after another; its episodes are new on
+every run.
 """
 
 from __future__ import annotations
@@ -207,6 +209,45 @@ def rollout_command(task_refs: list[str], model: str, group: int, temperature: f
         console.print(f"flags: {flags}", highlight=False)
 
 
+def mini_rollout_command(task_refs: list[str], model: str, group: int, temperature: float,
+                         max_turns: int, as_json: bool) -> None:
+    """``rollout --agent mini-swe-agent``: mini-swe-agent episodes on the tasks, their
+    commands in the tasks' sandbox forks, graded and recorded
+    (``codemill.factory.mini_swe_agent``); the model is called through litellm (a local
+    spec is served on loopback for the run)."""
+    from codemill.factory.mini_swe_agent import run_mini_swe_agents
+    from codemill.interop.mini_swe_agent import MiniConfig, model_from_spec
+
+    settings = State.settings()
+    with open_reader() as reader:
+        tasks = _tasks(reader, task_refs)
+        envs = _envs(reader, tasks)
+
+    def say(ep: Any) -> None:
+        r, t = ep.reward, ep.trajectory
+        value = "masked" if r.masked else f"{r.value:.0f}"
+        err_console.print(f"  {short_id(t.rollout_id)} task {short_id(t.task_id)} "
+                          f"{ep.exit_status} reward {value}", highlight=False)
+
+    err_console.print(f"{len(tasks) * group} mini-swe-agent episodes to run", highlight=False)
+    with model_from_spec(model, settings.home, temperature=temperature) as mini:
+        done = run_mini_swe_agents(tasks, envs, settings, lambda: mini, group=group,
+                                   config=MiniConfig(step_limit=max_turns),
+                                   policy=f"mini-swe-agent/{model}", progress=say)
+    rewards = [d.episode.reward for d in done]
+    scored = [r for r in rewards if not r.masked]
+    summary = {"rollouts": len(done), "masked": len(rewards) - len(scored),
+               "resolved": sum(1 for r in scored if r.resolved),
+               "resolved_rate": round(sum(1 for r in scored if r.resolved) / len(scored), 4)
+               if scored else None,
+               "run_id": done[0].run_id if done else None}
+    if as_json:
+        print_json(summary)
+        return
+    console.print(f"rollouts {summary['rollouts']}  resolved {summary['resolved']}  masked "
+                  f"{summary['masked']}", highlight=False)
+
+
 def _persist(rec: Any, results: Any) -> None:
     """Record each finished sample's rows through the factory; they commit in batches."""
     from codemill.rollouts.runner import RolloutResult
@@ -287,10 +328,19 @@ def register(app: typer.Typer) -> None:
         mode: Literal["agent", "patch"] = typer.Option(
             "agent", "--mode", help="agent: multi-turn with tools; patch: one answer "
             "(an edit of the code the failing tests run)."),
+        agent: Literal["codemill", "mini-swe-agent"] = typer.Option(
+            "codemill", "--agent", help="codemill: codemill's own agent; mini-swe-agent: "
+            "its DefaultAgent (the interop extra), commands run in the task's sandbox fork "
+            "(agent mode only; --top-p and --seed do not apply)."),
         as_json: bool = _JSON,
     ) -> None:
         """Run GRPO rollout groups, grade them, and record rollouts, steps and rewards."""
         with handle_errors():
             check_model(model, State.settings().home)
+            if agent == "mini-swe-agent":
+                if mode != "agent":
+                    raise TaskError("--agent mini-swe-agent runs in agent mode only")
+                mini_rollout_command(tasks, model, group, temperature, max_turns, as_json)
+                return
             rollout_command(tasks, model, group, temperature, top_p, seed, max_turns, as_json,
                             mode)

@@ -2,13 +2,15 @@
 ``codemill.interop.mini_swe_agent``; its rows are written here, through the one rollout-row
 writer (``codemill.store.rows.rollout_rows``), like any other rollout.
 
-An episode is a group of one (its ``group_id`` is its own rollout id, as for ``solve``):
+``codemill rollout TASK... --agent mini-swe-agent --model SPEC`` runs through here. An
+episode is a group of one (its ``group_id`` is its own rollout id, as for ``solve``):
 it has a ``rollouts`` row, a ``steps`` row per model reply and a ``rewards`` row; no
 ``trajectories`` row, since mini-swe-agent's trajectory is text, not tokens.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,21 +30,42 @@ def run_mini_swe_agent(task: TaskSpec, env: EnvSpec, settings: Settings, model: 
     """Run mini-swe-agent with ``model`` on ``task`` (``interop.mini_swe_agent.run_episode``:
     ``model`` is a mini-swe-agent ``Model``, ``config`` a ``MiniConfig``) and record the
     episode's rows under a ``runs`` row of command ``mini-swe-agent``."""
+    [recorded] = run_mini_swe_agents([task], {env.env_id: env}, settings, lambda: model,
+                                     config=config, policy=policy)
+    return recorded
+
+
+def run_mini_swe_agents(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec],
+                        settings: Settings, make_model: Callable[[], Any], *,
+                        group: int = 1, config: Any = None, policy: str | None = None,
+                        progress: Callable[[Any], None] | None = None
+                        ) -> list[RecordedEpisode]:
+    """``group`` episodes per task, one after another, each with a fresh model from
+    ``make_model`` (a mini-swe-agent model keeps its own per-episode state); every
+    episode's rows are recorded as it ends, all under one ``runs`` row. ``progress`` gets
+    each ``MiniEpisode``."""
     from codemill.factory.record import recorded_run
     from codemill.interop.mini_swe_agent import MiniConfig, run_episode
     from codemill.store.rows import rollout_rows
 
     config = config or MiniConfig()
-    episode = run_episode(task, env, settings.home, settings, model, config=config,
-                          policy=policy)
-    traj, reward = episode.trajectory, episode.reward
-    run_config = {"task": task.task_id, "policy": traj.policy,
+    run_config = {"tasks": [t.task_id for t in tasks], "group": group, "policy": policy,
                   "mini": config.model_dump(mode="json")}
+    out: list[RecordedEpisode] = []
     with recorded_run(settings, "mini-swe-agent", run_config) as rec:
-        for table, row in rollout_rows(traj, env_id=env.env_id, group_id=traj.rollout_id,
-                                       reward=reward):
-            rec.add(row, table)
-        rec.summary.update(stop_reason=traj.stop_reason.value, exit_status=episode.exit_status,
-                           reward=reward.value, masked=reward.masked)
-        run_id = rec.run_id
-    return RecordedEpisode(episode=episode, run_id=run_id)
+        for task in tasks:
+            for _ in range(group):
+                episode = run_episode(task, envs[task.env_id], settings.home, settings,
+                                      make_model(), config=config, policy=policy)
+                traj, reward = episode.trajectory, episode.reward
+                for table, row in rollout_rows(traj, env_id=task.env_id,
+                                               group_id=traj.rollout_id, reward=reward):
+                    rec.add(row, table)
+                rec.flush()  # an episode is minutes of work: keep it if the next fails
+                out.append(RecordedEpisode(episode=episode, run_id=rec.run_id))
+                if progress is not None:
+                    progress(episode)
+        scored = [e.episode.reward for e in out if not e.episode.reward.masked]
+        rec.summary.update(episodes=len(out), masked=len(out) - len(scored),
+                           resolved=sum(1 for r in scored if r.resolved))
+    return out

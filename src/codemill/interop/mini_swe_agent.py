@@ -302,8 +302,12 @@ def served_model(base_url: str, model: str = "codemill", *, temperature: float =
     observation and format-error templates; cost is not tracked (a local model has none)."""
     # litellm fetches a price list from the network when imported unless told not to
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
     from minisweagent.models.litellm_textbased_model import LitellmTextbasedModel
 
+    # litellm prints a provider list to stdout when its cost lookup meets a model it does
+    # not know (every local one); stdout belongs to the caller (``--json``)
+    litellm.suppress_debug_info = True
     templates = package_config()["model"]
     return LitellmTextbasedModel(
         model_name=f"openai/{model}", cost_tracking="ignore_errors",
@@ -314,7 +318,8 @@ def served_model(base_url: str, model: str = "codemill", *, temperature: float =
 
 
 @contextmanager
-def model_from_spec(spec: str, home: Path | None = None) -> Iterator[Any]:
+def model_from_spec(spec: str, home: Path | None = None, *, temperature: float = 0.0,
+                    max_tokens: int = 1024) -> Iterator[Any]:
     """mini-swe-agent's model for a codemill model spec: ``openai:MODEL@URL`` is called
     at ``URL``; any other spec (``smollm2``, ``transformers:PATH``, ``ckpt:ID``,
     ``scripted:PATH``) is loaded here and served by ``codemill.agent.serve.ModelServer``
@@ -325,13 +330,14 @@ def model_from_spec(spec: str, home: Path | None = None) -> Iterator[Any]:
     kind, _, rest = spec.strip().partition(":")
     if kind == "openai" and "@" in rest:
         name, _, url = rest.partition("@")
-        yield served_model(url, name)
+        yield served_model(url, name, temperature=temperature, max_tokens=max_tokens)
         return
     backend = make_backend(spec, home=home)
     server = ModelServer(backend, port=0)
     server.start()
     try:
-        yield served_model(server.url, backend.name)
+        yield served_model(server.url, backend.name, temperature=temperature,
+                           max_tokens=max_tokens)
     finally:
         server.shutdown()
         server.server_close()
