@@ -86,7 +86,9 @@ class RepoCost:
 
     @property
     def tasks_per_cpu_minute(self) -> float | None:
-        if self.cpu_seconds <= 0:
+        """Validated tasks per CPU-minute of this run; None unless this run validated them
+        (a cached ``tasks`` stage cost nothing here, and its rate would be meaningless)."""
+        if self.cpu_seconds <= 0 or self.stages.get("tasks") != "success":
             return None
         return self.tasks_validated / (self.cpu_seconds / 60)
 
