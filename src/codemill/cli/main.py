@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "codemill.cli.grade_cmd",
     "codemill.cli.solve_cmd",
     "codemill.cli.run_cmd",
+    "codemill.cli.demo_cmd",
     "codemill.cli.eval_cmd",
     "codemill.cli.report_cmd",
     "codemill.cli.train_cmd",

@@ -1,5 +1,4 @@
-"""``codemill run`` (the main job) and ``codemill demo`` (it, on a real PyPI project with
-the embedded model)."""
+"""``codemill run``: the main job on one source, or a fleet of them (``--sources``)."""
 
 from __future__ import annotations
 
@@ -12,12 +11,6 @@ from codemill.cli.app import State, console, err_console, handle_errors, print_j
 from codemill.cli.checks import check_counts, check_model
 from codemill.cli.envstatus import status_text
 
-DEMO_SOURCE = "pypi:toolz==0.12.0"
-"""A real PyPI project whose sdist ships its test suite (~180 tests, pure Python)."""
-DEMO_TRAIN_STEPS = 20
-"""LoRA SFT steps of the demo (attention and MLP of the last 8 layers, 2 sequences a step):
-enough for the checkpoint to follow the action format on the demo's tasks, few enough to
-finish in minutes on a CPU."""
 DIFF_FLAGS = frozenset({"patch_failed", "empty_patch", "binary_skipped"})
 """Reward flags that say the diff (or part of it) did not apply, not that it tried a hack
 (``codemill.rewards.flags``); the summary shows them apart from the hack signals."""
@@ -205,21 +198,5 @@ def _fleet(sources: str, model: str, group: int, synth: int, features: int, max_
     run_fleet_cmd(sources, cfg, rollouts=rollouts, as_json=as_json)
 
 
-def demo_cmd(
-    source: str = typer.Option(DEMO_SOURCE, "--source", help="What to run on."),
-    model: str = typer.Option("smollm2", "--model", "-m", help="Policy backend spec."),
-    train: bool = typer.Option(True, "--train/--no-train", help="End with a short LoRA SFT "
-                               "on expert trajectories and the trained model's rate."),
-    as_json: bool = typer.Option(False, "--json", help="Machine output."),
-) -> None:
-    """`codemill run --train` on a real PyPI project with the embedded SmolLM2 model,
-    sized to finish in minutes on 2 cores (2 bug tasks, 1 feature task, groups of 2, 4
-    turns), ending with a checkpoint that follows the action format."""
-    with handle_errors():
-        _run(source, model, 2, 2, 1, 4, 128, None, as_json, "demo", train=train,
-             train_steps=DEMO_TRAIN_STEPS)
-
-
 def register(app: typer.Typer) -> None:
     app.command("run")(run_cmd)
-    app.command("demo")(demo_cmd)
