@@ -1,5 +1,6 @@
 """The Gymnasium adapter on the toy task: a real ``gymnasium.make`` loop with a scripted policy
-earns the grader's 1; Gymnasium's own checker accepts the environment in both modes."""
+earns the grader's 1, and with the embedded model the grader's verdict of its diff;
+Gymnasium's own checker accepts the environment in both modes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import gymnasium
 from gymnasium.utils.env_checker import check_env
 
 from codemill.interop.gym import ENV_ID, AnyText, TaskEnv, register
+from codemill.rewards.grader import grade
 from codemill.rollouts.session import SessionConfig
+from interop.smol import say, verdict
 from rollouts.test_rollouts_groups import AGENT, FIX
 
 CONFIG = SessionConfig(agent=AGENT)
@@ -45,6 +48,35 @@ def test_make_and_a_scripted_policy_earn_one(toy):
     assert info["stop_reason"] == "submitted" and info["masked"] is False
     assert info["reward"]["resolved"] is True and info["reward"]["flags"] == []
     assert env.unwrapped.session.fork is None  # the fork went with the episode
+
+
+def test_a_gymnasium_loop_with_the_embedded_model(toy, smollm2):
+    """``gymnasium.make``'s loop with replies sampled from the embedded SmolLM2 (two turns
+    at most): the episode ends within its limit and its reward is codemill's native
+    grading of the episode's diff."""
+    config = SessionConfig(agent=AGENT.model_copy(update={"max_turns": 2}))
+    env = gymnasium.make(register(), task=toy.task, env=toy.env, home=toy.home,
+                         settings=toy.settings, mode="agent", config=config)
+    try:
+        obs, _ = env.reset(seed=0)
+        chat, steps = [{"role": "user", "content": obs}], 0
+        while True:
+            reply = say(smollm2, chat).message.content
+            obs, reward, terminated, truncated, info = env.step(reply)
+            steps += 1
+            if terminated or truncated:
+                break
+            chat += [{"role": "assistant", "content": reply}, {"role": "user", "content": obs}]
+        traj = env.unwrapped.session.trajectory
+    finally:
+        env.close()
+    assert 1 <= steps <= 2 and len(traj.steps) == steps
+    assert [s.reply.message.content for s in traj.steps][-1] == reply
+    assert truncated == (info["stop_reason"] == "max_turns") and not info["masked"]
+    native = grade(toy.task, traj.diff, env=toy.env, home=toy.home, settings=toy.settings,
+                   rollout_id=traj.rollout_id, policy=traj.policy, trajectory=traj)
+    assert reward in (0.0, 1.0) and reward == native.value
+    assert {k: v for k, v in info["reward"].items() if k != "policy"} == verdict(native)
 
 
 def test_wrong_answer_earns_zero_and_limits_truncate(toy):

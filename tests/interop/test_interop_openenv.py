@@ -1,6 +1,7 @@
 """The OpenEnv adapter on the toy task: OpenEnv's own FastAPI server on a loopback port and its
-WebSocket client, driven by a scripted policy, earn the grader's reward; a closed connection
-leaves no fork behind."""
+WebSocket client, driven by a scripted policy, earn the grader's reward; driven by the embedded
+model, the same verdict as codemill's own agent replaying its replies; a closed connection leaves
+no fork behind."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import time
 import httpx
 import pytest
 
+from codemill.agent.models.scripted import ScriptedBackend
 from codemill.interop.open_env import TaskAction, TaskClient, task_app
+from codemill.rollouts.plan import RolloutConfig
+from codemill.rollouts.runner import run_rollouts
 from codemill.rollouts.session import SessionConfig
 from interop.served import Served, forks
+from interop.smol import say, verdict
 from rollouts.test_rollouts_groups import AGENT, FIX
 
 CONFIG = SessionConfig(agent=AGENT)
@@ -62,3 +67,31 @@ def test_patch_mode_over_the_client(toy):
         result = client.step(TaskAction(text="2:     return a + b"))
         assert result.done and result.reward == 1.0
         assert result.observation.stop_reason == "submitted"
+
+
+def test_client_loop_with_the_embedded_model(toy, smollm2):
+    """The client's loop with replies sampled from the embedded SmolLM2 (two turns at most):
+    the episode ends within its limit with the verdict codemill's own agent loop reaches
+    replaying the same replies (its native rollout and grading)."""
+    agent = AGENT.model_copy(update={"max_turns": 2})
+    app = task_app(toy.task, toy.env, toy.home, toy.settings,
+                   config=SessionConfig(agent=agent), max_sessions=1)
+    with Served(app) as served, TaskClient(base_url=served.url).sync() as client:
+        result = client.reset()
+        chat, replies = list(result.observation.messages), []
+        while not result.done:
+            replies.append(say(smollm2, chat).message.content)
+            result = client.step(TaskAction(text=replies[-1]))
+            chat += [{"role": "assistant", "content": replies[-1]},
+                     *result.observation.messages]
+        state = client.state()
+    final = result.observation
+    assert 1 <= len(replies) <= 2 and state.done and state.step_count == len(replies)
+    assert final.verdict["masked"] is False and result.reward in (0.0, 1.0)
+    [native] = run_rollouts([toy.task], envs=[toy.env], home=toy.home, settings=toy.settings,
+                            model=ScriptedBackend(replies), config=RolloutConfig(group_size=1),
+                            agent=agent).results
+    assert final.stop_reason == native.trajectory.stop_reason
+    assert len(native.trajectory.steps) == len(replies)
+    assert result.reward == native.reward.value
+    assert {k: v for k, v in final.verdict.items() if k != "policy"} == verdict(native.reward)

@@ -1,6 +1,7 @@
 """The SkyRL-gym adapter on the toy task: SkyRL's own make/init/step/close loop with a scripted
 policy earns the grader's 1 for a fix and 0 for a wrong answer, from live records (agent mode)
-and from a veRL Parquet row's extras (patch mode)."""
+and from a veRL Parquet row's extras (patch mode); the embedded model's answer earns codemill's
+native grading of its diff."""
 
 from __future__ import annotations
 
@@ -8,18 +9,23 @@ import skyrl_gym
 
 from codemill.interop.datasets import task_rows, verl_rows
 from codemill.interop.skyrl_env import ENV_ID, CodemillTextEnv, register
+from codemill.rewards.grader import grade
 from codemill.rollouts.session import SessionConfig
+from interop.smol import say, verdict
 from rollouts.test_rollouts_groups import AGENT, FIX
 
 
-def generate(extras, replies):
-    """SkyRL's generator loop (``SkyRLGymGenerator.agent_loop``), the policy scripted."""
+def generate(extras, policy):
+    """SkyRL's generator loop (``SkyRLGymGenerator.agent_loop``); ``policy`` is the replies
+    in order (scripted) or a function of the chat so far (a model)."""
     env = skyrl_gym.make(register(), env_config=None, extras=extras)
+    replies = iter(policy) if isinstance(policy, list) else None
     try:
         assert isinstance(env, CodemillTextEnv) and env.spec.id == ENV_ID
         chat, _ = env.init([{"role": "user", "content": "the dataset's prompt"}])
         outs = []
-        for reply in replies:
+        while True:
+            reply = next(replies) if replies is not None else policy(chat)
             out = env.step(reply)
             outs.append(out)
             if out["done"]:
@@ -57,3 +63,23 @@ def test_patch_mode_from_a_verl_row(toy):
     assert len(outs) == 1 and outs[0]["done"] and outs[0]["reward"] == 1.0
     _, outs, _, _ = generate(extras, ["2:     return a * b"])
     assert outs[0]["done"] and outs[0]["reward"] == 0.0
+
+
+def test_patch_mode_with_the_embedded_model(toy, smollm2):
+    """SkyRL's loop over a veRL row, the answer sampled from the embedded SmolLM2: one step,
+    and the reward is codemill's native grading of the answer's diff."""
+    row = verl_rows(task_rows([(toy.task, toy.env)], toy.home, toy.settings), toy.home,
+                    toy.settings)[0]
+    extras = {"reward_spec": row["reward_model"], "extra_info": row["extra_info"],
+              "mode": "patch"}
+    chat, outs, metrics, env = generate(extras, lambda chat: say(smollm2, chat).message.content)
+    traj = env.session.trajectory
+    assert chat == row["prompt"] and len(outs) == 1 and outs[0]["done"]
+    assert metrics["steps"] == 1 and len(traj.steps) == 1 and env.session.fork is None
+    out = outs[0]
+    assert out["metadata"]["masked"] is False and out["reward"] in (0.0, 1.0)
+    native = grade(toy.task, traj.diff, env=toy.env, home=toy.home, settings=toy.settings,
+                   rollout_id=traj.rollout_id, policy=traj.policy, trajectory=traj)
+    assert out["reward"] == native.value
+    assert {k: v for k, v in out["metadata"]["reward"].items() if k != "policy"} == \
+        verdict(native)

@@ -1,7 +1,8 @@
 """The verifiers adapter on the toy task: verifiers' own episode runner (``Env.run_episode``
 inside ``Env.serving``, a ``null`` harness in a subprocess runtime, its OpenAI client pointed
 at codemill's model server with a scripted policy) earns the grader's 1 for a fix and
-0 for a wrong edit, in agent and patch mode.
+0 for a wrong edit, in agent and patch mode; with the embedded model behind the server, the
+reward of its answer is the one codemill's native patch-mode rollout gives the same answer.
 
 Needs the package index: verifiers' ``null`` harness installs its chat program's own
 dependencies (openai, mcp, httpx, ...) with ``uv sync --script`` each time a runtime starts.
@@ -27,7 +28,10 @@ from codemill.interop.verifiers_env import (
     CodemillEnvConfig,
     CodemillTasksetConfig,
 )
+from codemill.rollouts.plan import RolloutConfig
+from codemill.rollouts.runner import run_rollouts
 from interop.served import Served
+from interop.smol import MAX_TOKENS
 from rollouts.test_rollouts_groups import FIX
 
 pytestmark = pytest.mark.network
@@ -79,9 +83,10 @@ def parquet(toy, tmp_path_factory):
     return path
 
 
-def episode(path, monkeypatch, mode, replies, seen):
+def episode(path, monkeypatch, mode, backend, sampling=None):
+    """One verifiers episode of the first task, its model ``backend`` served to the harness."""
     monkeypatch.setenv("CODEMILL_TEST_KEY", "unused")
-    with streaming_server(replay(replies, seen)) as served:
+    with streaming_server(backend) as served:
         client = vf.EvalClientConfig(base_url=f"{served.url}/v1",
                                      api_key_var="CODEMILL_TEST_KEY")
         agent = vf.AgentConfig(harness=vf.HarnessConfig(id="null"),
@@ -95,14 +100,15 @@ def episode(path, monkeypatch, mode, replies, seen):
         async def run():
             async with env.serving():
                 task = next(iter(env.taskset))
-                return await env.run_episode(task, vf.ModelContext(model="scripted",
-                                                                   client=client))
+                context = vf.ModelContext(model="scripted", client=client,
+                                          sampling=sampling or vf.SamplingConfig())
+                return await env.run_episode(task, context)
         return asyncio.run(run())
 
 
 def test_agent_mode_fix_earns_one(parquet, monkeypatch, toy):
     seen = []
-    ep = episode(parquet, monkeypatch, "agent", FIX, seen)
+    ep = episode(parquet, monkeypatch, "agent", replay(FIX, seen))
     assert ep.ok, ep.errors
     trace = ep.traces[0]
     assert trace.rewards[REWARD].score == 1.0 and trace.info["resolved"] is True
@@ -115,7 +121,7 @@ def test_agent_mode_fix_earns_one(parquet, monkeypatch, toy):
 
 def test_agent_mode_wrong_edit_earns_zero(parquet, monkeypatch, toy):
     wrong = [FIX[0], FIX[1].replace("a + b", "a * b"), FIX[2]]
-    ep = episode(parquet, monkeypatch, "agent", wrong, [])
+    ep = episode(parquet, monkeypatch, "agent", replay(wrong, []))
     assert ep.ok, ep.errors
     assert ep.traces[0].rewards[REWARD].score == 0.0
     assert ep.traces[0].info["resolved"] is False
@@ -123,11 +129,29 @@ def test_agent_mode_wrong_edit_earns_zero(parquet, monkeypatch, toy):
 
 def test_patch_mode_one_answer(parquet, monkeypatch, toy):
     seen = []
-    ep = episode(parquet, monkeypatch, "patch", ["2:     return a + b"], seen)
+    ep = episode(parquet, monkeypatch, "patch", replay(["2:     return a + b"], seen))
     assert ep.ok, ep.errors
     assert len(seen) == 1
     assert ep.traces[0].rewards[REWARD].score == 1.0
     assert "return a - b" in seen[0][1].content  # the numbered listing
-    ep = episode(parquet, monkeypatch, "patch", ["2:     return a * b"], [])
+    ep = episode(parquet, monkeypatch, "patch", replay(["2:     return a * b"], []))
     assert ep.ok, ep.errors
     assert ep.traces[0].rewards[REWARD].score == 0.0
+
+
+def test_patch_mode_with_the_embedded_model(parquet, monkeypatch, toy, smollm2):
+    sampling = vf.SamplingConfig(temperature=0.0, max_tokens=MAX_TOKENS)
+    ep = episode(parquet, monkeypatch, "patch", smollm2, sampling)
+    assert ep.ok, ep.errors
+    trace = ep.traces[0]
+    [call] = trace.calls  # one answer, sampled within the budget verifiers asked for
+    assert call.sampling.max_tokens == MAX_TOKENS and trace.num_turns == 1
+    assert 0 < call.usage.completion_tokens <= MAX_TOKENS
+    answer = trace.last_reply  # what the harness handed to the session
+    [native] = run_rollouts([toy.task], envs=[toy.env], home=toy.home, settings=toy.settings,
+                            model=ScriptedBackend([answer]),
+                            config=RolloutConfig(group_size=1, mode="patch")).results
+    score = trace.rewards[REWARD].score
+    assert score in (0.0, 1.0) and score == native.reward.value and not native.reward.masked
+    assert trace.info["resolved"] is native.reward.resolved
+    assert trace.info["stop_reason"] == native.trajectory.stop_reason
