@@ -68,6 +68,11 @@ MAX_STEPS = 10
 FIGURES: list[dict] = []
 
 
+def load_now() -> float:
+    """The 1-minute load average as a figure is taken (the machine is shared)."""
+    return round(os.getloadavg()[0], 2)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -223,15 +228,17 @@ def bench_rates(env, task, home: Path, settings, server: Server, episodes: int) 
               f"(median {a_med:.2f} s), served {b:.1f}/min (median {b_med:.2f} s), "
               f"served/in-process {b / a:.2f}")
         FIGURES.append(figure(f"episodes per minute in process, {threads} thread(s)", a,
-                              "episodes/min", episodes=n, median_episode_s=round(a_med, 2)))
+                              "episodes/min", episodes=n, median_episode_s=round(a_med, 2),
+                              load_1min=load_now()))
         FIGURES.append(figure(f"episodes per minute through `codemill env serve`, "
                               f"{threads} thread(s)", b, "episodes/min", episodes=n,
                               median_episode_s=round(b_med, 2),
-                              served_over_in_process=round(b / a, 3)))
+                              served_over_in_process=round(b / a, 3), load_1min=load_now()))
     a, b = pct(local_steps, 0.5) * 1000, pct(http_steps, 0.5) * 1000
     print(f"`cat` step p50: in process {a:.1f} ms, served {b:.1f} ms")
     FIGURES.append(figure("one `cat` step, p50, served (in process beside it)", b, "ms",
-                          in_process_ms=round(a, 1), steps=len(http_steps)))
+                          in_process_ms=round(a, 1), steps=len(http_steps),
+                          load_1min=load_now()))
 
 
 def bench_hold(task_id: str, home: Path, server: Server, hold: int) -> None:
@@ -273,7 +280,7 @@ def bench_hold(task_id: str, home: Path, server: Server, hold: int) -> None:
                           open_p50_ms=round(pct(open_s, 0.5) * 1000),
                           open_p95_ms=round(pct(open_s, 0.95) * 1000),
                           step_in_each_p50_ms=round(pct(step_s, 0.5) * 1000),
-                          close_ms_each=round(close_s * 1000)))
+                          close_ms_each=round(close_s * 1000), load_1min=load_now()))
     FIGURES.append(figure(f"server memory (process tree RSS) idle, then holding {hold} "
                           "sessions", f"{before_mb:.0f} -> {after_mb:.0f}", "MB",
                           per_session_mb=round((after_mb - before_mb) / hold, 2),
