@@ -86,8 +86,8 @@ def demo_cmd(
         console.print(f"paired on the same tasks: only base {result.only_base}, only "
                       f"trained {result.only_trained}, exact McNemar p = "
                       f"{result.p_value:.3f}; {seconds:.0f} s in all", highlight=False)
-        console.print(f"see the answers: [bold]codemill eval show {result.suite}[/]",
-                      highlight=False)
+        console.print(f"task by task: [bold]codemill eval compare --suite {result.suite} "
+                      f"{cfg.model} ckpt:{result.checkpoint_id[:12]}[/]", highlight=False)
         console.print(f"held-out: base {_rate(result.base)}, trained "
                       f"{_rate(result.trained)} (patch mode)", highlight=False)
 
