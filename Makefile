@@ -48,11 +48,11 @@ lint: setup  ## ruff, mypy (the packages in pyproject's [tool.mypy] files) and t
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# One pytest worker per core, a test file per worker at a time (module fixtures build once):
-# most tests wait on sandboxes and subprocesses, so two workers nearly halve the wall time
-# on 2 cores.
+# Three pytest workers on 2 cores, a test file per worker at a time (module fixtures build
+# once): a third of a test's time is spent waiting on sandboxes, subprocesses and servers,
+# so a third worker fills the cores while two of them wait.
 test: lint  ## the whole test suite (under 15 minutes on 2 cores)
-	$(BIN)/python -m pytest -q -n auto --dist loadfile --durations=15 tests
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile --durations=15 tests
 
 demo: setup  ## the main job on its embedded default
 	$(BIN)/codemill demo
