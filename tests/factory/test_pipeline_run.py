@@ -10,42 +10,14 @@ import sys
 
 import pytest
 
+from . import fleet_repos
+
 STAGES = ("snapshots", "environments", "tasks", "rollouts", "rewards")
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
-MODULE = '''"""Small helpers."""
-
-
-def clamp(x, lo, hi):
-    """Clamp x into [lo, hi]."""
-    if x < lo:
-        return lo
-    if x > hi:
-        return hi
-    return x
-
-
-def mean(values):
-    """Arithmetic mean of a non-empty list."""
-    total = 0
-    for v in values:
-        total += v
-    return total / len(values)
-'''
-
-TESTS = '''from mathx import clamp, mean
-
-
-def test_clamp():
-    assert clamp(5, 0, 10) == 5
-    assert clamp(-1, 0, 10) == 0
-    assert clamp(11, 0, 10) == 10
-
-
-def test_mean():
-    assert mean([1, 2, 3]) == 2
-'''
+MODULE = fleet_repos.MODULE.format(name="mathx")
+TESTS = fleet_repos.TESTS.format(name="mathx")
 
 
 def _run(tmp_path, *args):
@@ -135,7 +107,7 @@ def test_edit_reruns_what_is_downstream_and_nothing_else(tmp_path):
     assert statuses(_run(tmp_path, *args)) == dict.fromkeys(STAGES, "cached")
 
     # An uncommitted edit to one source file: the working tree is the source.
-    (repo / "mathx.py").write_text(MODULE.replace('"""Small helpers."""',
+    (repo / "mathx.py").write_text(MODULE.replace('"""Small helpers of mathx."""',
                                                   '"""Small helpers, edited."""'))
     edited = _run(tmp_path, *args)
     assert statuses(edited) == dict.fromkeys(STAGES, "success"), edited["stages"]

@@ -150,8 +150,12 @@ def run_demo(settings: Settings, cfg: DemoConfig, *, say: Callable[[str], None] 
 
     run = SuiteRunConfig(mode="patch", k=1, max_turns=1, max_tokens=cfg.max_tokens,
                          temperature=0.0, seed=0, wall_time_s=300)
-    version = f"patch-{cfg.max_tokens}"
-    eval_api.define_suite(settings, SUITE, version, SuiteSelection(projects=(cfg.held_out,)),
+    # selected by the held-out environment's id, not by name: a folder's name need not be
+    # the name its project metadata gives the snapshot (and another folder of projects
+    # gets a suite version of its own)
+    held_env = str(projects[cfg.held_out]["env_id"])
+    version = f"patch-{cfg.max_tokens}-{held_env[:12]}"
+    eval_api.define_suite(settings, SUITE, version, SuiteSelection(env_ids=(held_env,)),
                           run, description=f"every task of {cfg.held_out} (never trained "
                           "on by the demo), patch mode, one greedy attempt")
     ref = f"{SUITE}@{version}"
