@@ -146,7 +146,9 @@ def run_demo(settings: Settings, cfg: DemoConfig, *, say: Callable[[str], None] 
     if not held or not train:
         raise ConfigError("no validated tasks "
                           + ("in the held-out project" if not held else "to train on")
-                          + ": " + "; ".join(f"{n}: {r['status']}" for n, r in projects.items()))
+                          + ": " + "; ".join(f"{n}: {r['status']}"
+                                             + (f" ({r['why']})" if r.get("why") else "")
+                                             for n, r in projects.items()))
 
     run = SuiteRunConfig(mode="patch", k=1, max_turns=1, max_tokens=cfg.max_tokens,
                          temperature=0.0, seed=0, wall_time_s=300)
