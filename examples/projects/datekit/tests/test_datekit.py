@@ -1,5 +1,4 @@
-from datekit import (age, day_of_year, days_in_month, is_leap, is_weekend, minutes_to_hours,
-                     quarter)
+from datekit import age, day_of_year, days_in_month, is_leap, is_weekend, minutes_to_hours, quarter
 
 
 def test_is_leap():

@@ -1,5 +1,13 @@
-from listkit import (argmax, chunk, count_if_above, dedupe, flatten, rotate,
-                     take_while_positive, window)
+from listkit import (
+    argmax,
+    chunk,
+    count_if_above,
+    dedupe,
+    flatten,
+    rotate,
+    take_while_positive,
+    window,
+)
 
 
 def test_chunk():

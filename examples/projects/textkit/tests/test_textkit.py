@@ -1,5 +1,13 @@
-from textkit import (count_vowels, initials, is_palindrome, longest_word, pad_left,
-                     repeat_word, truncate, word_count)
+from textkit import (
+    count_vowels,
+    initials,
+    is_palindrome,
+    longest_word,
+    pad_left,
+    repeat_word,
+    truncate,
+    word_count,
+)
 
 
 def test_truncate_keeps_short_text():
