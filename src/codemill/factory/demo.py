@@ -75,7 +75,8 @@ class DemoResult:
     only_base: int
     only_trained: int
     p_value: float
-    """Exact McNemar p of the paired difference (trained vs base, same tasks, same seeds)."""
+    """Exact McNemar p of the paired difference (trained vs base, same tasks, same seeds;
+    ``codemill.evals.compare``, as ``eval compare`` reports it)."""
     suite: str
     seconds: dict[str, float]
 
@@ -127,7 +128,7 @@ def run_demo(settings: Settings, cfg: DemoConfig, *, say: Callable[[str], None] 
     the held-out project is missing or a project needed has no tasks."""
     import time
 
-    from codemill.evals.stats import mcnemar_exact
+    from codemill.evals.compare import compare
     from codemill.evals.suites import SuiteRunConfig, SuiteSelection
     from codemill.factory import eval_api
     from codemill.factory.training import SftJob, train_sft
@@ -182,13 +183,7 @@ def run_demo(settings: Settings, cfg: DemoConfig, *, say: Callable[[str], None] 
     seconds["sft"] = round(time.monotonic() - clock, 1)
     trained = evaluate(f"ckpt:{sft.checkpoint_id}", "trained")
 
-    def outcomes(res: Any) -> dict[str, bool | None]:
-        return {s["task_id"]: None if s["masked"] else bool(s["resolved"]) for s in res.samples}
-
-    a, b = outcomes(base), outcomes(trained)
-    pairs = [(a[t], b[t]) for t in a if a[t] is not None and b.get(t) is not None]
-    only_base = sum(1 for x, y in pairs if x and not y)
-    only_trained = sum(1 for x, y in pairs if y and not x)
+    paired = compare(base.variant, base.samples, trained.variant, trained.samples)
     losses = [m["loss"] for m in sft.metrics if m.get("loss") is not None]
     return DemoResult(
         projects={n: {k: v for k, v in r.items() if k != "tasks"} | {"tasks": len(r["tasks"])}
@@ -196,6 +191,6 @@ def run_demo(settings: Settings, cfg: DemoConfig, *, say: Callable[[str], None] 
         train_tasks=len(train), held_out_tasks=len(held), checkpoint_id=sft.checkpoint_id,
         sft={**sft.data, "loss_first": losses[0] if losses else None,
              "loss_last": losses[-1] if losses else None, "cached": sft.cached},
-        base=base.score.pass1, trained=trained.score.pass1, only_base=only_base,
-        only_trained=only_trained, p_value=mcnemar_exact(only_base, only_trained),
+        base=base.score.pass1, trained=trained.score.pass1, only_base=paired.only_a,
+        only_trained=paired.only_b, p_value=paired.p_value,
         suite=ref, seconds=seconds)
