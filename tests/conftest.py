@@ -55,3 +55,32 @@ def toy(tmp_path_factory: pytest.TempPathFactory, bwrap_ready: None):
     from rewards.toyproject import shared_toy
 
     return shared_toy(lambda: tmp_path_factory.mktemp("toy-home"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_leak_outlives_its_module(request: pytest.FixtureRequest):
+    """Collect garbage at the end of each test module and fail that module if an object it
+    left behind (an unclosed event loop, socket or file) warns on collection.
+
+    Without this the warning surfaces wherever the collector happens to run next, often a
+    test in another file of the same xdist worker, and names the wrong culprit."""
+    import gc
+    import sys
+    import warnings
+
+    yield
+    leaked: list[str] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda u: leaked.append(f"{u.exc_type.__name__}: {u.exc_value}")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            gc.collect()
+        leaked += [f"{w.category.__name__}: {w.message}" for w in caught
+                   if issubclass(w.category, ResourceWarning)]
+    finally:
+        sys.unraisablehook = previous
+    if leaked:
+        shown = "; ".join(sorted(set(leaked))[:3])
+        pytest.fail(f"{request.node.nodeid} left {len(leaked)} unclosed object(s) for the "
+                    f"garbage collector: {shown}", pytrace=False)
