@@ -7,6 +7,7 @@ Runbook::
                                                           # bench/results/learn.json from it)
     .venv/bin/python bench/bench_learn.py --until data    # stop after a stage
     .venv/bin/python bench/bench_learn.py --stage eval:base:patch   # one stage alone
+    .venv/bin/python bench/bench_learn.py --split held-out --until data   # held-out data only
 
 Stages, each resumable (rows appended as JSON lines to ``bench/out/learn.jsonl``; a stage
 already there is skipped; environments, tasks, rollouts and training states recorded in the
@@ -94,7 +95,8 @@ def project_data(home: Path, project: str, split: str, want: int) -> dict:
 def data(home: Path, results: Path, have: dict, args: argparse.Namespace) -> None:
     todo = [(p, "held-out", args.held_out_tasks) for p in HELD_OUT] + \
            [(p, "train", args.train_tasks) for p in TRAIN]
-    todo = [x for x in todo if f"data:{x[0]}" not in have]
+    todo = [x for x in todo if f"data:{x[0]}" not in have
+            and args.split in ("all", x[1])]
 
     def one(item: tuple[str, str, int]) -> None:
         project, split, want = item
@@ -276,6 +278,9 @@ def main() -> None:
     ap.add_argument("--stage", help="Run this one stage alone (its inputs must be recorded; "
                     "e.g. eval:base:patch while the training projects are still prepared).")
     ap.add_argument("--jobs", type=int, default=2, help="Projects prepared at once.")
+    ap.add_argument("--split", choices=("all", "held-out", "train"), default="all",
+                    help="Prepare only these projects' data (the agent-mode eval of the "
+                    "base model needs only the held-out ones).")
     ap.add_argument("--train-tasks", type=int, default=10)
     ap.add_argument("--held-out-tasks", type=int, default=30)
     args = ap.parse_args()

@@ -11,11 +11,16 @@ model turns of exactly ``--tokens`` sampled tokens each (no stop token, so both 
 the same work), and between turns a tool pause of ``--pause`` seconds after which a tool
 observation is appended. Two samplers, interleaved within every sample (order alternating):
 
-- ``single``: the one-sequence sampler (``codemill.agent.models.sampler.sample``) behind one
-  lock, as every local-model path sampled before the batched engine: one sequence at a time,
-  each keeping its KV cache across turns;
+- ``single``: the one-sequence sampler (``codemill.agent.models.sampler.sample``) on one
+  thread that serves the conversations' turns one at a time, as every local-model path
+  sampled before the batched engine (a worker process decoding one sequence), each
+  conversation keeping its KV cache across turns;
 - ``batched``: ``codemill.agent.models.engine.BatchedEngine``: the turns waiting at the same
   time are decoded together; a conversation keeps its cache across turns as a stash.
+
+Each sampler runs its forward passes on one thread of its own, and the one that is idle
+gives its OpenMP workers back (``codemill.agent.models.omp``), so neither is slowed by the
+other's idle pool; ``--thread-check`` (on by default) first measures what that costs.
 
 Tokens/s = sampled tokens of all conversations / wall time (prefill and pauses included).
 Memory: the process's resident set after the configuration, and the engine's slot storage.
@@ -34,11 +39,13 @@ import statistics
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from codemill.agent.models.omp import release_openmp_threads  # noqa: E402
 from record import figure, write_result  # noqa: E402
 
 OBSERVATION = ("$ python -m pytest -q tests/test_core.py\n"
@@ -69,6 +76,48 @@ def prompts(tokenizer: Any, n: int) -> list[list[int]]:
     return out
 
 
+def thread_check(model: Any, rows: int = 16, tokens: int = 16,
+                 repeats: int = 5) -> list[dict[str, Any]]:
+    """ms per forward pass of ``rows x tokens`` tokens, and the cores it kept busy: on the
+    thread that loaded the model, on a second thread while the first keeps its OpenMP
+    workers, and on a second thread after the first gave them back
+    (``codemill.agent.models.omp``)."""
+    import torch
+
+    batch = torch.randint(0, 1000, (rows, tokens))
+
+    def timed() -> tuple[float, float]:
+        with torch.inference_mode():
+            model(input_ids=batch)
+            wall, cpu = time.monotonic(), time.process_time()
+            for _ in range(repeats):
+                model(input_ids=batch)
+            wall = time.monotonic() - wall
+            return wall / repeats * 1000, (time.process_time() - cpu) / wall
+
+    def elsewhere() -> tuple[float, float]:
+        out: list[tuple[float, float]] = []
+        worker = threading.Thread(target=lambda: out.append(timed()))
+        worker.start()
+        worker.join()
+        return out[0]
+
+    figures = []
+    for what, measure in (("the loading thread", timed),
+                          ("a second thread, workers kept", elsewhere)):
+        ms, cores = measure()
+        figures.append(figure(f"forward pass on {what}", ms, "ms", cores_busy=round(cores, 2)))
+    timed()
+    release_openmp_threads()
+    ms, cores = elsewhere()
+    figures.append(figure("forward pass on a second thread, workers given back", ms, "ms",
+                          cores_busy=round(cores, 2)))
+    for f in figures:
+        print(f"{f['what']}: {f['value']:.0f} ms, {f['detail']['cores_busy']} cores busy",
+              flush=True)
+    return figures
+
+
 def converse(generate: Any, first: list[int], seed: int, args: argparse.Namespace,
              observation: list[int]) -> tuple[list[int], int]:
     """One conversation: ``args.turns`` turns with pauses; (all sampled ids, count)."""
@@ -87,17 +136,15 @@ def converse(generate: Any, first: list[int], seed: int, args: argparse.Namespac
     return sampled, len(sampled)
 
 
-def run_config(kind: str, n: int, model: Any, engine: Any, firsts: list[list[int]],
-               args: argparse.Namespace, observation: list[int]) -> dict[str, Any]:
+def run_config(kind: str, n: int, model: Any, engine: Any, one_at_a_time: Any,
+               firsts: list[list[int]], args: argparse.Namespace,
+               observation: list[int]) -> dict[str, Any]:
     from codemill.agent.models.sampler import TokenConversation, sample
-
-    lock = threading.Lock()
 
     def single(ids: list[int], conv: Any, sampling: Any) -> tuple[list[int], Any]:
         conv = conv or TokenConversation()
         conv.ids = list(ids)
-        with lock:
-            new, _, _ = sample(model, conv, sampling, set(), "cpu")
+        new, _, _ = one_at_a_time.submit(sample, model, conv, sampling, set(), "cpu").result()
         conv.ids += new
         return new, conv
 
@@ -121,6 +168,9 @@ def run_config(kind: str, n: int, model: Any, engine: Any, firsts: list[list[int
     for t in threads:
         t.join()
     seconds = time.monotonic() - started
+    # The idle sampler's thread gives its OpenMP workers back, as the engine's does when
+    # idle, so the next configuration's sampler has the cores alone.
+    one_at_a_time.submit(release_openmp_threads).result()
     tokens = sum(r[1] for r in results)
     return {"kind": kind, "n": n, "seconds": seconds, "tokens": tokens,
             "tokens_per_s": tokens / seconds, "rss_mb": rss_mb(),
@@ -136,6 +186,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--pause", type=float, default=0.2)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--home", default=".codemill", help="where the model is cached")
+    parser.add_argument("--thread-check", action=argparse.BooleanOptionalAction, default=True,
+                        help="first time one forward pass on the loading thread and on a "
+                             "second thread, before and after the first gives back its "
+                             "OpenMP workers")
     args = parser.parse_args(argv)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -148,7 +202,9 @@ def main(argv: list[str]) -> int:
     path = convert_smollm2(args.home)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path).eval()
+    thread_figures = thread_check(model) if args.thread_check else []
     engine = BatchedEngine(model)
+    one_at_a_time = ThreadPoolExecutor(1, thread_name_prefix="single-sampler")
     sizes = [int(s) for s in args.sizes.split(",")]
     firsts = prompts(tokenizer, max(sizes))
     observation = encode(tokenizer, OBSERVATION)
@@ -158,7 +214,8 @@ def main(argv: list[str]) -> int:
             order = ("single", "batched") if (sample_no + n) % 2 == 0 else ("batched", "single")
             pair = {}
             for kind in order:
-                row = run_config(kind, n, model, engine, firsts, args, observation)
+                row = run_config(kind, n, model, engine, one_at_a_time, firsts, args,
+                                 observation)
                 pair[kind] = row
                 print(f"sample {sample_no + 1} n={n:2d} {kind:7s} {row['tokens']:5d} tokens "
                       f"{row['seconds']:7.1f} s {row['tokens_per_s']:6.1f} tokens/s "
@@ -171,7 +228,8 @@ def main(argv: list[str]) -> int:
                          "rss_mb": max(pair[k]["rss_mb"] for k in pair)})
     slot_mb = sum(t.numel() * t.element_size() for t in engine._cache.keys + engine._cache.values)
     engine.close()
-    figures = []
+    one_at_a_time.shutdown()
+    figures = list(thread_figures)
     print(f"\n{'sequences':>9} {'single tok/s':>12} {'batched tok/s':>13} {'ratio':>6} "
           f"{'same tokens':>11}")
     for n in sizes:

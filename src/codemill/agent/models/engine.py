@@ -30,6 +30,12 @@ each row only its own positions.
 waits until no row is active, and stashes computed under older weights are dropped (their
 conversations are prefilled again), so no token is sampled from a mix of two policies.
 
+Every forward pass runs on the scheduler thread. The thread that loaded the model gives its
+OpenMP workers back when the engine starts (and a trainer's thread at ``swap``), and the
+scheduler gives its own back when it goes idle: two threads' idle worker pools on the same
+cores make libgomp put every worker to sleep between kernels, which halves a decode step's
+speed (``codemill.agent.models.omp``).
+
 Why our own scheduler: transformers' continuous batching (``generate_batch``) returns
 log-probs after top-p / top-k filtering, draws from one global generator, and does not keep
 a conversation's cache between requests; RL needs all three. The cost of a step is the
@@ -43,6 +49,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from codemill.agent.models.omp import release_openmp_threads
+from codemill.agent.models.sampler import cache_keyword, draw
 from codemill.agent.models.slots import (
     KVStash,
     PrefixCache,
@@ -110,7 +118,7 @@ class BatchedEngine:
             config.num_hidden_layers, getattr(config, "num_key_value_heads", None) or heads,
             getattr(config, "head_dim", None) or config.hidden_size // heads,
             dtype=next(model.parameters()).dtype, device=device)
-        self._cache_kw = _cache_keyword(model)
+        self._cache_kw = cache_keyword(model)
         self.prefixes = PrefixCache()
         self._cond = threading.Condition()
         self._waiting: deque[_Row] = deque()
@@ -121,6 +129,9 @@ class BatchedEngine:
         self.batch_rows = 0                 # rows summed over decode steps
         self._thread = threading.Thread(target=self._loop, name="codemill-sampler",
                                         daemon=True)
+        # The scheduler thread runs every forward pass from now on; the thread that loaded
+        # the model gives its OpenMP workers back so the scheduler's are not throttled.
+        release_openmp_threads()
         self._thread.start()
 
     # -- callers ---------------------------------------------------------------------------
@@ -156,13 +167,15 @@ class BatchedEngine:
         return row.result
 
     def swap(self, model: Any, policy: str = "") -> None:
-        """Serve ``model`` from now on; waits until no row is active (module docstring)."""
+        """Serve ``model`` from now on; waits until no row is active (module docstring).
+        The caller (a trainer between rounds) gives its OpenMP workers back first."""
+        release_openmp_threads()
         with self._cond:
             self._swapping = True
             while self._rows:
                 self._cond.wait()
             self.model, self.policy = model, policy
-            self._cache_kw = _cache_keyword(model)
+            self._cache_kw = cache_keyword(model)
             self.version += 1
             self.prefixes.clear()
             self._swapping = False
@@ -180,6 +193,11 @@ class BatchedEngine:
     def _loop(self) -> None:
         while True:
             with self._cond:
+                if not self._closed and not self._rows and (
+                        not self._waiting or self._swapping):
+                    # Idle: free this thread's OpenMP workers while a trainer may use the
+                    # cores (``codemill.agent.models.omp``).
+                    release_openmp_threads()
                 while not self._closed and not self._rows and (
                         not self._waiting or self._swapping):
                     self._cond.wait()
@@ -290,13 +308,13 @@ class BatchedEngine:
                          .to(self.device),
                          attention_mask=attend, use_cache=True, logits_to_keep=1,
                          **{self._cache_kw: self._cache})
-        logits = out.logits[:, -1].float()
+        drawn = draw(out.logits[:, -1], [r.sampling for r in rows],
+                     [r.generator for r in rows])
         self.steps += 1
         if steps == 1:
             self.batch_rows += len(rows)
-        for b, r in enumerate(rows):
+        for r, (token, logp) in zip(rows, drawn, strict=True):
             r.length += len(r.pending)
-            token, logp = _draw(logits[b], r.sampling, r.generator)
             r.out.append(token)
             r.logps.append(logp)
             r.stopped = token in r.stops
@@ -325,26 +343,7 @@ class BatchedEngine:
             row.done.set()
 
 
-def _draw(logits: Any, sampling: SamplingConfig, generator: Any) -> tuple[int, float]:
-    """The sampled token and its full-vocabulary log-prob after temperature."""
-    import torch
-
-    from codemill.agent.models.sampler import filtered
-
-    temperature = sampling.temperature
-    logp = torch.log_softmax(logits / (temperature if temperature > 0 else 1.0), -1)
-    if temperature > 0:
-        token = int(torch.multinomial(filtered(logp, sampling).exp(), 1, generator=generator))
-    else:
-        token = int(logp.argmax())
-    return token, float(logp[token])
-
-
 def _inner(model: Any) -> Any:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def _cache_keyword(model: Any) -> str:
-    from codemill.agent.models.sampler import cache_keyword
-
-    return cache_keyword(model)

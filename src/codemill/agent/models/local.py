@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from codemill.agent.models.omp import release_openmp_threads
 from codemill.agent.models.sampler import TokenConversation
 from codemill.core.errors import ModelError
 from codemill.core.records import Message, ModelReply, SamplingConfig
@@ -72,6 +73,7 @@ class TransformersBackend:
                      device: str = "cpu") -> TransformersBackend:
         backend = cls(None, device=device, name=name)
         backend.model, backend.tokenizer = model.to(device).eval(), tokenizer
+        release_openmp_threads()  # the engine's thread samples from now on
         return backend
 
     def _load(self, path: Path, gguf_file: str | None) -> None:
@@ -91,6 +93,9 @@ class TransformersBackend:
             self.model = AutoModelForCausalLM.from_pretrained(path, **kw).to(self.device).eval()
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load model from {path}: {exc}") from exc
+        # Loading ran torch kernels on this thread; the engine's thread samples from now on
+        # and would share the cores with this thread's idle OpenMP workers.
+        release_openmp_threads()
 
     @property
     def engine(self) -> Any:

@@ -122,7 +122,6 @@ def sample(model: Any, conv: TokenConversation, sampling: SamplingConfig,
         generator.manual_seed(sampling.seed)
     else:
         generator.seed()
-    temperature = sampling.temperature
     ids: list[int] = []
     logps: list[float] = []
     feed = conv.ids[conv.cache.get_seq_length():]
@@ -131,15 +130,9 @@ def sample(model: Any, conv: TokenConversation, sampling: SamplingConfig,
         while True:
             out = model(input_ids=torch.tensor([feed], device=device), use_cache=True,
                         logits_to_keep=1, **{cache_kw: conv.cache})
-            logits = out.logits[0, -1].float()
-            logp = torch.log_softmax(logits / (temperature if temperature > 0 else 1.0), -1)
-            if temperature > 0:
-                token = int(torch.multinomial(filtered(logp, sampling).exp(), 1,
-                                              generator=generator))
-            else:
-                token = int(logp.argmax())
+            [(token, logp)] = draw(out.logits[:, -1], [sampling], [generator])
             ids.append(token)
-            logps.append(float(logp[token]))
+            logps.append(logp)
             if token in stop_ids:
                 return ids, logps, True
             if len(ids) >= budget:
@@ -155,6 +148,40 @@ def cache_keyword(model: Any) -> str:
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     params = inspect.signature(inner.forward).parameters
     return "cache" if "cache" in params else "past_key_values"
+
+
+def draw(logits: Any, samplings: list[SamplingConfig],
+         generators: list[Any]) -> list[tuple[int, float]]:
+    """One sampled token per row of ``logits`` ``[rows, vocab]`` and its full-vocabulary
+    log-prob after temperature (T = 1 when greedy).
+
+    Each row draws from its own generator: one uniform number, looked up in the row's
+    cumulative distribution (inverse-CDF sampling, the same distribution as
+    ``torch.multinomial`` at one draw per token instead of a kernel call per row). So a
+    row's token depends only on its logits and its generator, never on who shares its
+    batch, and the one-sequence sampler and the batched engine draw the same tokens.
+    top-k / top-p only filter what is drawn; the recorded log-prob is the unfiltered one."""
+    import torch
+
+    logits = logits.float()
+    scale = torch.tensor([s.temperature if s.temperature > 0 else 1.0 for s in samplings],
+                         device=logits.device)
+    logp = torch.log_softmax(logits / scale.unsqueeze(1), -1)
+    tokens = logp.argmax(-1)
+    sampled = [b for b, s in enumerate(samplings) if s.temperature > 0]
+    if sampled:
+        rows = logp[sampled]
+        for i, b in enumerate(sampled):
+            if samplings[b].top_k > 0 or samplings[b].top_p < 1.0:
+                rows[i] = filtered(rows[i], samplings[b])
+        cdf = rows.exp().cumsum(-1)
+        u = torch.stack([torch.rand((), generator=generators[b]) for b in sampled])
+        # The first token whose cumulative mass passes u * total: it has mass > 0.
+        picks = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1).to(cdf.dtype),
+                                   right=True).squeeze(1)
+        tokens[sampled] = picks.clamp(max=logp.shape[-1] - 1)
+    chosen = logp.gather(1, tokens.unsqueeze(1)).squeeze(1)
+    return list(zip(tokens.tolist(), chosen.tolist(), strict=True))
 
 
 def filtered(logp: Any, sampling: SamplingConfig) -> Any:
