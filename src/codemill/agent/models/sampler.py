@@ -155,12 +155,14 @@ def draw(logits: Any, samplings: list[SamplingConfig],
     """One sampled token per row of ``logits`` ``[rows, vocab]`` and its full-vocabulary
     log-prob after temperature (T = 1 when greedy).
 
-    Each row draws from its own generator: one uniform number, looked up in the row's
-    cumulative distribution (inverse-CDF sampling, the same distribution as
-    ``torch.multinomial`` at one draw per token instead of a kernel call per row). So a
-    row's token depends only on its logits and its generator, never on who shares its
-    batch, and the one-sequence sampler and the batched engine draw the same tokens.
-    top-k / top-p only filter what is drawn; the recorded log-prob is the unfiltered one."""
+    The log-softmax of all rows is one batched op and the results leave the tensor in one
+    copy; each row's token is drawn by ``torch.multinomial`` from the row's own generator,
+    so a row's token depends only on its logits and its generator, never on who shares
+    its batch. (Inverse-CDF sampling from one uniform number would be cheaper, but a
+    cumulative sum over the whole vocabulary moves every boundary by rounding error, and
+    a sequence alone and in a batch then drew different tokens in a few of every hundred
+    turns; ``multinomial``'s draw is not sensitive that way.) top-k / top-p only filter
+    what is drawn; the recorded log-prob is the unfiltered one."""
     import torch
 
     logits = logits.float()
@@ -168,18 +170,10 @@ def draw(logits: Any, samplings: list[SamplingConfig],
                          device=logits.device)
     logp = torch.log_softmax(logits / scale.unsqueeze(1), -1)
     tokens = logp.argmax(-1)
-    sampled = [b for b, s in enumerate(samplings) if s.temperature > 0]
-    if sampled:
-        rows = logp[sampled]
-        for i, b in enumerate(sampled):
-            if samplings[b].top_k > 0 or samplings[b].top_p < 1.0:
-                rows[i] = filtered(rows[i], samplings[b])
-        cdf = rows.exp().cumsum(-1)
-        u = torch.stack([torch.rand((), generator=generators[b]) for b in sampled])
-        # The first token whose cumulative mass passes u * total: it has mass > 0.
-        picks = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1).to(cdf.dtype),
-                                   right=True).squeeze(1)
-        tokens[sampled] = picks.clamp(max=logp.shape[-1] - 1)
+    for b, s in enumerate(samplings):
+        if s.temperature > 0:
+            tokens[b] = torch.multinomial(filtered(logp[b], s).exp(), 1,
+                                          generator=generators[b])[0]
     chosen = logp.gather(1, tokens.unsqueeze(1)).squeeze(1)
     return list(zip(tokens.tolist(), chosen.tolist(), strict=True))
 
