@@ -7,7 +7,6 @@ import threading
 import time
 
 
-
 def _threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
