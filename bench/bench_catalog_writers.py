@@ -303,7 +303,7 @@ def main(argv: list[str]) -> int:
         for catalog in catalogs:
             server: str | None = None
             if catalog == "postgres":
-                from pg_server import pg_server
+                from pg_server import create_database, pg_server
 
                 server = stack.enter_context(pg_server())
             elif catalog != "sqlite":
@@ -311,7 +311,7 @@ def main(argv: list[str]) -> int:
             configs = [(1, args.ref_batches, 1)] + [(args.writers, args.batches, t)
                                                     for t in spreads]
             for n, batches, tables in configs:
-                uri = None if server is None else _fresh_database(server, f"cw{len(runs)}")
+                uri = None if server is None else create_database(server, f"cw{len(runs)}")
                 runs.append(run_config(catalog, uri, tmp, n, batches, args.batch, tables))
                 _print(runs[-1])
 
@@ -333,19 +333,6 @@ def main(argv: list[str]) -> int:
             "read back to check every row landed exactly once."))
         print(f"wrote {path}")
     return 0 if ok else 1
-
-
-def _fresh_database(server_uri: str, name: str) -> str:
-    """A new empty database on the bench's server; its URI."""
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(server_uri, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as con:
-            con.execute(text(f"CREATE DATABASE {name}"))
-    finally:
-        engine.dispose()
-    return server_uri.rsplit("/", 1)[0] + f"/{name}"
 
 
 if __name__ == "__main__":

@@ -64,16 +64,9 @@ def pg_server_uri():
 @pytest.fixture
 def pg_uri(pg_server_uri):
     """The URI of a fresh, empty database on the session's PostgreSQL server."""
-    from sqlalchemy import create_engine, text
+    from .pg_server import create_database
 
-    name = f"t{next(_names)}"
-    engine = create_engine(pg_server_uri, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as con:
-            con.execute(text(f"CREATE DATABASE {name}"))
-    finally:
-        engine.dispose()
-    return pg_server_uri.rsplit("/", 1)[0] + f"/{name}"
+    return create_database(pg_server_uri, f"t{next(_names)}")
 
 
 def wait_for_writers(procs, timeout: float) -> int:

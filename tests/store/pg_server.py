@@ -102,3 +102,16 @@ def pg_server() -> Iterator[str]:
             subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
                             "-w", "stop"], capture_output=True, timeout=START_TIMEOUT_S)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def create_database(server_uri: str, name: str) -> str:
+    """Create an empty database ``name`` on the server of ``server_uri``; its URI."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(server_uri, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as con:
+            con.execute(text(f"CREATE DATABASE {name}"))
+    finally:
+        engine.dispose()
+    return server_uri.rsplit("/", 1)[0] + f"/{name}"

@@ -33,8 +33,8 @@ conversations are prefilled again), so no token is sampled from a mix of two pol
 Every forward pass runs on the scheduler thread. The thread that loaded the model gives its
 OpenMP workers back when the engine starts (and a trainer's thread at ``swap``), and the
 scheduler gives its own back when it goes idle: two threads' idle worker pools on the same
-cores make libgomp put every worker to sleep between kernels, which halves a decode step's
-speed (``codemill.agent.models.omp``).
+cores make libgomp put every worker to sleep between kernels, which slows every decode
+step (``codemill.agent.models.omp``; ``bench/bench_sampler.py`` measures by how much).
 
 Why our own scheduler: transformers' continuous batching (``generate_batch``) returns
 log-probs after top-p / top-k filtering, draws from one global generator, and does not keep
@@ -193,13 +193,11 @@ class BatchedEngine:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                if not self._closed and not self._rows and (
-                        not self._waiting or self._swapping):
-                    # Idle: free this thread's OpenMP workers while a trainer may use the
-                    # cores (``codemill.agent.models.omp``).
+                if self._idle():
+                    # Free this thread's OpenMP workers while a trainer may use the cores
+                    # (``codemill.agent.models.omp``).
                     release_openmp_threads()
-                while not self._closed and not self._rows and (
-                        not self._waiting or self._swapping):
+                while self._idle():
                     self._cond.wait()
                 if self._closed:
                     self._fail(self._rows + list(self._waiting), ModelError("closed"))
@@ -214,6 +212,10 @@ class BatchedEngine:
                     self._rows = []
                     self._fail(failed, exc)
                     self._cond.notify_all()
+
+    def _idle(self) -> bool:
+        """Nothing to decode or admit, and not closed (lock held)."""
+        return not self._closed and not self._rows and (not self._waiting or self._swapping)
 
     def _joining(self) -> list[_Row]:
         """Waiting rows to admit now (lock held). A new conversation that shares a longer

@@ -6,8 +6,8 @@ threads for every thread that has started a region, and once the pools together 
 threads than the machine has CPUs it stops letting workers spin between regions: each
 worker sleeps on a futex and every region pays a wake-up. A decode step is thousands of
 short regions, so a model driven from a second thread (the batched engine's scheduler) runs
-at about half the speed it has on the thread that loaded it, on one core's worth of CPU
-(``bench/bench_sampler.py --thread-check`` shows both on this machine).
+slower than on the thread that loaded it and keeps fewer cores busy
+(``bench/bench_sampler.py --thread-check`` measures both on the machine at hand).
 
 ``release_openmp_threads()`` frees the calling thread's pool (OpenMP 5's
 ``omp_pause_resource_all``): a thread that is done with torch for a while calls it, and the
@@ -34,7 +34,7 @@ def _libgomp() -> Any | None:
     except OSError:
         return None
     for line in maps.splitlines():
-        path = line.split()[-1] if line.split() else ""
+        path = line.rsplit(" ", 1)[-1]  # the mapped file's path ends the line
         if "/libgomp" in path and ".so" in path:
             try:
                 lib = ctypes.CDLL(path)  # already loaded: dlopen returns the same handle
