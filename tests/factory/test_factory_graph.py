@@ -116,3 +116,40 @@ def test_load_modules_by_path_registers_and_reports_missing(tmp_path):
         load_modules([str(tmp_path / "nope.py")], pipeline=False)
     with pytest.raises(FactoryError, match="cannot import asset module 'no_such_mod_x'"):
         load_modules(["no_such_mod_x"], pipeline=False)
+
+
+def test_reads_are_edges_that_pull_nothing_into_a_plan():
+    """A ``reads`` upstream is in the graph (downstream, checked names) but is never run
+    on the reader's behalf; a ``requested`` asset runs only when named."""
+    reg = _graph({"snapshots": (), "tasks": ("snapshots",), "rewards": ("tasks",)})
+    reg.asset("checkpoints", "1", reads=("tasks", "rewards"), requested=True)(_noop)
+    reg.asset("evals", "1", reads=("checkpoints",), requested=True)(_noop)
+    assert [a.name for a in reg.order()] == ["snapshots", "tasks", "rewards"]
+    assert [a.name for a in reg.order(["evals"])] == ["evals"]
+    assert [a.name for a in reg.order(["checkpoints", "tasks"])] == [
+        "checkpoints", "snapshots", "tasks"]
+    assert reg.downstream("tasks") == {"rewards", "checkpoints", "evals"}
+    reg.asset("judgments", "1", reads=("evalz",), requested=True)(_noop)
+    with pytest.raises(FactoryError, match="'judgments' reads unknown asset 'evalz'"):
+        reg.order(["judgments"])
+    with pytest.raises(FactoryError, match="both as a dep and as a read"):
+        reg.asset("x", "1", deps=("tasks",), reads=("tasks",))(_noop)
+
+
+def test_codemill_assets_come_from_one_list_with_their_upstream_declared():
+    """``load_modules()`` registers every codemill asset from ``ASSET_MODULES``; the jobs
+    users request (suites, evals, judgments, vibe checks, checkpoints) declare what they
+    read, and "every asset" is the pipeline alone."""
+    from codemill.factory.graph import REGISTRY
+
+    load_modules()
+    assert REGISTRY.names() == sorted([
+        "snapshots", "environments", "tasks", "rollouts", "rewards", "suites", "evals",
+        "judgments", "vibe_checks", "checkpoints"])
+    reads = {n: set(REGISTRY.get(n).reads) for n in REGISTRY.names()}
+    assert reads["checkpoints"] == {"tasks", "rewards"}
+    assert reads["evals"] >= {"suites", "checkpoints"} and reads["suites"] == {"tasks"}
+    assert reads["judgments"] == {"evals"}
+    assert [a.name for a in REGISTRY.order()] == [
+        "snapshots", "environments", "tasks", "rollouts", "rewards"]
+    assert {"checkpoints", "evals", "judgments"} <= REGISTRY.downstream("rewards")

@@ -65,15 +65,20 @@ def test_sft_on_expert_data_then_grpo_rounds(ledger_home, tiny_dir):
         # a run's start row says "running"; its finish row (same run id) the outcome
         runs = {r["run_id"]: r for r in ledger.read("runs").to_pylist()
                 if r["command"].startswith("train ") and r["status"] != "running"}
-    # Each training run is a runs row like every other job's, holding its checkpoint row;
-    # the cached rerun is a run of its own that made no checkpoint.
+        made = {r["run_id"]: r for r in ledger.read("materializations").to_pylist()
+                if r["asset"] == "checkpoints"}
+    # Each training job materializes the checkpoints asset: a runs row like every other
+    # job's and a materializations row, holding its checkpoint row; the cached rerun is a
+    # run of its own whose asset was cached, so it made no checkpoint and no row.
+    assert len(rows) == 2 and len(made) == 2
     for kind in ("sft", "grpo"):
         run = runs[rows[kind]["run_id"]]
-        assert run["command"] == f"train {kind}" and run["status"] == "ok"
-        assert json.loads(run["summary_json"])["checkpoint_id"] == rows[kind]["checkpoint_id"]
+        assert run["command"] == f"train {kind}" and run["status"] == "success"
+        assert made[run["run_id"]]["status"] == "success" and made[run["run_id"]]["rows"] == 1
     cached = [r for r in runs.values() if r["command"] == "train grpo"
-              and json.loads(r["summary_json"]).get("cached")]
+              and json.loads(r["summary_json"])["checkpoints"]["status"] == "cached"]
     assert len(cached) == 1 and cached[0]["run_id"] != rows["grpo"]["run_id"]
+    assert json.loads(rows["sft"]["data"]) == sft.data
     assert rows["sft"]["parent_id"] is None and rows["sft"]["lora"] is True
     assert rows["grpo"]["parent_id"] == sft.checkpoint_id
     assert rows["grpo"]["base_model"] == f"transformers:{tiny_dir}"  # the adapter's base
@@ -112,6 +117,13 @@ def test_sft_in_patch_mode_trains_on_graded_expert_answers(ledger_home, tiny_dir
     said = tok.decode(greedy.trace.completion_ids, skip_special_tokens=True)
     assert greedy.reward == 1.0, (said, [round(m["loss"], 3) for m in sft.metrics])
     assert train_sft(settings, job).cached  # same data and config: the same checkpoint
+    # The cache key holds the resolved task set, not the selection as typed: with another
+    # set of validated tasks the same job is another materialization.
+    from codemill.factory.checkpoints import job_inputs
+
+    other = job.model_copy(update={"tasks": ("f" * 12,)})
+    assert job_inputs(settings, job)["n_tasks"] == 1 and job_inputs(settings, other)["n_tasks"] == 0
+    assert job_inputs(settings, job)["tasks"] != job_inputs(settings, other)["tasks"]
 
 
 def _checkpoint_row(settings, checkpoint_id):

@@ -16,6 +16,16 @@ Declaring one::
                 continue
             yield spec
 
+Two kinds of upstream. ``deps`` are materialized first, in the same plan, and their cache
+keys are part of this asset's key (the pipeline: snapshots -> environments -> tasks ->
+rollouts -> rewards). ``reads`` are assets whose *recorded* rows this one reads as they
+stand, made by other runs and commands (a suite reads tasks, an eval reads suites and
+checkpoints, a checkpoint reads tasks and rewards): declared so the graph and the lineage
+show them and ``ctx.upstream`` allows them, never run on this asset's behalf; what is read
+is identified by the asset's config (a suite id, a checkpoint id, the resolved task ids), so
+the config is what keys it. An asset with ``requested=True`` runs only when named (it needs
+a config saying which suite, eval or training job); "every asset" means the others.
+
 ``code_version`` is the author's promise: bump it when the function's output for the same
 inputs would change; the cache key depends on it, not on codemill's git commit.
 
@@ -56,14 +66,22 @@ class Asset:
     deps: tuple[str, ...] = ()
     description: str = ""
     checks: tuple[Check, ...] = ()
+    reads: tuple[str, ...] = ()
+    """Recorded upstream assets read as they stand (module docstring); not run for this."""
+    requested: bool = False
+    """Materialized only when named: not part of a plan for "every asset"."""
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise FactoryError(f"asset name {self.name!r} must be a lowercase identifier")
         if not self.code_version:
             raise FactoryError(f"asset {self.name!r} needs a non-empty code_version")
-        if self.name in self.deps:
+        if self.name in self.deps or self.name in self.reads:
             raise FactoryError(f"asset {self.name!r} depends on itself")
+        both = sorted(set(self.deps) & set(self.reads))
+        if both:
+            raise FactoryError(f"asset {self.name!r} names {', '.join(both)} both as a dep "
+                               "and as a read")
 
     @property
     def origin(self) -> str:
@@ -78,6 +96,8 @@ def make_asset(
     deps: Iterable[str] = (),
     description: str = "",
     checks: Iterable[Check] = (),
+    reads: Iterable[str] = (),
+    requested: bool = False,
 ) -> Asset:
     """Build an ``Asset`` from a function; the description defaults to its docstring."""
     doc = (fn.__doc__ or "").strip().splitlines()
@@ -88,6 +108,8 @@ def make_asset(
         deps=tuple(deps),
         description=description or (doc[0] if doc else ""),
         checks=tuple(checks),
+        reads=tuple(reads),
+        requested=requested,
     )
 
 
@@ -108,7 +130,8 @@ class AssetContext:
 
     ``config`` is whatever the caller resolved for this asset (a dict or a pydantic model;
     ``{}`` when none). ``upstream_keys`` maps each dependency to the cache key it has in
-    this run. Reads go to the ledger; writes do not exist here on purpose.
+    this run (a ``reads`` asset has no key here). Reads go to the ledger; writes do not
+    exist here on purpose.
     """
 
     asset: Asset
@@ -138,14 +161,14 @@ class AssetContext:
 
     def upstream(self, name: str, columns: list[str] | None = None,
                  row_filter: str | None = None) -> pa.Table:
-        """The rows of upstream asset ``name``'s table, optionally filtered (pyiceberg
-        syntax, ``"status == 'usable'"``). The table is append-only, so this is every
-        materialization's rows: rows are keyed by content ids, which already say what
-        made them (a builder version, a snapshot), so select or dedupe by those."""
-        if name not in self.asset.deps:
-            raise FactoryError(
-                f"asset {self.asset.name!r} reads {name!r}, which is not one of its deps"
-            )
+        """The rows of upstream asset ``name``'s table (a dep or a read), optionally
+        filtered (pyiceberg syntax, ``"status == 'usable'"``). The table is append-only,
+        so this is every materialization's rows: rows are keyed by content ids, which
+        already say what made them (a builder version, a snapshot), so select or dedupe
+        by those."""
+        if name not in self.asset.deps and name not in self.asset.reads:
+            raise FactoryError(f"asset {self.asset.name!r} reads {name!r}, which is not "
+                               "one of its deps or reads")
         return self._reader.read(name, row_filter=row_filter, columns=columns)
 
     def read(self, table: str, columns: list[str] | None = None,

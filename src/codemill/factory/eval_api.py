@@ -1,8 +1,8 @@
 """What ``codemill eval`` calls: define suites, evaluate variants, compare, judge.
 
-Every write goes through ``materialize`` (the assets of ``codemill.factory.evaluation``
-and ``codemill.factory.judging``), so each is recorded with its cache key and a repeat
-is a cache hit. Reads come back as plain rows for the CLI and the report.
+Every write goes through ``materialize`` (the ``suites``, ``evals``, ``judgments`` and
+``vibe_checks`` assets, loaded from ``graph.ASSET_MODULES``), so each is recorded with
+its cache key and a repeat is a cache hit. Reads come back as plain rows for the CLI and the report.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from codemill.evals.judge import Agreement, agreement
 from codemill.evals.measures import VariantScore, score
 from codemill.evals.suites import SuiteRunConfig, SuiteSelection, SuiteSpec
 from codemill.factory import eval_inputs as inputs
-from codemill.factory import evaluation, judging, vibing  # noqa: F401  (registers the assets)
-from codemill.factory.graph import REGISTRY
+from codemill.factory.evaluation import eval_config
+from codemill.factory.graph import REGISTRY, load_modules
 from codemill.factory.materialize import MaterializeResult, materialize
 
 ProgressFn = Callable[[str, int, "int | None"], None]
@@ -34,6 +34,7 @@ def _read(settings: Settings) -> Any:
 
 def _run(asset: str, cfg: dict[str, Any], settings: Settings, command: str,
          progress: ProgressFn | None = None) -> MaterializeResult:
+    load_modules()  # codemill's assets (graph.ASSET_MODULES)
     result = materialize([asset], {asset: cfg}, settings, registry=REGISTRY, command=command,
                          progress=progress)
     outcome = result.outcomes[asset]
@@ -73,7 +74,7 @@ def evaluate(settings: Settings, suite_ref: str, variant: str, *,
              allow_contaminated: bool = False, progress: ProgressFn | None = None
              ) -> EvalResult:
     """Evaluate ``variant`` on the suite, or return the recorded eval (cache hit)."""
-    cfg = evaluation.eval_config(settings, suite_ref, variant, allow_contaminated)
+    cfg = eval_config(settings, suite_ref, variant, allow_contaminated)
     result = _run("evals", cfg, settings, f"eval run {cfg['variant']}", progress)
     loaded = load_eval(settings, cfg["eval_id"], status=result.outcomes["evals"].status)
     if loaded.status == "success":

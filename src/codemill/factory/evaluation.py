@@ -45,7 +45,7 @@ EVAL_VERSION = f"2.{HARNESS_VERSION}"
 attempts, not resampling them)."""
 
 
-@asset("suites", code_version="1")
+@asset("suites", code_version="1", reads=("tasks",), requested=True)
 def suites(ctx: AssetContext) -> Iterator[Any]:
     """Choose the members of a suite from the recorded tasks and record it."""
     cfg = dict(ctx.config)
@@ -130,7 +130,8 @@ def _backend(ctx: AssetContext, variant: str, checkpoint_id: str | None) -> Any:
     return shared_spec(spec, home) or make_backend(spec, home=home)
 
 
-@asset("evals", code_version=EVAL_VERSION)
+@asset("evals", code_version=EVAL_VERSION, reads=("suites", "checkpoints", "rewards"),
+       requested=True)
 def evals(ctx: AssetContext) -> Iterator[Any]:
     """Run one variant on one suite (reusing recorded attempts) and measure it."""
     from codemill.agent.config import AgentConfig

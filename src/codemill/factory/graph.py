@@ -5,10 +5,16 @@ returns the targets plus everything upstream of them, dependencies first, in a
 deterministic order (``graphlib.TopologicalSorter`` fed in name order). Unknown assets and
 cycles raise ``FactoryError`` with one line.
 
-Assets are found by importing modules: ``load_modules()`` imports the pipeline modules in
-``PIPELINE_MODULES`` that exist (the real pipeline is written in ``codemill.factory.pipeline``)
-plus any the caller names, either dotted (``tests.factory.sample_assets``) or as a ``.py``
-file path. Importing the same module again replaces its assets rather than clashing.
+Assets are found by importing modules: ``load_modules()`` imports ``ASSET_MODULES``, the one
+list of the modules that declare codemill's own assets (the pipeline, evals, judgments, vibe
+checks, checkpoints), plus any the caller names, either dotted
+(``tests.factory.sample_assets``) or as a ``.py`` file path. Every caller that materializes
+codemill's assets loads them through it; nothing registers by a side-effect import of its
+own. Importing the same module again replaces its assets rather than clashing.
+
+``order()`` with no targets means every asset that is not ``requested`` (the pipeline);
+``reads`` edges are checked (a read of an unknown asset raises) but pull nothing into a
+plan (``codemill.factory.asset``).
 """
 
 from __future__ import annotations
@@ -23,8 +29,14 @@ from pathlib import Path
 from codemill.core.errors import FactoryError
 from codemill.factory.asset import Asset, AssetFn, Check, make_asset
 
-PIPELINE_MODULES: tuple[str, ...] = ("codemill.factory.pipeline",)
-"""Modules imported (when present) to register the real pipeline's assets."""
+ASSET_MODULES: tuple[str, ...] = (
+    "codemill.factory.pipeline",     # snapshots, environments, tasks, rollouts, rewards
+    "codemill.factory.evaluation",   # suites, evals
+    "codemill.factory.judging",      # judgments
+    "codemill.factory.vibing",       # vibe_checks
+    "codemill.factory.checkpoints",  # checkpoints
+)
+"""Every module declaring codemill's own assets: the one list of them."""
 
 
 class Registry:
@@ -40,11 +52,14 @@ class Registry:
         deps: Iterable[str] = (),
         description: str = "",
         checks: Iterable[Check] = (),
+        reads: Iterable[str] = (),
+        requested: bool = False,
     ) -> Callable[[AssetFn], AssetFn]:
         """Decorator declaring ``fn`` as asset ``name``; returns ``fn`` unchanged."""
 
         def register(fn: AssetFn) -> AssetFn:
-            self.add(make_asset(fn, name, code_version, deps, description, checks))
+            self.add(make_asset(fn, name, code_version, deps, description, checks, reads,
+                                requested))
             return fn
 
         return register
@@ -71,10 +86,12 @@ class Registry:
         return len(self._assets)
 
     def order(self, targets: Iterable[str] | None = None) -> list[Asset]:
-        """``targets`` (default: all) and their upstream closure, dependencies first."""
+        """``targets`` (default: every asset not ``requested``) and their ``deps`` closure,
+        dependencies first. A read of an unknown asset raises; reads add nothing."""
         if isinstance(targets, str):  # one name, not an iterable of characters
             targets = [targets]
-        wanted = sorted(set(targets)) if targets else self.names()
+        wanted = (sorted(set(targets)) if targets
+                  else [n for n in self.names() if not self._assets[n].requested])
         closure: dict[str, Asset] = {}
         stack: list[tuple[str, str | None]] = [(name, None) for name in reversed(wanted)]
         while stack:
@@ -84,6 +101,9 @@ class Registry:
             if name not in self._assets and wanted_by is not None:
                 raise FactoryError(f"asset {wanted_by!r} depends on unknown asset {name!r}")
             closure[name] = self.get(name)
+            for read in closure[name].reads:
+                if read not in self._assets:
+                    raise FactoryError(f"asset {name!r} reads unknown asset {read!r}")
             stack.extend((dep, name) for dep in sorted(closure[name].deps, reverse=True))
         sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
         for name in sorted(closure):
@@ -95,11 +115,12 @@ class Registry:
             raise FactoryError(f"asset cycle: {' -> '.join(cycle)}") from None
 
     def downstream(self, name: str) -> set[str]:
-        """Every asset that depends on ``name``, directly or not."""
+        """Every asset that depends on or reads ``name``, directly or not."""
         found: set[str] = set()
         frontier = {name}
         while frontier:
-            frontier = {a.name for a in self._assets.values() if set(a.deps) & frontier}
+            frontier = {a.name for a in self._assets.values()
+                        if (set(a.deps) | set(a.reads)) & frontier}
             frontier -= found
             found |= frontier
         return found
@@ -112,12 +133,12 @@ asset = REGISTRY.asset
 def load_modules(modules: Iterable[str] = (), *, pipeline: bool = True) -> list[str]:
     """Import asset modules so their ``@asset`` declarations register; return their names.
 
-    Each entry is a dotted module name or a path to a ``.py`` file. The modules in
-    ``PIPELINE_MODULES`` are imported first when ``pipeline`` is true and they exist.
+    Each entry is a dotted module name or a path to a ``.py`` file. ``ASSET_MODULES`` are
+    imported first when ``pipeline`` is true (codemill's own assets).
     """
     loaded: list[str] = []
     if pipeline:
-        for mod in PIPELINE_MODULES:
+        for mod in ASSET_MODULES:
             if importlib.util.find_spec(mod) is not None:
                 importlib.import_module(mod)
                 loaded.append(mod)

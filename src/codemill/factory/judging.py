@@ -19,7 +19,7 @@ from codemill.factory.eval_inputs import quoted
 from codemill.factory.graph import asset
 
 
-@asset("judgments", code_version="1")
+@asset("judgments", code_version="1", reads=("evals",), requested=True)
 def judgments(ctx: AssetContext) -> Iterator[Any]:
     """Judge every attempt of one eval with one judge."""
     cfg = dict(ctx.config)

@@ -40,7 +40,6 @@ OWNER: dict[str, str] = {
     "steps": "rollouts",
     "trajectories": "rollouts",
     "rewards": "rewards",
-    "checkpoints": "checkpoints",
 }
 """Each table recorded outside ``materialize``, and the asset (of ``pipeline.py``) whose
 rows it holds: the name its commits and rows are tagged with."""

@@ -15,7 +15,9 @@ checkpoints recorded with their lineage.
   resumes from the newest state (a killed run neither repeats nor loses a step), and a
   finished checkpoint (manifest present) is a cache hit.
 - **The loops** live in ``codemill.train`` (``sft.train_steps``, ``grpo.train_rounds``);
-  this module gives them data, a sampler and a place to save, and records the results.
+  this module gives them data, a sampler and a place to save. ``train_sft`` and
+  ``train_grpo`` materialize the ``checkpoints`` asset (``codemill.factory.checkpoints``),
+  which calls ``run_sft`` / ``run_grpo`` and records the checkpoint row.
   Each step's metrics also go to TensorBoard event files in ``<home>/tb/<checkpoint id>``
   (``codemill.train.tracking``).
 - **GRPO rounds** are on-policy: the sampler handed to the loop takes G samples per task
@@ -27,7 +29,8 @@ checkpoints recorded with their lineage.
   sampling them again. Pass rates the ledger holds for the starting policy order the
   first round's tasks.
 
-Only this module (through ``codemill.store``) writes the rows; ``codemill.train`` computes.
+Only the factory writes rows (the asset's checkpoint row; the rollouts of expert data and
+GRPO rounds through ``train_data.persist_rollouts``); ``codemill.train`` computes.
 """
 
 from __future__ import annotations
@@ -44,7 +47,6 @@ from codemill.core.config import Settings
 from codemill.core.errors import FactoryError
 from codemill.core.ids import content_id
 from codemill.core.records import EnvSpec, SamplingConfig, TaskSpec, TokenTrace
-from codemill.factory.record import recorded_run
 from codemill.factory.train_data import (
     Graded,
     expert_data,
@@ -222,21 +224,18 @@ def _sft_data(settings: Settings, job: SftJob, base_dir: Path, run_id: str,
 
 def train_sft(settings: Settings, job: SftJob, *, on_step: StepFn | None = None,
               say: Callable[[str], None] | None = None) -> TrainResult:
-    """SFT on resolved trajectories (module docstring); returns the checkpoint. The run is
-    a ``runs`` row (``train sft``) like every other job's, with the checkpoint row in it."""
-    with recorded_run(settings, "train sft", {"job": job.model_dump(mode="json")}) as rec:
-        result = _train_sft(settings, job, rec, on_step, say)
-        rec.summary.update(_summary(result))
-    return result
+    """SFT on resolved trajectories (module docstring); returns the checkpoint. The job is
+    a materialization of the ``checkpoints`` asset (``codemill.factory.checkpoints``): a
+    ``runs`` row (``train sft``) like every other job's, cached by its resolved inputs."""
+    from codemill.factory.checkpoints import train_checkpoint
+
+    return train_checkpoint(settings, "sft", job, on_step=on_step, say=say)
 
 
-def _summary(result: TrainResult) -> dict[str, Any]:
-    return {"checkpoint_id": result.checkpoint_id, "kind": result.kind,
-            "cached": result.cached, "steps": len(result.metrics), "data": result.data}
-
-
-def _train_sft(settings: Settings, job: SftJob, rec: Any, on_step: StepFn | None,
-               say: Callable[[str], None] | None) -> TrainResult:
+def run_sft(settings: Settings, job: SftJob, run_id: str, on_step: StepFn | None,
+            say: Callable[[str], None] | None) -> tuple[TrainResult, dict[str, Any]]:
+    """Train (or find finished on disk) the SFT checkpoint of ``job``; returns it and its
+    ``checkpoints`` row. Called by the ``checkpoints`` asset, which records the row."""
     from codemill.agent.models.sampler import tokenizer_hash
     from codemill.train.data import from_trace, keep
     from codemill.train.policy import load_policy, resume, save_checkpoint
@@ -244,7 +243,6 @@ def _train_sft(settings: Settings, job: SftJob, rec: Any, on_step: StepFn | None
 
     say = say or (lambda _m: None)
     home = Path(settings.home)
-    run_id = rec.run_id
     base_dir, adapter, root, parent, cfg = _job_model(job, home)
     graded, tasks, envs = _sft_data(settings, job, base_dir, run_id, say)
     good = [g for g in graded if g.trace is not None and g.reward is not None and g.reward >= 1]
@@ -263,8 +261,17 @@ def _train_sft(settings: Settings, job: SftJob, rec: Any, on_step: StepFn | None
             "masked": sum(1 for g in graded if g.status == "masked"),
             "ungraded": sum(1 for g in graded if g.status == "ungraded")}
     task_ids = sorted({g.task_id for g in good})
-    if (run_dir / "manifest.json").is_file():
-        return TrainResult(ckpt_id, run_dir, "sft", True, _stored_metrics(run_dir), data)
+    env_ids = sorted({t.env_id for t in tasks if t.task_id in set(task_ids)})
+
+    def result(metrics: list[dict[str, Any]], cached: bool) -> tuple[TrainResult,
+                                                                     dict[str, Any]]:
+        row = _checkpoint_row(ckpt_id, "sft", root, parent, run_dir, cfg, metrics, task_ids,
+                              env_ids, _snapshots_of(env_ids, envs),
+                              [s.rollout_id for s in seqs])
+        return TrainResult(ckpt_id, run_dir, "sft", cached, metrics, data), row
+
+    if (run_dir / "manifest.json").is_file():  # finished before its row was recorded
+        return result(_stored_metrics(run_dir), True)
     policy = load_policy(base_dir, cfg, adapter_dir=adapter)
     if hashes and hashes != {tokenizer_hash(policy.tokenizer)}:
         raise FactoryError("the trajectories were tokenized by another tokenizer than "
@@ -274,11 +281,7 @@ def _train_sft(settings: Settings, job: SftJob, rec: Any, on_step: StepFn | None
     with tensorboard_scalars(logdir(home, ckpt_id), "sft") as log:
         train_steps(policy, seqs, save=_saver(cfg, run_dir), on_step=_both(on_step, log))
     save_checkpoint(policy, run_dir, _manifest(ckpt_id, "sft", root, parent, cfg, policy.step))
-    env_ids = sorted({t.env_id for t in tasks if t.task_id in set(task_ids)})
-    rec.add(_checkpoint_row(
-        ckpt_id, "sft", root, parent, run_dir, cfg, policy.metrics, task_ids, env_ids,
-        _snapshots_of(env_ids, envs), [s.rollout_id for s in seqs]), "checkpoints")
-    return TrainResult(ckpt_id, run_dir, "sft", False, policy.metrics, data)
+    return result(policy.metrics, False)
 
 
 def _both(on_step: StepFn | None, log: StepFn) -> StepFn:
@@ -393,22 +396,22 @@ def _round_sampler(settings: Settings, job: GrpoJob, policy: Any, prefix: str,
 def train_grpo(settings: Settings, job: GrpoJob, *, on_step: StepFn | None = None,
                say: Callable[[str], None] | None = None) -> TrainResult:
     """On-policy GRPO rounds (module docstring; the loop is
-    ``codemill.train.grpo.train_rounds``); returns the checkpoint. The run is a ``runs``
-    row (``train grpo``) with the checkpoint row in it."""
-    with recorded_run(settings, "train grpo", {"job": job.model_dump(mode="json")}) as rec:
-        result = _train_grpo(settings, job, rec, on_step, say)
-        rec.summary.update(_summary(result))
-    return result
+    ``codemill.train.grpo.train_rounds``); returns the checkpoint. Like ``train_sft``, a
+    materialization of the ``checkpoints`` asset (a ``train grpo`` run)."""
+    from codemill.factory.checkpoints import train_checkpoint
+
+    return train_checkpoint(settings, "grpo", job, on_step=on_step, say=say)
 
 
-def _train_grpo(settings: Settings, job: GrpoJob, rec: Any, on_step: StepFn | None,
-                say: Callable[[str], None] | None) -> TrainResult:
+def run_grpo(settings: Settings, job: GrpoJob, run_id: str, on_step: StepFn | None,
+             say: Callable[[str], None] | None) -> tuple[TrainResult, dict[str, Any]]:
+    """Train (or find finished on disk) the GRPO checkpoint of ``job``; returns it and its
+    ``checkpoints`` row (recorded by the ``checkpoints`` asset)."""
     from codemill.train.grpo import train_rounds
     from codemill.train.policy import load_policy, resume, save_checkpoint
 
     say = say or (lambda _m: None)
     home = Path(settings.home)
-    run_id = rec.run_id
     base_dir, adapter, root, parent, cfg = _job_model(job, home)
     tasks, envs = ledger_tasks(settings, job.tasks)
     if not tasks:
@@ -418,8 +421,19 @@ def _train_grpo(settings: Settings, job: GrpoJob, rec: Any, on_step: StepFn | No
                          sorted(by_id), job.observation_limit, job.mode, job.answer_format)
     run_dir = home / "checkpoints" / ckpt_id
     prefix = f"grpo:{ckpt_id[:16]}@"
-    if (run_dir / "manifest.json").is_file():
-        return TrainResult(ckpt_id, run_dir, "grpo", True, _stored_metrics(run_dir))
+
+    def result(metrics: list[dict[str, Any]], cached: bool) -> tuple[TrainResult,
+                                                                     dict[str, Any]]:
+        used = read_graded(settings, policy_prefix=prefix)
+        task_ids = sorted({g.task_id for g in used})
+        env_ids = sorted({by_id[t].env_id for t in task_ids if t in by_id})
+        row = _checkpoint_row(ckpt_id, "grpo", root, parent, run_dir, cfg, metrics, task_ids,
+                              env_ids, _snapshots_of(env_ids, envs),
+                              [g.rollout_id for g in used])
+        return TrainResult(ckpt_id, run_dir, "grpo", cached, metrics), row
+
+    if (run_dir / "manifest.json").is_file():  # finished before its row was recorded
+        return result(_stored_metrics(run_dir), True)
     policy = load_policy(base_dir, cfg, adapter_dir=adapter)
     if resume(policy, run_dir):
         say(f"resumed {ckpt_id[:12]} after round {policy.step}")
@@ -431,13 +445,7 @@ def _train_grpo(settings: Settings, job: GrpoJob, rec: Any, on_step: StepFn | No
                      _round_sampler(settings, job, policy, prefix, by_id, envs, run_id, say),
                      prior=prior, save=_saver(cfg, run_dir), on_round=_both(on_step, log))
     save_checkpoint(policy, run_dir, _manifest(ckpt_id, "grpo", root, parent, cfg, policy.step))
-    used = read_graded(settings, policy_prefix=prefix)
-    task_ids = sorted({g.task_id for g in used})
-    env_ids = sorted({by_id[t].env_id for t in task_ids if t in by_id})
-    rec.add(_checkpoint_row(
-        ckpt_id, "grpo", root, parent, run_dir, cfg, policy.metrics, task_ids, env_ids,
-        _snapshots_of(env_ids, envs), [g.rollout_id for g in used]), "checkpoints")
-    return TrainResult(ckpt_id, run_dir, "grpo", False, policy.metrics)
+    return result(policy.metrics, False)
 
 
 @dataclass

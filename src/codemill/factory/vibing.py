@@ -44,7 +44,7 @@ def _answer(ctx: AssetContext, env: Any, backend: Any, variant: str, req: vibes.
     return vibes.final_answer(traj.steps), traj.diff, traj.error
 
 
-@asset("vibe_checks", code_version="1")
+@asset("vibe_checks", code_version="1", reads=("environments",), requested=True)
 def vibe_checks(ctx: AssetContext) -> Iterator[Any]:
     """Answer, check and compare the vibe-check requests of one environment."""
     from codemill.agent.models import make_backend

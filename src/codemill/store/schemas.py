@@ -106,6 +106,8 @@ _COLUMNS: dict[str, tuple[tuple[str, pa.DataType], ...]] = {
         ("kind", STR), ("base_model", STR), ("lora", BOOL), ("task_ids", STR),
         ("snapshot_ids", STR), ("env_ids", STR), ("rollout_ids", STR), ("config_hash", STR),
         ("config", STR),
+        # what the job read: trajectories, resolved, sequences, left out, masked (JSON)
+        ("data", STR),
     ),
     "evals": (
         ("eval_id", STR), ("suite", STR), ("policy", STR), ("checkpoint_id", STR), ("metric", STR),
