@@ -150,32 +150,79 @@ def cache_keyword(model: Any) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+TOP_TOKENS = 64
+"""Tokens that each get a Gumbel number of their own in ``draw``; the rest of the
+vocabulary competes as one (exactly: see ``draw``)."""
+
+
 def draw(logits: Any, samplings: list[SamplingConfig],
          generators: list[Any]) -> list[tuple[int, float]]:
     """One sampled token per row of ``logits`` ``[rows, vocab]`` and its full-vocabulary
     log-prob after temperature (T = 1 when greedy).
 
-    The log-softmax of all rows is one batched op and the results leave the tensor in one
-    copy; each row's token is drawn by ``torch.multinomial`` from the row's own generator,
-    so a row's token depends only on its logits and its generator, never on who shares
-    its batch. (Inverse-CDF sampling from one uniform number would be cheaper, but a
-    cumulative sum over the whole vocabulary moves every boundary by rounding error, and
-    a sequence alone and in a batch then drew different tokens in a few of every hundred
-    turns; ``multinomial``'s draw is not sensitive that way.) top-k / top-p only filter
-    what is drawn; the recorded log-prob is the unfiltered one."""
+    The log-softmax of all rows is one batched op. A row sampled without top-k / top-p
+    (what RL does) draws by the Gumbel-max trick over its top ``TOP_TOKENS`` tokens plus
+    one competitor for the rest: the largest of ``logp_i + G_i`` over the tail is itself
+    a Gumbel at the tail's log-mass, and which tail token wins is independent of that
+    value, so comparing the top tokens' scores with one such number, and drawing inside
+    the tail (``multinomial``) only when it wins, samples exactly from the full
+    distribution while each row needs ``TOP_TOKENS + 1`` random numbers, not one per
+    vocabulary entry. The numbers come from the row's own generator and go to the top
+    tokens in token-id order, so a row's token depends only on its logits and its
+    generator, never on who shares its batch, and a rounding-level change of the logits
+    changes it only at a near-tie (of the winner with another token, or of the 64th and
+    65th tokens, which reorders the numbers). (Inverse-CDF sampling from one uniform is cheaper
+    still, but a cumulative sum over the whole vocabulary moves every boundary by
+    rounding error, and a sequence alone and in a batch then drew different tokens.) A row
+    with top-k / top-p draws from the filtered distribution by ``multinomial``; the
+    recorded log-prob is always the unfiltered one."""
     import torch
 
     logits = logits.float()
     scale = torch.tensor([s.temperature if s.temperature > 0 else 1.0 for s in samplings],
                          device=logits.device)
     logp = torch.log_softmax(logits / scale.unsqueeze(1), -1)
-    tokens = logp.argmax(-1)
+    tokens = torch.zeros(len(samplings), dtype=torch.long, device=logp.device)
+    greedy = [b for b, s in enumerate(samplings) if s.temperature <= 0]
+    if greedy:
+        tokens[greedy] = logp[greedy].argmax(-1)
+    plain = [b for b, s in enumerate(samplings)
+             if s.temperature > 0 and s.top_k == 0 and s.top_p >= 1.0]
     for b, s in enumerate(samplings):
-        if s.temperature > 0:
+        if s.temperature > 0 and b not in plain:
             tokens[b] = torch.multinomial(filtered(logp[b], s).exp(), 1,
                                           generator=generators[b])[0]
+    if plain:
+        _gumbel_top(logp, plain, generators, tokens)
     chosen = logp.gather(1, tokens.unsqueeze(1)).squeeze(1)
     return list(zip(tokens.tolist(), chosen.tolist(), strict=True))
+
+
+def _gumbel_top(logp: Any, rows: list[int], generators: list[Any], tokens: Any) -> None:
+    """Set ``tokens[b]`` for each of ``rows`` by the exact top-k Gumbel draw of ``draw``."""
+    import torch
+
+    sub = logp if len(rows) == logp.shape[0] else logp[rows]
+    k = min(TOP_TOKENS, sub.shape[1])
+    top_ix = sub.topk(k, -1).indices.sort(-1).values  # token-id order: see ``draw``
+    top_lp = sub.gather(1, top_ix).double()
+    # The tail's log-mass from the top's (no second pass over the vocabulary); its
+    # absolute error is float32 rounding of the log-probs, and none left is -inf.
+    tail = torch.log((1.0 - top_lp.exp().sum(-1)).clamp(min=0.0))
+    # float64 uniforms: float32's spacing near 1 would make large Gumbels coarse steps
+    u = torch.stack([torch.rand(k + 1, generator=generators[b], device=sub.device,
+                                dtype=torch.float64) for b in rows])
+    gumbel = -torch.log(-torch.log(u))  # u == 0 gives -inf: that entry never wins
+    scores = top_lp + gumbel[:, :k]
+    best_score, best = scores.max(-1)
+    tail_wins = (tail + gumbel[:, k] > best_score).tolist()
+    picked = top_ix.gather(1, best.unsqueeze(1)).squeeze(1)
+    for j, b in enumerate(rows):
+        if tail_wins[j]:
+            rest = sub[j].scatter(0, top_ix[j], float("-inf"))
+            tokens[b] = torch.multinomial(rest.exp(), 1, generator=generators[b])[0]
+        else:
+            tokens[b] = picked[j]
 
 
 def filtered(logp: Any, sampling: SamplingConfig) -> Any:
