@@ -226,7 +226,24 @@ def curve(metrics: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def report(have: dict) -> None:
+def edit_places(home: Path, eval_id: str) -> dict[str, int]:
+    """Where the eval's answers edited against each task's gold fix (``evals.locate``):
+    tells a wrong place from a wrong fix at the right place. Read after grading."""
+    os.environ["CODEMILL_HOME"] = str(home)
+    from codemill.core.config import load_settings
+    from codemill.evals.locate import tally
+    from codemill.store.reader import LedgerReader
+
+    with LedgerReader.open(load_settings()) as ledger:
+        rows = ledger.query(
+            "select r.diff, t.gold_patch from eval_samples s "
+            "join rollouts r on r.rollout_id = s.rollout_id "
+            "join tasks t on t.task_id = s.task_id "
+            f"where s.eval_id = '{eval_id}'").to_pylist()
+    return tally((r["diff"], r["gold_patch"]) for r in rows)
+
+
+def report(have: dict, home: Path) -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from record import figure, write_result
 
@@ -241,7 +258,10 @@ def report(have: dict) -> None:
                                rate=round(row["rate"] or 0, 4),
                                wilson95=[round(row["low"], 4), round(row["high"], 4)],
                                masked=row["masked"], projects=len(row["projects"]),
-                               eval_s=row["eval_s"]))
+                               eval_s=row["eval_s"], stops=row.get("stops")))
+            places = edit_places(home, row["eval_id"])
+            figs.append(figure(f"{mode} mode: {model} answers edited the fix's line",
+                               f"{places['fix line']} of {row['graded']}", **places))
         for a, b in (("base", "sft"), ("base", "grpo"), ("sft", "grpo")):
             ra, rb = have.get(f"eval:{a}:{mode}"), have.get(f"eval:{b}:{mode}")
             if ra and rb:
@@ -290,7 +310,7 @@ def main() -> None:
     if args.report:
         for name, row in have.items():
             print(name, json.dumps({k: v for k, v in row.items() if k != "outcomes"})[:600])
-        report(have)  # the result file, from every stage recorded so far
+        report(have, args.home)  # the result file, from every stage recorded so far
         return
     if not args.stage:
         data(args.home, args.results, have, args)
@@ -313,12 +333,12 @@ def main() -> None:
     }
     if args.stage:
         run_stage(args.results, have, args.stage, stages[args.stage])
-        report(have)
+        report(have, home)
         return
     for name, fn in stages.items():
         if name not in have:
             run_stage(args.results, have, name, fn)
-        report(have)
+        report(have, home)
         if name == args.until:
             return
 
