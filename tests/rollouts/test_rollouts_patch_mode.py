@@ -53,6 +53,20 @@ def test_context_is_the_broken_code_the_failing_tests_reach_and_nothing_of_the_f
             assert line.strip() not in prompt  # the hidden test's code
 
 
+def test_suspects_rank_the_function_holding_the_fix_first(toy):
+    from codemill.evals.locate import edited_lines
+    from codemill.tasks.patch_context import broken_state, suspects
+
+    bed = TestBed.from_env(toy.env, toy.home, toy.settings.sandbox)
+    found = suspects(bed, broken_state(bed, toy.task), toy.task.fail_to_pass)
+    top = found.ranked[0]
+    assert (top.path, top.name, top.start, top.end, top.focus) == ("src/calc/ops.py", "add",
+                                                                   1, 2, 2)
+    assert top.score == 1.0  # run by every failing test and by no passing one
+    assert edited_lines(toy.task.gold_patch) == {("src/calc/ops.py", 2)}
+    assert found.texts["src/calc/ops.py"] == BROKEN_OPS
+
+
 def test_correct_line_edit_earns_one_through_the_real_grader(toy):
     r = run(toy, f"Here is the fix:\n```\n{FIX}\n```")
     traj = r.trajectory

@@ -1,6 +1,7 @@
 """Patch-mode context: what a user has before the fix, measured in the broken state.
 
     ctx = task_patch_context(bed, task)     # one sandboxed, covered run of FAIL_TO_PASS
+    found = suspects(bed, state, tests)     # the same run: functions, most suspicious first
 
 Patch mode (``codemill.rollouts.patch_mode``) shows the model the problem statement, the
 failing tests' output and the code those tests reach, and asks for an edit. This module
@@ -141,14 +142,37 @@ def task_patch_context(bed: TestBed, task: TaskSpec, config: PatchContextConfig 
     return ctx
 
 
-def patch_context(bed: TestBed, state: Changes, tests: Sequence[str],
-                  config: PatchContextConfig | None = None, *, task_id: str = "",
-                  hidden_lines: Iterable[str] = ()) -> PatchContext:
+@dataclass(frozen=True)
+class Suspect:
+    """A function the failing tests run: lines ``start..end`` of ``path``, its Ochiai
+    ``score`` and its most suspicious line ``focus``."""
+
+    path: str
+    start: int
+    end: int
+    name: str
+    score: float
+    focus: int
+
+
+@dataclass(frozen=True)
+class Suspects:
+    """What one covered run of the broken state says: the failing tests' output, the
+    functions they run, most suspicious first, and the text of each file named."""
+
+    failing_output: str
+    ranked: tuple[Suspect, ...]
+    texts: Mapping[str, str]
+    seconds: float
+
+
+def suspects(bed: TestBed, state: Changes, tests: Sequence[str],
+             config: PatchContextConfig | None = None, *,
+             hidden_lines: Iterable[str] = ()) -> Suspects:
     """Run the test files of the failing ``tests`` in ``state`` under coverage, sandboxed,
-    and build the context (the other tests of those files, passing in ``state``, are the
-    contrast). ``hidden_lines`` (code of tests the model must not see) are cut from the
-    output. Raises ``TaskError`` when the run gives no results or the failing tests reach
-    no source function."""
+    and rank the source functions they run (the other tests of those files, passing in
+    ``state``, are the contrast). ``hidden_lines`` (code of tests the model must not see)
+    are cut from the output. Raises ``TaskError`` when the run gives no results."""
     config = config or PatchContextConfig()
     if not tests:
         raise TaskError("no failing test to run")
@@ -189,23 +213,35 @@ def patch_context(bed: TestBed, state: Changes, tests: Sequence[str],
         reporting = k[3].rsplit(".", 1)[-1] in REPORTING
         return (int(reporting), -scored[k][0], -int(in_trace), k[2] - k[1], k[0], k[1])
 
+    ranked = tuple(Suspect(k[0], k[1], k[2], k[3], *scored[k]) for k in sorted(scored, key=rank))
+    return Suspects(output, ranked, {p: texts[p] for p in sorted({s.path for s in ranked})},
+                    cmap.seconds)
+
+
+def patch_context(bed: TestBed, state: Changes, tests: Sequence[str],
+                  config: PatchContextConfig | None = None, *, task_id: str = "",
+                  hidden_lines: Iterable[str] = ()) -> PatchContext:
+    """The context of the failing ``tests`` in ``state``: the ``suspects`` run, then the
+    most suspicious functions that fit the budget. Raises ``TaskError`` when the run gives
+    no results or the failing tests reach no source function."""
+    config = config or PatchContextConfig()
+    found = suspects(bed, state, tests, config, hidden_lines=hidden_lines)
     budget = config.max_tokens * CHARS_PER_TOKEN
     chosen: list[Snippet] = []
-    for key in sorted(scored, key=rank)[: config.max_functions]:
-        path, start, end, name = key
-        lines = texts[path].splitlines()
-        first, last = _window(lines, start, end, scored[key][1], budget)
+    for fn in found.ranked[: config.max_functions]:
+        lines = found.texts[fn.path].splitlines()
+        first, last = _window(lines, fn.start, fn.end, fn.focus, budget)
         if first is None:
             continue
         size = _size(lines, first, last)
-        chosen.append(Snippet(path, first, tuple(lines[first - 1:last]), name))
+        chosen.append(Snippet(fn.path, first, tuple(lines[first - 1:last]), fn.name))
         budget -= size
     if not chosen:
         raise TaskError("the failing tests reach no function of a source file")
     chosen.sort(key=lambda s: (s.path, s.start))
-    files = {p: texts[p] for p in sorted({s.path for s in chosen})}
-    return PatchContext(task_id=task_id, failing_output=output, snippets=tuple(chosen),
-                        files=files, seconds=cmap.seconds)
+    files = {p: found.texts[p] for p in sorted({s.path for s in chosen})}
+    return PatchContext(task_id=task_id, failing_output=found.failing_output,
+                        snippets=tuple(chosen), files=files, seconds=found.seconds)
 
 
 REPORTING = frozenset({"__repr__", "__str__", "__format__"})
