@@ -128,9 +128,14 @@ RUNS = {
               "run": {"mode": "patch", "k": 1, "max_turns": 1, "max_tokens": 128}},
     "agent": {"version": "agent-40x256", "limit": 40,
               "run": {"mode": "agent", "k": 1, "max_turns": 6, "max_tokens": 256}},
+    "patch1": {"version": "patch-128-f1", "limit": None,
+               "run": {"mode": "patch", "k": 1, "max_turns": 1, "max_tokens": 128,
+                       "listing_functions": 1}},
 }
 """One greedy attempt per task. Patch mode: every held-out task; agent mode: 40 of them
-(seeded, stratified by project)."""
+(seeded, stratified by project); ``patch1``: patch mode with a listing of the most
+suspicious function only (``bench_localization.py`` measures how often it holds the fix),
+trained and evaluated as its own arm (``sft1``)."""
 
 
 def evaluate(home: Path, model: str, mode: str) -> dict:
@@ -176,10 +181,12 @@ GRPO = ["--rounds", "8", "--tasks-per-round", "4", "--group", "8", "--max-draws"
 updates a round so the clip acts; the sampler and trainer are both fp32 (TIS on)."""
 
 
-def train(home: Path, kind: str, model: str) -> dict:
+def train(home: Path, kind: str, model: str, listing_functions: int | None = None) -> dict:
     train_tasks, _ = split_tasks(home)
     args = ["train", kind, "--model", model, "--mode", "patch", "--threads", "2",
             *(SFT if kind == "sft" else GRPO), "--json"]
+    if listing_functions is not None:
+        args += ["--listing-functions", str(listing_functions)]
     if kind == "sft":
         args += ["--data", "expert"]
     for t in train_tasks:
@@ -248,8 +255,8 @@ def report(have: dict, home: Path) -> None:
     from record import figure, write_result
 
     figs = []
-    for mode in ("patch", "agent"):
-        for model in ("base", "sft", "grpo"):
+    for mode in ("patch", "agent", "patch1"):
+        for model in ("base", "sft", "grpo", "sft1"):
             row = have.get(f"eval:{model}:{mode}")
             if row is None:
                 continue
@@ -262,7 +269,7 @@ def report(have: dict, home: Path) -> None:
             places = edit_places(home, row["eval_id"])
             figs.append(figure(f"{mode} mode: {model} answers edited the fix's line",
                                f"{places['fix line']} of {row['graded']}", **places))
-        for a, b in (("base", "sft"), ("base", "grpo"), ("sft", "grpo")):
+        for a, b in (("base", "sft"), ("base", "grpo"), ("sft", "grpo"), ("base", "sft1")):
             ra, rb = have.get(f"eval:{a}:{mode}"), have.get(f"eval:{b}:{mode}")
             if ra and rb:
                 pr = paired(ra, rb)
@@ -320,7 +327,7 @@ def main() -> None:
 
     torch.set_num_threads(2)
     home = args.home
-    ckpt = {k: (lambda k=k: f"ckpt:{have[k]['checkpoint_id']}") for k in ("sft", "grpo")}
+    ckpt = {k: (lambda k=k: f"ckpt:{have[k]['checkpoint_id']}") for k in ("sft", "grpo", "sft1")}
     stages = {
         "eval:base:patch": lambda: evaluate(home, "smollm2", "patch"),
         "sft": lambda: train(home, "sft", "smollm2"),
@@ -330,6 +337,9 @@ def main() -> None:
         "eval:base:agent": lambda: evaluate(home, "smollm2", "agent"),
         "eval:sft:agent": lambda: evaluate(home, ckpt["sft"](), "agent"),
         "eval:grpo:agent": lambda: evaluate(home, ckpt["grpo"](), "agent"),
+        "eval:base:patch1": lambda: evaluate(home, "smollm2", "patch1"),
+        "sft1": lambda: train(home, "sft", "smollm2", listing_functions=1),
+        "eval:sft1:patch1": lambda: evaluate(home, ckpt["sft1"](), "patch1"),
     }
     if args.stage:
         run_stage(args.results, have, args.stage, stages[args.stage])

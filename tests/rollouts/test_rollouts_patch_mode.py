@@ -9,7 +9,13 @@ from codemill.agent.models.scripted import ScriptedBackend
 from codemill.core.diffs import file_diff
 from codemill.core.ids import content_id
 from codemill.core.records import SamplingConfig, StopReason
-from codemill.rollouts.patch_mode import expert_answer, listing, patch_prompt, read_answer
+from codemill.rollouts.patch_mode import (
+    PATCH_MODE_VERSION,
+    expert_answer,
+    listing,
+    patch_prompt,
+    read_answer,
+)
 from codemill.rollouts.plan import RolloutConfig, plan_rollouts
 from codemill.rollouts.runner import run_rollouts
 from codemill.tasks.patch_context import PatchContext, Snippet, task_patch_context
@@ -132,6 +138,20 @@ def test_patch_ids_differ_from_agent_ids_which_are_unchanged(toy):
     assert agent.group_id == content_id("group", toy.task.task_id, "p", sampling)
     assert patch.rollout_id != agent.rollout_id and patch.group_id != agent.group_id
     assert patch.mode == "patch"
+    # the default listing keeps the ids made before the listing could be shortened
+    assert patch.rollout_id == content_id("rollout", toy.task.task_id, "p", sampling, 0,
+                                          "patch", "lines", PATCH_MODE_VERSION)
+    [short] = plan_rollouts([toy.task], "p", RolloutConfig(
+        group_size=1, sampling=sampling, mode="patch", listing_functions=1))
+    assert short.rollout_id != patch.rollout_id and short.group_id != patch.group_id
+
+
+def test_a_shorter_listing_is_its_own_context_and_grades_the_same(toy):
+    res = run(toy, FIX, PATCH.model_copy(update={"listing_functions": 1}))
+    assert res.reward is not None and res.reward.value == 1.0
+    cached = sorted(p.name for p in (toy.home / "cache" / "patch_context").glob(
+        f"{toy.task.task_id}-*"))
+    assert any(n.endswith("-max_functions1.json") for n in cached), cached
 
 
 # --- the answer reader on a two-file listing (no sandbox) -------------------------------
@@ -197,14 +217,19 @@ def test_a_suite_records_its_mode_and_agent_suites_keep_their_ids():
     member = SuiteTask(task_id="t1", env_id="e", project="p", kind="synth",
                        difficulty="easy", strength="strong")
     agent = SuiteRunConfig()
-    legacy = {k: v for k, v in agent.model_dump(mode="json").items()
-              if k not in ("mode", "answer_format")}  # the run config before modes
+    legacy = {k: v for k, v in agent.model_dump(mode="json").items()  # before modes
+              if k not in ("mode", "answer_format", "listing_functions")}
     made = make_suite("s", "1", [member], SuiteSelection(), agent)
     assert made.suite_id == content_id("suite", "s", "1", ["t1"], legacy)
     patch = make_suite("s", "1", [member], SuiteSelection(), SuiteRunConfig(mode="patch"))
     sr = make_suite("s", "1", [member], SuiteSelection(),
                     SuiteRunConfig(mode="patch", answer_format="search_replace"))
-    assert len({made.suite_id, patch.suite_id, sr.suite_id}) == 3
+    short = make_suite("s", "1", [member], SuiteSelection(),
+                       SuiteRunConfig(mode="patch", listing_functions=1))
+    assert len({made.suite_id, patch.suite_id, sr.suite_id, short.suite_id}) == 4
+    before = {k: v for k, v in SuiteRunConfig(mode="patch").model_dump(mode="json").items()
+              if k != "listing_functions"}  # a patch suite before the listing setting
+    assert patch.suite_id == content_id("suite", "s", "1", ["t1"], before)
     assert '"mode":"patch"' in patch.row()["run_config"]
 
 

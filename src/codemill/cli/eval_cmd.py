@@ -51,6 +51,9 @@ def suite_cmd(
     answer_format: Literal["lines", "search_replace"] = typer.Option(
         "lines", "--answer-format", help="Patch mode: line edits (N: text) or "
         "search/replace blocks."),
+    listing_functions: int = typer.Option(
+        4, "--listing-functions", min=1, help="Patch mode: functions the listing shows at "
+        "most, the most suspicious first."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Define a suite from recorded tasks (a repeat of the same definition is a no-op)."""
@@ -63,7 +66,8 @@ def suite_cmd(
                              env_ids=tuple(env), limit=limit, sample_seed=sample_seed)
         run = SuiteRunConfig(k=k, max_turns=max_turns, max_tokens=max_tokens,
                              temperature=temperature, seed=seed, mode=mode,
-                             answer_format=answer_format)
+                             answer_format=answer_format,
+                             listing_functions=listing_functions)
         suite = define_suite(State.settings(), name, version, sel, run)
         if as_json:
             print_json({**suite.row(), "tasks": [t.model_dump() for t in suite.tasks]})

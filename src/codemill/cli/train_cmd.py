@@ -104,14 +104,22 @@ MODE_HELP = ("agent: multi-turn rollouts with tools; patch: one answer per rollo
              "of the code the failing tests run).")
 
 
-def _mode(job_type: Any, mode: str) -> dict[str, str]:
-    """The job's ``mode`` argument: none for agent mode (every job's default); patch mode
-    only where the job takes a mode (its rollouts are ``RolloutConfig(mode="patch")``)."""
+LISTING_HELP = ("Patch mode: functions the listing shows at most, the most suspicious "
+                "first (default 4).")
+
+
+def _mode(job_type: Any, mode: str, listing_functions: int | None = None) -> dict[str, Any]:
+    """The job's ``mode`` arguments: none for agent mode (every job's default); patch mode
+    only where the job takes a mode (its rollouts are ``RolloutConfig(mode="patch")``),
+    with ``--listing-functions`` when given (patch mode only)."""
     if mode == "agent":
+        if listing_functions is not None:
+            raise ConfigError("--listing-functions: only with --mode patch")
         return {}
     if "mode" not in job_type.model_fields:
         raise ConfigError(f"--mode {mode}: {job_type.__name__} does not take a mode yet")
-    return {"mode": mode}
+    listing = {} if listing_functions is None else {"listing_functions": listing_functions}
+    return {"mode": mode, **listing}
 
 
 def _lora_targets(mlp: bool) -> tuple[str, ...]:
@@ -163,6 +171,8 @@ def sft_cmd(
     eval_suites: list[str] = typer.Option([], "--eval", help="Then evaluate the checkpoint "
                                           "on this suite (NAME@VERSION; repeatable)."),
     mode: Literal["agent", "patch"] = typer.Option("agent", "--mode", help=MODE_HELP),
+    listing_functions: int | None = typer.Option(None, "--listing-functions", min=1,
+                                                 help=LISTING_HELP),
     as_json: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Supervised fine-tuning: masked next-token loss on the model's own tokens of
@@ -180,7 +190,8 @@ def sft_cmd(
                             precision=precision)
         _check_suites(eval_suites)
         job = SftJob(model=model, data=data, data_path=data_path, teacher=teacher,  # type: ignore[arg-type]
-                     tasks=tuple(tasks), per_task=per_task, train=cfg, **_mode(SftJob, mode))
+                     tasks=tuple(tasks), per_task=per_task, train=cfg,
+                     **_mode(SftJob, mode, listing_functions))
         say = (lambda m: err_console.print(m, highlight=False)) if not as_json else None
         result = train_sft(State.settings(), job, on_step=None if as_json else _on_step,
                            say=say)
@@ -215,6 +226,8 @@ def grpo_cmd(
     eval_suites: list[str] = typer.Option([], "--eval", help="Then evaluate the checkpoint "
                                           "on this suite (NAME@VERSION; repeatable)."),
     mode: Literal["agent", "patch"] = typer.Option("agent", "--mode", help=MODE_HELP),
+    listing_functions: int | None = typer.Option(None, "--listing-functions", min=1,
+                                                 help=LISTING_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """GRPO from execution rewards: rollouts with the current weights, graded, clipped
@@ -232,7 +245,8 @@ def grpo_cmd(
                             max_len=max_len, seed=seed, threads=threads, device=device,
                             precision=precision)
         _check_suites(eval_suites)
-        job = GrpoJob(model=model, tasks=tuple(tasks), train=cfg, **_mode(GrpoJob, mode))
+        job = GrpoJob(model=model, tasks=tuple(tasks), train=cfg,
+                      **_mode(GrpoJob, mode, listing_functions))
         say = (lambda m: err_console.print(m, highlight=False)) if not as_json else None
         result = train_grpo(State.settings(), job, on_step=None if as_json else _on_step,
                             say=say)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from codemill.core.ids import content_id
+from codemill.tasks.patch_context import LISTING_FUNCTIONS
 
 DIFFICULTIES = ("easy", "medium", "hard")
 
@@ -49,6 +50,8 @@ class SuiteRunConfig(BaseModel):
     runs in this mode."""
     answer_format: Literal["lines", "search_replace"] = "lines"
     """Patch mode: the edit form the prompt asks for (line edits or search/replace)."""
+    listing_functions: int = Field(LISTING_FUNCTIONS, ge=1)
+    """Patch mode: functions the listing shows at most, the most suspicious first."""
 
 
 class SuiteSelection(BaseModel):
@@ -188,8 +191,11 @@ def make_suite(name: str, version: str, members: Iterable[SuiteTask],
     """A suite with its content id: same name, version, members and run config, same id."""
     tasks = tuple(sorted(members, key=lambda t: t.task_id))
     # an agent-mode suite hashes its run config as before the modes existed (same id)
-    key = (run.model_dump(mode="json", exclude={"mode", "answer_format"})
-           if run.mode == "agent" else run)
+    # and a patch-mode suite of the default listing as before the setting existed
+    key = (run.model_dump(mode="json", exclude={"mode", "answer_format", "listing_functions"})
+           if run.mode == "agent" else
+           run.model_dump(mode="json", exclude={"listing_functions"})
+           if run.listing_functions == LISTING_FUNCTIONS else run)
     sid = content_id("suite", name, version, [t.task_id for t in tasks], key)
     return SuiteSpec(suite_id=sid, name=name, version=version, selection=selection, run=run,
                      tasks=tasks, description=description)

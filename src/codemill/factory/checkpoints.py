@@ -42,6 +42,7 @@ from codemill.factory.training import (
     SftJob,
     StepFn,
     TrainResult,
+    job_key,
     run_grpo,
     run_sft,
 )
@@ -90,7 +91,7 @@ def train_checkpoint(settings: Settings, kind: Kind, job: SftJob | GrpoJob, *,
     from codemill.factory.materialize import materialize
 
     load_modules()
-    config = {"kind": kind, "job": job.model_dump(mode="json"),
+    config = {"kind": kind, "job": job_key(job),
               "inputs": job_inputs(settings, job)}
     hooks = _Hooks(on_step, say)
     token = _HOOKS.set(hooks)

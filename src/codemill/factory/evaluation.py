@@ -152,7 +152,8 @@ def evals(ctx: AssetContext) -> Iterator[Any]:
     sampling = SamplingConfig(temperature=run.temperature, max_tokens=run.max_tokens,
                               seed=run.seed)
     rcfg = RolloutConfig(group_size=run.k, sampling=sampling, mode=run.mode,
-                         answer_format=run.answer_format)
+                         answer_format=run.answer_format,
+                         listing_functions=run.listing_functions)
     planned = plan_rollouts(tasks, variant, rcfg)
     ids = [p.rollout_id for p in planned]
     where = f"rollout_id in ({inputs.quoted(ids)})"

@@ -217,15 +217,20 @@ def _expert_patch_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
         reward_for,
         run_one,
     )
+    from codemill.tasks.patch_context import LISTING_FUNCTIONS
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     policy = f"expert:{job.teacher}|patch" if job.teacher else "expert|patch"
     sampling = SamplingConfig(temperature=0.7 if job.teacher else 0.0, seed=job.train.seed,
                               max_tokens=512)
     runs = job.per_task if job.teacher else 1  # the scripted answer is always the same
-    salt = (tokenizer_hash(tokenizer), job.train.seed, "patch-lines")
+    listing = job.listing_functions
+    salt: tuple[Any, ...] = (tokenizer_hash(tokenizer), job.train.seed, "patch-lines")
+    if listing != LISTING_FUNCTIONS:  # ids of the default listing predate the setting
+        salt += (f"functions={listing}",)
     plan = [RolloutItem(content_id("expert-rollout", t.task_id, policy, salt, i), t, policy, i,
-                        sampling, mode="patch") for t in tasks for i in range(runs)]
+                        sampling, mode="patch", listing_functions=listing)
+            for t in tasks for i in range(runs)]
     ids = [i.rollout_id for i in plan]
     if regrade_stale(settings, ids, tasks, envs, run_id, "expert_trajectories"):
         say("expert data: regraded recorded answers under the current grading rules")
@@ -233,7 +238,8 @@ def _expert_patch_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
     todo = [item for item in plan if item.rollout_id not in have]
     if todo:
         say(f"expert data: {len(todo)} patch-mode answers to make ({len(have)} recorded)")
-        contexts = prepare_patch_contexts([i.task for i in todo], envs, settings.home, settings)
+        contexts = prepare_patch_contexts([i.task for i in todo], envs, settings.home, settings,
+                                          listing)
         teacher_model = make_backend(job.teacher, home=settings.home) if job.teacher else None
         answered, unanswerable = [], 0
         for item in todo:

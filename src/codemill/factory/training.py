@@ -57,6 +57,7 @@ from codemill.factory.train_data import (
     sample_policy,
 )
 from codemill.rewards.config import HARNESS_VERSION
+from codemill.tasks.patch_context import LISTING_FUNCTIONS
 from codemill.train.config import LORA_ATTENTION_AND_MLP, TrainConfig
 from codemill.train.tracking import logdir, tensorboard_scalars
 
@@ -94,6 +95,8 @@ class SftJob(BaseModel):
     gold patch written as line edits of the listing the patch-mode prompt shows
     (``codemill.rollouts.patch_mode.expert_answer``), recorded and graded like any
     patch-mode rollout. A task whose gold change the listing does not show gives none."""
+    listing_functions: int = Field(LISTING_FUNCTIONS, ge=1)
+    """Patch mode: functions the listing shows at most (``RolloutConfig``)."""
     train: TrainConfig = TrainConfig(lr=1e-4, batch_size=4, steps=20)
 
 
@@ -112,8 +115,23 @@ class GrpoJob(BaseModel):
     of the code the failing tests reach (``codemill.rollouts.patch_mode``)."""
     answer_format: Literal["lines", "search_replace"] = "lines"
     """Patch mode: the edit form the prompt asks for."""
+    listing_functions: int = Field(LISTING_FUNCTIONS, ge=1)
+    """Patch mode: functions the listing shows at most (``RolloutConfig``)."""
     train: TrainConfig = TrainConfig(lr=1e-5, batch_size=2, steps=4, group_size=8,
                                      max_new_tokens=128, max_turns=6)
+
+
+def _listing_key(job: SftJob | GrpoJob) -> tuple[int, ...]:
+    """The listing's part of a key: nothing at the default (keys made before the setting
+    existed stay valid)."""
+    n = job.listing_functions
+    return () if n == LISTING_FUNCTIONS else (n,)
+
+
+def job_key(job: SftJob | GrpoJob) -> dict[str, Any]:
+    """``job`` as caches key it: ``listing_functions`` only where it is not the default."""
+    exclude = {"listing_functions"} if not _listing_key(job) else set()
+    return job.model_dump(mode="json", exclude=exclude)
 
 
 @dataclass
@@ -368,7 +386,8 @@ def _round_sampler(settings: Settings, job: GrpoJob, policy: Any, prefix: str,
             [by_id[t] for t in task_ids], envs=envs, home=Path(settings.home),
             settings=settings, model=backend, policy=name,
             config=RolloutConfig(group_size=cfg.group_size, sampling=sampling,
-                                 mode=job.mode, answer_format=job.answer_format),
+                                 mode=job.mode, answer_format=job.answer_format,
+                                 listing_functions=job.listing_functions),
             agent=agent, existing=recorded)
         new = []
         try:
@@ -418,7 +437,8 @@ def run_grpo(settings: Settings, job: GrpoJob, run_id: str, on_step: StepFn | No
         raise FactoryError("no validated tasks with a usable environment in the ledger")
     by_id = {t.task_id: t for t in tasks}
     ckpt_id = content_id("checkpoint", "grpo", TRAINER_VERSION, job.model, root, cfg,
-                         sorted(by_id), job.observation_limit, job.mode, job.answer_format)
+                         sorted(by_id), job.observation_limit, job.mode, job.answer_format,
+                         *_listing_key(job))
     run_dir = home / "checkpoints" / ckpt_id
     prefix = f"grpo:{ckpt_id[:16]}@"
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from codemill.core.ids import content_id
 from codemill.core.records import SamplingConfig, TaskSpec
 from codemill.rollouts.patch_mode import PATCH_MODE_VERSION
+from codemill.tasks.patch_context import LISTING_FUNCTIONS
 
 
 class RolloutConfig(BaseModel):
@@ -43,6 +44,10 @@ class RolloutConfig(BaseModel):
     with an edit (``codemill.rollouts.patch_mode``)."""
     answer_format: Literal["lines", "search_replace"] = "lines"
     """Patch mode: the edit form the prompt asks for (both are read either way)."""
+    listing_functions: int = Field(LISTING_FUNCTIONS, ge=1)
+    """Patch mode: functions the listing shows at most, the most suspicious first
+    (``PatchContextConfig.max_functions``); fewer is a shorter prompt that misses the bug
+    more often (``bench/bench_localization.py`` measures how often)."""
 
 
 def sample_sampling(base: SamplingConfig, index: int) -> SamplingConfig:
@@ -52,23 +57,28 @@ def sample_sampling(base: SamplingConfig, index: int) -> SamplingConfig:
     return base.model_copy(update={"seed": base.seed + index})
 
 
-def _mode_key(mode: str, answer_format: str) -> tuple[str, ...]:
+def _mode_key(mode: str, answer_format: str, listing_functions: int) -> tuple[str, ...]:
     if mode == "agent":
         return ()  # agent-mode ids predate the modes: keep them
-    return (mode, answer_format, PATCH_MODE_VERSION)
+    # ids of the default listing predate the knob: keep them
+    shorter = () if listing_functions == LISTING_FUNCTIONS else (
+        f"functions={listing_functions}",)
+    return (mode, answer_format, PATCH_MODE_VERSION, *shorter)
 
 
 def rollout_id(task_id: str, policy: str, sampling: SamplingConfig, sample_index: int,
-               mode: str = "agent", answer_format: str = "lines") -> str:
+               mode: str = "agent", answer_format: str = "lines",
+               listing_functions: int = LISTING_FUNCTIONS) -> str:
     """The id of one sample: a hash of what defines it (``sampling`` is the group's)."""
     return content_id("rollout", task_id, policy, sampling, sample_index,
-                      *_mode_key(mode, answer_format))
+                      *_mode_key(mode, answer_format, listing_functions))
 
 
 def group_id(task_id: str, policy: str, sampling: SamplingConfig, mode: str = "agent",
-             answer_format: str = "lines") -> str:
+             answer_format: str = "lines", listing_functions: int = LISTING_FUNCTIONS) -> str:
     """The id of a GRPO group: the samples of one policy on one task with one setting."""
-    return content_id("group", task_id, policy, sampling, *_mode_key(mode, answer_format))
+    return content_id("group", task_id, policy, sampling,
+                      *_mode_key(mode, answer_format, listing_functions))
 
 
 @dataclass(frozen=True)
@@ -83,11 +93,12 @@ class RolloutItem:
     """The group's settings (the agent derives the per-sample seed from the index)."""
     mode: str = "agent"
     answer_format: str = "lines"
+    listing_functions: int = LISTING_FUNCTIONS
 
     @property
     def group_id(self) -> str:
         return group_id(self.task.task_id, self.policy, self.sampling, self.mode,
-                        self.answer_format)
+                        self.answer_format, self.listing_functions)
 
 
 def plan_rollouts(
@@ -102,9 +113,10 @@ def plan_rollouts(
     for task in tasks:
         for index in range(config.group_size):
             rid = rollout_id(task.task_id, policy, config.sampling, index, config.mode,
-                             config.answer_format)
+                             config.answer_format, config.listing_functions)
             if rid not in done:
                 done.add(rid)  # a task listed twice still yields each sample once
                 items.append(RolloutItem(rid, task, policy, index, config.sampling,
-                                         config.mode, config.answer_format))
+                                         config.mode, config.answer_format,
+                                         config.listing_functions))
     return items

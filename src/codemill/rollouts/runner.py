@@ -189,17 +189,26 @@ def _task_beds(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec], home: Pat
 
 
 def prepare_patch_contexts(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec], home: Path,
-                           settings: Settings) -> dict[str, Any]:
+                           settings: Settings, listing_functions: int | None = None
+                           ) -> dict[str, Any]:
     """Each task's patch-mode context (``codemill.tasks.patch_context``), built once: a
     covered run of its FAIL_TO_PASS tests in a sandbox fork of the broken state, one task
     per core at a time (``settings.executor.workers``; cached contexts cost nothing). A
-    task whose run fails gets a context with ``error`` set (its samples are masked)."""
-    from codemill.tasks.patch_context import PatchContext, task_patch_context
+    task whose run fails gets a context with ``error`` set (its samples are masked).
+    ``listing_functions``: functions shown at most (default ``LISTING_FUNCTIONS``)."""
+    from codemill.tasks.patch_context import (
+        LISTING_FUNCTIONS,
+        PatchContext,
+        PatchContextConfig,
+        task_patch_context,
+    )
+
+    listing = PatchContextConfig(max_functions=listing_functions or LISTING_FUNCTIONS)
 
     def one(pair: tuple[TaskSpec, Callable[[], Any]]) -> Any:
         task, bed = pair
         with boundary("sandbox", "build the patch context") as built:
-            context = task_patch_context(bed(), task)
+            context = task_patch_context(bed(), task, listing)
         return PatchContext(task_id=task.task_id, error=built.message) if built.failed \
             else context
 
@@ -346,7 +355,8 @@ def stream_rollouts(
         todo = [i.task for i in items]
         patch = config.mode == "patch"
         layers = {} if patch else prepare_workspaces(todo, env_map, Path(home), settings)
-        contexts = prepare_patch_contexts(todo, env_map, Path(home), settings) if patch else {}
+        contexts = prepare_patch_contexts(todo, env_map, Path(home), settings,
+                                          config.listing_functions) if patch else {}
         ctx = RolloutContext(home=Path(home).absolute(), settings=settings, model=model,
                              envs=env_map, layers=layers, agent=agent or AgentConfig(),
                              grader=grader or GraderConfig(), grade=config.grade,

@@ -51,6 +51,8 @@ from codemill.tasks.testbed import TestBed
 CONTEXT_VERSION = "3"
 """Bump when the same task would get another context (cache file names carry it)."""
 CHARS_PER_TOKEN = 4
+LISTING_FUNCTIONS = 4
+"""Functions a listing shows at most by default."""
 
 
 class PatchContextConfig(BaseModel):
@@ -60,7 +62,7 @@ class PatchContextConfig(BaseModel):
 
     max_tokens: int = Field(768, ge=32)
     """Estimated tokens of code listing at most (characters / 4)."""
-    max_functions: int = Field(4, ge=1)
+    max_functions: int = Field(LISTING_FUNCTIONS, ge=1)
     """Functions shown at most, the most suspicious first."""
     max_failures: int = Field(3, ge=1)
     """Failing tests whose output is shown."""
@@ -122,8 +124,11 @@ def task_patch_context(bed: TestBed, task: TaskSpec, config: PatchContextConfig 
     covered run gives a context with ``error`` set, never an exception, so one task does
     not stop a batch."""
     config = config or PatchContextConfig()
+    # every setting that is not the default names the file (the default's name is older)
+    extra = "".join(f"-{k}{v}" for k, v in config.model_dump().items()
+                    if k != "max_tokens" and v != PatchContextConfig.model_fields[k].default)
     path = (bed.home / "cache" / "patch_context" /
-            f"{task.task_id}-{CONTEXT_VERSION}-{config.max_tokens}.json")
+            f"{task.task_id}-{CONTEXT_VERSION}-{config.max_tokens}{extra}.json")
     if use_cache:
         try:
             return PatchContext.from_json(path.read_text())
