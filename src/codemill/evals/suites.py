@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from codemill.core.ids import content_id
-from codemill.tasks.patch_context import LISTING_FUNCTIONS
+from codemill.tasks.patch_context import LISTING_FUNCTIONS, listing_key
 
 DIFFICULTIES = ("easy", "medium", "hard")
 
@@ -190,12 +190,13 @@ def make_suite(name: str, version: str, members: Iterable[SuiteTask],
                ) -> SuiteSpec:
     """A suite with its content id: same name, version, members and run config, same id."""
     tasks = tuple(sorted(members, key=lambda t: t.task_id))
-    # an agent-mode suite hashes its run config as before the modes existed (same id)
-    # and a patch-mode suite of the default listing as before the setting existed
-    key = (run.model_dump(mode="json", exclude={"mode", "answer_format", "listing_functions"})
-           if run.mode == "agent" else
-           run.model_dump(mode="json", exclude={"listing_functions"})
-           if run.listing_functions == LISTING_FUNCTIONS else run)
+    # a suite hashes its run config as before the settings it leaves at their defaults
+    # existed (same id): an agent-mode suite without the modes, any suite without the
+    # default listing
+    exclude = set() if listing_key(run.listing_functions) else {"listing_functions"}
+    if run.mode == "agent":
+        exclude |= {"mode", "answer_format", "listing_functions"}
+    key = run.model_dump(mode="json", exclude=exclude)
     sid = content_id("suite", name, version, [t.task_id for t in tasks], key)
     return SuiteSpec(suite_id=sid, name=name, version=version, selection=selection, run=run,
                      tasks=tasks, description=description)

@@ -217,7 +217,7 @@ def _expert_patch_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
         reward_for,
         run_one,
     )
-    from codemill.tasks.patch_context import LISTING_FUNCTIONS
+    from codemill.tasks.patch_context import listing_key
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     policy = f"expert:{job.teacher}|patch" if job.teacher else "expert|patch"
@@ -225,9 +225,7 @@ def _expert_patch_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
                               max_tokens=512)
     runs = job.per_task if job.teacher else 1  # the scripted answer is always the same
     listing = job.listing_functions
-    salt: tuple[Any, ...] = (tokenizer_hash(tokenizer), job.train.seed, "patch-lines")
-    if listing != LISTING_FUNCTIONS:  # ids of the default listing predate the setting
-        salt += (f"functions={listing}",)
+    salt = (tokenizer_hash(tokenizer), job.train.seed, "patch-lines", *listing_key(listing))
     plan = [RolloutItem(content_id("expert-rollout", t.task_id, policy, salt, i), t, policy, i,
                         sampling, mode="patch", listing_functions=listing)
             for t in tasks for i in range(runs)]

@@ -57,7 +57,7 @@ from codemill.factory.train_data import (
     sample_policy,
 )
 from codemill.rewards.config import HARNESS_VERSION
-from codemill.tasks.patch_context import LISTING_FUNCTIONS
+from codemill.tasks.patch_context import LISTING_FUNCTIONS, listing_key
 from codemill.train.config import LORA_ATTENTION_AND_MLP, TrainConfig
 from codemill.train.tracking import logdir, tensorboard_scalars
 
@@ -121,16 +121,9 @@ class GrpoJob(BaseModel):
                                      max_new_tokens=128, max_turns=6)
 
 
-def _listing_key(job: SftJob | GrpoJob) -> tuple[int, ...]:
-    """The listing's part of a key: nothing at the default (keys made before the setting
-    existed stay valid)."""
-    n = job.listing_functions
-    return () if n == LISTING_FUNCTIONS else (n,)
-
-
 def job_key(job: SftJob | GrpoJob) -> dict[str, Any]:
     """``job`` as caches key it: ``listing_functions`` only where it is not the default."""
-    exclude = {"listing_functions"} if not _listing_key(job) else set()
+    exclude = set() if listing_key(job.listing_functions) else {"listing_functions"}
     return job.model_dump(mode="json", exclude=exclude)
 
 
@@ -438,7 +431,7 @@ def run_grpo(settings: Settings, job: GrpoJob, run_id: str, on_step: StepFn | No
     by_id = {t.task_id: t for t in tasks}
     ckpt_id = content_id("checkpoint", "grpo", TRAINER_VERSION, job.model, root, cfg,
                          sorted(by_id), job.observation_limit, job.mode, job.answer_format,
-                         *_listing_key(job))
+                         *listing_key(job.listing_functions))
     run_dir = home / "checkpoints" / ckpt_id
     prefix = f"grpo:{ckpt_id[:16]}@"
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from codemill.core.ids import content_id
 from codemill.core.records import SamplingConfig, TaskSpec
 from codemill.rollouts.patch_mode import PATCH_MODE_VERSION
-from codemill.tasks.patch_context import LISTING_FUNCTIONS
+from codemill.tasks.patch_context import LISTING_FUNCTIONS, listing_key
 
 
 class RolloutConfig(BaseModel):
@@ -60,10 +60,7 @@ def sample_sampling(base: SamplingConfig, index: int) -> SamplingConfig:
 def _mode_key(mode: str, answer_format: str, listing_functions: int) -> tuple[str, ...]:
     if mode == "agent":
         return ()  # agent-mode ids predate the modes: keep them
-    # ids of the default listing predate the knob: keep them
-    shorter = () if listing_functions == LISTING_FUNCTIONS else (
-        f"functions={listing_functions}",)
-    return (mode, answer_format, PATCH_MODE_VERSION, *shorter)
+    return (mode, answer_format, PATCH_MODE_VERSION, *listing_key(listing_functions))
 
 
 def rollout_id(task_id: str, policy: str, sampling: SamplingConfig, sample_index: int,

@@ -59,6 +59,7 @@ from codemill.rewards.grader import grade, infra_reward
 from codemill.rollouts.patch_mode import run_patch
 from codemill.rollouts.plan import RolloutConfig, RolloutItem, plan_rollouts, sample_sampling
 from codemill.sandbox.api import open_sandbox
+from codemill.tasks.patch_context import LISTING_FUNCTIONS
 
 INFRA_STOPS = {StopReason.MODEL_ERROR: "infra:model", StopReason.SANDBOX_ERROR: "infra:sandbox"}
 """Stops caused by the model endpoint or the sandbox: the diff is partial through no fault
@@ -189,21 +190,16 @@ def _task_beds(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec], home: Pat
 
 
 def prepare_patch_contexts(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec], home: Path,
-                           settings: Settings, listing_functions: int | None = None
+                           settings: Settings, listing_functions: int = LISTING_FUNCTIONS
                            ) -> dict[str, Any]:
     """Each task's patch-mode context (``codemill.tasks.patch_context``), built once: a
     covered run of its FAIL_TO_PASS tests in a sandbox fork of the broken state, one task
     per core at a time (``settings.executor.workers``; cached contexts cost nothing). A
     task whose run fails gets a context with ``error`` set (its samples are masked).
-    ``listing_functions``: functions shown at most (default ``LISTING_FUNCTIONS``)."""
-    from codemill.tasks.patch_context import (
-        LISTING_FUNCTIONS,
-        PatchContext,
-        PatchContextConfig,
-        task_patch_context,
-    )
+    ``listing_functions``: functions shown at most."""
+    from codemill.tasks.patch_context import PatchContext, PatchContextConfig, task_patch_context
 
-    listing = PatchContextConfig(max_functions=listing_functions or LISTING_FUNCTIONS)
+    listing = PatchContextConfig(max_functions=listing_functions)
 
     def one(pair: tuple[TaskSpec, Callable[[], Any]]) -> Any:
         task, bed = pair

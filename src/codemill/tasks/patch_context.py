@@ -55,6 +55,14 @@ LISTING_FUNCTIONS = 4
 """Functions a listing shows at most by default."""
 
 
+def listing_key(listing_functions: int) -> tuple[str, ...]:
+    """The listing's part of an id (rollouts, groups, expert answers, checkpoints): empty
+    at the default, so ids made before the listing could be shortened stay valid."""
+    if listing_functions == LISTING_FUNCTIONS:
+        return ()
+    return (f"functions={listing_functions}",)
+
+
 class PatchContextConfig(BaseModel):
     """How much the patch-mode prompt may show."""
 
