@@ -40,6 +40,9 @@ Why our own scheduler: transformers' continuous batching (``generate_batch``) re
 log-probs after top-p / top-k filtering, draws from one global generator, and does not keep
 a conversation's cache between requests; RL needs all three. The cost of a step is the
 model's own forward pass over the batch; the scheduler adds a few small tensor ops.
+``bench/bench_engines.py`` measures the alternatives (one sequence at a time, ``generate``,
+``generate_batch``, this engine over fp32 and bf16 weights) on one workload, with each one's
+log-probs against the trainer's, and what bounds a decode step and a prefill here.
 """
 
 from __future__ import annotations
