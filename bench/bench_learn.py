@@ -27,7 +27,9 @@ home ``bench/out/learn_home`` are reused, so a killed run goes on where it stopp
 7. ``agent:*``: the three models in agent mode on 40 of the held-out tasks.
 8. ``report``: each trained model paired with the base and with its parent (exact McNemar
    on the discordant tasks), the GRPO curve (``bench/out/learn_curve.png``), and the result
-   file ``bench/results/learn.json`` for ``docs/benchmarks.md``.
+   file ``bench/results/learn.json`` for ``docs/benchmarks.md``. Figures of the last result
+   file that no stage of this home produced again (a home on a new machine holds only what
+   ran there) are kept, each marked with the commit and date it was measured at.
 
 The split is by project: a task's project is the ``pypi:`` source of its snapshot.
 """
@@ -250,6 +252,25 @@ def edit_places(home: Path, eval_id: str) -> dict[str, int]:
     return tally((r["diff"], r["gold_patch"]) for r in rows)
 
 
+def carried_over(figs: list[dict]) -> list[dict]:
+    """Figures of the last result file that no stage recorded here produced again (a home
+    on a new machine holds only the stages run there), each marked with the commit and date
+    it was measured at, so one stage's rerun does not erase the others' results."""
+    path = ROOT / "bench" / "results" / "learn.json"
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    fresh = {f["what"] for f in figs}
+    kept = []
+    for f in old.get("figures", []):
+        if f["what"] in fresh:
+            continue
+        detail = dict(f.get("detail") or {})
+        detail.setdefault("recorded", f"{old.get('commit', '')[:10]} {old.get('date', '')}")
+        kept.append({**f, "detail": detail})
+    return kept
+
+
 def report(have: dict, home: Path) -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from record import figure, write_result
@@ -287,9 +308,12 @@ def report(have: dict, home: Path) -> None:
     data_rows = [r for k, r in have.items() if k.startswith("data:")]
     for split in ("train", "held-out"):
         rows = [r for r in data_rows if r.get("split") == split]
+        if not rows:
+            continue
         figs.append(figure(f"{split} projects with tasks", sum(1 for r in rows if r.get("tasks")),
                            "projects", tasks=sum(r.get("tasks", 0) for r in rows),
                            failed=[r["stage"][5:] for r in rows if not r.get("tasks")]))
+    figs += carried_over(figs)
     write_result("learn", "Learning on held-out projects (SmolLM2-135M, 2 CPU cores)", figs,
                  measures="Base, SFT and SFT+GRPO SmolLM2-135M on every task of projects "
                  "never trained on (patch mode) and on 40 of them (agent mode): one greedy "
