@@ -18,8 +18,9 @@ Runbook:
 
 The catalog commit rate with many concurrent writers comes from
 ``bench/results/catalog-writers.json`` (``bench/bench_catalog_writers.py``) when that file
-exists; the page divides the projected commits by it. Not here: the 50-project benchmark on
-1, 2 and 3 Ray workers (scaling efficiency) has not been run; the page says so.
+exists; the page divides the projected commits by it. The scaling over 1, 2 and 3 Ray worker
+nodes comes from ``bench/results/fleet-scale.json`` (``bench/bench_fleet_scale.py``) when
+that file exists; until then the page says it has not been run.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ PAGE = ROOT / "docs" / "scale.md"
 NAME = "fleet"
 WRITERS = "catalog-writers"
 """The result file of ``bench/bench_catalog_writers.py`` (optional input of the page)."""
+SCALING = "fleet-scale"
+"""The result file of ``bench/bench_fleet_scale.py`` (optional input of the page)."""
 
 
 def run_fleet(home: Path) -> dict[str, Any]:
@@ -207,12 +210,68 @@ def _commit_lines(writers: dict[str, Any] | None, commits: float) -> tuple[str, 
     return sentence, caveat
 
 
-def render(result: dict[str, Any], writers: dict[str, Any] | None = None) -> str:
+def _cpu_rows(scaling: dict[str, Any] | None) -> list[str]:
+    """The CPU projection again from the 50-project run's mean, where it has been run (a
+    larger and more varied sample than the few projects above)."""
+    if scaling is None:
+        return []
+    f = next(f for f in scaling["figures"] if f["what"].startswith("per repository CPU"))
+    mean = f["detail"]["mean"]
+    n = next(f for f in scaling["figures"] if f["what"].startswith("fleet of "))
+    return [f"| CPU, from the {n['detail']['repositories']}-project run | "
+            f"{mean * TARGET / 3600:,.0f} CPU-hours | {mean:.1f} CPU s per repository (mean; "
+            f"median {f['value']:.1f}, p90 {f['detail']['p90']}) |"]
+
+
+def _scaling_lines(scaling: dict[str, Any] | None) -> list[str]:
+    """The page's section on the measured scaling over worker nodes
+    (``bench/bench_fleet_scale.py``), or the line saying it has not been run."""
+    if scaling is None:
+        return ["## Not measured yet", "",
+                "- The 50-project benchmark on 1, 2 and 3 Ray workers (scaling efficiency per "
+                "worker and the per-repository cost distribution) has **not** been run."]
+    runs = [f for f in scaling["figures"] if f["what"].startswith("fleet of ")]
+    dist = [f for f in scaling["figures"] if f["what"].startswith("per repository ")]
+    failed = next(f for f in scaling["figures"] if f["what"].startswith("repositories that"))
+    m = scaling["machine"]
+    lines = ["## Measured: scaling over Ray worker nodes", "",
+             f"`{scaling['command']}` (commit `{scaling['commit'][:12]}`, {scaling['date']}): "
+             "the same fleet from nothing on a Ray cluster of "
+             + " / ".join(f["what"].split(" on ")[1].split()[0] for f in runs)
+             + " worker node(s) of one CPU each (each count is a run of its own), with a "
+             f"PostgreSQL catalog, on one {m['cores']}-core machine.", "",
+             "| worker nodes | wall s | speedup | efficiency | repositories ok | tasks |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for f in runs:
+        d = f["detail"]
+        workers = f["what"].split(" on ")[1].split()[0]
+        lines.append(f"| {workers} | {f['value']:,.0f} | {d.get('speedup', '-')} | "
+                     f"{d.get('efficiency', '-')} | {d['ok']} of {d['repositories']} | "
+                     f"{d['tasks']} |")
+    lines += ["", "Per repository: " + "; ".join(
+        f"{f['what'].removeprefix('per repository ').split(', median')[0]} median "
+        f"{_human(f['value'], '') if f['unit'] == 'bytes' else round(f['value'], 1)}, p90 "
+        f"{_human(f['detail']['p90'], '') if f['unit'] == 'bytes' else f['detail']['p90']}, "
+        f"max {_human(f['detail']['max'], '') if f['unit'] == 'bytes' else f['detail']['max']}"
+        for f in dist) + f". Failed: {failed['value']} ({failed['detail']['by_reason']}). "
+        "Every repository's row is in [benchmarks](benchmarks.md).", "",
+        f"With {m['cores']} cores, a third worker node shares them with the other two: the "
+        "efficiency at 3 workers measures contention on one machine, not a third machine; "
+        "on a real cluster each node brings its own cores."]
+    return lines
+
+
+def render(result: dict[str, Any], writers: dict[str, Any] | None = None,
+           scaling: dict[str, Any] | None = None) -> str:
     """docs/scale.md from the fleet result file: measured rows, then the projection;
     ``writers`` (default: ``bench/results/catalog-writers.json`` where it exists) is the
-    measured catalog commit rate the commit projection is divided by."""
+    measured catalog commit rate the commit projection is divided by; ``scaling``
+    (default: ``bench/results/fleet-scale.json`` where it exists) the measured scaling
+    over Ray worker nodes."""
     if writers is None and (RESULTS_DIR / f"{WRITERS}.json").exists():
         writers = json.loads((RESULTS_DIR / f"{WRITERS}.json").read_text())
+    if scaling is None and (RESULTS_DIR / f"{SCALING}.json").exists():
+        scaling = json.loads((RESULTS_DIR / f"{SCALING}.json").read_text())
     fig = {f["what"]: f for f in result["figures"]}
     repo_rows = [f for f in result["figures"] if f["what"].endswith(": CPU seconds")]
     cpu = fig["CPU seconds per repository, mean"]["value"]
@@ -271,8 +330,11 @@ def render(result: dict[str, Any], writers: dict[str, Any] | None = None) -> str
         "| what | projection | from |",
         "|---|---:|---|",
         f"| CPU | {cpu * TARGET / 3600:,.0f} CPU-hours | {cpu:.1f} CPU s per repository |",
+        *_cpu_rows(scaling),
         f"| wall time on 1,000 cores, if scaling were perfect | "
-        f"{cpu * TARGET / 3600 / 1000:,.1f} hours | not measured: see below |",
+        f"{cpu * TARGET / 3600 / 1000:,.1f} hours | "
+        + ("scaling measured on one machine only: see below |" if scaling
+           else "not measured: see below |"),
         f"| environments on disk (no sharing between them) | {_human(env_b * TARGET, 'B')} | "
         f"{_human(env_b, 'B')} per repository |",
         f"| snapshots | {_human(snap_b * TARGET, 'B')} | {_human(snap_b, 'B')} per "
@@ -300,14 +362,14 @@ def render(result: dict[str, Any], writers: dict[str, Any] | None = None) -> str
         "layers between environments with the same lock, which these few distinct projects "
         "do not exercise, so the figure above is an upper bound.",
         "- **CPU.** Validation runs each suite several times; the CPU projection is linear in "
-        "the per-repository cost and assumes perfect scaling across workers, which is "
-        "exactly what has not been measured.",
+        "the per-repository cost and assumes perfect scaling across workers, "
+        + ("which has been measured only across the worker nodes of one machine (below)."
+           if scaling else "which is exactly what has not been measured."),
         "",
-        "## Not measured yet",
+        *_scaling_lines(scaling),
         "",
-        "- The 50-project benchmark on 1, 2 and 3 Ray workers (scaling efficiency per worker "
-        "and the per-repository cost distribution) has **not** been run; when it is, its "
-        "result file replaces the few-project means above as the projection's input.",
+        "## Caveats",
+        "",
         commit_caveat,
         f"- These means come from {n} small pure-Python projects measured on a {m['cores']}"
         "-core machine shared with other jobs; a million real repositories will have larger "
