@@ -29,7 +29,8 @@ PEFT adapter between rounds without a conversion step.
 
 The second part measures what bounds the engine: the memory read bandwidth (a 400 MB sum),
 the time of one decode step at 1 and ``--rows`` rows (a cached context of ``--context``
-tokens), and prefill tokens/s (``--rows`` rows of 51 new tokens after that context), in
+tokens, and of ``--long-context`` tokens, an agent's conversation a few turns in), and
+prefill tokens/s (``--rows`` rows of 51 new tokens after that context), in
 fp32 and bf16. Results: ``bench/results/engines.json``; the last line names the fastest
 candidate whose log-probs match the trainer within 1e-3.
 """
@@ -196,6 +197,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--samples", type=int, default=2)
     parser.add_argument("--context", type=int, default=560)
+    parser.add_argument("--long-context", type=int, default=4096)
     parser.add_argument("--skip", default="", help="comma-separated candidates to leave out")
     parser.add_argument("--home", default=".codemill", help="where the model is cached")
     args = parser.parse_args(argv)
@@ -252,6 +254,10 @@ def main(argv: list[str]) -> int:
         for rows in (1, args.rows):
             figures.append(figure(f"{label} decode step, {rows} rows, {args.context} cached",
                                   step_ms(m, rows, args.context, 1), "ms"))
+        # An agent's conversation grows to thousands of tokens, and each decode step reads
+        # every row's keys and values besides the weights.
+        figures.append(figure(f"{label} decode step, {args.rows} rows, {args.long_context} "
+                              "cached", step_ms(m, args.rows, args.long_context, 1), "ms"))
         ms = step_ms(m, args.rows, args.context, 51)
         figures.append(figure(f"{label} prefill, {args.rows} rows x 51 new tokens",
                               args.rows * 51 / ms * 1000, "tokens/s", step_ms=round(ms)))

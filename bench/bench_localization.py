@@ -10,8 +10,10 @@ a line the gold fix edits (``evals.locate.edited_lines``; the gold patch is read
 the fact, never shown to a model). Prints and records top-1 / top-2 / top-4 hits, how many
 fixes lie in no function the failing tests run, and the median size of the top function:
 the figures behind choosing a shorter listing for a small model (a listing of the top
-function only is short, but wrong whenever the top function is). Writes
-``bench/results/localization.json``.
+function only is short, but wrong whenever the top function is). Then, line by line: how
+often a fix line is the top function's most suspicious line, or among its lines at the top
+score (and how many lines those are): whether marking lines in the listing would point a
+small model at the fix. Writes ``bench/results/localization.json``.
 """
 
 from __future__ import annotations
@@ -37,22 +39,32 @@ from stages import split_by_project  # noqa: E402
 TOPS = (1, 2, 4)
 
 
-def fix_rank(home: Path, settings: Settings, task, env) -> tuple[int | None, int | None, str]:
-    """(1-based rank of the first function holding a fix line or None, lines of the top
-    function or None, error text)."""
+def fix_rank(home: Path, settings: Settings, task, env) -> dict:
+    """Where the ranking puts the gold fix: ``rank`` (1-based rank of the first function
+    holding a fix line, or None), ``top_lines`` (size of the top function), ``on_focus``
+    (a fix line is the top function's most suspicious line), ``in_hot`` (a fix line is
+    among the top function's lines at its top score) and ``hot`` (how many those are), or
+    ``error``."""
     bed = TestBed.from_env(env, home, settings.sandbox, backend=settings.sandbox.backend)
     hidden = code_lines(task.test_patch, "+") if task.test_patch else []
     try:
         found = suspects(bed, broken_state(bed, task), task.fail_to_pass,
                          hidden_lines=hidden)
     except TaskError as exc:
-        return None, None, str(exc)[:200]
+        return {"error": str(exc)[:200]}
     fix = edited_lines(task.gold_patch)
-    top = found.ranked[0].end - found.ranked[0].start + 1 if found.ranked else None
+    out: dict = {"rank": None, "top_lines": None, "on_focus": False, "in_hot": False,
+                 "hot": None, "error": ""}
+    if found.ranked:
+        top = found.ranked[0]
+        out.update(top_lines=top.end - top.start + 1, hot=len(top.hot),
+                   on_focus=(top.path, top.focus) in fix,
+                   in_hot=any((top.path, n) in fix for n in top.hot))
     for i, fn in enumerate(found.ranked, 1):
         if any(p == fn.path and fn.start <= n <= fn.end for p, n in fix):
-            return i, top, ""
-    return None, top, ""
+            out["rank"] = i
+            break
+    return out
 
 
 def main() -> None:
@@ -70,22 +82,31 @@ def main() -> None:
     def one(task):
         out = fix_rank(home, settings, task, envs[task.env_id])
         done[0] += 1
-        print(f"{done[0]}/{len(tasks)} rank={out[0]} top_lines={out[1]} {out[2]}", flush=True)
+        print(f"{done[0]}/{len(tasks)} {out}", flush=True)
         return out
 
     with ThreadPoolExecutor(args.workers) as pool:
         results = list(pool.map(one, tasks))
-    failed = sum(1 for r in results if r[2])
-    ranked = [r for r in results if not r[2]]
+    failed = sum(1 for r in results if r["error"])
+    ranked = [r for r in results if not r["error"]]
     n = len(ranked)
-    hits = {k: sum(1 for r, _, _ in ranked if r is not None and r <= k) for k in TOPS}
-    missing = sum(1 for r, _, _ in ranked if r is None)
-    tops = [t for _, t, _ in ranked if t]
+    hits = {k: sum(1 for r in ranked if r["rank"] is not None and r["rank"] <= k) for k in TOPS}
+    missing = sum(1 for r in ranked if r["rank"] is None)
+    tops = [r["top_lines"] for r in ranked if r["top_lines"]]
+    hots = [r["hot"] for r in ranked if r["hot"]]
     figs = [figure(f"fix in the top {k} function{'s' if k > 1 else ''}", f"{hits[k]} of {n}",
                    rate=round(hits[k] / n, 4) if n else None) for k in TOPS]
     figs.append(figure("fix in no function the failing tests run", f"{missing} of {n}"))
     figs.append(figure("lines of the top function (median)",
                        statistics.median(tops) if tops else None, "lines"))
+    on_focus = sum(1 for r in ranked if r["on_focus"])
+    in_hot = sum(1 for r in ranked if r["in_hot"])
+    figs.append(figure("fix on the top function's most suspicious line", f"{on_focus} of {n}",
+                       rate=round(on_focus / n, 4) if n else None))
+    figs.append(figure("fix among the top function's lines at its top score",
+                       f"{in_hot} of {n}", rate=round(in_hot / n, 4) if n else None,
+                       lines_median=statistics.median(hots) if hots else None,
+                       lines_p90=sorted(hots)[int(0.9 * (len(hots) - 1))] if hots else None))
     figs.append(figure("tasks whose covered run failed", failed, "tasks"))
     for f in figs:
         print(f"{f['what']}: {f['value']} {f['unit']}".rstrip())

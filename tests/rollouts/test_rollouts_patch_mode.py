@@ -69,6 +69,7 @@ def test_suspects_rank_the_function_holding_the_fix_first(toy):
     assert (top.path, top.name, top.start, top.end, top.focus) == ("src/calc/ops.py", "add",
                                                                    1, 2, 2)
     assert top.score == 1.0  # run by every failing test and by no passing one
+    assert top.hot == (2,)  # the def line runs at import, which belongs to no test
     assert edited_lines(toy.task.gold_patch) == {("src/calc/ops.py", 2)}
     assert found.texts["src/calc/ops.py"] == BROKEN_OPS
 

@@ -158,7 +158,8 @@ def task_patch_context(bed: TestBed, task: TaskSpec, config: PatchContextConfig 
 @dataclass(frozen=True)
 class Suspect:
     """A function the failing tests run: lines ``start..end`` of ``path``, its Ochiai
-    ``score`` and its most suspicious line ``focus``."""
+    ``score`` (that of its most suspicious line), that line ``focus`` (the first of them)
+    and ``hot``, every line of the function at that score."""
 
     path: str
     start: int
@@ -166,6 +167,7 @@ class Suspect:
     name: str
     score: float
     focus: int
+    hot: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,7 @@ def suspects(bed: TestBed, state: Changes, tests: Sequence[str],
     named = set(re.findall(r"([\w./-]+\.py)", output))
     texts: dict[str, str] = {}
     scored: dict[tuple[str, int, int, str], tuple[float, int]] = {}
+    hot: dict[tuple[str, int, int, str], list[int]] = {}
     for path, per_line in sorted(cmap.lines.items()):
         if is_test_path(path) or not path.endswith(".py"):
             continue
@@ -217,7 +220,9 @@ def suspects(bed: TestBed, state: Changes, tests: Sequence[str],
             score = f / ((max(len(failed), 1) * (f + p)) ** 0.5)
             key = (path, *span)
             if key not in scored or score > scored[key][0]:
-                scored[key] = (score, line)
+                scored[key], hot[key] = (score, line), [line]
+            elif score == scored[key][0]:  # the same counts give the same float
+                hot[key].append(line)
 
     def rank(k: tuple[str, int, int, str]) -> tuple[int, float, int, int, str, int]:
         in_trace = any(k[0].endswith(n) or n.endswith(k[0]) for n in named)
@@ -226,7 +231,8 @@ def suspects(bed: TestBed, state: Changes, tests: Sequence[str],
         reporting = k[3].rsplit(".", 1)[-1] in REPORTING
         return (int(reporting), -scored[k][0], -int(in_trace), k[2] - k[1], k[0], k[1])
 
-    ranked = tuple(Suspect(k[0], k[1], k[2], k[3], *scored[k]) for k in sorted(scored, key=rank))
+    ranked = tuple(Suspect(k[0], k[1], k[2], k[3], *scored[k], tuple(hot[k]))
+                   for k in sorted(scored, key=rank))
     return Suspects(output, ranked, {p: texts[p] for p in sorted({s.path for s in ranked})},
                     cmap.seconds)
 
