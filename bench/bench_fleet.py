@@ -237,23 +237,25 @@ def _scaling_lines(scaling: dict[str, Any] | None) -> list[str]:
     lines = ["## Measured: scaling over Ray worker nodes", "",
              f"`{scaling['command']}` (commit `{scaling['commit'][:12]}`, {scaling['date']}): "
              "the same fleet from nothing on a Ray cluster of "
-             + " / ".join(f["what"].split(" on ")[1].split()[0] for f in runs)
+             + " / ".join(str(f["detail"]["workers"]) for f in runs)
              + " worker node(s) of one CPU each (each count is a run of its own), with a "
              f"PostgreSQL catalog, on one {m['cores']}-core machine.", "",
              "| worker nodes | wall s | speedup | efficiency | repositories ok | tasks |",
              "|---:|---:|---:|---:|---:|---:|"]
     for f in runs:
         d = f["detail"]
-        workers = f["what"].split(" on ")[1].split()[0]
-        lines.append(f"| {workers} | {f['value']:,.0f} | {d.get('speedup', '-')} | "
+        lines.append(f"| {d['workers']} | {f['value']:,.0f} | {d.get('speedup', '-')} | "
                      f"{d.get('efficiency', '-')} | {d['ok']} of {d['repositories']} | "
                      f"{d['tasks']} |")
+
+    def shown(f: dict[str, Any], value: float) -> str:
+        return _human(value, "") if f["unit"] == "bytes" else f"{value:g}"
+
     lines += ["", "Per repository: " + "; ".join(
         f"{f['what'].removeprefix('per repository ').split(', median')[0]} median "
-        f"{_human(f['value'], '') if f['unit'] == 'bytes' else round(f['value'], 1)}, p90 "
-        f"{_human(f['detail']['p90'], '') if f['unit'] == 'bytes' else f['detail']['p90']}, "
-        f"max {_human(f['detail']['max'], '') if f['unit'] == 'bytes' else f['detail']['max']}"
-        for f in dist) + f". Failed: {failed['value']} ({failed['detail']['by_reason']}). "
+        f"{shown(f, f['detail']['median'])}, p90 {shown(f, f['detail']['p90'])}, "
+        f"max {shown(f, f['detail']['max'])}" for f in dist)
+        + f". Failed: {failed['value']} ({failed['detail']['by_reason']}). "
         "Every repository's row is in [benchmarks](benchmarks.md).", "",
         f"With {m['cores']} cores, a third worker node shares them with the other two: the "
         "efficiency at 3 workers measures contention on one machine, not a third machine; "

@@ -107,14 +107,16 @@ def spread(values: list[float]) -> dict[str, float]:
 def report(runs: dict[int, dict[str, Any]]) -> None:
     figures = []
     base = runs.get(1)
+    efficiency: dict[int, float] = {}
     for workers, run in sorted(runs.items()):
         repos = run["repositories"]
         ok = sum(1 for r in repos if r["status"] == "ok")
-        detail: dict[str, Any] = {"repositories": len(repos), "ok": ok,
+        detail: dict[str, Any] = {"workers": workers, "repositories": len(repos), "ok": ok,
                                   "tasks": sum(r["tasks_validated"] for r in repos)}
         if base:
             speedup = base["wall_s"] / run["wall_s"]
-            detail.update(speedup=round(speedup, 2), efficiency=round(speedup / workers, 2))
+            efficiency[workers] = speedup / workers
+            detail.update(speedup=round(speedup, 2), efficiency=round(efficiency[workers], 2))
         figures.append(figure(f"fleet of {len(repos)} projects on {workers} worker node"
                               f"{'s' if workers > 1 else ''}", run["wall_s"], "s", **detail))
     ref = base or runs[min(runs)]
@@ -143,10 +145,9 @@ def report(runs: dict[int, dict[str, Any]]) -> None:
                      "count (head without CPUs, worker nodes of one CPU each) on this 2-core "
                      "machine; wall seconds of the command, speedup and efficiency against "
                      "one worker node"))
-    for workers, run in sorted(runs.items()):
-        if base and workers > 1:
-            speedup = base["wall_s"] / run["wall_s"]
-            print(f"efficiency at {workers} workers: {speedup / workers:.2f}")
+    for workers, value in efficiency.items():
+        if workers > 1:
+            print(f"efficiency at {workers} workers: {value:.2f}")
 
 
 def main(argv: list[str]) -> int:

@@ -200,8 +200,8 @@ def suspects(bed: TestBed, state: Changes, tests: Sequence[str],
     passed = {t for t, o in outcomes.items() if o == Outcome.PASSED and t not in failed}
     named = set(re.findall(r"([\w./-]+\.py)", output))
     texts: dict[str, str] = {}
-    scored: dict[tuple[str, int, int, str], tuple[float, int]] = {}
-    hot: dict[tuple[str, int, int, str], list[int]] = {}
+    scored: dict[tuple[str, int, int, str], float] = {}
+    hot: dict[tuple[str, int, int, str], list[int]] = {}  # lines at the top score, in order
     for path, per_line in sorted(cmap.lines.items()):
         if is_test_path(path) or not path.endswith(".py"):
             continue
@@ -219,9 +219,9 @@ def suspects(bed: TestBed, state: Changes, tests: Sequence[str],
             # Ochiai: lines run by the failing tests and few passing ones come first
             score = f / ((max(len(failed), 1) * (f + p)) ** 0.5)
             key = (path, *span)
-            if key not in scored or score > scored[key][0]:
-                scored[key], hot[key] = (score, line), [line]
-            elif score == scored[key][0]:  # the same counts give the same float
+            if key not in scored or score > scored[key]:
+                scored[key], hot[key] = score, [line]
+            elif score == scored[key]:  # the same counts give the same float
                 hot[key].append(line)
 
     def rank(k: tuple[str, int, int, str]) -> tuple[int, float, int, int, str, int]:
@@ -229,9 +229,9 @@ def suspects(bed: TestBed, state: Changes, tests: Sequence[str],
         # reporting a failure calls repr() on the values compared: only failing tests run
         # those methods, so they would top every ranking without being suspect
         reporting = k[3].rsplit(".", 1)[-1] in REPORTING
-        return (int(reporting), -scored[k][0], -int(in_trace), k[2] - k[1], k[0], k[1])
+        return (int(reporting), -scored[k], -int(in_trace), k[2] - k[1], k[0], k[1])
 
-    ranked = tuple(Suspect(k[0], k[1], k[2], k[3], *scored[k], tuple(hot[k]))
+    ranked = tuple(Suspect(k[0], k[1], k[2], k[3], scored[k], hot[k][0], tuple(hot[k]))
                    for k in sorted(scored, key=rank))
     return Suspects(output, ranked, {p: texts[p] for p in sorted({s.path for s in ranked})},
                     cmap.seconds)
