@@ -21,11 +21,15 @@ efficiency at 3 workers measures contention, not a third machine. The nodes shar
 filesystem (the fleet's assumption for snapshots, environments and the warehouse).
 
 Resumable: each finished configuration is a JSON line in ``bench/out/fleet_scale.jsonl``
-and is not run again. Figures (``bench/results/fleet-scale.json``): wall seconds per
-worker count, speedup and efficiency (speedup / workers) against one worker, the
-per-repository cost distribution of the one-worker run (CPU seconds, build seconds,
-environment bytes, tasks validated: mean, median, p90, max), failures by reason, and one row a
-repository. The last line: ``efficiency at N workers: X``.
+and is not run again. A worker count that this machine's ``bench/out`` lacks but the last
+result file holds (a session on a fresh machine) is carried over from that file, marked with
+the commit and date it was measured at, and not run again either.
+
+Figures (``bench/results/fleet-scale.json``): wall seconds per worker count, speedup and
+efficiency (speedup / workers) against one worker, the per-repository cost distribution of
+the one-worker run (CPU seconds, build seconds, environment bytes, tasks validated: mean,
+median, p90, max), failures by reason, and one row a repository.
+The last line: ``efficiency at N workers: X``.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from record import figure, write_result  # noqa: E402
 from store.pg_server import pg_server  # noqa: E402
 
 OUT = BENCH / "out"
+RESULT = BENCH / "results" / "fleet-scale.json"
 EXTRA = (
     ("sortedcontainers", "2.4.0"), ("xmltodict", "0.13.0"), ("jmespath", "1.0.1"),
     ("blinker", "1.6.2"), ("python-dotenv", "1.0.0"), ("pathspec", "0.11.1"),
@@ -62,6 +67,41 @@ EXTRA = (
 gets a setting of its own, and what fails is counted with its reason."""
 SOURCES = tuple(f"pypi:{name}=={version}" for name, version in PROJECTS + EXTRA)
 ARGS = ("--tasks", "1", "--features", "0", "--json")
+
+
+def recorded_runs(n_sources: int, path: Path = RESULT) -> dict[int, dict[str, Any]]:
+    """The runs the last result file holds, for ``n_sources`` sources: wall seconds and the
+    summary of each worker count; for the run the distributions were reported from, its
+    repositories' rows and those figures as recorded (``figures``; the others have
+    ``repositories`` None). Each carries ``recorded``: the commit and date it was measured at."""
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    recorded = f"{old.get('commit', '')[:10]} {old.get('date', '')}"
+    runs: dict[int, dict[str, Any]] = {}
+    rows: dict[str, list[dict[str, Any]]] = {}
+    per_run: dict[str, list[dict[str, Any]]] = {}
+    for f in old.get("figures", []):
+        if f["what"].endswith("-worker run)"):
+            per_run.setdefault("the " + f["what"].rsplit("(the ", 1)[1], []).append(f)
+        detail = f.get("detail") or {}
+        if f["what"].startswith("fleet of ") and detail.get("repositories") == n_sources:
+            runs[detail["workers"]] = {"workers": detail["workers"], "wall_s": f["value"],
+                                       "repositories": None, "summary": detail,
+                                       "recorded": detail.get("recorded", recorded)}
+        elif f["unit"] == "CPU s" and f["what"].endswith("-worker run)"):
+            source, where = f["what"].split(" (", 1)
+            rows.setdefault(where, []).append({
+                "source": source, "status": detail["status"], "cpu_seconds": f["value"],
+                "build_seconds": detail["build_s"], "env_bytes": detail["env_bytes"],
+                "tasks_validated": detail["tasks"], "failure_kind": detail["failure"] or None})
+    for workers, run in runs.items():
+        repos = rows.get(f"the {workers}-worker run)")
+        if repos is not None and len(repos) == n_sources:
+            run["repositories"] = repos
+            run["figures"] = [{**f, "detail": {**f["detail"], "recorded": run["recorded"]}}
+                              for f in per_run[f"the {workers}-worker run)"]]
+    return runs
 
 
 def run_config(workers: int, sources: tuple[str, ...]) -> dict[str, Any]:
@@ -104,24 +144,9 @@ def spread(values: list[float]) -> dict[str, float]:
             "max": round(ordered[-1], 1)}
 
 
-def report(runs: dict[int, dict[str, Any]]) -> None:
+def _per_repository(repos: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+    """The cost distributions, failures by reason and one row a repository of one run."""
     figures = []
-    base = runs.get(1)
-    efficiency: dict[int, float] = {}
-    for workers, run in sorted(runs.items()):
-        repos = run["repositories"]
-        ok = sum(1 for r in repos if r["status"] == "ok")
-        detail: dict[str, Any] = {"workers": workers, "repositories": len(repos), "ok": ok,
-                                  "tasks": sum(r["tasks_validated"] for r in repos)}
-        if base:
-            speedup = base["wall_s"] / run["wall_s"]
-            efficiency[workers] = speedup / workers
-            detail.update(speedup=round(speedup, 2), efficiency=round(efficiency[workers], 2))
-        figures.append(figure(f"fleet of {len(repos)} projects on {workers} worker node"
-                              f"{'s' if workers > 1 else ''}", run["wall_s"], "s", **detail))
-    ref = base or runs[min(runs)]
-    repos = ref["repositories"]
-    where = f"the {ref['workers']}-worker run"
     for what, key, unit in (("CPU seconds", "cpu_seconds", "s"),
                             ("build seconds", "build_seconds", "s"),
                             ("environment bytes", "env_bytes", "bytes"),
@@ -138,6 +163,36 @@ def report(runs: dict[int, dict[str, Any]]) -> None:
                               "CPU s", status=r["status"], build_s=round(r["build_seconds"], 1),
                               env_bytes=r["env_bytes"], tasks=r["tasks_validated"],
                               failure=r["failure_kind"] or ""))
+    return figures
+
+
+def report(runs: dict[int, dict[str, Any]]) -> None:
+    figures = []
+    base = runs.get(1)
+    efficiency: dict[int, float] = {}
+    for workers, run in sorted(runs.items()):
+        repos = run["repositories"]
+        if repos is None:  # carried over without its rows: its summary as recorded
+            detail: dict[str, Any] = {k: run["summary"][k]
+                                      for k in ("workers", "repositories", "ok", "tasks")}
+        else:
+            detail = {"workers": workers, "repositories": len(repos),
+                      "ok": sum(1 for r in repos if r["status"] == "ok"),
+                      "tasks": sum(r["tasks_validated"] for r in repos)}
+        if run.get("recorded"):
+            detail["recorded"] = run["recorded"]
+        if base:
+            speedup = base["wall_s"] / run["wall_s"]
+            efficiency[workers] = speedup / workers
+            detail.update(speedup=round(speedup, 2), efficiency=round(efficiency[workers], 2))
+        figures.append(figure(f"fleet of {detail['repositories']} projects on {workers} "
+                              f"worker node{'s' if workers > 1 else ''}", run["wall_s"], "s",
+                              **detail))
+    ref = base if base and base["repositories"] else min(
+        (r for r in runs.values() if r["repositories"]), key=lambda r: r["workers"])
+    repos = ref["repositories"]
+    where = f"the {ref['workers']}-worker run"
+    figures += ref.get("figures") or _per_repository(ref["repositories"], where)
     write_result("fleet-scale", "Fleet scaling on a Ray cluster with a PostgreSQL catalog",
                  figures, measures=(
                      "codemill run --sources over pinned PyPI releases (one synthesized task "
@@ -160,7 +215,7 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     sources = SOURCES[:args.limit]
-    runs: dict[int, dict[str, Any]] = {}
+    runs = recorded_runs(len(sources))
     if args.results.exists():
         for line in args.results.read_text().splitlines():
             row = json.loads(line)
