@@ -118,7 +118,8 @@ def write_result(name: str, title: str, figures: list[dict[str, Any]], *, measur
         "measures": measures,
         "figures": figures,
         "command": command_line(argv),
-        "commit": _git("rev-parse", "HEAD"),
+        # A copy without its git history (a lent GPU machine) names its commit in the env.
+        "commit": _git("rev-parse", "HEAD") or os.environ.get("BENCH_COMMIT", ""),
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "wall_s": round(time.monotonic() - _START, 1),
