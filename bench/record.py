@@ -118,9 +118,11 @@ def write_result(name: str, title: str, figures: list[dict[str, Any]], *, measur
         "measures": measures,
         "figures": figures,
         "command": command_line(argv),
-        # A copy without its git history (a lent GPU machine) names its commit in the env.
-        "commit": _git("rev-parse", "HEAD") or os.environ.get("BENCH_COMMIT", ""),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        # A copy run elsewhere (a lent GPU machine, whose git history may be older than the
+        # tree it was sent) names the commit it ran in the environment.
+        "commit": os.environ.get("BENCH_COMMIT") or _git("rev-parse", "HEAD"),
+        "dirty": (False if os.environ.get("BENCH_COMMIT")
+                  else bool(_git("status", "--porcelain", "--untracked-files=no"))),
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "wall_s": round(time.monotonic() - _START, 1),
         "machine": machine(),
