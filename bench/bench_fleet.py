@@ -248,6 +248,13 @@ def _scaling_lines(scaling: dict[str, Any] | None) -> list[str]:
                      f"{d.get('efficiency', '-')} | {d['ok']} of {d['repositories']} | "
                      f"{d['tasks']} |")
 
+    carried = [f for f in runs if f["detail"].get("recorded")]
+    if carried:
+        lines += ["", "Carried over from an earlier result file (a run is not repeated when "
+                  "its record exists): " + "; ".join(
+                      f"{f['detail']['workers']} worker node(s), measured at "
+                      f"{f['detail']['recorded']}" for f in carried) + "."]
+
     def shown(f: dict[str, Any], value: float) -> str:
         return _human(value, "") if f["unit"] == "bytes" else f"{value:g}"
 
@@ -261,6 +268,41 @@ def _scaling_lines(scaling: dict[str, Any] | None) -> list[str]:
         "efficiency at 3 workers measures contention on one machine, not a third machine; "
         "on a real cluster each node brings its own cores."]
     return lines
+
+
+def _tail_line(scaling: dict[str, Any] | None) -> list[str]:
+    """The long tail of the per-repository cost in the scaling run: what its slowest
+    repository costs against the median, and the worker count past which it alone sets
+    the wall time (the fleet cannot end before its slowest repository does)."""
+    if scaling is None:
+        return []
+    rows = [f for f in scaling["figures"] if f["unit"] == "CPU s"]
+    if not rows:
+        return []
+    values = sorted(f["value"] for f in rows)
+    worst = max(rows, key=lambda f: f["value"])
+    median, total = values[len(values) // 2], sum(values)
+    source = worst["what"].split(" (", 1)[0]
+    failed = next(f for f in scaling["figures"] if f["what"].startswith("repositories that"))
+    crashed = failed["detail"]["by_reason"].get("tasks: TaskError", 0)
+    return [
+        f"- **The long tail.** In the {len(rows)}-project run, `{source}` took "
+        f"{worst['value']:,.0f} CPU s, {worst['value'] / median:.0f}x the median repository "
+        f"and {worst['value'] / total:.0%} of the fleet's CPU, and validated "
+        f"{worst['detail']['tasks']} task(s). A fleet ends no sooner than its slowest "
+        f"repository, so past {total / worst['value']:.1f} workers this one repository alone "
+        "sets the wall time. The design's answers: the work of one repository is bounded "
+        "(synthesis screens at most `max_candidates` candidates, each with a timeout derived "
+        "from its tests' baseline time), a repository that yields no task is a failed row "
+        "with its reason (`tasks: none validated`), and the repository is one item of the "
+        "executor's map, so the others go on around it. Its cause here was a yield bug, "
+        "since fixed: screening selects tests by per-test coverage, which misses tests that "
+        "reach a line only at import time, and validation used to reject every candidate "
+        "whose full runs broke such a test; it now labels them."
+        + (f" The {crashed} `tasks: TaskError` failures were per-test coverage runs that "
+           "could not import the harness's coverage.py under an environment's Python older "
+           "than it supports; such environments now get the last coverage.py made for Python "
+           "3.7, with the C tracer built for theirs." if crashed else "")]
 
 
 def render(result: dict[str, Any], writers: dict[str, Any] | None = None,
@@ -367,6 +409,7 @@ def render(result: dict[str, Any], writers: dict[str, Any] | None = None,
         "the per-repository cost and assumes perfect scaling across workers, "
         + ("which has been measured only across the worker nodes of one machine (below)."
            if scaling else "which is exactly what has not been measured."),
+        *_tail_line(scaling),
         "",
         *_scaling_lines(scaling),
         "",
