@@ -9,7 +9,10 @@ The data files go to the sandbox's results dir and are read on the host with the
 
 The environment's own ``coverage`` is used when it has one (builds install it, of the
 project's era); otherwise the harness's copy (the host's package, pure Python with an
-optional C tracer used only when the interpreter versions match) goes on the path. The
+optional C tracer used only when the interpreter versions match) goes on the path, or, for
+an interpreter older than that copy supports, the last coverage.py made for Python 3.7
+(``ERA_COVERAGE``: without it every Python 3.7 environment lacking its own coverage failed
+here, 9 of the 50 projects of the fleet benchmark). The
 hooks and that copy are bound read-only at ``TOOLS_INSIDE`` for this one run. Lines
 executed at import time (module bodies, ``def`` lines, default values) belong to no test
 (empty context); callers fall back to the enclosing function's lines for those. Lines run
@@ -21,11 +24,16 @@ The map is cached as JSON under ``<home>/cache/coverage/<env_id>.json``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterable
+import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,18 +76,96 @@ branch = false
 """
 
 
-def tools_dir(home: Path) -> Path:
+ERA_COVERAGE = ("7.2.7", "coverage-7.2.7-pp37.pp38.pp39-none-any.whl",
+                "b7b4c971f05e6ae490fef852c218b0e79d4e52f79ef0c8475566584a8fb3e01d")
+"""(version, wheel, sha256) of the coverage.py put on the path of an environment whose
+Python is older than the harness's own copy supports (its ``Requires-Python``), when the
+environment has no usable one: the last release for Python 3.7, as its pure-Python wheel.
+Its tracer is the Python one, which is also what the harness's copy falls back to under any
+interpreter but the one its C tracer was built for. Fetched once per home with pip."""
+ERA_OLDEST = (3, 7)
+
+
+def tools_dir(home: Path, python: str | None = None) -> Path:
     """A world-readable dir holding ``coverage``, the context plugin, a ``sitecustomize``
-    that starts coverage, and the rcfile (made once per coverage version)."""
+    that starts coverage, and the rcfile (made once per coverage version): the harness's
+    own ``coverage`` where ``python`` (the environment's interpreter version, ``3.7.16``;
+    None: assume current) is new enough for it, else ``ERA_COVERAGE``. Raises
+    ``TaskError`` for an interpreter older than ``ERA_OLDEST`` or a failed fetch."""
     import coverage
 
-    dest = Path(home).absolute() / "cache" / "tools" / f"coverage-{coverage.__version__}"
+    if _own_coverage_runs_on(python):
+        dest = Path(home).absolute() / "cache" / "tools" / f"coverage-{coverage.__version__}"
+        return _tools(dest, lambda pkg: shutil.copytree(
+            Path(coverage.__file__).parent, pkg / "coverage",
+            ignore=shutil.ignore_patterns("__pycache__", "htmlfiles")))
+    assert python is not None
+    if _version(python) < ERA_OLDEST:
+        raise TaskError(f"per-test coverage is not available for Python {python} (the "
+                        f"oldest supported is {'.'.join(map(str, ERA_OLDEST))})")
+    version, wheel_name, sha256 = ERA_COVERAGE
+    dest = Path(home).absolute() / "cache" / "tools" / f"coverage-{version}-py"
+    if (dest / "codemill.coveragerc").exists():
+        return dest
+    wheel = _fetch_wheel(Path(home).absolute() / "cache" / "tools", wheel_name, version, sha256)
+    return _tools(dest, lambda pkg: zipfile.ZipFile(wheel).extractall(pkg))
+
+
+def _version(python: str) -> tuple[int, int]:
+    major, minor = python.split(".")[:2]
+    return int(major), int(minor)
+
+
+def _own_coverage_runs_on(python: str | None) -> bool:
+    """Whether the harness's ``coverage`` supports ``python`` (by its ``Requires-Python``,
+    a ``>=3.N`` bound)."""
+    if python is None:
+        return True
+    from importlib.metadata import metadata
+
+    needs = re.search(r">=\s*(\d+)\.(\d+)", metadata("coverage").get("Requires-Python") or "")
+    return needs is None or _version(python) >= (int(needs[1]), int(needs[2]))
+
+
+def _fetch_wheel(cache: Path, name: str, version: str, sha256: str) -> Path:
+    """``cache/name``, downloaded with pip when missing and checked against ``sha256``."""
+    wheel = cache / name
+    if wheel.exists() and _sha256(wheel) == sha256:
+        return wheel
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".wheel-", dir=cache))
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "pip", "download", f"coverage=={version}", "--no-deps",
+             "--only-binary=:all:", "--platform", "any", "--implementation", "pp",
+             "--python-version", "3.7", "--disable-pip-version-check", "-q", "-d", str(tmp)],
+            capture_output=True, text=True, timeout=600)
+        got = tmp / name
+        if out.returncode != 0 or not got.exists():
+            tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise TaskError(f"cannot fetch coverage {version} for an older Python: {tail[0]}")
+        if _sha256(got) != sha256:
+            raise TaskError(f"{name}: sha256 mismatch; the download was discarded")
+        os.replace(got, wheel)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TaskError(f"cannot fetch coverage {version} for an older Python: {exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return wheel
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _tools(dest: Path, fill: Callable[[Path], object]) -> Path:
+    """``dest`` made once: ``fill(pkg)`` puts ``coverage`` into ``pkg``, then the hooks."""
     if (dest / "codemill.coveragerc").exists():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tools-", dir=dest.parent))
-    shutil.copytree(Path(coverage.__file__).parent, tmp / "pkg" / "coverage",
-                    ignore=shutil.ignore_patterns("__pycache__", "htmlfiles"))
+    (tmp / "pkg").mkdir()
+    fill(tmp / "pkg")
     (tmp / "codemill_covctx.py").write_text(PLUGIN)
     (tmp / "sitecustomize.py").write_text(SITECUSTOMIZE)
     (tmp / "codemill.coveragerc").write_text(RCFILE)
