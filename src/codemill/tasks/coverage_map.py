@@ -11,13 +11,14 @@ The environment's own ``coverage`` is used when it has one (builds install it, o
 project's era); otherwise the harness's copy (the host's package, pure Python with an
 optional C tracer used only when the interpreter versions match) goes on the path, or, for
 an interpreter older than that copy supports, the last coverage.py made for Python 3.7
-with its C tracer for that interpreter (``ERA_COVERAGE``: without it every Python 3.7
-environment lacking its own coverage failed here, 9 of the 50 projects of the fleet
-benchmark). The hooks and that copy are bound read-only at ``TOOLS_INSIDE`` for this one
-run. Lines executed at import time (module bodies, ``def`` lines, default values) belong to
-no test (empty context); callers fall back to the enclosing function's lines for those. Lines run
-only in subprocesses are attributed to no test either (the plugin lives in pytest's
-process), so selection may miss them; ``selection.check_selection`` measures that.
+with its C tracer for that interpreter (``ERA_COVERAGE``: without it every environment on
+such a Python and without its own coverage failed here, 9 of the 50 projects of the fleet
+benchmark, on Python 3.7 and 3.10). The hooks and that copy are bound read-only at
+``TOOLS_INSIDE`` for this one run. Lines executed at import time (module bodies, ``def``
+lines, default values) belong to no test (empty context); callers fall back to the
+enclosing function's lines for those. Lines run only in subprocesses are attributed to no
+test either (the plugin lives in pytest's process), so selection may miss them;
+``selection.check_selection`` measures that.
 
 The map is cached as JSON under ``<home>/cache/coverage/<env_id>.json``.
 """
