@@ -128,16 +128,20 @@ SUITE = "learn-held-out"
 RUNS = {
     "patch": {"version": "patch-128", "limit": None,
               "run": {"mode": "patch", "k": 1, "max_turns": 1, "max_tokens": 128}},
-    "agent": {"version": "agent-40x256", "limit": 40,
-              "run": {"mode": "agent", "k": 1, "max_turns": 6, "max_tokens": 256}},
+    "agent": {"version": "agent-40x256-obs1500", "limit": 40,
+              "run": {"mode": "agent", "k": 1, "max_turns": 6, "max_tokens": 256,
+                      "observation_limit": 1500}},
     "patch1": {"version": "patch-128-f1", "limit": None,
                "run": {"mode": "patch", "k": 1, "max_turns": 1, "max_tokens": 128,
                        "listing_functions": 1}},
 }
 """One greedy attempt per task. Patch mode: every held-out task; agent mode: 40 of them
-(seeded, stratified by project); ``patch1``: patch mode with a listing of the most
-suspicious function only (``bench_localization.py`` measures how often it holds the fix),
-trained and evaluated as its own arm (``sft1``)."""
+(seeded, stratified by project), each tool output cut to 1,500 characters as in the agent
+data the models are trained on (``agent-40x256``, at the agent's default of 10,000, spent
+~5.3k prompt tokens an attempt and measured the trained models off their distribution);
+``patch1``: patch mode with a listing of the most suspicious function only
+(``bench_localization.py`` measures how often it holds the fix), trained and evaluated as
+its own arm (``sft1``)."""
 
 
 def evaluate(home: Path, model: str, mode: str) -> dict:

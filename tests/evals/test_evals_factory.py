@@ -87,6 +87,26 @@ def test_checkpoint_evals_are_guarded_by_lineage(world):
 
 
 
+def test_a_suite_shows_the_agent_observations_cut_at_its_limit(world, tmp_path):
+    """The suite's observation limit is what its attempts' agent saw: a command printing
+    ~24 kB comes back cut to the limit, head and tail kept, in the recorded steps."""
+    settings, _snap, _tasks = world
+    replies = tmp_path / "long-output.json"
+    replies.write_text(json.dumps(["```bash\nseq 1 5000\n```", '<tool name="submit"></tool>']))
+    run = SuiteRunConfig(k=1, max_turns=3, max_tokens=64, wall_time_s=120,
+                         observation_limit=300)
+    eval_api.define_suite(settings, "terse", "1", SuiteSelection(limit=1), run)
+    result = eval_api.evaluate(settings, "terse", f"scripted:{replies}")
+    assert result.status == "success" and len(result.samples) == 1
+    ids = {s["rollout_id"] for s in result.samples}
+    shown = [json.loads(r["observations"]) for r in _rows(settings, "steps")
+             if r["rollout_id"] in ids and r["step_index"] == 0]
+    assert len(shown) == 1
+    text = shown[0][0]["content"]
+    assert "\n1\n" in f"\n{text}" and "5000" in text  # head and tail kept
+    assert "\n2500\n" not in text and len(text) <= 300  # the middle cut at the limit
+
+
 def test_each_new_checkpoint_gets_its_eval_once(world, tmp_path):
     settings, _snap, _tasks = world
     run = SuiteRunConfig(k=1, max_turns=2, max_tokens=8, wall_time_s=120)

@@ -49,20 +49,29 @@ def test_it():
     assert no_such_function() == 1
 '''
 
+BARREN_TESTS = '''import {name}
+
+
+def test_imports():
+    assert callable({name}.clamp)
+'''
+"""Passes, but runs no line of a function: synthesis has nothing covered to mutate."""
+
 
 def _git(repo: Path, *args: str) -> None:
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
                    check=True, capture_output=True)
 
 
-def make_repo(root: Path, name: str, *, broken: bool = False) -> Path:
+def make_repo(root: Path, name: str, *, broken: bool = False, barren: bool = False) -> Path:
     """A committed git repository ``root/name`` holding module ``name`` and its tests; a
-    broken one's test file imports a name the module lacks, so collection fails."""
+    broken one's test file imports a name the module lacks, so collection fails; a barren
+    one's test passes without calling a function, so no task can be made from it."""
     repo = root / name
     (repo / "tests").mkdir(parents=True)
     (repo / f"{name}.py").write_text(MODULE.format(name=name))
     (repo / "tests" / f"test_{name}.py").write_text(
-        (BROKEN_TESTS if broken else TESTS).format(name=name))
+        (BROKEN_TESTS if broken else BARREN_TESTS if barren else TESTS).format(name=name))
     (repo / "pyproject.toml").write_text(
         f'[project]\nname = "{name}"\nversion = "0.1"\n'
         '[project.optional-dependencies]\ntest = ["pytest"]\n'

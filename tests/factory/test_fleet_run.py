@@ -1,8 +1,9 @@
-"""`codemill run --sources FILE` on three local git repositories, one of them broken: two
-environments with validated tasks, the broken one a failed row with its reason (the others
-unharmed), a cost table as JSON; then a rerun that redoes nothing (every stage of the good
-ones cached, no new task or materialization rows). A bad sources file stops before anything
-runs."""
+"""`codemill run --sources FILE` on four local git repositories, one of them broken and one
+barren: two environments with validated tasks, the broken one a failed row with its reason,
+the barren one (usable, but nothing to make a task of) failed as ``tasks: none validated``
+(the others unharmed), a cost table as JSON; then a rerun that redoes nothing (every stage
+of the good ones cached, no new task or materialization rows). A bad sources file stops
+before anything runs."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def test_bad_sources_line_stops_before_anything_runs(tmp_path):
 
 def test_fleet_builds_each_repo_keeps_a_failure_as_a_row_and_resumes(tmp_path):
     repos = [make_repo(tmp_path, "alpha"), make_repo(tmp_path, "beta"),
-             make_repo(tmp_path, "gamma", broken=True)]
+             make_repo(tmp_path, "gamma", broken=True), make_repo(tmp_path, "delta", barren=True)]
     listing = sources_file(tmp_path, repos)
     home = tmp_path / "home"
     args = ("--sources", str(listing), "--tasks", "1", "--features", "0", "--json")
@@ -62,6 +63,10 @@ def test_fleet_builds_each_repo_keeps_a_failure_as_a_row_and_resumes(tmp_path):
     assert bad["status"] == "failed" and bad["failure_kind"] == "environment failed"
     assert bad["failure"].startswith("environment failed"), bad
     assert bad["tasks_validated"] == 0
+    barren = rows[str(repos[3])]  # built and usable, its tasks stage clean, yet no task
+    assert barren["env_status"] == "usable" and barren["stages"]["tasks"] == "success"
+    assert barren["status"] == "failed" and barren["failure_kind"] == "tasks: none validated"
+    assert barren["tasks_validated"] == 0
     assert "failed" in out.stderr and "environment failed 1" in out.stderr  # progress panel
     tasks, mats = _ledger_counts(home)
     assert len(tasks) == len(set(tasks)) == sum(rows[str(r)]["tasks_validated"]
@@ -77,6 +82,7 @@ def test_fleet_builds_each_repo_keeps_a_failure_as_a_row_and_resumes(tmp_path):
         assert row["tasks_validated"] == rows[str(repo)]["tasks_validated"]
         assert row["wall_seconds"] < rows[str(repo)]["wall_seconds"]
     # The broken repository's environment is cached too; its tasks stage fails again.
+    assert again[str(repos[3])]["failure_kind"] == "tasks: none validated"
     assert again[str(repos[2])]["stages"]["environments"] == "cached"
     assert again[str(repos[2])]["failure_kind"] == "environment failed"
     tasks_after, mats_after = _ledger_counts(home)

@@ -219,7 +219,7 @@ def test_a_suite_records_its_mode_and_agent_suites_keep_their_ids():
                        difficulty="easy", strength="strong")
     agent = SuiteRunConfig()
     legacy = {k: v for k, v in agent.model_dump(mode="json").items()  # before modes
-              if k not in ("mode", "answer_format", "listing_functions")}
+              if k not in ("mode", "answer_format", "listing_functions", "observation_limit")}
     made = make_suite("s", "1", [member], SuiteSelection(), agent)
     assert made.suite_id == content_id("suite", "s", "1", ["t1"], legacy)
     patch = make_suite("s", "1", [member], SuiteSelection(), SuiteRunConfig(mode="patch"))
@@ -227,9 +227,13 @@ def test_a_suite_records_its_mode_and_agent_suites_keep_their_ids():
                     SuiteRunConfig(mode="patch", answer_format="search_replace"))
     short = make_suite("s", "1", [member], SuiteSelection(),
                        SuiteRunConfig(mode="patch", listing_functions=1))
-    assert len({made.suite_id, patch.suite_id, sr.suite_id, short.suite_id}) == 4
+    terse = make_suite("s", "1", [member], SuiteSelection(),
+                       SuiteRunConfig(observation_limit=1500))
+    assert len({made.suite_id, patch.suite_id, sr.suite_id, short.suite_id,
+                terse.suite_id}) == 5
+    assert '"observation_limit":1500' in terse.row()["run_config"]
     before = {k: v for k, v in SuiteRunConfig(mode="patch").model_dump(mode="json").items()
-              if k != "listing_functions"}  # a patch suite before the listing setting
+              if k not in ("listing_functions", "observation_limit")}  # before those settings
     assert patch.suite_id == content_id("suite", "s", "1", ["t1"], before)
     assert '"mode":"patch"' in patch.row()["run_config"]
 

@@ -101,6 +101,14 @@ def test_greet():
     assert greet().startswith("caf")
 '''
 
+TEST_SCALE = '''from calc.config import SCALE
+
+
+def test_scale_constant():
+    assert SCALE * 10 == 20
+'''
+"""Reaches ``load_defaults`` only at import: the per-test coverage map cannot select it."""
+
 TEST_HIGH = '''from calc import clamp
 
 
@@ -129,6 +137,7 @@ def make_repo(root: Path) -> Path:
     (repo / "tests" / "test_calc.py").write_text(TESTS)
     (repo / "tests" / "test_config.py").write_text(TEST_CONFIG)
     (repo / "tests" / "test_legacy.py").write_text(TEST_LEGACY)
+    (repo / "tests" / "test_scale.py").write_text(TEST_SCALE)
     _git(repo, "init", "-q")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "Start the calculator")

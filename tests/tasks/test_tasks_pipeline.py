@@ -73,6 +73,25 @@ def test_validation_accepts_a_real_bug_and_rejects_the_rest(bed):
     assert f.rejected == {"breaks imports": 1, "no test broke": 1, "timeout": 1}
 
 
+def test_a_test_that_reaches_the_bug_only_at_import_is_labelled_too(bed):
+    """Screening selects by per-test coverage, which misses ``tests/test_scale.py`` (it
+    runs ``load_defaults`` only when its module is imported); the full runs of validation
+    see it fail, and it joins FAIL_TO_PASS instead of costing the bug."""
+    source = bed.source_files()["calc/config.py"]
+    m = next(m for m in enumerate_mutations("calc/config.py", source, ["const_off_by_one"])
+             if m.function == "load_defaults")
+    assert bed.coverage_map().tests_for("calc/config.py", list(range(*m.lines))
+                                        + [m.lines[1]]) == {"tests/test_config.py::test_defaults"}
+    task, row = _decide_one(bed, (m, source), FunnelCounter(bed.env_id, "synth"))
+    assert row.valid, row.reason
+    assert task.fail_to_pass == ("tests/test_config.py::test_defaults",
+                                 "tests/test_scale.py::test_scale_constant")
+    assert task.metadata["n_beyond_screen"] == 1
+    assert set(task.hidden_paths) == {"tests/test_config.py", "tests/test_scale.py"}
+    assert "SCALE * 10" not in task.problem_statement  # a hidden test's line never leaks
+    assert "test_scale_constant" in task.problem_statement
+
+
 def test_packaged_workspace_hides_gold_and_hidden_tests(bed, calc_env):
     settings, _, _ = calc_env
     task, _ = _decide_one(bed, _mutation(bed, "calc/__init__.py", "add", "arith_swap",

@@ -54,6 +54,10 @@ def suite_cmd(
     listing_functions: int = typer.Option(
         4, "--listing-functions", min=1, help="Patch mode: functions the listing shows at "
         "most, the most suspicious first."),
+    observation_limit: int = typer.Option(
+        10_000, "--observation-limit", min=200, help="Agent mode: characters of one tool "
+        "output the agent is shown (match the policy's training data: 1500 for "
+        "codemill train's)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Define a suite from recorded tasks (a repeat of the same definition is a no-op)."""
@@ -67,7 +71,8 @@ def suite_cmd(
         run = SuiteRunConfig(k=k, max_turns=max_turns, max_tokens=max_tokens,
                              temperature=temperature, seed=seed, mode=mode,
                              answer_format=answer_format,
-                             listing_functions=listing_functions)
+                             listing_functions=listing_functions,
+                             observation_limit=observation_limit)
         suite = define_suite(State.settings(), name, version, sel, run)
         if as_json:
             print_json({**suite.row(), "tasks": [t.model_dump() for t in suite.tasks]})

@@ -24,6 +24,8 @@ from codemill.core.ids import content_id
 from codemill.tasks.patch_context import LISTING_FUNCTIONS, listing_key
 
 DIFFICULTIES = ("easy", "medium", "hard")
+OBSERVATION_LIMIT = 10_000
+"""The agent's own default (``codemill.agent.config.AgentConfig``), a layer above."""
 
 
 class SuiteRunConfig(BaseModel):
@@ -52,6 +54,11 @@ class SuiteRunConfig(BaseModel):
     """Patch mode: the edit form the prompt asks for (line edits or search/replace)."""
     listing_functions: int = Field(LISTING_FUNCTIONS, ge=1)
     """Patch mode: functions the listing shows at most, the most suspicious first."""
+    observation_limit: int = Field(OBSERVATION_LIMIT, ge=200)
+    """Agent mode: characters of one tool output the agent is shown (the rest is cut with a
+    note). Evaluate a trained policy at the limit its training data had (``codemill train``'s
+    agent data use 1,500): longer observations put it off the distribution it learned
+    from, and every character is prompt the sampler must prefill."""
 
 
 class SuiteSelection(BaseModel):
@@ -192,8 +199,10 @@ def make_suite(name: str, version: str, members: Iterable[SuiteTask],
     tasks = tuple(sorted(members, key=lambda t: t.task_id))
     # a suite hashes its run config as before the settings it leaves at their defaults
     # existed (same id): an agent-mode suite without the modes, any suite without the
-    # default listing
+    # default listing or the default observation limit
     exclude = set() if listing_key(run.listing_functions) else {"listing_functions"}
+    if run.observation_limit == OBSERVATION_LIMIT:
+        exclude.add("observation_limit")
     if run.mode == "agent":
         exclude |= {"mode", "answer_format", "listing_functions"}
     key = run.model_dump(mode="json", exclude=exclude)

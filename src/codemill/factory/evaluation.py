@@ -175,7 +175,8 @@ def evals(ctx: AssetContext) -> Iterator[Any]:
     model = (oracle_backend(tasks) if variant == ORACLE
              else _backend(ctx, variant, cfg.get("checkpoint_id")))
     agent = AgentConfig(max_turns=run.max_turns, max_tokens=run.max_turns * run.max_tokens,
-                        wall_time_s=run.wall_time_s, sampling=sampling)
+                        wall_time_s=run.wall_time_s, sampling=sampling,
+                        observation_limit=run.observation_limit)
     batch, results = stream_rollouts(tasks, envs=envs, home=ctx.settings.home,
                                      settings=ctx.settings, model=model, policy=variant,
                                      config=rcfg, agent=agent, existing=set(rollouts),

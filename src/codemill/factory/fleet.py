@@ -13,8 +13,9 @@ asset keyed by content ids, so a rerun of the fleet (or of one source after a cr
 task Ray retried on another node) skips what is committed and does not duplicate rows.
 
 Failure contract: one repository's failure (a source that cannot be taken in, a failed
-build or stage, a worker that died past Ray's retries) is its ``RepoCost`` with ``failure``
-set; the other repositories go on, and ``run_fleet`` does not raise for it.
+build or stage, a tasks stage that validated no task, a worker that died past Ray's
+retries) is its ``RepoCost`` with ``failure`` set; the other repositories go on, and
+``run_fleet`` does not raise for it.
 
 Live progress: each item writes a small status file (``<home>/fleet/<fleet id>/<n>.json``:
 its current stage, state, stage outcomes, where it runs) as it goes; the driver polls the folder and
@@ -78,7 +79,8 @@ class RepoCost:
     failure: str | None = None
     failure_kind: str | None = None
     """A short class of the failure for counting (``environment failed``,
-    ``tasks: FactoryError``, ``source: SourceError``, ``worker: WorkerDied``)."""
+    ``tasks: FactoryError``, ``tasks: none validated``, ``source: SourceError``,
+    ``worker: WorkerDied``)."""
     host: str = ""
     ray_node: str | None = None
     """The Ray node the item ran on (None outside Ray)."""
@@ -229,6 +231,11 @@ def fleet_one(job: FleetJob) -> RepoCost:
             cost.failure = f"{name}: {error}"
             cost.failure_kind = f"{name}: {error.split(':', 1)[0]}"
         _read_costs(cost, settings)
+        if cost.failure is None and "tasks" in job.stages and cost.tasks_validated == 0:
+            # The stage ran clean but the repository yields nothing to train or evaluate
+            # on: counted with its reason, not as a success.
+            cost.failure = "tasks: no task validated in this environment"
+            cost.failure_kind = "tasks: none validated"
     except Exception as exc:  # the source's failure is its row; the fleet goes on
         stage = state["stage"] if cost.snapshot_id else "source"
         cost.failure = f"{stage}: {type(exc).__name__}: {exc}".splitlines()[0][:2000]

@@ -9,23 +9,33 @@ The data files go to the sandbox's results dir and are read on the host with the
 
 The environment's own ``coverage`` is used when it has one (builds install it, of the
 project's era); otherwise the harness's copy (the host's package, pure Python with an
-optional C tracer used only when the interpreter versions match) goes on the path. The
-hooks and that copy are bound read-only at ``TOOLS_INSIDE`` for this one run. Lines
-executed at import time (module bodies, ``def`` lines, default values) belong to no test
-(empty context); callers fall back to the enclosing function's lines for those. Lines run
-only in subprocesses are attributed to no test either (the plugin lives in pytest's
-process), so selection may miss them; ``selection.check_selection`` measures that.
+optional C tracer used only when the interpreter versions match) goes on the path, or, for
+an interpreter older than that copy supports, the last coverage.py made for Python 3.7
+with its C tracer for that interpreter (``ERA_COVERAGE``: without it every environment on
+such a Python and without its own coverage failed here, 9 of the 50 projects of the fleet
+benchmark, on Python 3.7 and 3.10). The hooks and that copy are bound read-only at
+``TOOLS_INSIDE`` for this one run. Lines executed at import time (module bodies, ``def``
+lines, default values) belong to no test (empty context); callers fall back to the
+enclosing function's lines for those. Lines run only in subprocesses are attributed to no
+test either (the plugin lives in pytest's process), so selection may miss them;
+``selection.check_selection`` measures that.
 
 The map is cached as JSON under ``<home>/cache/coverage/<env_id>.json``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
-from collections.abc import Iterable
+import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,18 +78,118 @@ branch = false
 """
 
 
-def tools_dir(home: Path) -> Path:
+ERA_COVERAGE = "7.2.7"
+"""The coverage.py put on the path of an environment whose Python is older than the
+harness's own copy supports (its ``Requires-Python``), when the environment has no usable
+one: the last release for Python 3.7. Fetched once per home with pip, each wheel checked
+against its sha256 (``ERA_WHEELS``)."""
+_MANYLINUX = "manylinux_2_5_x86_64.manylinux1_x86_64.manylinux_2_17_x86_64.manylinux2014_x86_64"
+ERA_WHEELS: dict[tuple[int, int] | None, tuple[str, str]] = {
+    (3, 7): (f"cp37-cp37m-{_MANYLINUX}",
+             "e84606b74eb7de6ff581a7915e2dab7a28a0517fbe1c9239eb227e1354064dcd"),
+    (3, 8): (f"cp38-cp38-{_MANYLINUX}",
+             "8d13c64ee2d33eccf7437961b6ea7ad8673e2be040b4f7fd4fd4d4d28d9ccb1e"),
+    (3, 9): (f"cp39-cp39-{_MANYLINUX}",
+             "6f48351d66575f535669306aa7d6d6f71bc43372473b54a832222803eb956fd1"),
+    (3, 10): (f"cp310-cp310-{_MANYLINUX}",
+              "31563e97dae5598556600466ad9beea39fb04e0229e61c12eaa206e0aa202063"),
+    None: ("pp37.pp38.pp39-none-any",
+           "b7b4c971f05e6ae490fef852c218b0e79d4e52f79ef0c8475566584a8fb3e01d"),
+}
+"""Wheel tag -> sha256, by interpreter: the C tracer built for that CPython on x86-64 Linux
+(a per-test coverage run of a big suite under the pure-Python tracer takes several times
+longer), else (``None``) the pure-Python wheel."""
+ERA_OLDEST = (3, 7)
+
+
+def tools_dir(home: Path, python: str | None = None) -> Path:
     """A world-readable dir holding ``coverage``, the context plugin, a ``sitecustomize``
-    that starts coverage, and the rcfile (made once per coverage version)."""
+    that starts coverage, and the rcfile (made once per coverage version): the harness's
+    own ``coverage`` where ``python`` (the environment's interpreter version, ``3.7.16``;
+    None: assume current) is new enough for it, else ``ERA_COVERAGE`` for that interpreter.
+    Raises ``TaskError`` for an interpreter older than ``ERA_OLDEST`` or a failed fetch."""
     import coverage
 
-    dest = Path(home).absolute() / "cache" / "tools" / f"coverage-{coverage.__version__}"
+    cache = Path(home).absolute() / "cache" / "tools"
+    if _own_coverage_runs_on(python):
+        return _tools(cache / f"coverage-{coverage.__version__}", lambda pkg: shutil.copytree(
+            Path(coverage.__file__).parent, pkg / "coverage",
+            ignore=shutil.ignore_patterns("__pycache__", "htmlfiles")))
+    assert python is not None
+    minor = _version(python)
+    if minor < ERA_OLDEST:
+        raise TaskError(f"per-test coverage is not available for Python {python} (the "
+                        f"oldest supported is {'.'.join(map(str, ERA_OLDEST))})")
+    key = minor if minor in ERA_WHEELS and platform.machine() == "x86_64" else None
+    tag, sha256 = ERA_WHEELS[key]
+    dest = cache / f"coverage-{ERA_COVERAGE}-{tag.split('-')[0]}"
+    if (dest / "codemill.coveragerc").exists():
+        return dest
+    wheel = _fetch_wheel(cache, key, tag, sha256)
+    return _tools(dest, lambda pkg: zipfile.ZipFile(wheel).extractall(pkg))
+
+
+def _version(python: str) -> tuple[int, int]:
+    major, minor = python.split(".")[:2]
+    return int(major), int(minor)
+
+
+def _own_coverage_runs_on(python: str | None) -> bool:
+    """Whether the harness's ``coverage`` supports ``python`` (by its ``Requires-Python``,
+    a ``>=3.N`` bound)."""
+    if python is None:
+        return True
+    from importlib.metadata import metadata
+
+    needs = re.search(r">=\s*(\d+)\.(\d+)", metadata("coverage").get("Requires-Python") or "")
+    return needs is None or _version(python) >= (int(needs[1]), int(needs[2]))
+
+
+def _fetch_wheel(cache: Path, minor: tuple[int, int] | None, tag: str, sha256: str) -> Path:
+    """``cache/<wheel>``, downloaded with pip when missing and checked against ``sha256``."""
+    wheel = cache / f"coverage-{ERA_COVERAGE}-{tag}.whl"
+    if wheel.exists() and _sha256(wheel) == sha256:
+        return wheel
+    if minor is None:
+        target = ["--platform", "any", "--implementation", "pp", "--python-version", "3.7"]
+    else:
+        version, abi = f"{minor[0]}.{minor[1]}", tag.split("-")[1]
+        target = ["--implementation", "cp", "--python-version", version, "--abi", abi,
+                  *(x for p in _MANYLINUX.split(".") for x in ("--platform", p))]
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".wheel-", dir=cache))
+    why = f"cannot fetch coverage {ERA_COVERAGE} ({tag})"
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "pip", "download", f"coverage=={ERA_COVERAGE}", "--no-deps",
+             "--only-binary=:all:", *target, "--disable-pip-version-check", "-q", "-d",
+             str(tmp)], capture_output=True, text=True, timeout=600)
+        got = tmp / wheel.name
+        if out.returncode != 0 or not got.exists():
+            tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise TaskError(f"{why}: {tail[0]}")
+        if _sha256(got) != sha256:
+            raise TaskError(f"{why}: sha256 mismatch; the download was discarded")
+        os.replace(got, wheel)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TaskError(f"{why}: {exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return wheel
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _tools(dest: Path, fill: Callable[[Path], object]) -> Path:
+    """``dest`` made once: ``fill(pkg)`` puts ``coverage`` into ``pkg``, then the hooks."""
     if (dest / "codemill.coveragerc").exists():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tools-", dir=dest.parent))
-    shutil.copytree(Path(coverage.__file__).parent, tmp / "pkg" / "coverage",
-                    ignore=shutil.ignore_patterns("__pycache__", "htmlfiles"))
+    (tmp / "pkg").mkdir()
+    fill(tmp / "pkg")
     (tmp / "codemill_covctx.py").write_text(PLUGIN)
     (tmp / "sitecustomize.py").write_text(SITECUSTOMIZE)
     (tmp / "codemill.coveragerc").write_text(RCFILE)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
@@ -142,8 +142,14 @@ def _candidate(bed: TestBed, muts: list[tuple[Mutation, str]], s: Screened | Non
     state = _apply(muts)
     gold_patch = make_diff(state, originals)
     hidden = tuple(sorted({t.split("::", 1)[0] for t in (s.broke if s else ())}))
-    hidden_src = [(bed.read_base(p) or b"").decode("utf-8", "replace") for p in hidden]
-    forbidden = forbidden_lines(gold_patch, hidden_src)
+
+    def describe(failures: Mapping[str, str]) -> str:
+        # The statement must quote none of the tests that will be hidden: the screened
+        # ones and any other test the full runs found failing (validation labels those too).
+        paths = sorted(set(hidden) | {t.split("::", 1)[0] for t in failures})
+        sources = [(bed.read_base(p) or b"").decode("utf-8", "replace") for p in paths]
+        return failure_statement(failures, forbidden=forbidden_lines(gold_patch, sources))
+
     gold_lines: dict[str, set[int]] = {}
     for m, _ in muts:
         gold_lines.setdefault(m.path, set()).update(range(m.lines[0], m.lines[1] + 1))
@@ -155,7 +161,7 @@ def _candidate(bed: TestBed, muts: list[tuple[Mutation, str]], s: Screened | Non
         selection=tuple(sorted(s.selection)) if s else None, labels="exact",
         hidden_paths=hidden, gold_lines=gold_lines,
         skip_mutants=frozenset(v.decode("utf-8") for v in state.values() if v is not None),
-        describe=lambda failures: failure_statement(failures, forbidden=forbidden),
+        describe=describe,
         metadata={"operators": ops, "operator": ops[0] if len(ops) == 1 else "composite",
                   "functions": [f"{m.path}::{m.function}" for m, _ in muts],
                   "mutation_ids": [m.mutation_id for m, _ in muts],

@@ -67,8 +67,11 @@ class TestBed:
         env_vars: Mapping[str, str] | None = None,
         baseline: Baseline | None = None,
         min_timeout_s: float = MIN_TIMEOUT_S,
+        python: str | None = None,
     ) -> None:
         self.env_id = env_id
+        self.python = python
+        """The environment's interpreter version (``3.7.16``; None: not known)."""
         self.spec = spec
         self._view = MergedView(spec.layers)
         self.home = Path(home).absolute()
@@ -105,7 +108,7 @@ class TestBed:
             baseline = baseline.refine(rep, tuple(rep.outcomes()))
         return cls(env.env_id, spec, home, runner=runner, backend=backend,
                    env_vars=dict(env.env_vars), min_timeout_s=min_timeout_s,
-                   baseline=baseline)
+                   baseline=baseline, python=env.python or None)
 
     # --- files of the snapshot ---------------------------------------------------------------
     def read_base(self, path: str) -> bytes | None:
@@ -262,7 +265,7 @@ class TestBed:
         sandbox fork; the report and the map (contexts limited to ``known``, default the
         tests the report lists). Pytest environments only; raises ``TaskError`` when the
         run leaves no coverage data."""
-        tools = cov.tools_dir(self.home)
+        tools = cov.tools_dir(self.home, self.python)
         inside = cov.TOOLS_INSIDE if self.backend == "bwrap" else str(tools)
         binds = ((tools, cov.TOOLS_INSIDE),) if self.backend == "bwrap" else ()
         if not isinstance(self.runner, PytestRunner):

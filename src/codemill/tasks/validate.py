@@ -7,9 +7,12 @@ For a ``Candidate`` (a broken state, a gold state, patches and claimed labels) v
 2. checks the first pair: the gold state passes every FAIL_TO_PASS and PASS_TO_PASS test,
    the broken state fails every FAIL_TO_PASS test and passes every PASS_TO_PASS test.
    ``labels="derive"`` computes the labels from the runs (mined commits); ``"exact"``
-   also rejects a candidate that breaks a test outside its claimed FAIL_TO_PASS (a
-   synthesized bug must break exactly what screening saw); ``"check"`` takes the labels as
-   given and rejects them when they are wrong (imported tasks);
+   (synthesized bugs) also rejects a candidate whose screened failures do not reproduce,
+   and labels every test the full runs flip, the screened ones and any others (a test that
+   reaches the mutated line only at import or collection time, through a module-level
+   call or a class body, is missing from the per-test coverage map that chose the
+   screened set; ``metadata["n_beyond_screen"]`` counts them); ``"check"`` takes the
+   labels as given and rejects them when they are wrong (imported tasks);
 3. excludes tests whose outcome changes between identical runs (flaky), and rejects the
    candidate when no FAIL_TO_PASS test is left;
 4. measures test strength: mutants of the gold change's lines run against the
@@ -214,6 +217,8 @@ def validate(bed: TestBed, c: Candidate, cfg: ValidationConfig,
         "strength": "unmeasured" if kill_rate is None else ("weak" if weak else "strong"),
         "flaky_excluded": sorted(flaky), "validation_runs": cfg.runs,
     }
+    if c.labels == "exact":
+        meta["n_beyond_screen"] = len(f2p - set(c.fail_to_pass))
     f2p_t, p2p_t = tuple(sorted(f2p)), tuple(sorted(p2p))
     meta.update(test_support(bed, c, [*f2p_t, *p2p_t]))
     # the agent sees neither the tests of the test patch nor the files of FAIL_TO_PASS
@@ -285,9 +290,9 @@ def _labels(c: Candidate, gold: Mapping[str, Outcome], broken: Mapping[str, Outc
         claimed = set(c.fail_to_pass)
         if claimed - flips:
             return "claimed FAIL_TO_PASS did not reproduce", ", ".join(sorted(claimed - flips))
-        if flips - claimed:
-            return "breaks tests outside the selection", ", ".join(sorted(flips - claimed))
-        return claimed, both
+        # Flips beyond the screened set are measured like the rest (and must hold in all
+        # k runs below), so they are labels, not a reason to throw the bug away.
+        return flips, both
     if not flips:
         return "no fail-to-pass", ""
     return flips, both
