@@ -296,13 +296,14 @@ def _tail_line(scaling: dict[str, Any] | None) -> list[str]:
         "from its tests' baseline time), a repository that yields no task is a failed row "
         "with its reason (`tasks: none validated`), and the repository is one item of the "
         "executor's map, so the others go on around it. Its cause here was a yield bug, "
-        "since fixed: screening selects tests by per-test coverage, which misses tests that "
-        "reach a line only at import time, and validation used to reject every candidate "
-        "whose full runs broke such a test; it now labels them."
+        "since fixed: validation rejected every candidate whose full runs broke a test that "
+        "screening had not selected by per-test coverage, and that coverage came from the "
+        "harness's coverage.py running under a Python older than it supports (3.10 here). "
+        "Validation now labels such tests, and such environments get the last coverage.py "
+        "made for Python 3.7, with the C tracer built for theirs."
         + (f" The {crashed} `tasks: TaskError` failures were per-test coverage runs that "
-           "could not import the harness's coverage.py under an environment's Python older "
-           "than it supports; such environments now get the last coverage.py made for Python "
-           "3.7, with the C tracer built for theirs." if crashed else "")]
+           "could not import that coverage.py at all under their older Python; the same "
+           "change fixes them." if crashed else "")]
 
 
 def render(result: dict[str, Any], writers: dict[str, Any] | None = None,
