@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from enum import Enum
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 from pydantic import BaseModel
@@ -74,3 +74,12 @@ def new_run_id() -> str:
 
     now = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     return f"run-{now}-{secrets.token_hex(4)}"
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 hex digest of the file at ``path``, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

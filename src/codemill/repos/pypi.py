@@ -22,6 +22,7 @@ from urllib.parse import urljoin
 import httpx
 
 from codemill.core.errors import SourceError
+from codemill.core.ids import file_sha256
 
 PYPI_JSON = "https://pypi.org/pypi"
 MAX_SDIST_BYTES = 1 << 30
@@ -113,7 +114,7 @@ def fetch_sdist(spec: str, home: Path, *, index: str = PYPI_JSON,
     with httpx.Client(timeout=timeout_s, follow_redirects=True) as client:
         sdist = find_sdist(name, version, client, index)
         path = cache / sdist.filename
-        if path.exists() and _sha256(path) == sdist.sha256:
+        if path.exists() and file_sha256(path) == sdist.sha256:
             return sdist, path
         _download(client, sdist, path)
     return sdist, path
@@ -142,11 +143,3 @@ def _download(client: httpx.Client, sdist: Sdist, path: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while buf := fh.read(1 << 20):
-            digest.update(buf)
-    return digest.hexdigest()

