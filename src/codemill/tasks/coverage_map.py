@@ -141,7 +141,8 @@ def _own_coverage_runs_on(python: str | None) -> bool:
         return True
     from importlib.metadata import metadata
 
-    needs = re.search(r">=\s*(\d+)\.(\d+)", metadata("coverage").get("Requires-Python") or "")
+    bound = (metadata("coverage").get_all("Requires-Python") or [""])[0]
+    needs = re.search(r">=\s*(\d+)\.(\d+)", bound)
     return needs is None or _version(python) >= (int(needs[1]), int(needs[2]))
 
 
