@@ -158,16 +158,19 @@ def task_patch_context(bed: TestBed, task: TaskSpec, config: PatchContextConfig 
 @dataclass(frozen=True)
 class Suspect:
     """A function the failing tests run: lines ``start..end`` of ``path``, its Ochiai
-    ``score`` (that of its most suspicious line), that line ``focus`` (the first of them)
-    and ``hot``, every line of the function at that score."""
+    ``score`` (that of its most suspicious line) and ``hot``, every line of the function at
+    that score, in order; ``focus`` is the first of them."""
 
     path: str
     start: int
     end: int
     name: str
     score: float
-    focus: int
-    hot: tuple[int, ...] = ()
+    hot: tuple[int, ...]
+
+    @property
+    def focus(self) -> int:
+        return self.hot[0]
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,7 @@ def suspects(bed: TestBed, state: Changes, tests: Sequence[str],
         reporting = k[3].rsplit(".", 1)[-1] in REPORTING
         return (int(reporting), -scored[k], -int(in_trace), k[2] - k[1], k[0], k[1])
 
-    ranked = tuple(Suspect(k[0], k[1], k[2], k[3], scored[k], hot[k][0], tuple(hot[k]))
+    ranked = tuple(Suspect(k[0], k[1], k[2], k[3], scored[k], tuple(hot[k]))
                    for k in sorted(scored, key=rank))
     return Suspects(output, ranked, {p: texts[p] for p in sorted({s.path for s in ranked})},
                     cmap.seconds)
