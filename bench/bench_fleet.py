@@ -210,14 +210,19 @@ def _commit_lines(writers: dict[str, Any] | None, commits: float) -> tuple[str, 
     return sentence, caveat
 
 
+def _first(scaling: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """The scaling result's first figure whose title starts with ``prefix``."""
+    return next(f for f in scaling["figures"] if f["what"].startswith(prefix))
+
+
 def _cpu_rows(scaling: dict[str, Any] | None) -> list[str]:
     """The CPU projection again from the 50-project run's mean, where it has been run (a
     larger and more varied sample than the few projects above)."""
     if scaling is None:
         return []
-    f = next(f for f in scaling["figures"] if f["what"].startswith("per repository CPU"))
+    f = _first(scaling, "per repository CPU")
     mean = f["detail"]["mean"]
-    n = next(f for f in scaling["figures"] if f["what"].startswith("fleet of "))
+    n = _first(scaling, "fleet of ")
     return [f"| CPU, from the {n['detail']['repositories']}-project run | "
             f"{mean * TARGET / 3600:,.0f} CPU-hours | {mean:.1f} CPU s per repository (mean; "
             f"median {f['value']:.1f}, p90 {f['detail']['p90']}) |"]
@@ -232,7 +237,7 @@ def _scaling_lines(scaling: dict[str, Any] | None) -> list[str]:
                 "worker and the per-repository cost distribution) has **not** been run."]
     runs = [f for f in scaling["figures"] if f["what"].startswith("fleet of ")]
     dist = [f for f in scaling["figures"] if f["what"].startswith("per repository ")]
-    failed = next(f for f in scaling["figures"] if f["what"].startswith("repositories that"))
+    failed = _first(scaling, "repositories that")
     m = scaling["machine"]
     lines = ["## Measured: scaling over Ray worker nodes", "",
              f"`{scaling['command']}` (commit `{scaling['commit'][:12]}`, {scaling['date']}): "
@@ -279,12 +284,12 @@ def _tail_line(scaling: dict[str, Any] | None) -> list[str]:
     rows = [f for f in scaling["figures"] if f["unit"] == "CPU s"]
     if not rows:
         return []
-    values = sorted(f["value"] for f in rows)
     worst = max(rows, key=lambda f: f["value"])
-    median, total = values[len(values) // 2], sum(values)
+    median = _first(scaling, "per repository CPU")["value"]
+    total = sum(f["value"] for f in rows)
     source = worst["what"].split(" (", 1)[0]
-    failed = next(f for f in scaling["figures"] if f["what"].startswith("repositories that"))
-    crashed = failed["detail"]["by_reason"].get("tasks: TaskError", 0)
+    crashed = _first(scaling, "repositories that")["detail"]["by_reason"].get(
+        "tasks: TaskError", 0)
     return [
         f"- **The long tail.** In the {len(rows)}-project run, `{source}` took "
         f"{worst['value']:,.0f} CPU s, {worst['value'] / median:.0f}x the median repository "

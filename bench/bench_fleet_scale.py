@@ -71,36 +71,28 @@ ARGS = ("--tasks", "1", "--features", "0", "--json")
 
 def recorded_runs(n_sources: int, path: Path = RESULT) -> dict[int, dict[str, Any]]:
     """The runs the last result file holds, for ``n_sources`` sources: wall seconds and the
-    summary of each worker count; for the run the distributions were reported from, its
-    repositories' rows and those figures as recorded (``figures``; the others have
-    ``repositories`` None). Each carries ``recorded``: the commit and date it was measured at."""
+    summary of each worker count (``repositories`` None: its rows are not kept), and for the
+    run the distributions were reported from, those figures as recorded (``figures``). Each
+    carries ``recorded``: the commit and date it was measured at."""
     if not path.exists():
         return {}
     old = json.loads(path.read_text())
     recorded = f"{old.get('commit', '')[:10]} {old.get('date', '')}"
     runs: dict[int, dict[str, Any]] = {}
-    rows: dict[str, list[dict[str, Any]]] = {}
     per_run: dict[str, list[dict[str, Any]]] = {}
     for f in old.get("figures", []):
-        if f["what"].endswith("-worker run)"):
-            per_run.setdefault("the " + f["what"].rsplit("(the ", 1)[1], []).append(f)
         detail = f.get("detail") or {}
-        if f["what"].startswith("fleet of ") and detail.get("repositories") == n_sources:
+        if f["what"].endswith("-worker run)"):
+            per_run.setdefault(f["what"].rsplit("(the ", 1)[1], []).append(f)
+        elif f["what"].startswith("fleet of ") and detail.get("repositories") == n_sources:
             runs[detail["workers"]] = {"workers": detail["workers"], "wall_s": f["value"],
                                        "repositories": None, "summary": detail,
                                        "recorded": detail.get("recorded", recorded)}
-        elif f["unit"] == "CPU s" and f["what"].endswith("-worker run)"):
-            source, where = f["what"].split(" (", 1)
-            rows.setdefault(where, []).append({
-                "source": source, "status": detail["status"], "cpu_seconds": f["value"],
-                "build_seconds": detail["build_s"], "env_bytes": detail["env_bytes"],
-                "tasks_validated": detail["tasks"], "failure_kind": detail["failure"] or None})
     for workers, run in runs.items():
-        repos = rows.get(f"the {workers}-worker run)")
-        if repos is not None and len(repos) == n_sources:
-            run["repositories"] = repos
+        figures = per_run.get(f"{workers}-worker run)")
+        if figures:
             run["figures"] = [{**f, "detail": {**f["detail"], "recorded": run["recorded"]}}
-                              for f in per_run[f"the {workers}-worker run)"]]
+                              for f in figures]
     return runs
 
 
@@ -188,11 +180,12 @@ def report(runs: dict[int, dict[str, Any]]) -> None:
         figures.append(figure(f"fleet of {detail['repositories']} projects on {workers} "
                               f"worker node{'s' if workers > 1 else ''}", run["wall_s"], "s",
                               **detail))
-    ref = base if base and base["repositories"] else min(
-        (r for r in runs.values() if r["repositories"]), key=lambda r: r["workers"])
-    repos = ref["repositories"]
-    where = f"the {ref['workers']}-worker run"
-    figures += ref.get("figures") or _per_repository(ref["repositories"], where)
+    # The distributions come from one run: one worker's where it is known, as recorded or
+    # from its rows, else the fewest workers'.
+    ref = min((r for r in runs.values() if r["repositories"] or r.get("figures")),
+              key=lambda r: r["workers"])
+    figures += ref.get("figures") or _per_repository(
+        ref["repositories"], f"the {ref['workers']}-worker run")
     write_result("fleet-scale", "Fleet scaling on a Ray cluster with a PostgreSQL catalog",
                  figures, measures=(
                      "codemill run --sources over pinned PyPI releases (one synthesized task "
