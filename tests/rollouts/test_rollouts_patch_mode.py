@@ -57,6 +57,20 @@ def test_context_is_the_broken_code_the_failing_tests_reach_and_nothing_of_the_f
     for line in HIDDEN_TEST.splitlines():
         if len(line.strip()) > 6:
             assert line.strip() not in prompt  # the hidden test's code
+    # the top function's most suspicious line is marked, and survives the cache's JSON
+    assert context.marked == (("src/calc/ops.py", 2),)
+    assert "Most suspicious lines: src/calc/ops.py 2\n" in prompt
+    assert PatchContext.from_json(context.to_json()) == context
+
+
+def test_marking_can_be_turned_off(toy):
+    from codemill.tasks.patch_context import PatchContextConfig
+
+    bed = TestBed.from_env(toy.env, toy.home, toy.settings.sandbox)
+    plain = task_patch_context(bed, toy.task, PatchContextConfig(max_marked=0),
+                               use_cache=False)
+    assert plain.error is None and plain.marked == ()
+    assert "Most suspicious" not in patch_prompt(toy.task.problem_statement, plain)
 
 
 def test_suspects_rank_the_function_holding_the_fix_first(toy):

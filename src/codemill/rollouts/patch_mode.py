@@ -5,8 +5,9 @@
 
 The prompt (``patch_messages``) holds the problem statement, the failing tests' output and
 the code they reach in the broken state (``codemill.tasks.patch_context``), each function
-as its file path then numbered lines ``N: text``. The model answers with edits a 135M model
-can produce:
+as its file path then numbered lines ``N: text``, then the most suspicious lines when the
+context marks any (``Most suspicious lines: PATH N, M``). The model answers with edits a
+135M model can produce:
 
 - **line edits** (the default format): ``N: new text`` replaces line N of the listing; the
   same N given again adds lines after it; ``N:`` with nothing after deletes it (so a blank
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from codemill.tasks.patch_context import PatchContext
 
 AnswerFormat = Literal["lines", "search_replace"]
-PATCH_MODE_VERSION = "1"
+PATCH_MODE_VERSION = "2"
 """Version of the prompt and the answer reader (part of patch-mode rollout ids)."""
 
 SYSTEM = "You fix bugs in Python code. Answer with the edit only, in the format asked."
@@ -89,13 +90,17 @@ def listing(context: PatchContext) -> str:
 def patch_prompt(problem: str, context: PatchContext, fmt: AnswerFormat = "lines") -> str:
     """The user turn: problem statement, failing output (left out when the statement
     already names every failing test it shows, as synthesized tasks' statements do),
-    listing, the answer format."""
+    listing, the marked lines, the answer format."""
     parts = [problem.strip()]
     output = context.failing_output.strip()
     shown = re.findall(r"^FAILED (\S+)", output, re.MULTILINE)
     if output and not all(t in problem for t in shown):  # else the statement already says it
         parts.append("Failing tests:\n" + output)
     parts.append("Code the failing tests run:\n" + listing(context))
+    if context.marked:
+        path = context.marked[0][0]
+        parts.append(f"Most suspicious lines: {path} "
+                     + ", ".join(str(n) for _, n in context.marked))
     parts.append(ASK[fmt])
     return "\n\n".join(parts) + "\n"
 

@@ -23,7 +23,10 @@ What the context holds, and what it never holds:
   fault localization); a function too big for what is left of the budget is shown as a
   window around its most suspicious line;
 - ``files``: the broken state's text of each file a snippet comes from (the answer's edits
-  are applied to it to make the diff).
+  are applied to it to make the diff);
+- ``marked``: the most suspicious function's lines at its top score, when there are at
+  most ``max_marked`` of them and the listing shows them: the listing's pointer at the
+  bug (``bench/bench_localization.py`` measures how often it holds a line of the fix).
 
 Nothing is read from ``gold_patch``: the same context would be built for a user who only
 has the broken repository and its failing tests. Lines a module runs at import time belong
@@ -48,7 +51,7 @@ from codemill.tasks.patches import Changes, apply_patch, code_lines
 from codemill.tasks.paths import is_test_path
 from codemill.tasks.testbed import TestBed
 
-CONTEXT_VERSION = "3"
+CONTEXT_VERSION = "4"
 """Bump when the same task would get another context (cache file names carry it)."""
 CHARS_PER_TOKEN = 4
 LISTING_FUNCTIONS = 4
@@ -76,6 +79,9 @@ class PatchContextConfig(BaseModel):
     """Failing tests whose output is shown."""
     max_message_lines: int = Field(8, ge=1)
     """Lines of one test's failure message shown."""
+    max_marked: int = Field(3, ge=0)
+    """Most suspicious lines marked at most (more lines at the top score mark none: a
+    pointer at many lines points nowhere); 0 marks none."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,7 @@ class PatchContext:
     files: Mapping[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     error: str | None = None
+    marked: tuple[tuple[str, int], ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -114,7 +121,8 @@ class PatchContext:
                          for s in d.get("snippets", ()))
         return cls(task_id=d["task_id"], failing_output=d.get("failing_output", ""),
                    snippets=snippets, files=dict(d.get("files", {})),
-                   seconds=d.get("seconds", 0.0), error=d.get("error"))
+                   seconds=d.get("seconds", 0.0), error=d.get("error"),
+                   marked=tuple((p, n) for p, n in d.get("marked", ())))
 
 
 def broken_state(bed: TestBed, task: TaskSpec) -> Changes:
@@ -260,10 +268,16 @@ def patch_context(bed: TestBed, state: Changes, tests: Sequence[str],
         budget -= size
     if not chosen:
         raise TaskError("the failing tests reach no function of a source file")
+    top = found.ranked[0]
+    shown = {(s.path, n) for s in chosen for n in range(s.start, s.end + 1)}
+    marked = tuple((top.path, n) for n in top.hot)
+    if len(marked) > config.max_marked or not set(marked) <= shown:
+        marked = ()
     chosen.sort(key=lambda s: (s.path, s.start))
     files = {p: found.texts[p] for p in sorted({s.path for s in chosen})}
     return PatchContext(task_id=task_id, failing_output=found.failing_output,
-                        snippets=tuple(chosen), files=files, seconds=found.seconds)
+                        snippets=tuple(chosen), files=files, seconds=found.seconds,
+                        marked=marked)
 
 
 REPORTING = frozenset({"__repr__", "__str__", "__format__"})
