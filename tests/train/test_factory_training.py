@@ -126,6 +126,69 @@ def test_sft_in_patch_mode_trains_on_graded_expert_answers(ledger_home, tiny_dir
     assert job_inputs(settings, job)["tasks"] != job_inputs(settings, other)["tasks"]
 
 
+def test_sft_prepared_here_and_trained_elsewhere_is_recorded_here(ledger_home, tiny_dir,
+                                                                  tmp_path):
+    """``train sft --prepare``: the data is made and graded here under a run of its own,
+    the job's sequences and config go to a folder, ``python -m codemill.train.remote``
+    trains them in a process that has no home, and the same job run here finds that
+    checkpoint finished and records it with the remote run's metrics."""
+    import shutil
+    import subprocess
+    import sys
+
+    from codemill.factory.training import SftJob, plan_sft, prepare_sft, train_sft
+    from codemill.store.ledger import Ledger
+    from codemill.train.remote import read_prepared
+
+    settings, env, task = ledger_home
+    job = SftJob(model=f"transformers:{tiny_dir}", data="expert", mode="patch", train=TrainConfig(
+        steps=3, batch_size=1, lr=1e-3, threads=1, device="cpu", lora=True, lora_r=4,
+        lora_layers=1, seed=11))
+    prepared = tmp_path / "prepared"
+    plan = prepare_sft(settings, job, prepared)
+    assert not plan.run_dir.exists()  # nothing trained here
+    ckpt_id, cfg, manifest, seqs = read_prepared(prepared)
+    again = plan_sft(settings, job, "read-only")
+    assert (ckpt_id, cfg) == (again.ckpt_id, again.cfg) == (plan.ckpt_id, job.train)
+    assert [(s.ids, s.mask, s.rollout_id) for s in seqs] == [
+        (s.ids, s.mask, s.rollout_id) for s in again.seqs]
+    assert manifest["checkpoint_id"] == ckpt_id and manifest["lora"] is True
+
+    out = subprocess.run([sys.executable, "-m", "codemill.train.remote", str(prepared),
+                          "--model", str(tiny_dir)], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    remote = prepared / ckpt_id
+    assert out.stdout.strip().splitlines()[-1] == str(remote)
+    remote_metrics = json.loads((remote / "metrics.json").read_text())
+    assert [m["step"] for m in remote_metrics] == [1, 2, 3]
+
+    shutil.copytree(remote, plan.run_dir)
+    result = train_sft(settings, job)
+    assert result.checkpoint_id == ckpt_id and result.cached  # found finished, not retrained
+    assert result.metrics == remote_metrics
+    row = _checkpoint_row(settings, ckpt_id)
+    assert json.loads(row["metrics"]) == remote_metrics and row["lora"] is True
+    assert json.loads(row["task_ids"]) == [task.task_id]
+    with Ledger.open(settings) as ledger:
+        commands = [r["command"] for r in ledger.read("runs").to_pylist()
+                    if r["status"] == "ok"]
+    assert "train sft --prepare" in commands
+
+
+def test_the_remote_trainer_refuses_a_folder_it_was_not_given(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "codemill.train.remote", str(tmp_path),
+                          "--model", str(tmp_path)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 1
+    [line] = out.stderr.strip().splitlines()
+    assert "not a prepared SFT job" in line
+
+
 def _checkpoint_row(settings, checkpoint_id):
     from codemill.store.ledger import Ledger
 

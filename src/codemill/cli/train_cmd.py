@@ -173,6 +173,11 @@ def sft_cmd(
     mode: Literal["agent", "patch"] = typer.Option("agent", "--mode", help=MODE_HELP),
     listing_functions: int | None = typer.Option(None, "--listing-functions", min=1,
                                                  help=LISTING_HELP),
+    prepare: Path | None = typer.Option(
+        None, "--prepare", help="Make the data and name the checkpoint, then write what a "
+        "machine without the ledger needs to train it into this folder (python -m "
+        "codemill.train.remote); copy the result into HOME/checkpoints/ and run the same "
+        "command without --prepare to record it."),
     as_json: bool = typer.Option(False, "--json", help="Machine output."),
 ) -> None:
     """Supervised fine-tuning: masked next-token loss on the model's own tokens of
@@ -193,9 +198,30 @@ def sft_cmd(
                      tasks=tuple(tasks), per_task=per_task, train=cfg,
                      **_mode(SftJob, mode, listing_functions))
         say = (lambda m: err_console.print(m, highlight=False)) if not as_json else None
+        if prepare is not None:
+            _prepare(job, prepare, say, as_json)
+            return
         result = train_sft(State.settings(), job, on_step=None if as_json else _on_step,
                            say=say)
         _report(result, as_json, eval_suites)
+
+
+def _prepare(job: Any, out: Path, say: Any, as_json: bool) -> None:
+    from codemill.factory.training import prepare_sft
+
+    settings = State.settings()
+    plan = prepare_sft(settings, job, out.absolute(), say)
+    target = Path(settings.home).absolute() / "checkpoints"
+    if as_json:
+        print_json({"checkpoint_id": plan.ckpt_id, "prepared": str(out.absolute()),
+                    "base_dir": str(plan.base_dir), "checkpoints_dir": str(target),
+                    **plan.data})
+        return
+    console.print(f"prepared checkpoint {plan.ckpt_id[:12]}: {plan.data['sequences']} "
+                  f"sequences, {plan.data['tokens']} tokens in {out}\n"
+                  f"  there: python -m codemill.train.remote {out} --model {plan.base_dir}\n"
+                  f"  then:  copy {out}/{plan.ckpt_id} into {target}/ and run this command "
+                  "again without --prepare", highlight=False)
 
 
 @app.command("grpo")

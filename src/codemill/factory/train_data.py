@@ -207,7 +207,7 @@ def _expert_patch_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
     from codemill.agent.models.scripted import ScriptedBackend
     from codemill.agent.models.teacher import TeacherBackend
     from codemill.factory.executor_base import available_cpus
-    from codemill.rollouts.patch_mode import expert_answer
+    from codemill.rollouts.patch_mode import PATCH_MODE_VERSION, expert_answer
     from codemill.rollouts.plan import RolloutItem
     from codemill.rollouts.runner import (
         RolloutContext,
@@ -225,7 +225,9 @@ def _expert_patch_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
                               max_tokens=512)
     runs = job.per_task if job.teacher else 1  # the scripted answer is always the same
     listing = job.listing_functions
-    salt = (tokenizer_hash(tokenizer), job.train.seed, "patch-lines", *listing_key(listing))
+    # the prompt's version too: an answer recorded under another prompt is another sequence
+    salt = (tokenizer_hash(tokenizer), job.train.seed, "patch-lines", PATCH_MODE_VERSION,
+            *listing_key(listing))
     plan = [RolloutItem(content_id("expert-rollout", t.task_id, policy, salt, i), t, policy, i,
                         sampling, mode="patch", listing_functions=listing)
             for t in tasks for i in range(runs)]

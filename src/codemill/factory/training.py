@@ -189,17 +189,6 @@ def _manifest(ckpt_id: str, kind: str, base: str, parent: str | None, cfg: Train
             "lora": cfg.lora, "step": step, "trainer_version": TRAINER_VERSION}
 
 
-def _saver(cfg: TrainConfig, run_dir: Path) -> Callable[[Any], None]:
-    """Write a resumable state every ``save_every`` steps and after the last."""
-    from codemill.train.policy import save_state
-
-    def save(policy: Any) -> None:
-        if policy.step % cfg.save_every == 0 or policy.step == cfg.steps:
-            save_state(policy, run_dir)
-
-    return save
-
-
 def _snapshots_of(env_ids: Sequence[str], envs: dict[str, EnvSpec]) -> list[str]:
     return [envs[e].snapshot_id for e in env_ids if e in envs]
 
@@ -243,14 +232,43 @@ def train_sft(settings: Settings, job: SftJob, *, on_step: StepFn | None = None,
     return train_checkpoint(settings, "sft", job, on_step=on_step, say=say)
 
 
-def run_sft(settings: Settings, job: SftJob, run_id: str, on_step: StepFn | None,
-            say: Callable[[str], None] | None) -> tuple[TrainResult, dict[str, Any]]:
-    """Train (or find finished on disk) the SFT checkpoint of ``job``; returns it and its
-    ``checkpoints`` row. Called by the ``checkpoints`` asset, which records the row."""
-    from codemill.agent.models.sampler import tokenizer_hash
+@dataclass(frozen=True)
+class SftPlan:
+    """An SFT job resolved before its first step: the sequences it trains on (resolved
+    trajectories that fit ``max_len``), the checkpoint's id and directory, and what its
+    row and manifest say. ``run_sft`` trains it here; ``prepare_sft`` writes it out for a
+    machine without the ledger (``codemill.train.remote``)."""
+
+    ckpt_id: str
+    run_dir: Path
+    cfg: TrainConfig
+    base_dir: Path
+    adapter: Path | None
+    root: str
+    parent: str | None
+    seqs: list[Any]
+    good: list[Graded]
+    tasks: list[TaskSpec]
+    envs: dict[str, EnvSpec]
+    data: dict[str, Any]
+
+    def manifest(self, step: int) -> dict[str, Any]:
+        return _manifest(self.ckpt_id, "sft", self.root, self.parent, self.cfg, step)
+
+    def row(self, metrics: list[dict[str, Any]]) -> dict[str, Any]:
+        task_ids = sorted({g.task_id for g in self.good})
+        env_ids = sorted({t.env_id for t in self.tasks if t.task_id in set(task_ids)})
+        return _checkpoint_row(self.ckpt_id, "sft", self.root, self.parent, self.run_dir,
+                               self.cfg, metrics, task_ids, env_ids,
+                               _snapshots_of(env_ids, self.envs),
+                               [s.rollout_id for s in self.seqs])
+
+
+def plan_sft(settings: Settings, job: SftJob, run_id: str,
+             say: Callable[[str], None] | None = None) -> SftPlan:
+    """Resolve ``job``: make (or read back) its data, keep what it trains on, name the
+    checkpoint. Raises ``FactoryError`` when nothing resolved is left to train on."""
     from codemill.train.data import from_trace, keep
-    from codemill.train.policy import load_policy, resume, save_checkpoint
-    from codemill.train.sft import train_steps
 
     say = say or (lambda _m: None)
     home = Path(settings.home)
@@ -262,37 +280,68 @@ def run_sft(settings: Settings, job: SftJob, run_id: str, on_step: StepFn | None
     if not seqs:
         raise FactoryError(f"no resolved trajectories to train on ({len(graded)} read, "
                            f"{len(good)} resolved, {left_out} longer than max_len)")
-    hashes = {g.trace.tokenizer_hash for g in good if g.trace is not None} - {""}
     ckpt_id = content_id("checkpoint", "sft", TRAINER_VERSION, job.model, root, cfg,
                          sorted(s.rollout_id for s in seqs))
-    run_dir = home / "checkpoints" / ckpt_id
     # every trajectory read is counted: resolved, scored below 1, masked or ungraded
     data = {"trajectories": len(graded), "resolved": len(good), "sequences": len(seqs),
             "left_out": left_out, "tokens": sum(len(s.ids) for s in seqs),
             "masked": sum(1 for g in graded if g.status == "masked"),
             "ungraded": sum(1 for g in graded if g.status == "ungraded")}
-    task_ids = sorted({g.task_id for g in good})
-    env_ids = sorted({t.env_id for t in tasks if t.task_id in set(task_ids)})
+    return SftPlan(ckpt_id, home / "checkpoints" / ckpt_id, cfg, base_dir, adapter, root,
+                   parent, seqs, good, tasks, envs, data)
+
+
+def run_sft(settings: Settings, job: SftJob, run_id: str, on_step: StepFn | None,
+            say: Callable[[str], None] | None) -> tuple[TrainResult, dict[str, Any]]:
+    """Train (or find finished on disk) the SFT checkpoint of ``job``; returns it and its
+    ``checkpoints`` row. Called by the ``checkpoints`` asset, which records the row. A
+    checkpoint trained elsewhere from ``prepare_sft``'s output and copied into
+    ``<home>/checkpoints/`` is found finished, like one this machine trained."""
+    from codemill.agent.models.sampler import tokenizer_hash
+    from codemill.train.policy import load_policy, resume, save_checkpoint, state_saver
+    from codemill.train.sft import train_steps
+
+    say = say or (lambda _m: None)
+    plan = plan_sft(settings, job, run_id, say)
+    hashes = {g.trace.tokenizer_hash for g in plan.good if g.trace is not None} - {""}
 
     def result(metrics: list[dict[str, Any]], cached: bool) -> tuple[TrainResult,
                                                                      dict[str, Any]]:
-        row = _checkpoint_row(ckpt_id, "sft", root, parent, run_dir, cfg, metrics, task_ids,
-                              env_ids, _snapshots_of(env_ids, envs),
-                              [s.rollout_id for s in seqs])
-        return TrainResult(ckpt_id, run_dir, "sft", cached, metrics, data), row
+        return (TrainResult(plan.ckpt_id, plan.run_dir, "sft", cached, metrics, plan.data),
+                plan.row(metrics))
 
-    if (run_dir / "manifest.json").is_file():  # finished before its row was recorded
-        return result(_stored_metrics(run_dir), True)
-    policy = load_policy(base_dir, cfg, adapter_dir=adapter)
+    if (plan.run_dir / "manifest.json").is_file():  # finished before its row was recorded
+        return result(_stored_metrics(plan.run_dir), True)
+    policy = load_policy(plan.base_dir, plan.cfg, adapter_dir=plan.adapter)
     if hashes and hashes != {tokenizer_hash(policy.tokenizer)}:
         raise FactoryError("the trajectories were tokenized by another tokenizer than "
                            f"{job.model}'s")
-    if resume(policy, run_dir):
-        say(f"resumed {ckpt_id[:12]} after step {policy.step}")
-    with tensorboard_scalars(logdir(home, ckpt_id), "sft") as log:
-        train_steps(policy, seqs, save=_saver(cfg, run_dir), on_step=_both(on_step, log))
-    save_checkpoint(policy, run_dir, _manifest(ckpt_id, "sft", root, parent, cfg, policy.step))
+    if resume(policy, plan.run_dir):
+        say(f"resumed {plan.ckpt_id[:12]} after step {policy.step}")
+    with tensorboard_scalars(logdir(Path(settings.home), plan.ckpt_id), "sft") as log:
+        train_steps(policy, plan.seqs, save=state_saver(plan.cfg, plan.run_dir),
+                    on_step=_both(on_step, log))
+    save_checkpoint(policy, plan.run_dir, plan.manifest(policy.step))
     return result(policy.metrics, False)
+
+
+def prepare_sft(settings: Settings, job: SftJob, out: Path,
+                say: Callable[[str], None] | None = None) -> SftPlan:
+    """Resolve ``job`` as a recorded run (``train sft --prepare``: its data made and
+    graded here) and write what a trainer elsewhere needs into ``out``
+    (``codemill.train.remote``): train there, copy its checkpoint directory into
+    ``<home>/checkpoints/``, and the same job run here records it without training."""
+    from codemill.factory.record import recorded_run
+    from codemill.train.remote import write_prepared
+
+    if _job_model(job, Path(settings.home))[1] is not None:
+        raise FactoryError("--prepare trains from a full model (smollm2, transformers:DIR "
+                           "or a full checkpoint), not from a LoRA checkpoint")
+    with recorded_run(settings, "train sft --prepare", {"job": job_key(job)}) as rec:
+        plan = plan_sft(settings, job, rec.run_id, say)
+        write_prepared(out, plan.ckpt_id, plan.cfg, plan.manifest(0), plan.seqs)
+        rec.summary.update(checkpoint_id=plan.ckpt_id, out=str(out), **plan.data)
+    return plan
 
 
 def _both(on_step: StepFn | None, log: StepFn) -> StepFn:
@@ -420,7 +469,7 @@ def run_grpo(settings: Settings, job: GrpoJob, run_id: str, on_step: StepFn | No
     """Train (or find finished on disk) the GRPO checkpoint of ``job``; returns it and its
     ``checkpoints`` row (recorded by the ``checkpoints`` asset)."""
     from codemill.train.grpo import train_rounds
-    from codemill.train.policy import load_policy, resume, save_checkpoint
+    from codemill.train.policy import load_policy, resume, save_checkpoint, state_saver
 
     say = say or (lambda _m: None)
     home = Path(settings.home)
@@ -456,7 +505,7 @@ def run_grpo(settings: Settings, job: GrpoJob, run_id: str, on_step: StepFn | No
     with tensorboard_scalars(logdir(home, ckpt_id), "grpo") as log:
         train_rounds(policy, sorted(by_id),
                      _round_sampler(settings, job, policy, prefix, by_id, envs, run_id, say),
-                     prior=prior, save=_saver(cfg, run_dir), on_round=_both(on_step, log))
+                     prior=prior, save=state_saver(cfg, run_dir), on_round=_both(on_step, log))
     save_checkpoint(policy, run_dir, _manifest(ckpt_id, "grpo", root, parent, cfg, policy.step))
     return result(policy.metrics, False)
 

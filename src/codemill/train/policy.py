@@ -19,6 +19,7 @@ import os
 import random
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,16 @@ def save_state(policy: Policy, run_dir: Path) -> Path:
         if old != target:
             shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def state_saver(config: TrainConfig, run_dir: Path) -> Callable[[Policy], None]:
+    """A ``save`` callback for the loops: a state every ``save_every`` steps and after the
+    last."""
+    def save(policy: Policy) -> None:
+        if policy.step % config.save_every == 0 or policy.step == config.steps:
+            save_state(policy, run_dir)
+
+    return save
 
 
 def resume(policy: Policy, run_dir: Path) -> bool:
