@@ -8,6 +8,9 @@ Runbook::
     .venv/bin/python bench/bench_learn.py --until data    # stop after a stage
     .venv/bin/python bench/bench_learn.py --stage eval:base:patch   # one stage alone
     .venv/bin/python bench/bench_learn.py --split held-out --until data   # held-out data only
+    .venv/bin/python bench/bench_learn.py --prepare-sft DIR   # the sft stage's data, for
+        # `python -m codemill.train.remote DIR` on a GPU machine; copy DIR/<id> into
+        # bench/out/learn_home/checkpoints/ and the sft stage records it without training
 
 Stages, each resumable (rows appended as JSON lines to ``bench/out/learn.jsonl``; a stage
 already there is skipped; environments, tasks, rollouts and training states recorded in the
@@ -187,10 +190,16 @@ GRPO = ["--rounds", "8", "--tasks-per-round", "4", "--group", "8", "--max-draws"
 updates a round so the clip acts; the sampler and trainer are both fp32 (TIS on)."""
 
 
-def train(home: Path, kind: str, model: str, listing_functions: int | None = None) -> dict:
+def train(home: Path, kind: str, model: str, listing_functions: int | None = None,
+          prepare: Path | None = None) -> dict:
+    """The ``sft`` / ``grpo`` stage through the CLI. ``prepare``: only ``train sft
+    --prepare`` into that folder (for ``python -m codemill.train.remote`` on a GPU machine;
+    copied back into the home's checkpoints, the stage then records it without training)."""
     train_tasks, _ = split_tasks(home)
     args = ["train", kind, "--model", model, "--mode", "patch", "--threads", "2",
             *(SFT if kind == "sft" else GRPO), "--json"]
+    if prepare is not None:
+        args += ["--prepare", str(prepare)]
     if listing_functions is not None:
         args += ["--listing-functions", str(listing_functions)]
     if kind == "sft":
@@ -336,6 +345,9 @@ def main() -> None:
     ap.add_argument("--split", choices=("all", "held-out", "train"), default="all",
                     help="Prepare only these projects' data (the agent-mode eval of the "
                     "base model needs only the held-out ones).")
+    ap.add_argument("--prepare-sft", type=Path, metavar="DIR",
+                    help="Make the sft stage's data and write it into DIR for a GPU "
+                    "machine (codemill.train.remote), instead of training here.")
     ap.add_argument("--train-tasks", type=int, default=10)
     ap.add_argument("--held-out-tasks", type=int, default=30)
     args = ap.parse_args()
@@ -350,6 +362,9 @@ def main() -> None:
     if not args.stage:
         data(args.home, args.results, have, args)
     if args.until == "data":
+        return
+    if args.prepare_sft:
+        print(json.dumps(train(args.home, "sft", "smollm2", prepare=args.prepare_sft)))
         return
     import torch
 
