@@ -12,8 +12,9 @@ fixes lie in no function the failing tests run, and the median size of the top f
 the figures behind choosing a shorter listing for a small model (a listing of the top
 function only is short, but wrong whenever the top function is). Then, line by line: how
 often a fix line is the top function's most suspicious line, or among its lines at the top
-score (and how many lines those are): whether marking lines in the listing would point a
-small model at the fix. Writes ``bench/results/localization.json``.
+score (and how many lines those are), and how often the lines the prompt marks (those,
+when there are at most ``max_marked``) hold a fix line: whether the marks point a small
+model at the fix. Writes ``bench/results/localization.json``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ from bench_learn import HELD_OUT, TRAIN  # noqa: E402
 from codemill.core.config import Settings  # noqa: E402
 from codemill.core.errors import TaskError  # noqa: E402
 from codemill.evals.locate import edited_lines  # noqa: E402
-from codemill.tasks.patch_context import broken_state, suspects  # noqa: E402
+from codemill.tasks.patch_context import (  # noqa: E402
+    PatchContextConfig,
+    broken_state,
+    suspects,
+)
 from codemill.tasks.patches import code_lines  # noqa: E402
 from codemill.tasks.testbed import TestBed  # noqa: E402
 from record import figure, write_result  # noqa: E402
@@ -107,6 +112,12 @@ def main() -> None:
                        f"{in_hot} of {n}", rate=round(in_hot / n, 4) if n else None,
                        lines_median=statistics.median(hots) if hots else None,
                        lines_p90=sorted(hots)[int(0.9 * (len(hots) - 1))] if hots else None))
+    # the patch-mode prompt marks the hot lines when there are at most max_marked of them
+    most = PatchContextConfig().max_marked
+    marked = [r for r in ranked if r["hot"] and r["hot"] <= most]
+    figs.append(figure(f"prompt marks lines (at most {most}) and one is a fix line",
+                       f"{sum(1 for r in marked if r['in_hot'])} of {n}",
+                       marked=len(marked)))
     figs.append(figure("tasks whose covered run failed", failed, "tasks"))
     for f in figs:
         print(f"{f['what']}: {f['value']} {f['unit']}".rstrip())
