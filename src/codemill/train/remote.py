@@ -16,9 +16,10 @@ A killed remote run resumes from its newest state (``save_every``), as one here 
 
 ``DIR`` holds ``plan.json`` (the checkpoint id, the resolved ``TrainConfig``, the
 manifest) and ``sequences.jsonl`` (token ids and loss mask of each sequence, in training
-order). ``MODEL_DIR`` is the base as a transformers directory (for ``smollm2``, the
-directory ``codemill model convert`` writes). Only SFT travels: a GRPO round samples and
-grades in sandboxes, which stay where the environments are.
+order). ``MODEL_DIR`` is the base as a transformers directory (for ``smollm2``,
+``<home>/cache/models/smollm2-135m-instruct``, which ``--prepare`` prints). Only SFT
+travels: a GRPO round samples and grades in sandboxes, which stay where the environments
+are.
 """
 
 from __future__ import annotations
@@ -56,17 +57,15 @@ def read_prepared(prepared: Path) -> tuple[str, TrainConfig, dict[str, Any], lis
     names what is wrong with it."""
     try:
         plan = json.loads((prepared / PLAN).read_text())
-        lines = (prepared / SEQUENCES).read_text().splitlines()
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{prepared}: not a prepared SFT job ({exc})") from exc
-    if plan.get("format") != FORMAT:
-        raise ValueError(f"{prepared}: prepared in format {plan.get('format')}, this "
-                         f"trainer reads {FORMAT}")
-    seqs = []
-    for line in lines:
-        d = json.loads(line)
-        seqs.append(TrainSeq(ids=tuple(d["ids"]), mask=tuple(d["mask"]),
-                             old_logprobs=(0.0,) * len(d["ids"]), rollout_id=d["rollout_id"]))
+        if plan.get("format") != FORMAT:
+            raise ValueError(f"{prepared}: prepared in format {plan.get('format')}, this "
+                             f"trainer reads {FORMAT}")
+        rows = [json.loads(line) for line in (prepared / SEQUENCES).read_text().splitlines()]
+        seqs = [TrainSeq(ids=tuple(d["ids"]), mask=tuple(d["mask"]),
+                         old_logprobs=(0.0,) * len(d["ids"]), rollout_id=d["rollout_id"])
+                for d in rows]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{prepared}: not a prepared SFT job ({exc!r})") from exc
     if len(seqs) != plan["sequences"]:
         raise ValueError(f"{prepared}: {len(seqs)} sequences, the plan says "
                          f"{plan['sequences']} (a partial copy?)")
@@ -78,12 +77,18 @@ def train_prepared(prepared: Path, model_dir: Path, *, out: Path | None = None,
                    on_step: Callable[[dict[str, Any]], None] | None = None) -> Path:
     """Train the prepared job from the base in ``model_dir``; the checkpoint directory
     is ``out`` (default ``prepared/<checkpoint id>``), returned."""
-    from codemill.train.policy import load_policy, resume, save_checkpoint, state_saver
+    from codemill.train.policy import (
+        MANIFEST,
+        load_policy,
+        resume,
+        save_checkpoint,
+        state_saver,
+    )
     from codemill.train.sft import train_steps
 
     ckpt_id, cfg, manifest, seqs = read_prepared(prepared)
     run_dir = out or prepared / ckpt_id
-    if (run_dir / "manifest.json").is_file():
+    if (run_dir / MANIFEST).is_file():
         return run_dir
     policy = load_policy(model_dir, cfg)
     resume(policy, run_dir)
