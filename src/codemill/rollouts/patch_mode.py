@@ -6,8 +6,10 @@
 The prompt (``patch_messages``) holds the problem statement, the failing tests' output and
 the code they reach in the broken state (``codemill.tasks.patch_context``), each function
 as its file path then numbered lines ``N: text``, then the most suspicious lines when the
-context marks any (``Most suspicious lines: PATH N, M``). The model answers with edits a
-135M model can produce:
+context marks any, repeated with their text (``Most suspicious lines:``, the path, ``N:
+text``): the answer for a one-line fix is then a near-copy of a line just above it, which a
+135M model can write where it cannot find line N's text in a long listing. The model
+answers with edits a 135M model can produce:
 
 - **line edits** (the default format): ``N: new text`` replaces line N of the listing; the
   same N given again adds lines after it; ``N:`` with nothing after deletes it (so a blank
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
     from codemill.tasks.patch_context import PatchContext
 
 AnswerFormat = Literal["lines", "search_replace"]
-PATCH_MODE_VERSION = "2"
+PATCH_MODE_VERSION = "3"
 """Version of the prompt and the answer reader (part of patch-mode rollout ids)."""
 
 SYSTEM = "You fix bugs in Python code. Answer with the edit only, in the format asked."
@@ -98,11 +100,19 @@ def patch_prompt(problem: str, context: PatchContext, fmt: AnswerFormat = "lines
         parts.append("Failing tests:\n" + output)
     parts.append("Code the failing tests run:\n" + listing(context))
     if context.marked:
-        path = context.marked[0][0]
-        parts.append(f"Most suspicious lines: {path} "
-                     + ", ".join(str(n) for _, n in context.marked))
+        parts.append(marked_lines(context))
     parts.append(ASK[fmt])
     return "\n\n".join(parts) + "\n"
+
+
+def marked_lines(context: PatchContext) -> str:
+    """``Most suspicious lines:``, the path, then each marked line as ``N: text`` (marked
+    lines are always in the listing: ``patch_context`` marks none otherwise)."""
+    path = context.marked[0][0]
+    text = {s.start + i: line for s in context.snippets if s.path == path
+            for i, line in enumerate(s.lines)}
+    return "\n".join(["Most suspicious lines:", path]
+                     + [f"{n}: {text[n]}" for _, n in context.marked if n in text])
 
 
 def patch_messages(problem: str, context: PatchContext, fmt: AnswerFormat = "lines"
