@@ -124,6 +124,13 @@ def test_sft_in_patch_mode_trains_on_graded_expert_answers(ledger_home, tiny_dir
     other = job.model_copy(update={"tasks": ("f" * 12,)})
     assert job_inputs(settings, job)["n_tasks"] == 1 and job_inputs(settings, other)["n_tasks"] == 0
     assert job_inputs(settings, job)["tasks"] != job_inputs(settings, other)["tasks"]
+    # ... and the version of the prompt the data is made with: a new prompt is new data
+    from codemill.rollouts.patch_mode import PATCH_MODE_VERSION
+    from codemill.tasks.patch_context import CONTEXT_VERSION
+
+    assert job_inputs(settings, job)["prompt"] == f"patch-{PATCH_MODE_VERSION}.{CONTEXT_VERSION}"
+    agent = job.model_copy(update={"mode": "agent"})
+    assert job_inputs(settings, agent)["prompt"] != job_inputs(settings, job)["prompt"]
 
 
 def test_sft_prepared_here_and_trained_elsewhere_is_recorded_here(ledger_home, tiny_dir,

@@ -7,7 +7,9 @@ which resolves what the job will read and materializes this asset with the confi
     {"kind": "sft" | "grpo", "job": <SftJob | GrpoJob as JSON>, "inputs": {...}}
 
 ``inputs`` names the content the job reads from the ledger, so the cache key changes when
-it does: the resolved model (a ``ckpt:`` prefix becomes the full parent id), the content id
+it does: the resolved model (a ``ckpt:`` prefix becomes the full parent id), the version
+of the prompt its rollouts and expert answers are made with (a new prompt is new data,
+though the job and its tasks are the same), the content id
 of the validated task ids the job selects and, for ``--data rollouts``, of the graded
 rollouts it trains on (ids with their rewards); for ``--data parquet``, the file's sha256.
 A repeat of the same job on the same inputs is a cache hit: nothing loads, and the
@@ -123,6 +125,7 @@ def job_inputs(settings: Settings, job: SftJob | GrpoJob) -> dict[str, Any]:
                                f"{job.data_path or 'missing'})")
         inputs["parquet_sha256"] = hashlib.sha256(Path(job.data_path).read_bytes()).hexdigest()
         return inputs
+    inputs["prompt"] = prompt_version(job.mode)
     tasks, _ = ledger_tasks(settings, job.tasks)
     task_ids = sorted(t.task_id for t in tasks)
     inputs.update(tasks=content_id("tasks", task_ids), n_tasks=len(task_ids))
@@ -132,6 +135,18 @@ def job_inputs(settings: Settings, job: SftJob | GrpoJob) -> dict[str, Any]:
                         if g.task_id in known)
         inputs.update(rollouts=content_id("rollouts", graded), n_rollouts=len(graded))
     return inputs
+
+
+def prompt_version(mode: str) -> str:
+    """The version of what a rollout of ``mode`` is asked (prompt, context, answer reader)."""
+    if mode == "patch":
+        from codemill.rollouts.patch_mode import PATCH_MODE_VERSION
+        from codemill.tasks.patch_context import CONTEXT_VERSION
+
+        return f"patch-{PATCH_MODE_VERSION}.{CONTEXT_VERSION}"
+    from codemill.agent.config import AGENT_VERSION
+
+    return f"agent-{AGENT_VERSION}"
 
 
 def recorded_checkpoint(settings: Settings, cache_key: str) -> TrainResult:
