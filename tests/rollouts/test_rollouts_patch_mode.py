@@ -275,3 +275,40 @@ def test_expert_examples_pair_the_rollout_prompt_with_the_gold_answer(toy, conte
     [ex] = got.examples
     assert ex.answer == FIX and not got.skipped
     assert ex.messages[1].content == patch_prompt(toy.task.problem_statement, context)
+
+
+def test_identical_replies_of_a_group_are_graded_once_and_share_the_verdict(toy):
+    """A group's samples that wrote the same reply share the first one's verdict, each in
+    a reward row of its own that says so; a different reply is graded itself."""
+    replies = iter([FIX, FIX, "2:     return a * b", FIX])
+    model = ScriptedBackend(lambda messages, tools: next(replies), name="scripted:patch")
+    batch = run_rollouts([toy.task], envs=[toy.env], home=toy.home, settings=toy.settings,
+                         model=model, config=RolloutConfig(group_size=4, mode="patch"))
+    rewards = [r.reward for r in sorted(batch.results, key=lambda r: r.item.sample_index)]
+    assert [r.value for r in rewards] == [1.0, 1.0, 0.0, 1.0]
+    shared = ["shared_verdict" in r.flags for r in rewards]
+    assert shared == [False, True, False, True]
+    assert rewards[0].grading_seconds > 0 and rewards[1].grading_seconds == 0.0
+    assert len({r.reward_id for r in rewards}) == 4
+    assert [r.rollout_id for r in rewards] == [r.item.rollout_id for r in sorted(
+        batch.results, key=lambda r: r.item.sample_index)]
+
+
+def test_a_masked_verdict_is_never_shared(toy):
+    from codemill.core.records import Reward, Trajectory
+    from codemill.rollouts.verdicts import SharedVerdicts
+
+    def traj(n):
+        return Trajectory(rollout_id=f"r{n}", task_id="t", policy="p", diff="d",
+                          stop_reason=StopReason.SUBMITTED)
+
+    masked = Reward(reward_id="m", rollout_id="r0", task_id="t", env_id="e", value=None,
+                    resolved=None, masked=True, error_type="infra:sandbox")
+    graded = masked.model_copy(update={"reward_id": "g", "rollout_id": "r1", "value": 1.0,
+                                       "resolved": True, "masked": False, "error_type": None})
+    verdicts = SharedVerdicts()
+    assert verdicts.reward(traj(0), lambda: masked) is masked
+    assert verdicts.reward(traj(1), lambda: graded) is graded  # graded itself
+    copy = verdicts.reward(traj(2), lambda: pytest.fail("graded twice"))
+    assert copy.value == 1.0 and copy.rollout_id == "r2" and "shared_verdict" in copy.flags
+    assert (verdicts.graded, verdicts.shared) == (2, 1)

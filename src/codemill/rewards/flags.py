@@ -73,6 +73,9 @@ AUDIT = {"exec": AUDIT_EXEC, "frame": AUDIT_FRAME, "test_read": AUDIT_TEST_READ,
 FLAG_ONLY = "flag_only"
 """Suffix ``<flag>:flag_only``: a flag of a zeroing class that this grading's config
 records without zeroing (``GraderConfig.zero_on`` left it out)."""
+SHARED_VERDICT = "shared_verdict"
+"""Informational: not graded itself; the verdict of an earlier rollout of the same stream
+and task with the same patch-mode reply (``codemill.rollouts.verdicts``)."""
 MISSING_TESTS = "missing_tests"
 """Selected tests absent from the harness's results (deleted, renamed, not collected)."""
 

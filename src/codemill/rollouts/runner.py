@@ -19,6 +19,8 @@ In patch mode (``RolloutConfig.mode="patch"``) step 1 builds each task's patch c
 instead (``prepare_patch_contexts``: one sandboxed, covered run of its FAIL_TO_PASS tests
 in the broken state) and each sample is one model call read as an edit
 (``codemill.rollouts.patch_mode``), graded by the same grader; no workspace fork is opened.
+Within one in-process stream, samples of a task with the same reply are graded once and
+share the verdict, each in its own reward row (``codemill.rollouts.verdicts``).
 
 Failures are data: a fork that cannot open, or an agent stopped by its model or sandbox
 failing, gives a trajectory with its error and a *masked* reward (``value=None``), never a
@@ -58,6 +60,7 @@ from codemill.rewards.config import GraderConfig
 from codemill.rewards.grader import grade, infra_reward
 from codemill.rollouts.patch_mode import run_patch
 from codemill.rollouts.plan import RolloutConfig, RolloutItem, plan_rollouts, sample_sampling
+from codemill.rollouts.verdicts import SharedVerdicts
 from codemill.sandbox.api import open_sandbox
 from codemill.tasks.patch_context import LISTING_FUNCTIONS
 
@@ -119,6 +122,9 @@ class RolloutContext:
     """Sandbox backend; default ``settings.sandbox.backend``."""
     patch: Mapping[str, Any] = field(default_factory=dict)
     """Patch mode: ``task_id -> PatchContext``, from ``prepare_patch_contexts``."""
+    verdicts: SharedVerdicts | None = None
+    """Patch mode, in-process: identical replies of a task graded once
+    (``codemill.rollouts.verdicts``)."""
 
 
 @dataclass(frozen=True)
@@ -239,7 +245,11 @@ def run_patch_one(ctx: RolloutContext, item: RolloutItem) -> RolloutResult:
                              sampling=sample_sampling(item.sampling, item.sample_index),
                              fmt=item.answer_format)  # type: ignore[arg-type]
     notes: list[str] = []
-    reward = _reward(ctx, item, env, traj, notes) if ctx.grade else None
+    reward = None
+    if ctx.grade and ctx.verdicts is not None and traj.steps:
+        reward = ctx.verdicts.reward(traj, lambda: _reward(ctx, item, env, traj, notes))
+    elif ctx.grade:
+        reward = _reward(ctx, item, env, traj, notes)
     return RolloutResult(item, traj, reward, round(time.monotonic() - started, 3), tuple(notes))
 
 
@@ -353,11 +363,14 @@ def stream_rollouts(
         layers = {} if patch else prepare_workspaces(todo, env_map, Path(home), settings)
         contexts = prepare_patch_contexts(todo, env_map, Path(home), settings,
                                           config.listing_functions) if patch else {}
+        runner = Threads(in_flight) if is_local(model) else (executor or InProcess())
+        # shared only within this process: a process pool's workers grade each their own
+        shared = patch and isinstance(runner, (Threads, InProcess))
         ctx = RolloutContext(home=Path(home).absolute(), settings=settings, model=model,
                              envs=env_map, layers=layers, agent=agent or AgentConfig(),
                              grader=grader or GraderConfig(), grade=config.grade,
-                             backend=backend, patch=contexts)
-        runner = Threads(in_flight) if is_local(model) else (executor or InProcess())
+                             backend=backend, patch=contexts,
+                             verdicts=SharedVerdicts() if shared else None)
         results = runner.map(partial(run_one, ctx), items)
         for item, result in zip(items, results, strict=True):
             if isinstance(result, RolloutResult):
