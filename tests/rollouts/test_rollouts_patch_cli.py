@@ -44,3 +44,9 @@ def test_rollout_and_eval_in_patch_mode(toy, cli, tmp_path):  # noqa: F811
         samples = [r for r in ledger.read("eval_samples").to_pylist()
                    if r["eval_id"] == res["eval_id"]]
     assert [s["stop_reason"] for s in samples] == ["submitted"] and samples[0]["resolved"]
+    # the prompt's version is part of a patch suite's eval id: a new prompt is a new eval
+    from codemill.core.ids import content_id
+    from codemill.rollouts.plan import prompt_version
+
+    assert res["eval_id"] == content_id("eval", suite["suite_id"], model, False,
+                                        prompt_version("patch"))

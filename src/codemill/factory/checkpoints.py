@@ -116,6 +116,7 @@ def job_inputs(settings: Settings, job: SftJob | GrpoJob) -> dict[str, Any]:
     """What ``job`` reads, as content ids (module docstring): part of its cache key."""
     from codemill.factory.train_data import ledger_tasks, read_graded
     from codemill.factory.training import _job_model
+    from codemill.rollouts.plan import prompt_version
 
     _, _, root, parent, _ = _job_model(job, Path(settings.home))
     inputs: dict[str, Any] = {"root": root, "parent": parent}
@@ -135,18 +136,6 @@ def job_inputs(settings: Settings, job: SftJob | GrpoJob) -> dict[str, Any]:
                         if g.task_id in known)
         inputs.update(rollouts=content_id("rollouts", graded), n_rollouts=len(graded))
     return inputs
-
-
-def prompt_version(mode: str) -> str:
-    """The version of what a rollout of ``mode`` is asked (prompt, context, answer reader)."""
-    if mode == "patch":
-        from codemill.rollouts.patch_mode import PATCH_MODE_VERSION
-        from codemill.tasks.patch_context import CONTEXT_VERSION
-
-        return f"patch-{PATCH_MODE_VERSION}.{CONTEXT_VERSION}"
-    from codemill.agent.config import AGENT_VERSION
-
-    return f"agent-{AGENT_VERSION}"
 
 
 def recorded_checkpoint(settings: Settings, cache_key: str) -> TrainResult:

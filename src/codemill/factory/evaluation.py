@@ -235,6 +235,7 @@ def _metric_rows(eval_id: str, suite: Any, variant: str, checkpoint_id: str | No
 def eval_config(settings: Settings, suite_ref: str, variant: str,
                 allow_contaminated: bool = False) -> dict[str, Any]:
     """The ``evals`` asset's config for a variant on a suite (what its cache key hashes)."""
+    from codemill.rollouts.plan import prompt_version
     from codemill.store.ledger import Ledger
 
     with Ledger.open(settings) as ledger:
@@ -244,6 +245,8 @@ def eval_config(settings: Settings, suite_ref: str, variant: str,
         if ckpt is not None:
             ckpt = inputs.resolve_checkpoint(read, ckpt)["checkpoint_id"]
             variant = f"ckpt:{ckpt}"
-    eval_id = content_id("eval", suite.suite_id, variant, bool(allow_contaminated))
+    # a patch suite's prompt is part of what is measured (agent-mode ids predate it: kept)
+    prompt = () if suite.run.mode == "agent" else (prompt_version(suite.run.mode),)
+    eval_id = content_id("eval", suite.suite_id, variant, bool(allow_contaminated), *prompt)
     return {"suite_id": suite.suite_id, "variant": variant, "checkpoint_id": ckpt,
             "allow_contaminated": bool(allow_contaminated), "eval_id": eval_id}

@@ -21,10 +21,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from codemill.agent.config import AGENT_VERSION
 from codemill.core.ids import content_id
 from codemill.core.records import SamplingConfig, TaskSpec
 from codemill.rollouts.patch_mode import PATCH_MODE_VERSION
-from codemill.tasks.patch_context import LISTING_FUNCTIONS, listing_key
+from codemill.tasks.patch_context import CONTEXT_VERSION, LISTING_FUNCTIONS, listing_key
 
 
 class RolloutConfig(BaseModel):
@@ -48,6 +49,16 @@ class RolloutConfig(BaseModel):
     """Patch mode: functions the listing shows at most, the most suspicious first
     (``PatchContextConfig.max_functions``); fewer is a shorter prompt that misses the bug
     more often (``bench/bench_localization.py`` measures how often)."""
+
+
+def prompt_version(mode: str) -> str:
+    """The version of what a rollout of ``mode`` is asked: the patch-mode prompt, answer
+    reader and the context they show, or the agent's. Part of the cache keys of what is
+    made from such rollouts (evals of patch suites, checkpoints), so a new prompt is new
+    data though the job, suite and model are the same."""
+    if mode == "patch":
+        return f"patch-{PATCH_MODE_VERSION}.{CONTEXT_VERSION}"
+    return f"agent-{AGENT_VERSION}"
 
 
 def sample_sampling(base: SamplingConfig, index: int) -> SamplingConfig:
