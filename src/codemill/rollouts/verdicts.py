@@ -18,7 +18,6 @@ scans). Lives for one stream of rollouts, in one process.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,5 +80,4 @@ class SharedVerdicts:
 
 def _reply_key(traj: Trajectory) -> str:
     """The reply text and the diff read from it: what the grader sees of a patch-mode turn."""
-    reply = "".join(s.reply.message.content or "" for s in traj.steps)
-    return hashlib.sha256(f"{reply}\0{traj.diff}".encode()).hexdigest()
+    return content_id("reply", [s.reply.message.content or "" for s in traj.steps], traj.diff)
