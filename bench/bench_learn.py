@@ -24,7 +24,8 @@ home ``bench/out/learn_home`` are reused, so a killed run goes on where it stopp
    through the factory's evals (suite ``learn-held-out``); pass@1 with a Wilson interval.
 3. ``sft``: ``train_sft`` in patch mode on the TRAIN tasks' expert answers (the gold patch
    written as line edits of the listing the prompt shows, recorded and graded like any
-   patch-mode rollout: only answers the grader rewards 1 are trained on).
+   patch-mode rollout: only answers the grader rewards 1 are trained on) and mutation
+   reversals of the TRAIN projects' released code (``SFT``).
 4. ``eval:sft``; 5. ``grpo`` from the SFT checkpoint on TRAIN tasks (patch mode, G = 8,
    dynamic sampling); 6. ``eval:grpo``.
 7. ``agent:*``: the three models in agent mode on 40 of the held-out tasks.
@@ -177,12 +178,14 @@ def evaluate(home: Path, model: str, mode: str) -> dict:
 
 # --- training ----------------------------------------------------------------------------
 
-SFT = ["--steps", "60", "--batch", "8", "--lr", "1e-3", "--lora", "--lora-mlp",
-       "--lora-layers", "8", "--max-len", "2048", "--save-every", "5", "--precision", "bf16"]
+SFT = ["--steps", "160", "--batch", "8", "--lr", "1e-3", "--lora", "--lora-mlp",
+       "--lora-layers", "8", "--max-len", "2048", "--save-every", "5", "--precision", "bf16",
+       "--reversals", "1600"]
 """LoRA on attention and MLP of the last 8 layers at a LoRA learning rate, under bf16
 autocast (the demo's recipe: the backward pass stops at the lowest adapted layer, and bf16
-about doubles the step rate here); 60 steps of 8 answers is two to three passes over the
-expert answers of 20 projects."""
+about doubles the step rate here). The data: the expert answers of the training tasks and
+about 1600 mutation reversals of the same projects' released code (``codemill.tasks.
+reversal``); 160 steps of 8 is about three quarters of one pass."""
 GRPO = ["--rounds", "8", "--tasks-per-round", "4", "--group", "8", "--max-draws", "3",
         "--updates", "2", "--lr", "5e-5", "--max-tokens", "128", "--max-turns", "1",
         "--max-len", "2048"]

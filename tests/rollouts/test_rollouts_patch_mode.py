@@ -254,17 +254,17 @@ def test_a_suite_records_its_mode_and_agent_suites_keep_their_ids():
 
 
 def test_a_big_function_is_shown_as_a_window_around_its_suspicious_line():
-    from codemill.tasks.patch_context import _window, function_spans
+    from codemill.tasks.patch_context import function_spans, window
 
     text = "class C:\n    def big(self):\n" + "".join(f"        x{i} = {i}\n"
                                                   for i in range(40))
     [(start, end, name)] = function_spans(text)
     assert (start, end, name) == (2, 42, "C.big")
     lines = text.splitlines()
-    assert _window(lines, start, end, 20, 10_000) == (2, 42)  # fits: the whole function
-    first, last = _window(lines, start, end, 20, 300)
+    assert window(lines, start, end, 20, 10_000) == (2, 42)  # fits: the whole function
+    first, last = window(lines, start, end, 20, 300)
     assert first < 20 < last and last - first < 20  # a window around line 20
-    assert _window(lines, start, end, 20, 50) == (None, 0)  # not even 3 lines either side
+    assert window(lines, start, end, 20, 50) == (None, 0)  # not even 3 lines either side
 
 
 def test_expert_examples_pair_the_rollout_prompt_with_the_gold_answer(toy, context):

@@ -173,6 +173,9 @@ def sft_cmd(
     mode: Literal["agent", "patch"] = typer.Option("agent", "--mode", help=MODE_HELP),
     listing_functions: int | None = typer.Option(None, "--listing-functions", min=1,
                                                  help=LISTING_HELP),
+    reversals: int = typer.Option(0, "--reversals", min=0, help="Patch mode: also train on "
+                                  "about this many mutation reversals from the tasks' "
+                                  "projects (their released lines as answers)."),
     prepare: Path | None = typer.Option(
         None, "--prepare", help="Make the data and name the checkpoint, then write what a "
         "machine without the ledger needs to train it into this folder (python -m "
@@ -195,7 +198,7 @@ def sft_cmd(
                             precision=precision)
         _check_suites(eval_suites)
         job = SftJob(model=model, data=data, data_path=data_path, teacher=teacher,  # type: ignore[arg-type]
-                     tasks=tuple(tasks), per_task=per_task, train=cfg,
+                     tasks=tuple(tasks), per_task=per_task, train=cfg, reversals=reversals,
                      **_mode(SftJob, mode, listing_functions))
         say = (lambda m: err_console.print(m, highlight=False)) if not as_json else None
         if prepare is not None:

@@ -54,6 +54,7 @@ from codemill.factory.train_data import (
     ledger_tasks,
     persist_rollouts,
     read_graded,
+    reversal_data,
     sample_policy,
 )
 from codemill.rewards.config import HARNESS_VERSION
@@ -97,6 +98,10 @@ class SftJob(BaseModel):
     patch-mode rollout. A task whose gold change the listing does not show gives none."""
     listing_functions: int = Field(LISTING_FUNCTIONS, ge=1)
     """Patch mode: functions the listing shows at most (``RolloutConfig``)."""
+    reversals: int = Field(0, ge=0)
+    """Patch mode: mutation reversals trained on besides the resolved answers, about as
+    many from each project of the job's tasks (``codemill.tasks.reversal``: the released
+    line as the answer to a prompt showing it mutated; nothing is executed or graded)."""
     train: TrainConfig = TrainConfig(lr=1e-4, batch_size=4, steps=20)
 
 
@@ -124,6 +129,8 @@ class GrpoJob(BaseModel):
 def job_key(job: SftJob | GrpoJob) -> dict[str, Any]:
     """``job`` as caches key it: ``listing_functions`` only where it is not the default."""
     exclude = set() if listing_key(job.listing_functions) else {"listing_functions"}
+    if not getattr(job, "reversals", 0):
+        exclude.add("reversals")  # keys made before reversals existed stay valid
     return job.model_dump(mode="json", exclude=exclude)
 
 
@@ -275,8 +282,14 @@ def plan_sft(settings: Settings, job: SftJob, run_id: str,
     base_dir, adapter, root, parent, cfg = _job_model(job, home)
     graded, tasks, envs = _sft_data(settings, job, base_dir, run_id, say)
     good = [g for g in graded if g.trace is not None and g.reward is not None and g.reward >= 1]
-    seqs, left_out = keep([from_trace(g.trace, rollout_id=g.rollout_id) for g in good
-                           if g.trace is not None], cfg.max_len)
+    made = [from_trace(g.trace, rollout_id=g.rollout_id) for g in good if g.trace is not None]
+    if job.reversals:
+        if job.mode != "patch":
+            raise FactoryError("reversals are patch-mode examples: use them with --mode patch")
+        made += [from_trace(trace, rollout_id=rid) for rid, trace in reversal_data(
+            settings, tasks, envs, base_dir, job.reversals, job.train.seed,
+            job.listing_functions, say)]
+    seqs, left_out = keep(made, cfg.max_len)
     if not seqs:
         raise FactoryError(f"no resolved trajectories to train on ({len(graded)} read, "
                            f"{len(good)} resolved, {left_out} longer than max_len)")
@@ -285,6 +298,7 @@ def plan_sft(settings: Settings, job: SftJob, run_id: str,
     # every trajectory read is counted: resolved, scored below 1, masked or ungraded
     data = {"trajectories": len(graded), "resolved": len(good), "sequences": len(seqs),
             "left_out": left_out, "tokens": sum(len(s.ids) for s in seqs),
+            "reversals": len(made) - len(good),
             "masked": sum(1 for g in graded if g.status == "masked"),
             "ungraded": sum(1 for g in graded if g.status == "ungraded")}
     return SftPlan(ckpt_id, home / "checkpoints" / ckpt_id, cfg, base_dir, adapter, root,

@@ -260,10 +260,10 @@ def patch_context(bed: TestBed, state: Changes, tests: Sequence[str],
     chosen: list[Snippet] = []
     for fn in found.ranked[: config.max_functions]:
         lines = found.texts[fn.path].splitlines()
-        first, last = _window(lines, fn.start, fn.end, fn.focus, budget)
+        first, last = window(lines, fn.start, fn.end, fn.focus, budget)
         if first is None:
             continue
-        size = _size(lines, first, last)
+        size = listing_size(lines, first, last)
         chosen.append(Snippet(fn.path, first, tuple(lines[first - 1:last]), fn.name))
         budget -= size
     if not chosen:
@@ -286,20 +286,20 @@ MIN_WINDOW = 3
 """Lines either side of a big function's most suspicious line, at the least."""
 
 
-def _size(lines: list[str], first: int, last: int) -> int:
+def listing_size(lines: list[str], first: int, last: int) -> int:
     return sum(len(x) + len(str(last)) + 3 for x in lines[first - 1:last])
 
 
-def _window(lines: list[str], start: int, end: int, focus: int, budget: int
+def window(lines: list[str], start: int, end: int, focus: int, budget: int
             ) -> tuple[int | None, int]:
     """The whole function when it fits ``budget``, else the widest window around
     ``focus`` that does (None: not even ``MIN_WINDOW`` lines either side fit)."""
-    if _size(lines, start, end) <= budget:
+    if listing_size(lines, start, end) <= budget:
         return start, end
     width = None
     for w in range(MIN_WINDOW, end - start + 1):
         a, b = max(start, focus - w), min(end, focus + w)
-        if _size(lines, a, b) > budget:
+        if listing_size(lines, a, b) > budget:
             break
         width = w
     if width is None:
