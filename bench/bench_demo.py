@@ -76,7 +76,8 @@ def main() -> None:
                project=res["held_out"]),
         figure("held-out project: trained resolves (pass@1)",
                f"{trained['successes']} of {trained['graded']}", **rate(trained),
-               sequences=res["sft"].get("sequences"), train_tasks=res["train_tasks"],
+               sequences=res["sft"].get("sequences"), reversals=res["sft"].get("reversals"),
+               train_tasks=res["train_tasks"],
                loss_first=res["sft"].get("loss_first"), loss_last=res["sft"].get("loss_last")),
         figure("paired: tasks only the trained model resolves", res["only_trained"],
                "tasks", only_base=res["only_base"], mcnemar_p=round(res["mcnemar_p"], 4)),
@@ -87,8 +88,8 @@ def main() -> None:
     write_result("demo", "The demo: learning on a held-out project (SmolLM2-135M, patch mode)",
                  figures, measures="`make demo` from a fresh clone: five small example "
                  "projects built and given validated bug tasks; the embedded model and a LoRA "
-                 "SFT checkpoint trained on expert answers of four of them evaluated on every "
-                 "task of the fifth, one greedy attempt each.")
+                 "SFT checkpoint trained on expert answers and mutation reversals of four of "
+                 "them evaluated on every task of the fifth, one greedy attempt each.")
     print(last)
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)

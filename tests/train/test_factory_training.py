@@ -133,6 +133,49 @@ def test_sft_in_patch_mode_trains_on_graded_expert_answers(ledger_home, tiny_dir
     assert job_inputs(settings, agent)["prompt"] != job_inputs(settings, job)["prompt"]
 
 
+def test_sft_with_reversals_adds_released_lines_of_the_tasks_projects(ledger_home, tiny_dir):
+    """``SftJob(reversals=N)``: besides the graded expert answers, mutation reversals of the
+    job's projects (``codemill.tasks.reversal``), each answering with a line of the
+    snapshot as released; none from a project without a coverage map (said), and only in
+    patch mode."""
+    from pydantic import ValidationError
+
+    from codemill.factory.training import SftJob, plan_sft
+    from codemill.tasks.testbed import TestBed
+    from codemill.train.policy import load_policy
+    from rewards.toyproject import FILES
+
+    settings, env, task = ledger_home
+    job = SftJob(model=f"transformers:{tiny_dir}", data="expert", mode="patch", reversals=6,
+                 train=TrainConfig(steps=1, batch_size=1, threads=1, device="cpu"))
+    plain = plan_sft(settings, job.model_copy(update={"reversals": 0}), "plain")
+    said: list[str] = []
+    unmapped = plan_sft(settings, job, "unmapped", said.append)
+    assert unmapped.data["reversals"] == 0 and unmapped.ckpt_id == plain.ckpt_id
+    assert any("no coverage map" in m for m in said), said
+
+    TestBed.from_env(env, settings.home, settings.sandbox).coverage_map()  # sandboxed run
+    plan = plan_sft(settings, job, "mapped")
+    assert 1 <= plan.data["reversals"] <= 6
+    assert plan.data["sequences"] == plain.data["sequences"] + plan.data["reversals"]
+    assert plan.ckpt_id != plain.ckpt_id  # other data, another checkpoint
+    tok = load_policy(tiny_dir, TrainConfig(device="cpu")).tokenizer
+    released = FILES["src/calc/ops.py"].splitlines()
+    expert_ids = {s.rollout_id for s in plain.seqs}
+    for seq in plan.seqs:
+        if seq.rollout_id in expert_ids:
+            continue
+        answer = tok.decode([i for i, m in zip(seq.ids, seq.mask, strict=True) if m],
+                            skip_special_tokens=True).strip()
+        n, text = answer.split(":", 1)
+        assert text.strip() == released[int(n) - 1].strip(), answer
+        prompt = tok.decode([i for i, m in zip(seq.ids, seq.mask, strict=True) if not m])
+        assert "may fail" in prompt and "tests/test_ops.py::test_" in prompt
+        assert released[int(n) - 1] not in prompt.split("Most suspicious lines:")[0]
+    with pytest.raises(ValidationError, match="patch-mode"):
+        SftJob(model=job.model, mode="agent", reversals=6)
+
+
 def test_sft_prepared_here_and_trained_elsewhere_is_recorded_here(ledger_home, tiny_dir,
                                                                   tmp_path):
     """``train sft --prepare``: the data is made and graded here under a run of its own,

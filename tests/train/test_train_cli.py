@@ -12,6 +12,7 @@ import pytest
     (["grpo", "--group", "1"], "group_size=1"),
     (["grpo", "--correction", "clip"], "correction='clip'"),
     (["sft", "--listing-functions", "2"], "--listing-functions: only with --mode patch"),
+    (["sft", "--reversals", "100"], "--reversals: only with --mode patch"),
 ])
 def test_a_bad_training_option_is_one_line(tmp_path, args, says):
     out = subprocess.run([sys.executable, "-m", "codemill.cli.main", "train", *args],

@@ -77,10 +77,12 @@ def demo_cmd(
                           str(row["status"]), str(row["tasks"]), f"{row['seconds']:.0f}")
         console.print(table)
         sft = result.sft
+        answers = (sft.get("sequences") or 0) - (sft.get("reversals") or 0)
         console.print(
             f"SFT: ckpt:{result.checkpoint_id[:12]}"
-            f"{' (cached)' if sft.get('cached') else ''} on {sft.get('sequences', '?')} "
-            f"graded expert answers of {result.train_tasks} tasks; loss "
+            f"{' (cached)' if sft.get('cached') else ''} on {answers} graded expert "
+            f"answers of {result.train_tasks} tasks and {sft.get('reversals') or 0} "
+            "mutation reversals; loss "
             f"{sft.get('loss_first') or 0:.3f} -> {sft.get('loss_last') or 0:.3f}",
             highlight=False)
         console.print(f"paired on the same tasks: only base {result.only_base}, only "

@@ -197,6 +197,8 @@ def sft_cmd(
                             seed=seed, threads=threads, device=device, save_every=save_every,
                             precision=precision)
         _check_suites(eval_suites)
+        if reversals and mode != "patch":
+            raise ConfigError("--reversals: only with --mode patch")
         job = SftJob(model=model, data=data, data_path=data_path, teacher=teacher,  # type: ignore[arg-type]
                      tasks=tuple(tasks), per_task=per_task, train=cfg, reversals=reversals,
                      **_mode(SftJob, mode, listing_functions))

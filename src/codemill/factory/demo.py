@@ -12,7 +12,8 @@ What it does, each step a cached asset or a recorded job (a rerun costs seconds)
    one greedy attempt) is evaluated with the base model.
 3. **SFT.** A LoRA adapter is trained on the expert answers of the other projects' tasks
    (the gold patch written as line edits of the listing the prompt shows; only answers the
-   grader rewards 1 are trained on: ``train_sft`` in patch mode).
+   grader rewards 1 are trained on: ``train_sft`` in patch mode) and on mutation reversals
+   of those projects' code (``codemill.tasks.reversal``).
 4. **Trained.** The checkpoint is evaluated on the same suite, with the same seeds; the
    paired difference is tested with the exact McNemar test.
 
@@ -54,6 +55,10 @@ class DemoConfig(BaseModel):
     sft_steps: int = Field(30, ge=1)
     """LoRA SFT steps of ``sft_batch`` expert answers each."""
     sft_batch: int = Field(8, ge=1)
+    sft_reversals: int = Field(200, ge=0)
+    """Mutation reversals of the training projects' code trained on besides the expert
+    answers (``SftJob.reversals``): the same steps see more kinds of fixes instead of the
+    same answers again."""
     sft_lr: float = 1e-3
     max_tokens: int = Field(64, ge=1)
     """Tokens of the one answer per attempt (an expert answer here is a line or two; the
@@ -174,6 +179,7 @@ def run_demo(settings: Settings, cfg: DemoConfig, *, say: Callable[[str], None] 
     say(f"SFT on {len(train)} tasks of {len(projects) - 1} projects")
     clock = time.monotonic()
     job = SftJob(model=cfg.model, data="expert", mode="patch", tasks=tuple(train),
+                 reversals=cfg.sft_reversals,
                  train=TrainConfig(steps=cfg.sft_steps, batch_size=cfg.sft_batch,
                                    lr=cfg.sft_lr, lora=True, lora_layers=8,
                                    lora_targets=LORA_ATTENTION_AND_MLP, precision="bf16",

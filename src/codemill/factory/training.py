@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from codemill.core.config import Settings
 from codemill.core.errors import FactoryError
@@ -103,6 +103,12 @@ class SftJob(BaseModel):
     many from each project of the job's tasks (``codemill.tasks.reversal``: the released
     line as the answer to a prompt showing it mutated; nothing is executed or graded)."""
     train: TrainConfig = TrainConfig(lr=1e-4, batch_size=4, steps=20)
+
+    @model_validator(mode="after")
+    def _reversals_in_patch_mode(self) -> SftJob:
+        if self.reversals and self.mode != "patch":
+            raise ValueError("reversals are patch-mode examples: use them with mode patch")
+        return self
 
 
 class GrpoJob(BaseModel):
@@ -284,8 +290,6 @@ def plan_sft(settings: Settings, job: SftJob, run_id: str,
     good = [g for g in graded if g.trace is not None and g.reward is not None and g.reward >= 1]
     made = [from_trace(g.trace, rollout_id=g.rollout_id) for g in good if g.trace is not None]
     if job.reversals:
-        if job.mode != "patch":
-            raise FactoryError("reversals are patch-mode examples: use them with --mode patch")
         made += [from_trace(trace, rollout_id=rid) for rid, trace in reversal_data(
             settings, tasks, envs, base_dir, job.reversals, job.train.seed,
             job.listing_functions, say)]
