@@ -74,8 +74,12 @@ def test_a_round_stops_at_max_draws_and_counts_failed_attempts():
     assert len(once.draws) == 1 and data.drawn == 1 and data.dropped == 1
 
 
-def test_tasks_inside_the_pass_rate_range_come_first():
+def test_tasks_inside_the_pass_rate_range_come_first_then_untried_ones():
     cfg = TrainConfig(pass_rate_low=0.0, pass_rate_high=1.0)
-    history = {"never": (0, 8), "always": (8, 8), "some": (3, 8)}
-    order = choose_tasks(["always", "never", "new", "some"], history, 4, cfg, random.Random(0))
-    assert set(order[:2]) == {"new", "some"} and set(order[2:]) == {"always", "never"}
+    history = {"never": (0, 8), "always": (8, 8), "some": (3, 8), "once": (1, 16)}
+    pool = ["always", "never", "new", "some", "newer", "once"]
+    for seed in range(5):  # whatever the shuffle
+        order = choose_tasks(pool, history, 6, cfg, random.Random(seed))
+        assert set(order[:2]) == {"some", "once"} and set(order[2:4]) == {"new", "newer"}
+        assert set(order[4:]) == {"always", "never"}
+    assert len(choose_tasks(pool, history, 3, cfg, random.Random(0))) == 3

@@ -60,6 +60,7 @@ from codemill.factory.train_data import (
 from codemill.rewards.config import HARNESS_VERSION
 from codemill.tasks.patch_context import LISTING_FUNCTIONS, listing_key
 from codemill.train.config import LORA_ATTENTION_AND_MLP, TrainConfig
+from codemill.train.grpo import ROUNDS_VERSION
 from codemill.train.tracking import logdir, tensorboard_scalars
 
 __all__ = ["GrpoJob", "SftJob", "TrainResult", "export_trajectories", "read_graded",
@@ -496,9 +497,9 @@ def run_grpo(settings: Settings, job: GrpoJob, run_id: str, on_step: StepFn | No
     if not tasks:
         raise FactoryError("no validated tasks with a usable environment in the ledger")
     by_id = {t.task_id: t for t in tasks}
-    ckpt_id = content_id("checkpoint", "grpo", TRAINER_VERSION, job.model, root, cfg,
-                         sorted(by_id), job.observation_limit, job.mode, job.answer_format,
-                         *listing_key(job.listing_functions))
+    ckpt_id = content_id("checkpoint", "grpo", TRAINER_VERSION, ROUNDS_VERSION, job.model,
+                         root, cfg, sorted(by_id), job.observation_limit, job.mode,
+                         job.answer_format, *listing_key(job.listing_functions))
     run_dir = home / "checkpoints" / ckpt_id
     prefix = f"grpo:{ckpt_id[:16]}@"
 

@@ -107,5 +107,5 @@ class TrainConfig(BaseModel):
     refill."""
     pass_rate_low: float = Field(0.0, ge=0, le=1)
     pass_rate_high: float = Field(1.0, ge=0, le=1)
-    """Tasks whose recorded pass rate is strictly between these are preferred; tasks never
-    tried count as in range (``codemill.train.grpo.choose_tasks``)."""
+    """Tasks whose recorded pass rate is strictly between these are drawn first, then
+    tasks never tried (``codemill.train.grpo.choose_tasks``)."""

@@ -6,8 +6,9 @@ agent users run), records and grades them; a test can hand in any other.
 A round (``collect_round``, then ``grpo_step``):
 
 1. orders the task pool (``choose_tasks``): tasks whose recorded pass rate p is strictly
-   inside (``pass_rate_low``, ``pass_rate_high``) or untried first; a group of G on a task
-   at rate p is dead (all rewards equal) with probability p^G + (1-p)^G;
+   inside (``pass_rate_low``, ``pass_rate_high``) first, then untried ones; a group of G on
+   a task at rate p is dead (all rewards equal) with probability p^G + (1-p)^G, so a task
+   known to be in range is a far better draw than an untried one when most tasks are at 0;
 2. draws ``batch_size`` groups from that order and asks the sampler for them;
 3. leaves out rollouts that cannot teach, each counted by reason: masked rewards
    (infrastructure errors are not failures), ungraded ones (no reward row), rollouts
@@ -145,23 +146,31 @@ def round_data(samples: Sequence[Sample], config: TrainConfig) -> RoundData:
         resolved_rate=(sum(1 for r in scored if r >= 1.0) / len(scored)) if scored else None)
 
 
+ROUNDS_VERSION = "2"
+"""Bump when a run's rounds would draw other tasks or groups for the same inputs (part of
+GRPO checkpoint ids). 2: tasks known to be in range before untried ones."""
+
 def choose_tasks(task_ids: Sequence[str], history: Mapping[str, tuple[int, int]], k: int,
                  config: TrainConfig, rng: random.Random) -> list[str]:
     """``k`` tasks for a round: those whose recorded pass rate (passes, tries) is strictly
-    inside (``pass_rate_low``, ``pass_rate_high``), or untried, first (shuffled); then the
-    rest, so a round is never empty while tasks exist."""
-    def useful(task: str) -> bool:
-        passes, tries = history.get(task, (0, 0))
-        if tries == 0:
-            return True
-        rate = passes / tries
-        return config.pass_rate_low < rate < config.pass_rate_high
+    inside (``pass_rate_low``, ``pass_rate_high``) first, then untried ones, then the rest
+    (each part shuffled), so a round is never empty while tasks exist. Tasks in range come
+    before untried ones: with a pool of mostly unsolved tasks, an untried task's group is
+    almost always dead, and shuffled together the few known live tasks were rarely drawn
+    again."""
+    def tries(task: str) -> int:
+        return history.get(task, (0, 0))[1]
 
-    good = [t for t in task_ids if useful(t)]
-    rest = [t for t in task_ids if not useful(t)]
-    rng.shuffle(good)
-    rng.shuffle(rest)
-    return (good + rest)[:k]
+    def in_range(task: str) -> bool:
+        passes, n = history.get(task, (0, 0))
+        return n > 0 and config.pass_rate_low < passes / n < config.pass_rate_high
+
+    live = [t for t in task_ids if in_range(t)]
+    untried = [t for t in task_ids if tries(t) == 0]
+    rest = [t for t in task_ids if tries(t) and not in_range(t)]
+    for part in (live, untried, rest):
+        rng.shuffle(part)
+    return (live + untried + rest)[:k]
 
 
 def pass_history(prior: Mapping[str, tuple[int, int]],
