@@ -321,14 +321,18 @@ def report(have: dict, home: Path) -> None:
         figs.append(figure("GRPO groups alive after dynamic sampling", f"{live} of {drawn}",
                            rounds=len(ms), kept=sum(min(m["live_groups"], 4) for m in ms)))
         curve(have["grpo"].get("metrics", []), OUT / "learn_curve.png")
+    # counted from the ledger (what training and the evals use): a data stage that stopped
+    # with an error may still have recorded tasks
     data_rows = [r for k, r in have.items() if k.startswith("data:")]
-    for split in ("train", "held-out"):
+    train_tasks, held_tasks, envs = split_by_project(home, TRAIN, HELD_OUT)
+    for split, tasks in (("train", train_tasks), ("held-out", held_tasks)):
         rows = [r for r in data_rows if r.get("split") == split]
         if not rows:
             continue
-        figs.append(figure(f"{split} projects with tasks", sum(1 for r in rows if r.get("tasks")),
-                           "projects", tasks=sum(r.get("tasks", 0) for r in rows),
-                           failed=[r["stage"][5:] for r in rows if not r.get("tasks")]))
+        figs.append(figure(f"{split} projects with tasks",
+                           len({envs[t.env_id].snapshot_id for t in tasks}), "projects",
+                           tasks=len(tasks),
+                           stage_errors=[r["stage"][5:] for r in rows if r.get("error")]))
     figs += carried_over(figs)
     write_result("learn", "Learning on held-out projects (SmolLM2-135M, 2 CPU cores)", figs,
                  measures="Base, SFT and SFT+GRPO SmolLM2-135M on every task of projects "
