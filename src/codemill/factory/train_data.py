@@ -287,58 +287,49 @@ def reversal_data(settings: Settings, tasks: Sequence[TaskSpec], envs: dict[str,
     of ``tasks``' projects, as many from each, as ``(example id, token trace)``: the
     patch-mode prompt of the mutated source and, as the answer, the released line written
     as line edits (``expert_answer``, as the expert's), tokenized as the expert's answers
-    are (``TeacherBackend``). The sources are only read and parsed here (nothing of a
-    project runs); a project without a coverage map gives none, and says so."""
+    are (``TeacherBackend``). The sources (``TestBed.source_files``, the modules synthesis
+    mutates) are only read and parsed here, nothing of a project runs; a project without a
+    coverage map gives none, and says so."""
     from codemill.agent.models.sampler import tokenizer_hash
     from codemill.agent.models.scripted import ScriptedBackend
     from codemill.agent.models.teacher import TeacherBackend
     from codemill.agent.tokens import token_trace
     from codemill.core.records import Step
-    from codemill.envs.installs import snapshot_dir
     from codemill.rollouts.patch_mode import PATCH_MODE_VERSION, expert_answer, patch_messages
     from codemill.tasks.coverage_map import load_cached
     from codemill.tasks.patch_context import PatchContextConfig
-    from codemill.tasks.paths import is_source_path
     from codemill.tasks.reversal import reversal_examples
+    from codemill.tasks.testbed import TestBed
 
     env_ids = sorted({t.env_id for t in tasks if t.env_id in envs})
     if not env_ids:
         raise FactoryError("reversals come from the job's tasks' projects: it has none")
     config = PatchContextConfig(max_functions=listing_functions)
-    answers: dict[str, str] = {}
-    layouts: list[tuple[str, Any]] = []
+    made: list[tuple[str, Any, str]] = []  # (id, example, answer)
     for n, env_id in enumerate(env_ids):
         cmap = load_cached(Path(settings.home), env_id)
         if cmap is None:
             say(f"reversals: environment {env_id} has no coverage map; none from it")
             continue
         snapshot = envs[env_id].snapshot_id
-        root = snapshot_dir(Path(settings.home), snapshot)
-        sources = {}
-        for path in sorted(root.rglob("*.py")):
-            rel = path.relative_to(root).as_posix()
-            if is_source_path(rel) and not any(p.startswith(".") for p in rel.split("/")):
-                try:
-                    sources[rel] = path.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError):
-                    continue  # what the sandbox's view would skip too
+        # the modules synthesis mutates: the environment's view (snapshot and build layer)
+        sources = TestBed.from_env(envs[env_id], Path(settings.home),
+                                   settings.sandbox).source_files()
         share = want // len(env_ids) + (n < want % len(env_ids))
         for ex in reversal_examples(sources, cmap, want=share, seed=seed, config=config):
             answer = expert_answer(ex.context, ex.gold_patch)
             if answer is not None:
-                rid = content_id("reversal-example", snapshot, ex.example_id, seed,
-                                 PATCH_MODE_VERSION)
-                answers[rid] = answer
-                layouts.append((rid, ex))
-        say(f"reversals: {len(layouts)} after {n + 1}/{len(env_ids)} projects")
+                made.append((content_id("reversal-example", snapshot, ex.example_id, seed,
+                                        PATCH_MODE_VERSION), ex, answer))
+        say(f"reversals: {len(made)} after {n + 1}/{len(env_ids)} projects")
     current = [""]  # the answer the scripted expert gives next
     teacher = TeacherBackend(ScriptedBackend(lambda _m, _t: current[0]), tokenizer_dir,
                              name="reversal|patch")
     suffix = tokenizer_hash(teacher.tokenizer)
     sampling = SamplingConfig(temperature=0.0, seed=seed, max_tokens=512)
     out: list[tuple[str, TokenTrace]] = []
-    for rid, ex in layouts:
-        current[0] = answers[rid]
+    for rid, ex, answer in made:
+        current[0] = answer
         reply = teacher.complete(patch_messages(ex.statement, ex.context), sampling=sampling)
         trace = token_trace((Step(index=0, reply=reply),), sampling)
         if trace is not None:

@@ -289,12 +289,12 @@ def plan_sft(settings: Settings, job: SftJob, run_id: str,
     base_dir, adapter, root, parent, cfg = _job_model(job, home)
     graded, tasks, envs = _sft_data(settings, job, base_dir, run_id, say)
     good = [g for g in graded if g.trace is not None and g.reward is not None and g.reward >= 1]
-    made = [from_trace(g.trace, rollout_id=g.rollout_id) for g in good if g.trace is not None]
-    if job.reversals:
-        made += [from_trace(trace, rollout_id=rid) for rid, trace in reversal_data(
-            settings, tasks, envs, base_dir, job.reversals, job.train.seed,
-            job.listing_functions, say)]
-    seqs, left_out = keep(made, cfg.max_len)
+    reversals = reversal_data(settings, tasks, envs, base_dir, job.reversals, job.train.seed,
+                              job.listing_functions, say) if job.reversals else []
+    seqs, left_out = keep([from_trace(g.trace, rollout_id=g.rollout_id) for g in good
+                           if g.trace is not None]
+                          + [from_trace(trace, rollout_id=rid) for rid, trace in reversals],
+                          cfg.max_len)
     if not seqs:
         raise FactoryError(f"no resolved trajectories to train on ({len(graded)} read, "
                            f"{len(good)} resolved, {left_out} longer than max_len)")
@@ -303,7 +303,7 @@ def plan_sft(settings: Settings, job: SftJob, run_id: str,
     # every trajectory read is counted: resolved, scored below 1, masked or ungraded
     data = {"trajectories": len(graded), "resolved": len(good), "sequences": len(seqs),
             "left_out": left_out, "tokens": sum(len(s.ids) for s in seqs),
-            "reversals": len(made) - len(good),
+            "reversals": len(reversals),
             "masked": sum(1 for g in graded if g.status == "masked"),
             "ungraded": sum(1 for g in graded if g.status == "ungraded")}
     return SftPlan(ckpt_id, home / "checkpoints" / ckpt_id, cfg, base_dir, adapter, root,

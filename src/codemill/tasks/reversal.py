@@ -99,17 +99,18 @@ def _example(m: Mutation, source: str, cmap: CoverageMap, config: PatchContextCo
     if not tests:
         return None
     lines = broken.splitlines()
-    spans = [s for s in function_spans(broken) if s[0] <= line <= s[1]]
-    if not spans:
+    spans = function_spans(broken)
+    around = [s for s in spans if s[0] <= line <= s[1]]
+    if not around:
         return None
-    start, end, _ = min(spans, key=lambda s: s[1] - s[0])  # the innermost function
+    start, end, _ = min(around, key=lambda s: s[1] - s[0])  # the innermost function
     budget = config.max_tokens * CHARS_PER_TOKEN
     first, last = window(lines, start, end, line, budget)
     if first is None:
         return None
     chosen = [(first, last)]
     budget -= listing_size(lines, first, last)
-    others = [(a, b) for a, b, _ in function_spans(broken)
+    others = [(a, b) for a, b, _ in spans
               if (b < first or a > last) and cmap.tests_for(m.path, range(a, b + 1)) & set(tests)]
     rng.shuffle(others)
     for a, b in others[: rng.randint(0, config.max_functions - 1)]:

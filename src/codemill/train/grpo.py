@@ -38,6 +38,9 @@ from codemill.core.records import TokenTrace
 from codemill.train.config import TrainConfig
 from codemill.train.data import TrainSeq, from_trace, keep
 
+ROUNDS_VERSION = "2"
+"""Bump when a run's rounds would draw other tasks or groups for the same inputs (part of
+GRPO checkpoint ids). 2: tasks known to be in range before untried ones."""
 DROP_STOPS = frozenset({"max_tokens", "wall_time", "model_error", "sandbox_error"})
 """Stop reasons whose trajectories are left out of a GRPO update."""
 
@@ -145,10 +148,6 @@ def round_data(samples: Sequence[Sample], config: TrainConfig) -> RoundData:
         reward_mean=sum(scored) / len(scored) if scored else None,
         resolved_rate=(sum(1 for r in scored if r >= 1.0) / len(scored)) if scored else None)
 
-
-ROUNDS_VERSION = "2"
-"""Bump when a run's rounds would draw other tasks or groups for the same inputs (part of
-GRPO checkpoint ids). 2: tasks known to be in range before untried ones."""
 
 def choose_tasks(task_ids: Sequence[str], history: Mapping[str, tuple[int, int]], k: int,
                  config: TrainConfig, rng: random.Random) -> list[str]:
