@@ -251,6 +251,78 @@ def curve(metrics: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def grpo_rounds(metrics: list[dict]) -> list[dict]:
+    """The GRPO curve as figures: one a round (mean reward of the drawn groups, groups drawn,
+    alive and kept, the update's size and importance ratios), then the totals. A batch slot
+    is alive after dynamic sampling when a group with a signal filled it."""
+    from record import figure
+
+    figs, rounds = [], [m for m in metrics if m.get("drawn_groups")]
+    per_round = int(GRPO[GRPO.index("--tasks-per-round") + 1])
+    for n, m in enumerate(rounds):
+        kept = min(m["live_groups"], per_round)
+        figs.append(figure(f"GRPO round {n}: mean reward of the drawn groups",
+                           round(m["reward_mean"] or 0, 4), drawn=m["drawn_groups"],
+                           alive=m["live_groups"], batch_alive=f"{kept} of {per_round}",
+                           sequences=m.get("sequences"), updates=m.get("updates"),
+                           clip_frac=_rounded(m.get("clip_frac")),
+                           is_ratio_max=_rounded(m.get("is_ratio_max")),
+                           round_s=round(m.get("round_seconds") or 0)))
+    if rounds:
+        kept = sum(min(m["live_groups"], per_round) for m in rounds)
+        figs.append(figure("GRPO batch groups alive after dynamic sampling",
+                           f"{kept} of {per_round * len(rounds)}", rounds=len(rounds)))
+        figs.append(figure("GRPO drawn groups alive (before dynamic sampling)",
+                           f"{sum(m['live_groups'] for m in rounds)} of "
+                           f"{sum(m['drawn_groups'] for m in rounds)}"))
+    return figs
+
+
+def _rounded(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+def trajectories(home: Path, row: dict, model: str, resolved: int = 3,
+                 failed: int = 1) -> list[dict[str, str]]:
+    """Examples behind an eval's pass@1, read from the ledger: the first ``resolved``
+    resolved held-out tasks, then the first ``failed`` answers that edited the fix's line
+    wrongly and as many that changed nothing (by task id), each with the prompt's marked
+    lines, the model's answer and the diff the grader applied."""
+    os.environ["CODEMILL_HOME"] = str(home)
+    from codemill.core.config import load_settings
+    from codemill.evals.locate import where_edited
+    from codemill.store.reader import LedgerReader
+
+    with LedgerReader.open(load_settings()) as ledger:
+        rows = ledger.query(
+            "select s.task_id, s.project, s.resolved, r.task_prompt, r.diff, st.content, "
+            "t.gold_patch from eval_samples s "
+            "join rollouts r on r.rollout_id = s.rollout_id "
+            "join steps st on st.rollout_id = s.rollout_id and st.step_index = 0 "
+            "join tasks t on t.task_id = s.task_id "
+            f"where s.eval_id = '{row['eval_id']}' order by s.task_id").to_pylist()
+    wins = [r for r in rows if r["resolved"]][:resolved]
+    misses = []
+    for place in ("fix line", "no edit"):  # a wrong fix at the right place; an empty edit
+        misses += [r for r in rows if not r["resolved"] and r["content"].strip()
+                   and where_edited(r["diff"], r["gold_patch"]) == place][:failed]
+    out = []
+    for r in wins + misses:
+        verdict = "resolved" if r["resolved"] else {
+            "fix line": "not resolved: a wrong edit of the fix's line",
+            "no edit": "not resolved: the answer changed nothing"}[
+                where_edited(r["diff"], r["gold_patch"])]
+        head, marks, rest = r["task_prompt"].partition("Most suspicious lines:")
+        marked = rest.split("\n\n")[0] if marks else " (the prompt marks none)"
+        text = (f"Most suspicious lines (from the prompt):{marked}\n\n"
+                f"Answer:\n{r['content'].strip()}\n\nDiff graded:\n{r['diff'] or '(none)'}")
+        if not r["resolved"]:
+            text += f"\nThe task's fix (never shown to the model):\n{r['gold_patch']}"
+        out.append({"title": f"{model}, {r['project']}, task {r['task_id'][:12]}: {verdict}",
+                    "text": text})
+    return out
+
+
 def edit_places(home: Path, eval_id: str) -> dict[str, int]:
     """Where the eval's answers edited against each task's gold fix (``evals.locate``):
     tells a wrong place from a wrong fix at the right place. Read after grading."""
@@ -315,11 +387,7 @@ def report(have: dict, home: Path) -> None:
                                    mcnemar_p=round(pr["p"], 4), pairs=pr["pairs"],
                                    only_a=pr["only_a"], only_b=pr["only_b"]))
     if "grpo" in have:
-        ms = [m for m in have["grpo"].get("metrics", []) if m.get("drawn_groups")]
-        live = sum(m["live_groups"] for m in ms)
-        drawn = sum(m["drawn_groups"] for m in ms)
-        figs.append(figure("GRPO groups alive after dynamic sampling", f"{live} of {drawn}",
-                           rounds=len(ms), kept=sum(min(m["live_groups"], 4) for m in ms)))
+        figs += grpo_rounds(have["grpo"].get("metrics", []))
         curve(have["grpo"].get("metrics", []), OUT / "learn_curve.png")
     # counted from the ledger (what training and the evals use): a data stage that stopped
     # with an error may still have recorded tasks
@@ -334,10 +402,15 @@ def report(have: dict, home: Path) -> None:
                            tasks=len(tasks),
                            stage_errors=[r["stage"][5:] for r in rows if r.get("error")]))
     figs += carried_over(figs)
+    shown = [m for m in ("grpo", "sft") if f"eval:{m}:patch" in have]
     write_result("learn", "Learning on held-out projects (SmolLM2-135M, 2 CPU cores)", figs,
                  measures="Base, SFT and SFT+GRPO SmolLM2-135M on every task of projects "
                  "never trained on (patch mode) and on 40 of them (agent mode): one greedy "
-                 "attempt each, graded by the real grader; paired exact McNemar tests.")
+                 "attempt each, graded by the real grader; paired exact McNemar tests. "
+                 "The examples below are read from the ledger: held-out patch-mode answers "
+                 "of the latest trained model, resolved and not.",
+                 examples=trajectories(home, have[f"eval:{shown[0]}:patch"], shown[0])
+                 if shown else None)
 
 
 def main() -> None:

@@ -105,8 +105,11 @@ def machine() -> dict[str, Any]:
 
 
 def write_result(name: str, title: str, figures: list[dict[str, Any]], *, measures: str,
-                 argv: list[str] | None = None, out_dir: Path | None = None) -> Path:
-    """Write ``<out_dir>/<name>.json`` (default ``bench/results/``) and return its path."""
+                 argv: list[str] | None = None, out_dir: Path | None = None,
+                 examples: list[dict[str, str]] | None = None) -> Path:
+    """Write ``<out_dir>/<name>.json`` (default ``bench/results/``) and return its path.
+    ``examples``: ``{"title", "text"}`` records read from what was measured (a trajectory
+    behind a figure), shown under the figures; never a figure themselves."""
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"bad result name {name!r}")
     if not figures:
@@ -117,6 +120,7 @@ def write_result(name: str, title: str, figures: list[dict[str, Any]], *, measur
         "title": title,
         "measures": measures,
         "figures": figures,
+        **({"examples": examples} if examples else {}),
         "command": command_line(argv),
         # A copy run elsewhere (a lent GPU machine, whose git history may be older than the
         # tree it was sent) names the commit it ran in the environment.

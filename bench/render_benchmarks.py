@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import html
 import json
 import re
 import sys
@@ -95,7 +96,18 @@ def provenance(result: dict[str, Any]) -> list[str]:
 def section(result: dict[str, Any]) -> list[str]:
     rows = [figure_row(f) for f in result["figures"]]
     return [f"## {result['title']}", "", result["measures"], "",
-            "| what | figure | detail |", "|---|---|---|", *rows, "", *provenance(result), ""]
+            "| what | figure | detail |", "|---|---|---|", *rows, "",
+            *examples(result.get("examples") or []), *provenance(result), ""]
+
+
+def examples(items: list[dict[str, str]]) -> list[str]:
+    """Each example a collapsed block of verbatim text (a trajectory behind the figures)."""
+    lines = []
+    for item in items:
+        fence = "~~~~" if "```" in item["text"] else "```"
+        lines += ["<details>", f"<summary>{html.escape(item['title'])}</summary>", "",
+                  f"{fence}text", item["text"].rstrip("\n"), fence, "", "</details>", ""]
+    return lines
 
 
 def scripts_without_results(results: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -134,7 +146,14 @@ def page_problems(page: str, results: list[dict[str, Any]]) -> list[str]:
     """Table rows of ``page`` holding a figure that no result file holds, section by section."""
     by_title = {r["title"]: r for r in results}
     problems, current, listing = [], None, False
+    fence: str | None = None  # inside an example's text: quoted, not a figure
     for line in page.splitlines():
+        if fence is not None:
+            fence = None if line == fence else fence
+            continue
+        if line.startswith(("```", "~~~~")):
+            fence = line[:3] if line.startswith("```") else line[:4]
+            continue
         if line.startswith("## "):
             current, listing = by_title.get(line[3:]), line[3:] == NO_RESULT
             continue

@@ -63,6 +63,24 @@ def test_a_typed_figure_is_caught(tmp_path):
         "figure outside any result's section: | a typed row | 9 s |"]
 
 
+def test_examples_are_quoted_text_not_figures(tmp_path):
+    answer = "| a table row in a reply | 3 s |\n94:         return key in self.__data"
+    record.write_result("demo", "Demo result", [record.figure("start", 32.1, "ms")],
+                        measures="what it measures", argv=["bench/bench_x.py"], out_dir=tmp_path,
+                        examples=[{"title": "task <1>: resolved", "text": answer},
+                                  {"title": "fenced", "text": "```\n| 9 | 9 s |\n```"}])
+    results = render.load_results(tmp_path)
+    page = render.render(results)
+    assert "<summary>task &lt;1&gt;: resolved</summary>" in page
+    assert "94:         return key in self.__data" in page
+    assert "~~~~text\n```\n| 9 | 9 s |\n```\n~~~~" in page  # a fence inside gets another
+    assert render.page_problems(page, results) == []
+    # the same row outside the quoted text is a figure no result holds
+    outside = page.replace("<details>", "| a typed row | 3 s |\n\n<details>", 1)
+    assert render.page_problems(outside, results) == [
+        "row not in demo.json: | a typed row | 3 s |"]
+
+
 def test_readme_is_short_and_quotes_no_measurement():
     import re
 
