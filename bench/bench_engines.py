@@ -16,7 +16,9 @@ work). Candidates:
   log-probs recomputed from the returned logits.
 - ``generate_batch``: transformers' own continuous batching (paged attention cache).
 - ``engine fp32``: ``codemill.agent.models.engine.BatchedEngine``, the engine every local
-  path uses.
+  path uses; it computes a step's linear layers as ``W @ x^T``
+  (``codemill.agent.models.few_rows``);
+- ``engine fp32, torch's linear order``: the same engine computing ``x @ W^T`` as torch does.
 - ``engine bf16``: the same engine over a bfloat16 copy of the weights (the sampler
   numerics an RL stack corrects with truncated importance sampling).
 
@@ -31,7 +33,9 @@ The second part measures what bounds the engine: the memory read bandwidth (a 40
 the time of one decode step at 1 and ``--rows`` rows (a cached context of ``--context``
 tokens, and of ``--long-context`` tokens, an agent's conversation a few turns in), and
 prefill tokens/s (``--rows`` rows of 51 new tokens after that context), in
-fp32 and bf16. Results: ``bench/results/engines.json``; the last line names the fastest
+fp32 and bf16; and fp32 decode steps at 1, 4, 8 and ``--rows`` rows and a prefill in both
+linear orders (``few_rows``: ``W @ x^T``, and torch's ``x @ W^T``). Results:
+``bench/results/engines.json``; the last line names the fastest
 candidate whose log-probs match the trainer within 1e-3.
 """
 
@@ -48,6 +52,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_sampler import prompts  # noqa: E402
+from codemill.agent.models.few_rows import FEW_ROWS, few_rows_linear  # noqa: E402
 from record import figure, write_result  # noqa: E402
 
 MATCH = 1e-3
@@ -160,9 +165,13 @@ def read_bandwidth() -> float:
     return 5 * x.numel() * 4 / (time.perf_counter() - t) / 1e9
 
 
-def step_ms(model: Any, rows: int, context: int, new: int, repeats: int = 4) -> float:
+def step_ms(model: Any, rows: int, context: int, new: int, repeats: int = 4,
+            few_rows: int = FEW_ROWS) -> float:
     """ms of one forward of ``rows`` rows x ``new`` tokens after ``context`` cached ones,
-    through the engine's slot cache and 4-D mask."""
+    through the engine's slot cache and 4-D mask, with the engine's linear order
+    (``few_rows`` 0: torch's)."""
+    import contextlib
+
     import torch
 
     from codemill.agent.models.slots import SlotCache, mask, write_positions
@@ -180,8 +189,9 @@ def step_ms(model: Any, rows: int, context: int, new: int, repeats: int = 4) -> 
 
     def forward() -> None:
         cache.bind(0, rows, positions, kv_len)
-        model(input_ids=tokens, position_ids=positions, attention_mask=attend, use_cache=True,
-              logits_to_keep=1, past_key_values=cache)
+        with few_rows_linear(few_rows) if few_rows else contextlib.nullcontext():
+            model(input_ids=tokens, position_ids=positions, attention_mask=attend,
+                  use_cache=True, logits_to_keep=1, past_key_values=cache)
 
     with torch.inference_mode():
         forward()
@@ -213,13 +223,16 @@ def main(argv: list[str]) -> int:
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     half = copy.deepcopy(model).to(torch.bfloat16)
     firsts = prompts(tokenizer, args.rows)
-    engines = {"engine fp32": BatchedEngine(model), "engine bf16": BatchedEngine(half)}
+    engines = {"engine fp32": BatchedEngine(model), "engine bf16": BatchedEngine(half),
+               "engine fp32, torch's linear order": BatchedEngine(model, few_rows=0)}
     candidates = {
         "one at a time": lambda: one_at_a_time(model, firsts, args.tokens),
         "generate": lambda: static_generate(model, firsts, args.tokens),
         "generate_batch": lambda: continuous_batch(model, firsts, args.tokens),
         "engine fp32": lambda: engine_run(engines["engine fp32"], firsts, args.tokens),
         "engine bf16": lambda: engine_run(engines["engine bf16"], firsts, args.tokens),
+        "engine fp32, torch's linear order": lambda: engine_run(
+            engines["engine fp32, torch's linear order"], firsts, args.tokens),
     }
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     speeds: dict[str, list[float]] = {name: [] for name in candidates if name not in skip}
@@ -261,6 +274,15 @@ def main(argv: list[str]) -> int:
         ms = step_ms(m, args.rows, args.context, 51)
         figures.append(figure(f"{label} prefill, {args.rows} rows x 51 new tokens",
                               args.rows * 51 / ms * 1000, "tokens/s", step_ms=round(ms)))
+    for rows in sorted({1, 4, 8, args.rows}):
+        for order, few in (("W @ x^T", FEW_ROWS), ("torch's x @ W^T", 0)):
+            figures.append(figure(f"fp32 decode step, {rows} rows, {args.context} cached, "
+                                  f"linear as {order}",
+                                  step_ms(model, rows, args.context, 1, few_rows=few), "ms"))
+    for order, few in (("W @ x^T", FEW_ROWS), ("torch's x @ W^T", 0)):
+        ms = step_ms(model, 4, args.context, 51, few_rows=few)
+        figures.append(figure(f"fp32 prefill, 4 rows x 51 new tokens, linear as {order}",
+                              4 * 51 / ms * 1000, "tokens/s", step_ms=round(ms)))
     for f in figures:
         print(f"{f['what']}: {f['value']} {f['unit']}")
     write_result("engines", "Sampling engines for RL on this CPU", figures,

@@ -97,6 +97,23 @@ def test_logprobs_equal_the_trainers_forward_pass(model, engine):
     assert _close(trainer, turn.logprobs) < TOL
 
 
+def test_both_linear_orders_sample_the_same_tokens_and_log_probs(model, engine):
+    # the engine computes a step's linear layers as W @ x^T (``few_rows``); torch's own
+    # order must sample the same tokens with the same log-probs up to rounding
+    plain = BatchedEngine(model, few_rows=0)
+    try:
+        sampling = SamplingConfig(temperature=1.0, max_tokens=24, seed=5)
+        prompts = [_prompt(n, start=n) for n in (6, 41, 23)]
+        ours = _together(engine, [(p, None, sampling, set()) for p in prompts])
+        torchs = _together(plain, [(p, None, sampling, set()) for p in prompts])
+    finally:
+        plain.close()
+    assert engine.few_rows > 0 and plain.few_rows == 0
+    for a, b in zip(ours, torchs, strict=True):
+        assert a.ids == b.ids
+        assert _close(a.logprobs, b.logprobs) < TOL
+
+
 def test_a_sequence_that_stops_early_does_not_disturb_the_others(engine):
     greedy = SamplingConfig(temperature=0.0, max_tokens=10)
     prompts = [_prompt(n, start=2 * n) for n in (20, 33, 47)]
