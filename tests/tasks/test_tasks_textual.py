@@ -75,6 +75,18 @@ def test_failure_statement_hides_the_fix_and_hidden_test_code():
     assert ok.startswith("Handle empty input in f")
 
 
+def test_failure_statement_stays_short_when_a_test_id_or_message_is_huge():
+    # a parametrized test whose id holds a generated regex (natsort's, ~27k characters)
+    # once made a patch-mode prompt larger than the model's whole context
+    regex = "(\\d+|[" + "".join(chr(0x2070 + i % 64) for i in range(20_000)) + "])"
+    failures = {f"tests/test_regex.py::test_regex_chooser[{n}-{regex}]": "x" * 9_000
+                for n in range(10)}
+    text = failure_statement(failures, forbidden=set())
+    assert len(text) < 5 * 2 * 400 + 500
+    assert "tests/test_regex.py::test_regex_chooser[0-" in text
+    assert "more characters)" in text and "* ... and 5 more" in text
+
+
 def test_feature_statement_names_signature_docstring_and_callers():
     text = feature_statement(module="pkg.m", qualname="parse", signature="def parse(text)",
                              docstring="Split.", call_sites=["cli.py:2: parse('1')"],

@@ -20,6 +20,9 @@ from codemill.tasks.patches import code_lines
 
 MAX_FAILURES = 5
 MAX_MESSAGE_LINES = 6
+MAX_CHARS = 240
+"""Longest test id or message line quoted: a parametrized test's id can hold a whole
+generated regex (tens of thousands of characters), more than a small model's context."""
 _MIN_CODE = 6  # shorter lines (`)`, `else:`, `pass`) carry no information about a fix
 
 
@@ -52,7 +55,14 @@ def _trim_message(message: str, forbidden: set[str]) -> list[str]:
     lines = [x.rstrip() for x in redact(message, forbidden).splitlines() if x.strip()]
     # pytest's assertion introspection ("+  where 3 = f(1)") echoes test code; drop it
     lines = [x for x in lines if not x.lstrip().startswith(("+", "where "))]
-    return lines[:MAX_MESSAGE_LINES]
+    return [_clip(x) for x in lines[:MAX_MESSAGE_LINES]]
+
+
+def _clip(text: str) -> str:
+    """``text`` cut to ``MAX_CHARS``, saying how much was left out."""
+    if len(text) <= MAX_CHARS:
+        return text
+    return f"{text[:MAX_CHARS]}... ({len(text) - MAX_CHARS} more characters)"
 
 
 def failure_statement(
@@ -74,7 +84,7 @@ def failure_statement(
         first = commit_message.strip().splitlines()[0]
         parts[0] = f"{first}\n\n{parts[0]}"
     for name in names[:MAX_FAILURES]:
-        parts.append(f"* `{name}`")
+        parts.append(f"* `{_clip(name)}`")
         msg = _trim_message(failures[name], forbidden)
         if msg:
             parts.append("  ```")
