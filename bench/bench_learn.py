@@ -288,19 +288,9 @@ def trajectories(home: Path, row: dict, model: str, resolved: int = 3,
     resolved held-out tasks, then the first ``failed`` answers that edited the fix's line
     wrongly and as many that changed nothing (by task id), each with the prompt's marked
     lines, the model's answer and the diff the grader applied."""
-    os.environ["CODEMILL_HOME"] = str(home)
-    from codemill.core.config import load_settings
     from codemill.evals.locate import where_edited
-    from codemill.store.reader import LedgerReader
 
-    with LedgerReader.open(load_settings()) as ledger:
-        rows = ledger.query(
-            "select s.task_id, s.project, s.resolved, r.task_prompt, r.diff, st.content, "
-            "t.gold_patch from eval_samples s "
-            "join rollouts r on r.rollout_id = s.rollout_id "
-            "join steps st on st.rollout_id = s.rollout_id and st.step_index = 0 "
-            "join tasks t on t.task_id = s.task_id "
-            f"where s.eval_id = '{row['eval_id']}' order by s.task_id").to_pylist()
+    rows = eval_answers(home, row["eval_id"])
     wins = [r for r in rows if r["resolved"]][:resolved]
     misses = []
     for place in ("fix line", "no edit"):  # a wrong fix at the right place; an empty edit
@@ -323,21 +313,29 @@ def trajectories(home: Path, row: dict, model: str, resolved: int = 3,
     return out
 
 
-def edit_places(home: Path, eval_id: str) -> dict[str, int]:
-    """Where the eval's answers edited against each task's gold fix (``evals.locate``):
-    tells a wrong place from a wrong fix at the right place. Read after grading."""
+def eval_answers(home: Path, eval_id: str) -> list[dict]:
+    """Each attempt of an eval, by task id: its project, verdict, prompt, first answer
+    (empty when the model never answered), diff and the task's gold patch."""
     os.environ["CODEMILL_HOME"] = str(home)
     from codemill.core.config import load_settings
-    from codemill.evals.locate import tally
     from codemill.store.reader import LedgerReader
 
     with LedgerReader.open(load_settings()) as ledger:
-        rows = ledger.query(
-            "select r.diff, t.gold_patch from eval_samples s "
+        return ledger.query(
+            "select s.task_id, s.project, s.resolved, r.task_prompt, r.diff, "
+            "coalesce(st.content, '') as content, t.gold_patch from eval_samples s "
             "join rollouts r on r.rollout_id = s.rollout_id "
+            "left join steps st on st.rollout_id = s.rollout_id and st.step_index = 0 "
             "join tasks t on t.task_id = s.task_id "
-            f"where s.eval_id = '{eval_id}'").to_pylist()
-    return tally((r["diff"], r["gold_patch"]) for r in rows)
+            f"where s.eval_id = '{eval_id}' order by s.task_id").to_pylist()
+
+
+def edit_places(home: Path, eval_id: str) -> dict[str, int]:
+    """Where the eval's answers edited against each task's gold fix (``evals.locate``):
+    tells a wrong place from a wrong fix at the right place. Read after grading."""
+    from codemill.evals.locate import tally
+
+    return tally((r["diff"], r["gold_patch"]) for r in eval_answers(home, eval_id))
 
 
 def carried_over(figs: list[dict]) -> list[dict]:
