@@ -18,7 +18,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_few_rows_give_torchs_result_up_to_rounding_and_many_rows_are_untouched():
     gen = torch.Generator().manual_seed(0)
     weight, bias = torch.randn(96, 48, generator=gen), torch.randn(96, generator=gen)
-    for shape in ((1, 48), (4, 1, 48), (3, 5, 48)):
+    for shape in ((2, 48), (4, 1, 48), (3, 5, 48)):
         x = torch.randn(*shape, generator=gen)
         with few_rows_linear(rows=16):
             got = F.linear(x, weight, bias)
@@ -36,10 +36,11 @@ def test_gradients_flow_through_the_few_rows_order():
     x = torch.randn(3, 8, requires_grad=True)
     with few_rows_linear():
         out = layer(x)
-        many = layer(torch.randn(300, 8))
-    # the few rows went through W @ x^T plus the bias, the many through torch's addmm
+        many, one = layer(torch.randn(300, 8)), layer(torch.randn(1, 8))
+    # the few rows went through W @ x^T plus the bias; many rows, and one row (a
+    # matrix-vector product, as fast in torch's order), through torch's addmm
     assert out.grad_fn.next_functions[0][0].name() == "AddBackward0"
-    assert many.grad_fn.name() == "AddmmBackward0"
+    assert many.grad_fn.name() == "AddmmBackward0" and one.grad_fn.name() == "AddmmBackward0"
     out.sum().backward()
     assert x.grad is not None and layer.weight.grad is not None
     expected = torch.ones(3, 4) @ layer.weight

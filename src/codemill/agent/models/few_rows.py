@@ -1,16 +1,16 @@
 """Linear layers over a few rows, computed as the weight times the rows.
 
     with few_rows_linear():
-        model(input_ids=...)   # each F.linear over <= FEW_ROWS rows runs as (W @ x^T)^T
+        model(input_ids=...)   # each F.linear over 2..FEW_ROWS rows runs as (W @ x^T)^T
 
 A decode step multiplies every weight ``W`` ``[out, in]`` by a handful of rows ``x``
 ``[rows, in]``. torch computes ``F.linear(x, W)`` as the GEMM ``x @ W^T``, and the CPU BLAS
 torch ships (MKL) is slow at that shape when ``rows`` is small. On this machine the same
-product computed as ``W @ x^T`` (the rows become the GEMM's narrow side) is faster from a
-few rows up to a few hundred, and no slower at one row; for prefill-sized inputs torch's
-own order is as fast or faster. ``bench/bench_engines.py`` measures both orders (decode
-steps at several row counts, a prefill, and the engine's tokens/s), so the choice can be
-checked on another CPU.
+product computed as ``W @ x^T`` (the rows become the GEMM's narrow side) is faster from two
+rows up to a few hundred; at one row (a matrix-vector product) and for prefill-sized inputs
+torch's own order is as fast or faster, so those keep it. ``bench/bench_engines.py``
+measures both orders (decode steps at several row counts, a prefill, and the engine's
+tokens/s), so the choice can be checked on another CPU.
 
 The two orders sum the same products in a different order, so results differ by float32
 rounding only; the batched engine's log-probs stay within the trainer's tolerance
@@ -32,7 +32,7 @@ of a few short turns; longer prefills keep torch's order."""
 
 @contextmanager
 def few_rows_linear(rows: int = FEW_ROWS) -> Iterator[None]:
-    """Within the block, on this thread, ``F.linear`` over at most ``rows`` rows runs as
+    """Within the block, on this thread, ``F.linear`` over 2 to ``rows`` rows runs as
     ``(W @ x^T)^T`` (module docstring); anything else runs unchanged."""
     with _mode(rows):
         yield
@@ -51,8 +51,8 @@ def _mode(rows: int) -> Any:
             if func is linear:
                 x, weight = args[0], args[1]
                 bias = args[2] if len(args) > 2 else kwargs.get("bias")
-                n = x.numel() // x.shape[-1] if x.dim() >= 2 and x.shape[-1] else rows + 1
-                if n <= rows and weight.dim() == 2:
+                n = x.numel() // x.shape[-1] if x.dim() >= 2 and x.shape[-1] else 0
+                if 2 <= n <= rows and weight.dim() == 2:
                     # contiguous, as torch's result is: the layers after view it
                     out = torch.mm(weight, x.reshape(n, x.shape[-1]).t()).t().contiguous()
                     if bias is not None:
