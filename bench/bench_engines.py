@@ -170,8 +170,6 @@ def step_ms(model: Any, rows: int, context: int, new: int, repeats: int = 4,
     """ms of one forward of ``rows`` rows x ``new`` tokens after ``context`` cached ones,
     through the engine's slot cache and 4-D mask, with the engine's linear order
     (``few_rows`` 0: torch's)."""
-    import contextlib
-
     import torch
 
     from codemill.agent.models.slots import SlotCache, mask, write_positions
@@ -189,7 +187,7 @@ def step_ms(model: Any, rows: int, context: int, new: int, repeats: int = 4,
 
     def forward() -> None:
         cache.bind(0, rows, positions, kv_len)
-        with few_rows_linear(few_rows) if few_rows else contextlib.nullcontext():
+        with few_rows_linear(few_rows):
             model(input_ids=tokens, position_ids=positions, attention_mask=attend,
                   use_cache=True, logits_to_keep=1, past_key_values=cache)
 

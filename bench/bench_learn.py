@@ -291,18 +291,16 @@ def trajectories(home: Path, row: dict, model: str, resolved: int = 3,
     from codemill.evals.locate import where_edited
 
     rows = eval_answers(home, row["eval_id"])
-    wins = [r for r in rows if r["resolved"]][:resolved]
-    misses = []
-    for place in ("fix line", "no edit"):  # a wrong fix at the right place; an empty edit
-        misses += [r for r in rows if not r["resolved"] and r["content"].strip()
-                   and where_edited(r["diff"], r["gold_patch"]) == place][:failed]
+    verdicts = {"fix line": "not resolved: a wrong edit of the fix's line",
+                "no edit": "not resolved: the answer changed nothing"}
+    picked = [(r, "resolved") for r in rows if r["resolved"]][:resolved]
+    answered = [(r, where_edited(r["diff"], r["gold_patch"])) for r in rows
+                if not r["resolved"] and r["content"].strip()]
+    for place in verdicts:  # a wrong fix at the right place; an answer that changed nothing
+        picked += [(r, verdicts[place]) for r, at in answered if at == place][:failed]
     out = []
-    for r in wins + misses:
-        verdict = "resolved" if r["resolved"] else {
-            "fix line": "not resolved: a wrong edit of the fix's line",
-            "no edit": "not resolved: the answer changed nothing"}[
-                where_edited(r["diff"], r["gold_patch"])]
-        head, marks, rest = r["task_prompt"].partition("Most suspicious lines:")
+    for r, verdict in picked:
+        _, marks, rest = r["task_prompt"].partition("Most suspicious lines:")
         marked = rest.split("\n\n")[0] if marks else " (the prompt marks none)"
         text = (f"Most suspicious lines (from the prompt):{marked}\n\n"
                 f"Answer:\n{r['content'].strip()}\n\nDiff graded:\n{r['diff'] or '(none)'}")

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -315,7 +314,7 @@ class BatchedEngine:
         positions = write_positions(lengths, new, steps, scratch)
         self._cache.bind(lo, hi, positions.to(self.device), kv_len)
         attend = mask(lengths, new, steps, kv_len).to(self.device)
-        with few_rows_linear(self.few_rows) if self.few_rows else nullcontext():
+        with few_rows_linear(self.few_rows):
             out = self.model(input_ids=tokens.to(self.device),
                              position_ids=positions.clamp(max=scratch - 1).clamp(min=0)
                              .to(self.device),

@@ -21,8 +21,8 @@ and a trainer sharing the model computes, and differentiates, as before.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
+from functools import cache
 from typing import Any
 
 FEW_ROWS = 256
@@ -30,21 +30,26 @@ FEW_ROWS = 256
 of a few short turns; longer prefills keep torch's order."""
 
 
-@contextmanager
-def few_rows_linear(rows: int = FEW_ROWS) -> Iterator[None]:
+def few_rows_linear(rows: int = FEW_ROWS) -> AbstractContextManager[Any]:
     """Within the block, on this thread, ``F.linear`` over 2 to ``rows`` rows runs as
-    ``(W @ x^T)^T`` (module docstring); anything else runs unchanged."""
-    with _mode(rows):
-        yield
+    ``(W @ x^T)^T`` (module docstring); anything else runs unchanged. ``rows`` 0: torch's
+    order everywhere (a block that changes nothing)."""
+    return _mode_type()(rows) if rows else nullcontext()
 
 
-def _mode(rows: int) -> Any:
+@cache
+def _mode_type() -> type:
+    """The mode's class, made once (torch is imported on first use, not at import time)."""
     import torch
     from torch.overrides import TorchFunctionMode
 
     linear = torch.nn.functional.linear
 
     class FewRowsLinear(TorchFunctionMode):
+        def __init__(self, rows: int) -> None:
+            super().__init__()
+            self.rows = rows
+
         def __torch_function__(self, func: Any, types: Any, args: tuple = (),
                                kwargs: dict | None = None) -> Any:
             kwargs = kwargs or {}
@@ -52,7 +57,7 @@ def _mode(rows: int) -> Any:
                 x, weight = args[0], args[1]
                 bias = args[2] if len(args) > 2 else kwargs.get("bias")
                 n = x.numel() // x.shape[-1] if x.dim() >= 2 and x.shape[-1] else 0
-                if 2 <= n <= rows and weight.dim() == 2:
+                if 2 <= n <= self.rows and weight.dim() == 2:
                     # contiguous, as torch's result is: the layers after view it
                     out = torch.mm(weight, x.reshape(n, x.shape[-1]).t()).t().contiguous()
                     if bias is not None:
@@ -60,4 +65,4 @@ def _mode(rows: int) -> Any:
                     return out.reshape(*x.shape[:-1], weight.shape[0])
             return func(*args, **kwargs)
 
-    return FewRowsLinear()
+    return FewRowsLinear
