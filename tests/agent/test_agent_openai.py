@@ -34,9 +34,9 @@ def serve():
 
 def test_text_completion_with_usage(serve):
     server = serve(ScriptedBackend(["hello there world"], name="toy"))
-    client = OpenAIBackend("toy", server.url, max_retries=0)
-    reply = client.complete([Message(role="user", content="say hi")],
-                            sampling=SamplingConfig(max_tokens=16, seed=3))
+    with OpenAIBackend("toy", server.url, max_retries=0) as client:
+        reply = client.complete([Message(role="user", content="say hi")],
+                                sampling=SamplingConfig(max_tokens=16, seed=3))
     assert reply.message.role == "assistant"
     assert reply.message.content == "hello there world"
     assert (reply.prompt_tokens, reply.completion_tokens) == (2, 3)
@@ -60,7 +60,8 @@ def test_tool_calls_and_tool_messages_round_trip(serve):
             ToolCall(id="c1", name="bash", arguments={"command": "ls"}),)),
         Message(role="tool", content="a.py", tool_call_id="c1", name="bash"),
     ]
-    reply = OpenAIBackend("m", server.url, max_retries=0).complete(history, tools=[schema])
+    with OpenAIBackend("m", server.url, max_retries=0) as client:
+        reply = client.complete(history, tools=[schema])
     assert reply.finish_reason == "tool_calls"
     assert reply.message.tool_calls == (
         ToolCall(id="c9", name="view", arguments={"path": "a.py", "start_line": 2}),)
@@ -70,14 +71,14 @@ def test_tool_calls_and_tool_messages_round_trip(serve):
 
 def test_backend_failure_is_a_model_error(serve):
     server = serve(ScriptedBackend([], name="empty"))
-    client = OpenAIBackend("empty", server.url, max_retries=0)
-    with pytest.raises(ModelError, match="no reply left"):
+    with (OpenAIBackend("empty", server.url, max_retries=0) as client,
+          pytest.raises(ModelError, match="no reply left")):
         client.complete([Message(role="user", content="hi")])
 
 
 def test_unreachable_server_is_a_model_error():
-    client = OpenAIBackend("m", "http://127.0.0.1:9/v1", max_retries=0, timeout_s=5)
-    with pytest.raises(ModelError, match="Connection"):
+    with (OpenAIBackend("m", "http://127.0.0.1:9/v1", max_retries=0, timeout_s=5) as client,
+          pytest.raises(ModelError, match="Connection")):
         client.complete([Message(role="user", content="hi")])
 
 
@@ -114,8 +115,8 @@ def test_cli_model_serve(tmp_path):
             line = proc.stdout.readline()
             assert line.startswith("serving scripted:echo at http://127.0.0.1:"), line
             url = line.split(" at ")[1].strip()
-            reply = OpenAIBackend("echo", url, max_retries=0).complete(
-                [Message(role="user", content="ping pong")])
+            with OpenAIBackend("echo", url, max_retries=0) as client:
+                reply = client.complete([Message(role="user", content="ping pong")])
             assert reply.message.content == "ping pong"
         finally:
             proc.terminate()
@@ -145,9 +146,9 @@ def test_agent_loop_over_http_with_native_tool_calls(serve, sandbox):
         return script[len(seen) - 1]
 
     server = serve(ScriptedBackend(policy, name="served", supports_tools=True))
-    client = OpenAIBackend("served", server.url, max_retries=0)
-    traj = Agent(client, AgentConfig(test_command=TEST_COMMAND)).run(
-        sandbox, "fix add()", rollout_id="r-http")
+    with OpenAIBackend("served", server.url, max_retries=0) as client:
+        traj = Agent(client, AgentConfig(test_command=TEST_COMMAND)).run(
+            sandbox, "fix add()", rollout_id="r-http")
     assert traj.stop_reason == StopReason.SUBMITTED, traj.error
     assert "+    return a + b" in traj.diff
     assert traj.policy == f"openai:served@{server.url}"

@@ -36,6 +36,16 @@ class OpenAIBackend:
             timeout=timeout_s, max_retries=max_retries)
         self._errors = (openai.OpenAIError,)
 
+    def close(self) -> None:
+        """Close the client's pooled connections (a kept-alive socket otherwise lingers)."""
+        self._client.close()
+
+    def __enter__(self) -> OpenAIBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def complete(self, messages: Sequence[Message], *,
                  tools: Sequence[Mapping[str, object]] | None = None,
                  sampling: SamplingConfig | None = None) -> ModelReply:
