@@ -2,7 +2,7 @@
 against many in flight around the batched sampler.
 
     .venv/bin/python bench/bench_rollouts_model.py [--source pypi:toolz==0.12.0] [--tasks 6]
-        [--group 2] [--samples 1] [--in-flight 16] [--home bench/out/rollouts_home]
+        [--group 2] [--samples 1] [--in-flight 32] [--home bench/out/rollouts_home]
 
 1. materializes snapshots -> environments -> synthesized tasks for ``--source`` through
    the factory (cached in ``--home`` after the first run);
@@ -37,7 +37,7 @@ from codemill.factory.lookup import env_for_snapshot  # noqa: E402
 from codemill.factory.pipeline import RunConfig  # noqa: E402
 from codemill.factory.run import resolve_source, run_pipeline  # noqa: E402
 from codemill.rollouts.plan import RolloutConfig  # noqa: E402
-from codemill.rollouts.runner import prepare_workspaces, run_rollouts  # noqa: E402
+from codemill.rollouts.runner import IN_FLIGHT, prepare_workspaces, run_rollouts  # noqa: E402
 from codemill.store.reader import LedgerReader  # noqa: E402
 from codemill.store.rows import row_to_record  # noqa: E402
 from record import figure, write_result  # noqa: E402
@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--tasks", type=int, default=6)
     ap.add_argument("--group", type=int, default=2)
     ap.add_argument("--samples", type=int, default=1)
-    ap.add_argument("--in-flight", type=int, default=16)
+    ap.add_argument("--in-flight", type=int, default=IN_FLIGHT)
     ap.add_argument("--turns", type=int, default=4)
     ap.add_argument("--tokens", type=int, default=128, help="sampled tokens a turn at most")
     ap.add_argument("--home", default="bench/out/rollouts_home")

@@ -100,8 +100,12 @@ class Threads:
             yield from pool.map(call, items)
 
 
-IN_FLIGHT = 16
-"""Rollouts of a local model run at once (threads around one batched sampler)."""
+IN_FLIGHT = 32
+"""Rollouts of a local model run at once (threads around one batched sampler): the
+engine's ``max_batch``, so a GRPO round of 4 groups of 8 or an eval wave decodes as one
+batch. A decode step's cost grows with its rows far slower than its tokens do
+(``bench/bench_engines.py``), so a wider batch keeps more tokens per step for as long as
+the rollouts run, and fewer short waves are left at the end."""
 
 
 @dataclass(frozen=True)
