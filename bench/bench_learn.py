@@ -29,6 +29,9 @@ home ``bench/out/learn_home`` are reused, so a killed run goes on where it stopp
 4. ``eval:sft``; 5. ``grpo`` from the SFT checkpoint on TRAIN tasks (patch mode, G = 8,
    dynamic sampling); 6. ``eval:grpo``.
 7. ``agent:*``: the three models in agent mode on 40 of the held-out tasks.
+   ``time:base:agent`` (only with ``--stage``) runs the base model's agent-mode eval again
+   from nothing, under a suite version named after the commit: its wall time with today's
+   sampler, and how many outcomes match the recorded eval (``retime``).
 8. ``report``: each trained model paired with the base and with its parent (exact McNemar
    on the discordant tasks), the GRPO curve (``bench/out/learn_curve.png``), and the result
    file ``bench/results/learn.json`` for ``docs/benchmarks.md``. Figures of the last result
@@ -148,9 +151,11 @@ data the models are trained on (``agent-40x256``, at the agent's default of 10,0
 its own arm (``sft1``)."""
 
 
-def evaluate(home: Path, model: str, mode: str) -> dict:
+def evaluate(home: Path, model: str, mode: str, version: str | None = None,
+             task_ids: tuple[str, ...] = ()) -> dict:
     """``model`` on the held-out suite of ``mode`` through the factory's evals (a cached
-    asset: a rerun reuses recorded attempts). Keeps each task's outcome for pairing."""
+    asset: a rerun reuses recorded attempts). Keeps each task's outcome for pairing.
+    ``version`` and ``task_ids`` name another suite of the same run config (``retime``)."""
     os.environ["CODEMILL_HOME"] = str(home)
     from codemill.core.config import load_settings
     from codemill.evals.suites import SuiteRunConfig, SuiteSelection
@@ -160,20 +165,40 @@ def evaluate(home: Path, model: str, mode: str) -> dict:
     spec = RUNS[mode]
     run = SuiteRunConfig(temperature=0.0, seed=0, wall_time_s=900, **spec["run"])
     names = tuple(p.split("==")[0] for p in HELD_OUT)
-    suite = eval_api.define_suite(settings, SUITE, spec["version"],
-                                  SuiteSelection(projects=names, limit=spec["limit"]), run)
+    version = version or spec["version"]
+    selection = (SuiteSelection(task_ids=task_ids) if task_ids
+                 else SuiteSelection(projects=names, limit=spec["limit"]))
+    suite = eval_api.define_suite(settings, SUITE, version, selection, run)
     t = time.monotonic()
-    res = eval_api.evaluate(settings, f"{SUITE}@{spec['version']}", model,
+    res = eval_api.evaluate(settings, f"{SUITE}@{version}", model,
                             progress=lambda a, d, n: log(f"eval {model[:17]} {mode}: {d}/{n}"))
     p = res.score.pass1
     outcomes = {s["task_id"]: (None if s["masked"] else int(bool(s["resolved"])))
                 for s in res.samples}
     return {"model": model, "mode": mode, "eval_id": res.eval_id,
-            "suite": f"{SUITE}@{spec['version']}", "tasks": len(suite.tasks),
+            "suite": f"{SUITE}@{version}", "tasks": len(suite.tasks),
             "projects": sorted({t.project for t in suite.tasks}), "graded": res.score.graded,
             "resolved": p.successes, "rate": p.value, "low": p.low, "high": p.high,
             "masked": res.score.masked, "stops": res.score.stop_reasons,
             "eval_s": round(time.monotonic() - t, 1), "outcomes": outcomes}
+
+
+def retime(home: Path, recorded: dict, mode: str) -> dict:
+    """The recorded eval ``recorded`` (base model) run again from nothing: the same tasks
+    and run config under a suite version named after this commit, so the factory runs
+    every attempt afresh (recorded as an eval of its own) instead of reading the cached
+    ones. Gives an eval's wall time with today's sampler; greedy decoding should give the
+    recorded outcomes back, and how many match is reported beside it."""
+    commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    version = f"{RUNS[mode]['version']}-retime-{commit}"
+    row = evaluate(home, recorded["model"], mode, version=version,
+                   task_ids=tuple(sorted(recorded["outcomes"])))
+    same = sum(row["outcomes"].get(t) == o for t, o in recorded["outcomes"].items())
+    from codemill.rollouts.runner import IN_FLIGHT
+
+    return {**row, "retimes": recorded["eval_id"], "recorded_eval_s": recorded["eval_s"],
+            "same_outcomes": same, "in_flight": IN_FLIGHT}
 
 
 # --- training ----------------------------------------------------------------------------
@@ -186,6 +211,11 @@ autocast (the demo's recipe: the backward pass stops at the lowest adapted layer
 about doubles the step rate here). The data: the expert answers of the training tasks and
 about 1600 mutation reversals of the same projects' released code (``codemill.tasks.
 reversal``); 160 steps of 8 is about three quarters of one pass."""
+SFT2 = ("--seed", "1")
+"""``sft2``: the SFT recipe again from the SFT checkpoint (its adapter trained further),
+seed 1: the same expert answers and about 1,600 other mutation reversals of the training
+projects (the reversals are drawn by the seed), in another order. Whether more steps on
+more of the same kind of data still lift the held-out rate."""
 GRPO = ["--rounds", "8", "--tasks-per-round", "4", "--group", "8", "--max-draws", "3",
         "--updates", "2", "--lr", "5e-5", "--max-tokens", "128", "--max-turns", "1",
         "--max-len", "2048"]
@@ -194,13 +224,13 @@ updates a round so the clip acts; the sampler and trainer are both fp32 (TIS on)
 
 
 def train(home: Path, kind: str, model: str, listing_functions: int | None = None,
-          prepare: Path | None = None) -> dict:
+          prepare: Path | None = None, extra: tuple[str, ...] = ()) -> dict:
     """The ``sft`` / ``grpo`` stage through the CLI. ``prepare``: only ``train sft
     --prepare`` into that folder (for ``python -m codemill.train.remote`` on a GPU machine;
     copied back into the home's checkpoints, the stage then records it without training)."""
     train_tasks, _ = split_tasks(home)
     args = ["train", kind, "--model", model, "--mode", "patch", "--threads", "2",
-            *(SFT if kind == "sft" else GRPO), "--json"]
+            *(SFT if kind == "sft" else GRPO), *extra, "--json"]
     if prepare is not None:
         args += ["--prepare", str(prepare)]
     if listing_functions is not None:
@@ -361,7 +391,7 @@ def report(have: dict, home: Path) -> None:
 
     figs = []
     for mode in ("patch", "agent", "patch1"):
-        for model in ("base", "sft", "grpo", "sft1"):
+        for model in ("base", "sft", "grpo", "sft2", "sft1"):
             row = have.get(f"eval:{model}:{mode}")
             if row is None:
                 continue
@@ -374,7 +404,8 @@ def report(have: dict, home: Path) -> None:
             places = edit_places(home, row["eval_id"])
             figs.append(figure(f"{mode} mode: {model} answers edited the fix's line",
                                f"{places['fix line']} of {row['graded']}", **places))
-        for a, b in (("base", "sft"), ("base", "grpo"), ("sft", "grpo"), ("base", "sft1")):
+        for a, b in (("base", "sft"), ("base", "grpo"), ("sft", "grpo"), ("base", "sft2"),
+                     ("sft", "sft2"), ("grpo", "sft2"), ("base", "sft1")):
             ra, rb = have.get(f"eval:{a}:{mode}"), have.get(f"eval:{b}:{mode}")
             if ra and rb:
                 pr = paired(ra, rb)
@@ -382,6 +413,13 @@ def report(have: dict, home: Path) -> None:
                                    round(pr["diff"] or 0, 4), "pass@1",
                                    mcnemar_p=round(pr["p"], 4), pairs=pr["pairs"],
                                    only_a=pr["only_a"], only_b=pr["only_b"]))
+    if "time:base:agent" in have:
+        row = have["time:base:agent"]
+        figs.append(figure("agent mode: the base model's 40-task eval run again, wall time",
+                           row["eval_s"], "s", tasks=row["tasks"], in_flight=row["in_flight"],
+                           recorded_eval_s=row["recorded_eval_s"],
+                           resolved=f"{row['resolved']} of {row['graded']}",
+                           same_outcomes_as_recorded=row["same_outcomes"]))
     if "grpo" in have:
         figs += grpo_rounds(have["grpo"].get("metrics", []))
         curve(have["grpo"].get("metrics", []), OUT / "learn_curve.png")
@@ -446,7 +484,8 @@ def main() -> None:
 
     torch.set_num_threads(2)
     home = args.home
-    ckpt = {k: (lambda k=k: f"ckpt:{have[k]['checkpoint_id']}") for k in ("sft", "grpo", "sft1")}
+    ckpt = {k: (lambda k=k: f"ckpt:{have[k]['checkpoint_id']}")
+            for k in ("sft", "grpo", "sft1", "sft2")}
     stages = {
         "eval:base:patch": lambda: evaluate(home, "smollm2", "patch"),
         "sft": lambda: train(home, "sft", "smollm2"),
@@ -456,7 +495,10 @@ def main() -> None:
         "eval:base:agent": lambda: evaluate(home, "smollm2", "agent"),
         "eval:sft:agent": lambda: evaluate(home, ckpt["sft"](), "agent"),
         "eval:grpo:agent": lambda: evaluate(home, ckpt["grpo"](), "agent"),
+        "time:base:agent": lambda: retime(home, have["eval:base:agent"], "agent"),
         "eval:base:patch1": lambda: evaluate(home, "smollm2", "patch1"),
+        "sft2": lambda: train(home, "sft", ckpt["sft"](), extra=SFT2),
+        "eval:sft2:patch": lambda: evaluate(home, ckpt["sft2"](), "patch"),
         "sft1": lambda: train(home, "sft", "smollm2", listing_functions=1),
         "eval:sft1:patch1": lambda: evaluate(home, ckpt["sft1"](), "patch1"),
     }
@@ -465,7 +507,7 @@ def main() -> None:
         report(have, home)
         return
     for name, fn in stages.items():
-        if name not in have:
+        if name not in have and not name.startswith("time:"):
             run_stage(args.results, have, name, fn)
         report(have, home)
         if name == args.until:
