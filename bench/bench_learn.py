@@ -152,10 +152,10 @@ its own arm (``sft1``)."""
 
 
 def evaluate(home: Path, model: str, mode: str, version: str | None = None,
-             task_ids: tuple[str, ...] = ()) -> dict:
+             task_ids: tuple[str, ...] = (), seed: int = 0) -> dict:
     """``model`` on the held-out suite of ``mode`` through the factory's evals (a cached
     asset: a rerun reuses recorded attempts). Keeps each task's outcome for pairing.
-    ``version`` and ``task_ids`` name another suite of the same run config (``retime``)."""
+    ``version``, ``task_ids`` and ``seed`` name another suite (``retime``)."""
     os.environ["CODEMILL_HOME"] = str(home)
     from codemill.core.config import load_settings
     from codemill.evals.suites import SuiteRunConfig, SuiteSelection
@@ -163,7 +163,7 @@ def evaluate(home: Path, model: str, mode: str, version: str | None = None,
 
     settings = load_settings()
     spec = RUNS[mode]
-    run = SuiteRunConfig(temperature=0.0, seed=0, wall_time_s=900, **spec["run"])
+    run = SuiteRunConfig(temperature=0.0, seed=seed, wall_time_s=900, **spec["run"])
     names = tuple(p.split("==")[0] for p in HELD_OUT)
     version = version or spec["version"]
     selection = (SuiteSelection(task_ids=task_ids) if task_ids
@@ -185,15 +185,16 @@ def evaluate(home: Path, model: str, mode: str, version: str | None = None,
 
 def retime(home: Path, recorded: dict, mode: str) -> dict:
     """The recorded eval ``recorded`` (base model) run again from nothing: the same tasks
-    and run config under a suite version named after this commit, so the factory runs
-    every attempt afresh (recorded as an eval of its own) instead of reading the cached
-    ones. Gives an eval's wall time with today's sampler; greedy decoding should give the
-    recorded outcomes back, and how many match is reported beside it."""
+    and budgets as a suite named after this commit, with a sampling seed taken from the
+    commit too. Greedy decoding ignores the seed, but attempts are identified by it, so
+    the factory runs every attempt afresh (recorded as an eval of its own) instead of
+    reading the recorded ones. Gives an eval's wall time with today's sampler; the greedy
+    outcomes should be the recorded ones, and how many match is reported beside it."""
     commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout.strip()
     version = f"{RUNS[mode]['version']}-retime-{commit}"
     row = evaluate(home, recorded["model"], mode, version=version,
-                   task_ids=tuple(sorted(recorded["outcomes"])))
+                   task_ids=tuple(sorted(recorded["outcomes"])), seed=int(commit[:7], 16))
     same = sum(row["outcomes"].get(t) == o for t, o in recorded["outcomes"].items())
     from codemill.rollouts.runner import IN_FLIGHT
 
