@@ -282,17 +282,18 @@ def curve(metrics: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def grpo_rounds(metrics: list[dict]) -> list[dict]:
+def grpo_rounds(metrics: list[dict], name: str = "GRPO") -> list[dict]:
     """The GRPO curve as figures: one a round (mean reward of the drawn groups, groups drawn,
     alive and kept, the update's size and importance ratios), then the totals. A batch slot
-    is alive after dynamic sampling when a group with a signal filled it."""
+    is alive after dynamic sampling when a group with a signal filled it. ``name`` heads
+    each figure (one GRPO run's from another's)."""
     from record import figure
 
     figs, rounds = [], [m for m in metrics if m.get("drawn_groups")]
     per_round = int(GRPO[GRPO.index("--tasks-per-round") + 1])
     for n, m in enumerate(rounds):
         kept = min(m["live_groups"], per_round)
-        figs.append(figure(f"GRPO round {n}: mean reward of the drawn groups",
+        figs.append(figure(f"{name} round {n}: mean reward of the drawn groups",
                            round(m["reward_mean"] or 0, 4), drawn=m["drawn_groups"],
                            alive=m["live_groups"], batch_alive=f"{kept} of {per_round}",
                            sequences=m.get("sequences"), updates=m.get("updates"),
@@ -301,9 +302,9 @@ def grpo_rounds(metrics: list[dict]) -> list[dict]:
                            round_s=round(m.get("round_seconds") or 0)))
     if rounds:
         kept = sum(min(m["live_groups"], per_round) for m in rounds)
-        figs.append(figure("GRPO batch groups alive after dynamic sampling",
+        figs.append(figure(f"{name} batch groups alive after dynamic sampling",
                            f"{kept} of {per_round * len(rounds)}", rounds=len(rounds)))
-        figs.append(figure("GRPO drawn groups alive (before dynamic sampling)",
+        figs.append(figure(f"{name} drawn groups alive (before dynamic sampling)",
                            f"{sum(m['live_groups'] for m in rounds)} of "
                            f"{sum(m['drawn_groups'] for m in rounds)}"))
     return figs
@@ -392,7 +393,7 @@ def report(have: dict, home: Path) -> None:
 
     figs = []
     for mode in ("patch", "agent", "patch1"):
-        for model in ("base", "sft", "grpo", "sft2", "sft1"):
+        for model in ("base", "sft", "grpo", "sft2", "grpo2", "sft1"):
             row = have.get(f"eval:{model}:{mode}")
             if row is None:
                 continue
@@ -406,7 +407,8 @@ def report(have: dict, home: Path) -> None:
             figs.append(figure(f"{mode} mode: {model} answers edited the fix's line",
                                f"{places['fix line']} of {row['graded']}", **places))
         for a, b in (("base", "sft"), ("base", "grpo"), ("sft", "grpo"), ("base", "sft2"),
-                     ("sft", "sft2"), ("grpo", "sft2"), ("base", "sft1")):
+                     ("sft", "sft2"), ("grpo", "sft2"), ("base", "grpo2"), ("sft2", "grpo2"),
+                     ("base", "sft1")):
             ra, rb = have.get(f"eval:{a}:{mode}"), have.get(f"eval:{b}:{mode}")
             if ra and rb:
                 pr = paired(ra, rb)
@@ -424,6 +426,8 @@ def report(have: dict, home: Path) -> None:
     if "grpo" in have:
         figs += grpo_rounds(have["grpo"].get("metrics", []))
         curve(have["grpo"].get("metrics", []), OUT / "learn_curve.png")
+    if "grpo2" in have:  # GRPO from sft2
+        figs += grpo_rounds(have["grpo2"].get("metrics", []), "GRPO from sft2")
     # counted from the ledger (what training and the evals use): a data stage that stopped
     # with an error may still have recorded tasks
     data_rows = [r for k, r in have.items() if k.startswith("data:")]
@@ -437,7 +441,7 @@ def report(have: dict, home: Path) -> None:
                            tasks=len(tasks),
                            stage_errors=[r["stage"][5:] for r in rows if r.get("error")]))
     figs += carried_over(figs)
-    shown = [m for m in ("grpo", "sft") if f"eval:{m}:patch" in have]
+    shown = [m for m in ("grpo2", "sft2", "grpo", "sft") if f"eval:{m}:patch" in have]
     write_result("learn", "Learning on held-out projects (SmolLM2-135M, 2 CPU cores)", figs,
                  measures="Base, SFT and SFT+GRPO SmolLM2-135M on every task of projects "
                  "never trained on (patch mode) and on 40 of them (agent mode): one greedy "
@@ -486,7 +490,7 @@ def main() -> None:
     torch.set_num_threads(2)
     home = args.home
     ckpt = {k: (lambda k=k: f"ckpt:{have[k]['checkpoint_id']}")
-            for k in ("sft", "grpo", "sft1", "sft2")}
+            for k in ("sft", "grpo", "sft1", "sft2", "grpo2")}
     stages = {
         "eval:base:patch": lambda: evaluate(home, "smollm2", "patch"),
         "sft": lambda: train(home, "sft", "smollm2"),
@@ -500,6 +504,8 @@ def main() -> None:
         "eval:base:patch1": lambda: evaluate(home, "smollm2", "patch1"),
         "sft2": lambda: train(home, "sft", ckpt["sft"](), extra=SFT2),
         "eval:sft2:patch": lambda: evaluate(home, ckpt["sft2"](), "patch"),
+        "grpo2": lambda: train(home, "grpo", ckpt["sft2"]()),
+        "eval:grpo2:patch": lambda: evaluate(home, ckpt["grpo2"](), "patch"),
         "sft1": lambda: train(home, "sft", "smollm2", listing_functions=1),
         "eval:sft1:patch1": lambda: evaluate(home, ckpt["sft1"](), "patch1"),
     }
