@@ -103,9 +103,9 @@ class Threads:
 IN_FLIGHT = 32
 """Rollouts of a local model run at once (threads around one batched sampler): the
 engine's ``max_batch``, so a GRPO round of 4 groups of 8 or an eval wave decodes as one
-batch. A decode step's cost grows with its rows far slower than its tokens do
-(``bench/bench_engines.py``), so a wider batch keeps more tokens per step for as long as
-the rollouts run, and fewer short waves are left at the end."""
+batch. Doubling a decode step's rows costs far less than a second step
+(``bench/bench_engines.py`` measures steps by rows), so a wider batch samples more tokens a
+second for as long as the rollouts run, and fewer short waves are left at the end."""
 
 
 @dataclass(frozen=True)
