@@ -190,14 +190,14 @@ def retime(home: Path, recorded: dict, mode: str) -> dict:
     the factory runs every attempt afresh (recorded as an eval of its own) instead of
     reading the recorded ones. Gives an eval's wall time with today's sampler; the greedy
     outcomes should be the recorded ones, and how many match is reported beside it."""
-    commit = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.strip()
+    from codemill.rollouts.runner import IN_FLIGHT
+    from record import head_commit
+
+    commit = head_commit()[:10]
     version = f"{RUNS[mode]['version']}-retime-{commit}"
     row = evaluate(home, recorded["model"], mode, version=version,
                    task_ids=tuple(sorted(recorded["outcomes"])), seed=int(commit[:7], 16))
     same = sum(row["outcomes"].get(t) == o for t, o in recorded["outcomes"].items())
-    from codemill.rollouts.runner import IN_FLIGHT
-
     return {**row, "retimes": recorded["eval_id"], "recorded_eval_s": recorded["eval_s"],
             "same_outcomes": same, "in_flight": IN_FLIGHT}
 

@@ -83,6 +83,13 @@ def _git(*args: str) -> str:
     return out.stdout.strip() if out.returncode == 0 else ""
 
 
+def head_commit() -> str:
+    """The commit a benchmark measures: ``BENCH_COMMIT`` when set (a copy run elsewhere,
+    e.g. a lent GPU machine whose git history may be older than the tree it was sent),
+    else this checkout's HEAD ("" outside git)."""
+    return os.environ.get("BENCH_COMMIT") or _git("rev-parse", "HEAD")
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -122,9 +129,7 @@ def write_result(name: str, title: str, figures: list[dict[str, Any]], *, measur
         "figures": figures,
         **({"examples": examples} if examples else {}),
         "command": command_line(argv),
-        # A copy run elsewhere (a lent GPU machine, whose git history may be older than the
-        # tree it was sent) names the commit it ran in the environment.
-        "commit": os.environ.get("BENCH_COMMIT") or _git("rev-parse", "HEAD"),
+        "commit": head_commit(),
         "dirty": (False if os.environ.get("BENCH_COMMIT")
                   else bool(_git("status", "--porcelain", "--untracked-files=no"))),
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -50,6 +50,7 @@ from typing import Any, Protocol
 
 from codemill.agent.config import AgentConfig
 from codemill.agent.loop import Agent
+from codemill.agent.models.engine import MAX_BATCH
 from codemill.core.boundary import boundary
 from codemill.core.config import Settings
 from codemill.core.errors import GradingError
@@ -100,7 +101,7 @@ class Threads:
             yield from pool.map(call, items)
 
 
-IN_FLIGHT = 32
+IN_FLIGHT = MAX_BATCH
 """Rollouts of a local model run at once (threads around one batched sampler): the
 engine's ``max_batch``, so a GRPO round of 4 groups of 8 or an eval wave decodes as one
 batch. Doubling a decode step's rows costs far less than a second step

@@ -68,6 +68,9 @@ from codemill.agent.models.slots import (
 from codemill.core.errors import ModelError
 from codemill.core.records import SamplingConfig
 
+MAX_BATCH = 32
+"""Rows decoded together at most (the default ``max_batch``); local rollouts run this many
+at once (``codemill.rollouts.runner.IN_FLIGHT``)."""
 PREFILL_TOKENS = 2048
 """Rows x padded length of one prefill forward pass: bounds its attention memory."""
 
@@ -112,7 +115,7 @@ class _Row:
 class BatchedEngine:
     """The scheduler over one model (module docstring). Thread-safe; ``close`` stops it."""
 
-    def __init__(self, model: Any, *, device: str = "cpu", max_batch: int = 32,
+    def __init__(self, model: Any, *, device: str = "cpu", max_batch: int = MAX_BATCH,
                  policy: str = "", few_rows: int | None = None) -> None:
         self.model, self.device, self.max_batch = model, device, max_batch
         self.policy = policy
