@@ -16,9 +16,10 @@ work). Candidates:
   log-probs recomputed from the returned logits.
 - ``generate_batch``: transformers' own continuous batching (paged attention cache).
 - ``engine fp32``: ``codemill.agent.models.engine.BatchedEngine``, the engine every local
-  path uses; it computes a step's linear layers as ``W @ x^T``
-  (``codemill.agent.models.few_rows``);
-- ``engine fp32, torch's linear order``: the same engine computing ``x @ W^T`` as torch does.
+  path uses; it computes a step's linear layers through oneDNN
+  (``codemill.agent.models.onednn``);
+- ``engine fp32, torch's linear kernel``: the same engine computing them with torch's own
+  kernel (an MKL GEMM).
 - ``engine bf16``: the same engine over a bfloat16 copy of the weights (the sampler
   numerics an RL stack corrects with truncated importance sampling).
 
@@ -33,8 +34,8 @@ The second part measures what bounds the engine: the memory read bandwidth (a 40
 the time of one decode step at 1 and ``--rows`` rows (a cached context of ``--context``
 tokens, and of ``--long-context`` tokens, an agent's conversation a few turns in), and
 prefill tokens/s (``--rows`` rows of 51 new tokens after that context), in
-fp32 and bf16; and fp32 decode steps at 1, 4, 8 and ``--rows`` rows and a prefill in both
-linear orders (``few_rows``: ``W @ x^T``, and torch's ``x @ W^T``). Results:
+fp32 and bf16; and fp32 decode steps at 1, 4, 8 and ``--rows`` rows and a prefill with both
+linear kernels (oneDNN's inner product, and torch's MKL GEMM). Results:
 ``bench/results/engines.json``; the last line names the fastest
 candidate whose log-probs match the trainer within 1e-3.
 """
@@ -52,9 +53,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_sampler import prompts  # noqa: E402
-from codemill.agent.models.few_rows import FEW_ROWS, few_rows_linear  # noqa: E402
+from codemill.agent.models.onednn import onednn_linear  # noqa: E402
 from record import figure, write_result  # noqa: E402
 
+KERNELS = (("oneDNN", True), ("torch's MKL GEMM", False))
+"""The two linear kernels the decode-step figures compare (``codemill.agent.models.onednn``)."""
 MATCH = 1e-3
 """Largest |sampler - trainer| log-prob an RL loss can take as on-policy (fp32 rounding of
 a batched forward is ~1e-5; bf16 is ~1e-1)."""
@@ -166,10 +169,10 @@ def read_bandwidth() -> float:
 
 
 def step_ms(model: Any, rows: int, context: int, new: int, repeats: int = 4,
-            few_rows: int = FEW_ROWS) -> float:
+            onednn: bool = True) -> float:
     """ms of one forward of ``rows`` rows x ``new`` tokens after ``context`` cached ones,
-    through the engine's slot cache and 4-D mask, with the engine's linear order
-    (``few_rows`` 0: torch's)."""
+    through the engine's slot cache and 4-D mask, with the engine's linear kernel
+    (``onednn`` False: torch's)."""
     import torch
 
     from codemill.agent.models.slots import SlotCache, mask, write_positions
@@ -187,7 +190,7 @@ def step_ms(model: Any, rows: int, context: int, new: int, repeats: int = 4,
 
     def forward() -> None:
         cache.bind(0, rows, positions, kv_len)
-        with few_rows_linear(few_rows):
+        with onednn_linear(onednn):
             model(input_ids=tokens, position_ids=positions, attention_mask=attend,
                   use_cache=True, logits_to_keep=1, past_key_values=cache)
 
@@ -222,15 +225,15 @@ def main(argv: list[str]) -> int:
     half = copy.deepcopy(model).to(torch.bfloat16)
     firsts = prompts(tokenizer, args.rows)
     engines = {"engine fp32": BatchedEngine(model), "engine bf16": BatchedEngine(half),
-               "engine fp32, torch's linear order": BatchedEngine(model, few_rows=0)}
+               "engine fp32, torch's linear kernel": BatchedEngine(model, onednn=False)}
     candidates = {
         "one at a time": lambda: one_at_a_time(model, firsts, args.tokens),
         "generate": lambda: static_generate(model, firsts, args.tokens),
         "generate_batch": lambda: continuous_batch(model, firsts, args.tokens),
         "engine fp32": lambda: engine_run(engines["engine fp32"], firsts, args.tokens),
         "engine bf16": lambda: engine_run(engines["engine bf16"], firsts, args.tokens),
-        "engine fp32, torch's linear order": lambda: engine_run(
-            engines["engine fp32, torch's linear order"], firsts, args.tokens),
+        "engine fp32, torch's linear kernel": lambda: engine_run(
+            engines["engine fp32, torch's linear kernel"], firsts, args.tokens),
     }
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     speeds: dict[str, list[float]] = {name: [] for name in candidates if name not in skip}
@@ -273,13 +276,13 @@ def main(argv: list[str]) -> int:
         figures.append(figure(f"{label} prefill, {args.rows} rows x 51 new tokens",
                               args.rows * 51 / ms * 1000, "tokens/s", step_ms=round(ms)))
     for rows in sorted({1, 4, 8, args.rows}):
-        for order, few in (("W @ x^T", FEW_ROWS), ("torch's x @ W^T", 0)):
+        for kernel, onednn in KERNELS:
             figures.append(figure(f"fp32 decode step, {rows} rows, {args.context} cached, "
-                                  f"linear as {order}",
-                                  step_ms(model, rows, args.context, 1, few_rows=few), "ms"))
-    for order, few in (("W @ x^T", FEW_ROWS), ("torch's x @ W^T", 0)):
-        ms = step_ms(model, 4, args.context, 51, few_rows=few)
-        figures.append(figure(f"fp32 prefill, 4 rows x 51 new tokens, linear as {order}",
+                                  f"linear by {kernel}",
+                                  step_ms(model, rows, args.context, 1, onednn=onednn), "ms"))
+    for kernel, onednn in KERNELS:
+        ms = step_ms(model, 4, args.context, 51, onednn=onednn)
+        figures.append(figure(f"fp32 prefill, 4 rows x 51 new tokens, linear by {kernel}",
                               4 * 51 / ms * 1000, "tokens/s", step_ms=round(ms)))
     for f in figures:
         print(f"{f['what']}: {f['value']} {f['unit']}")

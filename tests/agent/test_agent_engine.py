@@ -97,10 +97,10 @@ def test_logprobs_equal_the_trainers_forward_pass(model, engine):
     assert _close(trainer, turn.logprobs) < TOL
 
 
-def test_both_linear_orders_sample_the_same_tokens_and_log_probs(model, engine):
-    # the engine computes a step's linear layers as W @ x^T (``few_rows``); torch's own
-    # order must sample the same tokens with the same log-probs up to rounding
-    plain = BatchedEngine(model, few_rows=0)
+def test_both_linear_kernels_sample_the_same_tokens_and_log_probs(model, engine):
+    # the engine computes a step's linear layers through oneDNN (``onednn``); torch's own
+    # kernel must sample the same tokens with the same log-probs up to rounding
+    plain = BatchedEngine(model, onednn=False)
     try:
         sampling = SamplingConfig(temperature=1.0, max_tokens=24, seed=5)
         prompts = [_prompt(n, start=n) for n in (6, 41, 23)]
@@ -108,7 +108,7 @@ def test_both_linear_orders_sample_the_same_tokens_and_log_probs(model, engine):
         torchs = _together(plain, [(p, None, sampling, set()) for p in prompts])
     finally:
         plain.close()
-    assert engine.few_rows > 0 and plain.few_rows == 0
+    assert engine.onednn and not plain.onednn
     for a, b in zip(ours, torchs, strict=True):
         assert a.ids == b.ids
         assert _close(a.logprobs, b.logprobs) < TOL

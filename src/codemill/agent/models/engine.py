@@ -24,9 +24,9 @@ row's log-probs are ``log_softmax(logits / T)`` over the full vocabulary at the 
 token (T = 1 when greedy), top-p / top-k only filter what is drawn, and each request
 draws from its own seeded generator, so a sequence's tokens do not depend on who shares
 its batch. Padding never leaks: the 4-D mask (``codemill.agent.models.slots.mask``) shows
-each row only its own positions. On a CPU the forward passes compute their linear layers as
-``W @ x^T`` (``codemill.agent.models.few_rows``), which a small batch runs faster; the
-results differ from torch's order by rounding only.
+each row only its own positions. On a CPU the forward passes compute their linear layers
+through oneDNN (``codemill.agent.models.onednn``), which runs a decode step's shapes faster
+than torch's MKL GEMM; the results differ by rounding only.
 
 ``swap(model, policy)`` replaces the weights between GRPO rounds without a restart: it
 waits until no row is active, and stashes computed under older weights are dropped (their
@@ -54,8 +54,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from codemill.agent.models.few_rows import FEW_ROWS, few_rows_linear
 from codemill.agent.models.omp import release_openmp_threads
+from codemill.agent.models.onednn import onednn_linear
 from codemill.agent.models.sampler import cache_keyword, draw
 from codemill.agent.models.slots import (
     KVStash,
@@ -116,12 +116,12 @@ class BatchedEngine:
     """The scheduler over one model (module docstring). Thread-safe; ``close`` stops it."""
 
     def __init__(self, model: Any, *, device: str = "cpu", max_batch: int = MAX_BATCH,
-                 policy: str = "", few_rows: int | None = None) -> None:
+                 policy: str = "", onednn: bool | None = None) -> None:
         self.model, self.device, self.max_batch = model, device, max_batch
         self.policy = policy
-        # linear layers over at most this many rows run as W @ x^T (``few_rows``): a CPU
-        # BLAS detail, so off on an accelerator; 0 keeps torch's order everywhere
-        self.few_rows = (FEW_ROWS if device == "cpu" else 0) if few_rows is None else few_rows
+        # linear layers through oneDNN (``codemill.agent.models.onednn``): a CPU kernel
+        # choice, so off on an accelerator; False keeps torch's everywhere
+        self.onednn = device == "cpu" if onednn is None else onednn
         self.version = 0
         config = _inner(model).config
         self.context = getattr(config, "max_position_embeddings", None)
@@ -317,7 +317,7 @@ class BatchedEngine:
         positions = write_positions(lengths, new, steps, scratch)
         self._cache.bind(lo, hi, positions.to(self.device), kv_len)
         attend = mask(lengths, new, steps, kv_len).to(self.device)
-        with few_rows_linear(self.few_rows):
+        with onednn_linear(self.onednn):
             out = self.model(input_ids=tokens.to(self.device),
                              position_ids=positions.clamp(max=scratch - 1).clamp(min=0)
                              .to(self.device),
