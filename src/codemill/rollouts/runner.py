@@ -101,12 +101,13 @@ class Threads:
             yield from pool.map(call, items)
 
 
-IN_FLIGHT = MAX_BATCH
-"""Rollouts of a local model run at once (threads around one batched sampler): the
-engine's ``max_batch``, so a GRPO round of 4 groups of 8 or an eval wave decodes as one
-batch. Doubling a decode step's rows costs far less than a second step
-(``bench/bench_engines.py`` measures steps by rows), so a wider batch samples more tokens a
-second for as long as the rollouts run, and fewer short waves are left at the end."""
+IN_FLIGHT = MAX_BATCH * 3 // 2
+"""Rollouts of a local model run at once (threads around one batched sampler): more than
+the engine's ``max_batch`` rows, so a row freed when a conversation's turn ends (its tools
+or tests then run in a sandbox) is taken at once by a conversation waiting in the engine's
+queue, and the last tasks of an eval or a round do not start only when a whole wave ends
+and then decode as a small batch. A conversation waiting in the queue costs its cache's
+memory, no compute (``codemill.agent.models.engine``)."""
 
 
 @dataclass(frozen=True)
