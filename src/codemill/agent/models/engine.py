@@ -69,8 +69,8 @@ from codemill.core.errors import ModelError
 from codemill.core.records import SamplingConfig
 
 MAX_BATCH = 32
-"""Rows decoded together at most (the default ``max_batch``); local rollouts run this many
-at once (``codemill.rollouts.runner.IN_FLIGHT``)."""
+"""Rows decoded together at most (the default ``max_batch``); local rollouts run half again
+as many at once (``codemill.rollouts.runner.IN_FLIGHT``), the rest waiting in the queue."""
 PREFILL_TOKENS = 2048
 """Rows x padded length of one prefill forward pass: bounds its attention memory."""
 
