@@ -32,7 +32,9 @@ PEFT adapter between rounds without a conversion step.
 
 The second part measures what bounds the engine: the memory read bandwidth (a 400 MB sum),
 the time of one decode step at 1 and ``--rows`` rows (a cached context of ``--context``
-tokens, and of ``--long-context`` tokens, an agent's conversation a few turns in), and
+tokens, and of ``--long-context`` tokens, an agent's conversation a few turns in), tokens/s
+of a decode step at the engine's widest batch and at two thirds of it (``--wide-context``
+cached), and
 prefill tokens/s (``--rows`` rows of 51 new tokens after that context), in
 fp32 and bf16; and fp32 decode steps at 1, 4, 8 and ``--rows`` rows and a prefill with both
 linear kernels (oneDNN's inner product, and torch's MKL GEMM). Results:
@@ -209,13 +211,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--samples", type=int, default=2)
     parser.add_argument("--context", type=int, default=560)
     parser.add_argument("--long-context", type=int, default=4096)
+    parser.add_argument("--wide-context", type=int, default=1500,
+                        help="cached tokens of the widest-batch steps (an agent eval's)")
     parser.add_argument("--skip", default="", help="comma-separated candidates to leave out")
     parser.add_argument("--home", default=".codemill", help="where the model is cached")
     args = parser.parse_args(argv)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from codemill.agent.models.engine import BatchedEngine
+    from codemill.agent.models.engine import MAX_BATCH, BatchedEngine
     from codemill.agent.models.smollm2 import convert_smollm2
 
     torch.set_num_threads(2)
@@ -275,6 +279,12 @@ def main(argv: list[str]) -> int:
         ms = step_ms(m, args.rows, args.context, 51)
         figures.append(figure(f"{label} prefill, {args.rows} rows x 51 new tokens",
                               args.rows * 51 / ms * 1000, "tokens/s", step_ms=round(ms)))
+    # The engine's widest batch against two thirds of it, at an agent eval's context:
+    # whether the last rows still add tokens/s (``engine.MAX_BATCH``).
+    for rows in (MAX_BATCH * 2 // 3, MAX_BATCH):
+        ms = step_ms(model, rows, args.wide_context, 1)
+        figures.append(figure(f"fp32 decode step, {rows} rows, {args.wide_context} cached",
+                              rows / ms * 1000, "tokens/s", step_ms=round(ms)))
     for rows in sorted({1, 4, 8, args.rows}):
         for kernel, onednn in KERNELS:
             figures.append(figure(f"fp32 decode step, {rows} rows, {args.context} cached, "

@@ -101,13 +101,12 @@ class Threads:
             yield from pool.map(call, items)
 
 
-IN_FLIGHT = MAX_BATCH * 3 // 2
-"""Rollouts of a local model run at once (threads around one batched sampler): more than
-the engine's ``max_batch`` rows, so a row freed when a conversation's turn ends (its tools
-or tests then run in a sandbox) is taken at once by a conversation waiting in the engine's
-queue, and the last tasks of an eval or a round do not start only when a whole wave ends
-and then decode as a small batch. A conversation waiting in the queue costs its cache's
-memory, no compute (``codemill.agent.models.engine``)."""
+IN_FLIGHT = MAX_BATCH + MAX_BATCH // 4
+"""Rollouts of a local model run at once (threads around one batched sampler): a quarter
+more than the engine's ``max_batch`` rows, so a row freed when a conversation's turn ends
+(its tools or tests then run in a sandbox) is taken at once by a conversation waiting in
+the engine's queue. No more than that: each rollout in flight holds a sandbox and its
+conversation's cache (``codemill.agent.models.engine``)."""
 
 
 @dataclass(frozen=True)

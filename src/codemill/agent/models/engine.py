@@ -68,9 +68,13 @@ from codemill.agent.models.slots import (
 from codemill.core.errors import ModelError
 from codemill.core.records import SamplingConfig
 
-MAX_BATCH = 32
-"""Rows decoded together at most (the default ``max_batch``); local rollouts run half again
-as many at once (``codemill.rollouts.runner.IN_FLIGHT``), the rest waiting in the queue."""
+MAX_BATCH = 48
+"""Rows decoded together at most (the default ``max_batch``). Past a few dozen rows a
+decode step's tokens/s no longer rises on a CPU, but it does not fall either
+(``bench/bench_engines.py`` measures it at two thirds of this and at this), so the wider
+batch costs no throughput, and an eval of up to this many conversations decodes them all
+from the start instead of leaving some to start late and end alone. Local rollouts run a
+quarter more at once (``codemill.rollouts.runner.IN_FLIGHT``)."""
 PREFILL_TOKENS = 2048
 """Rows x padded length of one prefill forward pass: bounds its attention memory."""
 
@@ -129,7 +133,7 @@ class BatchedEngine:
         self._cache = SlotCache(
             config.num_hidden_layers, getattr(config, "num_key_value_heads", None) or heads,
             getattr(config, "head_dim", None) or config.hidden_size // heads,
-            dtype=next(model.parameters()).dtype, device=device)
+            dtype=next(model.parameters()).dtype, device=device, max_slots=max_batch)
         self._cache_kw = cache_keyword(model)
         self.prefixes = PrefixCache()
         self._cond = threading.Condition()
