@@ -33,7 +33,7 @@ PEFT adapter between rounds without a conversion step.
 The second part measures what bounds the engine: the memory read bandwidth (a 400 MB sum),
 the time of one decode step at 1 and ``--rows`` rows (a cached context of ``--context``
 tokens, and of ``--long-context`` tokens, an agent's conversation a few turns in), tokens/s
-of a decode step at the engine's widest batch and at two thirds of it (``--wide-context``
+of a decode step at the engine's widest batch and at half again as many (``--wide-context``
 cached), and
 prefill tokens/s (``--rows`` rows of 51 new tokens after that context), in
 fp32 and bf16; and fp32 decode steps at 1, 4, 8 and ``--rows`` rows and a prefill with both
@@ -279,9 +279,9 @@ def main(argv: list[str]) -> int:
         ms = step_ms(m, args.rows, args.context, 51)
         figures.append(figure(f"{label} prefill, {args.rows} rows x 51 new tokens",
                               args.rows * 51 / ms * 1000, "tokens/s", step_ms=round(ms)))
-    # The engine's widest batch against two thirds of it, at an agent eval's context:
-    # whether the last rows still add tokens/s (``engine.MAX_BATCH``).
-    for rows in (MAX_BATCH * 2 // 3, MAX_BATCH):
+    # The engine's widest batch against half again as many rows, at an agent eval's
+    # context: whether a wider batch would add tokens/s (``engine.MAX_BATCH``).
+    for rows in (MAX_BATCH, MAX_BATCH * 3 // 2):
         ms = step_ms(model, rows, args.wide_context, 1)
         figures.append(figure(f"fp32 decode step, {rows} rows, {args.wide_context} cached",
                               rows / ms * 1000, "tokens/s", step_ms=round(ms)))

@@ -101,12 +101,13 @@ class Threads:
             yield from pool.map(call, items)
 
 
-IN_FLIGHT = MAX_BATCH + MAX_BATCH // 4
-"""Rollouts of a local model run at once (threads around one batched sampler): a quarter
-more than the engine's ``max_batch`` rows, so a row freed when a conversation's turn ends
-(its tools or tests then run in a sandbox) is taken at once by a conversation waiting in
-the engine's queue. No more than that: each rollout in flight holds a sandbox and its
-conversation's cache (``codemill.agent.models.engine``)."""
+IN_FLIGHT = MAX_BATCH * 3 // 2
+"""Rollouts of a local model run at once (threads around one batched sampler): half again
+the engine's ``max_batch`` rows, so a row freed when a conversation's turn ends (its tools
+or tests then run in a sandbox) is taken at once by a conversation waiting in the engine's
+queue, and the last tasks of an eval or a round do not start only when a whole wave ends.
+No more than that: each rollout in flight holds a sandbox and its conversation's cache
+(``codemill.agent.models.engine``)."""
 
 
 @dataclass(frozen=True)

@@ -68,13 +68,13 @@ from codemill.agent.models.slots import (
 from codemill.core.errors import ModelError
 from codemill.core.records import SamplingConfig
 
-MAX_BATCH = 48
-"""Rows decoded together at most (the default ``max_batch``). Past a few dozen rows a
-decode step's tokens/s no longer rises on a CPU, but it does not fall either
-(``bench/bench_engines.py`` measures it at two thirds of this and at this), so the wider
-batch costs no throughput, and an eval of up to this many conversations decodes them all
-from the start instead of leaving some to start late and end alone. Local rollouts run a
-quarter more at once (``codemill.rollouts.runner.IN_FLIGHT``)."""
+MAX_BATCH = 32
+"""Rows decoded together at most (the default ``max_batch``); local rollouts run half again
+as many at once (``codemill.rollouts.runner.IN_FLIGHT``), the rest waiting in the queue.
+Why not wider: a step's attention reads every row's keys and values up to the longest
+row's length, so the more rows of different lengths, the more of it is wasted
+(``bench/bench_engines.py`` measures a step at this many rows and at half again as many,
+rows of equal length, and ``bench/bench_learn.py --stage time:base:agent`` an agent eval)."""
 PREFILL_TOKENS = 2048
 """Rows x padded length of one prefill forward pass: bounds its attention memory."""
 
