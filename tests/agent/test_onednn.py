@@ -53,10 +53,17 @@ def test_the_kernel_is_onednns_only_where_no_gradient_is_needed():
     # with gradients on, the parameters need them: torch's kernel, and backward works
     with onednn_linear():
         out = layer(x.requires_grad_())
-        half = layer.to(torch.float64)(torch.randn(2, 8, dtype=torch.float64))
-    assert out.grad_fn.name() == "AddmmBackward0" and half.dtype == torch.float64
+    assert out.grad_fn.name() == "AddmmBackward0"
     out.sum().backward()
     assert x.grad is not None and layer.weight.grad is not None
+
+    def float64_under_inference():
+        wide = torch.nn.Linear(8, 4).to(torch.float64)
+        with torch.inference_mode(), onednn_linear():
+            assert wide(torch.randn(2, 8, dtype=torch.float64)).dtype == torch.float64
+
+    # only fp32 goes to oneDNN; other dtypes keep torch's kernel
+    assert not any("linear_pointwise" in name for name in _kernel_calls(float64_under_inference))
 
 
 def test_disabled_changes_nothing():
