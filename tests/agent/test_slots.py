@@ -1,4 +1,4 @@
-"""``SlotCache`` growth: what it holds survives, slots stop at the batch, capacity in blocks."""
+"""``SlotCache`` growth: what it holds survives, slots stop at the batch, capacity doubles."""
 
 from __future__ import annotations
 
@@ -21,17 +21,16 @@ def test_growth_keeps_every_slots_positions():
     assert torch.equal(cache.stash(1, BLOCK, version=0).kv, before)
 
 
-def test_slots_double_up_to_the_batch_and_capacity_grows_by_blocks():
+def test_slots_double_up_to_the_batch_and_capacity_doubles():
     cache = _cache(slots=4, capacity=BLOCK, max_slots=48)
     cache.ensure(33, BLOCK)
     assert cache.slots == 33  # doubling from 4 reaches 8, then the rows asked for
     cache.ensure(34, BLOCK)
     assert cache.slots == 48  # doubled, but never past the batch
-    # a conversation of 2,100 positions holds 2,560 of them, not the next power of two
+    # capacity doubles, so a conversation growing turn by turn regrows it rarely
     cache.ensure(34, 2_100)
-    assert cache.capacity == 2_560
-    # small steps grow by at least a quarter, so the storage is not copied every turn
-    cache.ensure(34, 2_561)
-    assert cache.capacity == 3_584 and cache.capacity % BLOCK == 0
+    assert cache.capacity == 4_096
+    cache.ensure(34, 4_096)
+    assert cache.capacity == 4_096
     cache.ensure(10, 100)
-    assert (cache.slots, cache.capacity) == (48, 3_584)  # never shrinks
+    assert (cache.slots, cache.capacity) == (48, 4_096)  # never shrinks
