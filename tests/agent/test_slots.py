@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from codemill.agent.models.slots import BLOCK, SlotCache
+from codemill.agent.models.slots import SlotCache
 
 
 def _cache(**kw) -> SlotCache:
@@ -12,20 +12,20 @@ def _cache(**kw) -> SlotCache:
 
 
 def test_growth_keeps_every_slots_positions():
-    cache = _cache(slots=2, capacity=BLOCK)
+    cache = _cache(slots=2, capacity=512)
     for layer in range(2):
         cache.keys[layer][:] = torch.randn(cache.keys[layer].shape)
         cache.values[layer][:] = torch.randn(cache.values[layer].shape)
-    before = cache.stash(1, BLOCK, version=0).kv.clone()
-    cache.ensure(5, BLOCK + 1)
-    assert torch.equal(cache.stash(1, BLOCK, version=0).kv, before)
+    before = cache.stash(1, 512, version=0).kv.clone()
+    cache.ensure(5, 513)
+    assert torch.equal(cache.stash(1, 512, version=0).kv, before)
 
 
 def test_slots_double_up_to_the_batch_and_capacity_doubles():
-    cache = _cache(slots=4, capacity=BLOCK, max_slots=48)
-    cache.ensure(33, BLOCK)
+    cache = _cache(slots=4, capacity=512, max_slots=48)
+    cache.ensure(33, 512)
     assert cache.slots == 33  # doubling from 4 reaches 8, then the rows asked for
-    cache.ensure(34, BLOCK)
+    cache.ensure(34, 512)
     assert cache.slots == 48  # doubled, but never past the batch
     # capacity doubles, so a conversation growing turn by turn regrows it rarely
     cache.ensure(34, 2_100)

@@ -34,21 +34,15 @@ class KVStash:
     version: int
 
 
-BLOCK = 512
-"""The capacity a new cache starts with."""
-
-
 class SlotCache:
     """Per-slot keys and values of every layer. Grows when a row or a position does not
     fit, by doubling: slots up to ``max_slots`` (the engine's ``max_batch``), capacity
     without a cap. A growth allocates and copies every slot's storage, gigabytes for a
-    full batch of long conversations, so it must be rare: growing the capacity by a
-    quarter instead held less memory but grew every few turns, and the tail of a 40-task
-    agent eval spent about a quarter of its time there (a ``py-spy`` sample of the
-    scheduler thread)."""
+    full batch of long conversations, so it must be rare: a smaller growth step holds less
+    memory but regrows every few turns of a long conversation."""
 
     def __init__(self, layers: int, kv_heads: int, head_dim: int, *, dtype: Any, device: str,
-                 slots: int = 4, capacity: int = BLOCK, max_slots: int | None = None) -> None:
+                 slots: int = 4, capacity: int = 512, max_slots: int | None = None) -> None:
         self.layers, self.kv_heads, self.head_dim = layers, kv_heads, head_dim
         self.dtype, self.device = dtype, device
         self.max_slots = max_slots
