@@ -26,7 +26,9 @@ draws from its own seeded generator, so a sequence's tokens do not depend on who
 its batch. Padding never leaks: the 4-D mask (``codemill.agent.models.slots.mask``) shows
 each row only its own positions. On a CPU the forward passes compute their linear layers
 through oneDNN (``codemill.agent.models.onednn``), which runs a decode step's shapes faster
-than torch's MKL GEMM; the results differ by rounding only.
+than torch's MKL GEMM; the results differ by rounding only. Each step runs on as many torch
+threads as there are cores no other process keeps busy (``codemill.agent.models.cores``):
+every core while the rollouts' tools wait, one fewer while a sandbox runs tests beside it.
 
 ``swap(model, policy)`` replaces the weights between GRPO rounds without a restart: it
 waits until no row is active, and stashes computed under older weights are dropped (their
@@ -54,6 +56,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from codemill.agent.models.cores import SpareCores
 from codemill.agent.models.omp import release_openmp_threads
 from codemill.agent.models.onednn import onednn_linear
 from codemill.agent.models.sampler import cache_keyword, draw
@@ -120,12 +123,18 @@ class BatchedEngine:
     """The scheduler over one model (module docstring). Thread-safe; ``close`` stops it."""
 
     def __init__(self, model: Any, *, device: str = "cpu", max_batch: int = MAX_BATCH,
-                 policy: str = "", onednn: bool | None = None) -> None:
+                 policy: str = "", onednn: bool | None = None,
+                 threads: int | None = None) -> None:
+        """``threads``: torch threads for every step; None (on a CPU) picks them before each
+        step from the cores other processes leave free (module docstring)."""
         self.model, self.device, self.max_batch = model, device, max_batch
         self.policy = policy
         # linear layers through oneDNN (``codemill.agent.models.onednn``): a CPU kernel
         # choice, so off on an accelerator; False keeps torch's everywhere
         self.onednn = device == "cpu" if onednn is None else onednn
+        self.threads = threads
+        self._spare = SpareCores() if threads is None and device == "cpu" else None
+        self.thread_steps: dict[int, int] = {}  # forward passes run on n threads (benchmarks)
         self.version = 0
         config = _inner(model).config
         self.context = getattr(config, "max_position_embeddings", None)
@@ -258,6 +267,9 @@ class BatchedEngine:
     def _step(self, joining: list[_Row]) -> None:
         import torch
 
+        threads = self._spare.spare() if self._spare is not None else self.threads
+        if threads is not None and threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
         with torch.inference_mode():
             first_new = len(self._rows)
             for row in joining:
@@ -330,6 +342,8 @@ class BatchedEngine:
         drawn = draw(out.logits[:, -1], [r.sampling for r in rows],
                      [r.generator for r in rows])
         self.steps += 1
+        n = torch.get_num_threads()
+        self.thread_steps[n] = self.thread_steps.get(n, 0) + 1
         if steps == 1:
             self.batch_rows += len(rows)
         for r, (token, logp) in zip(rows, drawn, strict=True):
