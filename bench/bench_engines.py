@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -204,6 +205,34 @@ def step_ms(model: Any, rows: int, context: int, new: int, repeats: int = 4,
     return (time.perf_counter() - t) / repeats * 1000
 
 
+def thread_counts(model: Any, context: int) -> list[dict]:
+    """Decode steps on one thread and on every core, with the cores free and beside one
+    busy process (a sandbox's tests): why the engine picks its thread count before each
+    step (``codemill.agent.models.cores``)."""
+    import torch
+
+    from codemill.agent.models.cores import machine_cores
+    from codemill.agent.models.engine import MAX_BATCH
+
+    figures = []
+    counts = sorted({1, machine_cores()})
+    for beside in (False, True):
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if beside else None
+        try:
+            for n in counts:
+                torch.set_num_threads(n)
+                for rows in (4, MAX_BATCH):
+                    what = f"fp32 decode step, {rows} rows, {context} cached, {n} threads"
+                    figures.append(figure(what + (", a busy process beside" if beside else ""),
+                                          step_ms(model, rows, context, 1), "ms"))
+        finally:
+            if hog is not None:
+                hog.kill()
+                hog.wait()
+    torch.set_num_threads(2)
+    return figures
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=16)
@@ -294,6 +323,7 @@ def main(argv: list[str]) -> int:
         ms = step_ms(model, 4, args.context, 51, onednn=onednn)
         figures.append(figure(f"fp32 prefill, 4 rows x 51 new tokens, linear by {kernel}",
                               4 * 51 / ms * 1000, "tokens/s", step_ms=round(ms)))
+    figures += thread_counts(model, args.wide_context)
     for f in figures:
         print(f"{f['what']}: {f['value']} {f['unit']}")
     write_result("engines", "Sampling engines for RL on this CPU", figures,

@@ -114,6 +114,24 @@ def test_both_linear_kernels_sample_the_same_tokens_and_log_probs(model, engine)
         assert _close(a.logprobs, b.logprobs) < TOL
 
 
+def test_the_thread_count_changes_no_token_and_a_fixed_one_is_kept(model):
+    # by default a step runs on the cores other processes leave free (``cores``); the count
+    # changes how kernels split their work, never what is sampled
+    sampling = SamplingConfig(temperature=1.0, max_tokens=16, seed=9)
+    prompts = [_prompt(n, start=n) for n in (9, 30)]
+    got = {}
+    for n in (1, 2):
+        eng = BatchedEngine(model, threads=n)
+        try:
+            got[n] = _together(eng, [(p, None, sampling, set()) for p in prompts])
+        finally:
+            eng.close()
+        assert set(eng.thread_steps) == {n} and sum(eng.thread_steps.values()) == eng.steps
+    for a, b in zip(got[1], got[2], strict=True):
+        assert a.ids == b.ids
+        assert _close(a.logprobs, b.logprobs) < TOL
+
+
 def test_a_sequence_that_stops_early_does_not_disturb_the_others(engine):
     greedy = SamplingConfig(temperature=0.0, max_tokens=10)
     prompts = [_prompt(n, start=2 * n) for n in (20, 33, 47)]

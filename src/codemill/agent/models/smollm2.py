@@ -142,9 +142,10 @@ def load_smollm2(home: str | Path, *, device: str = "cpu",
                  threads: int | None = 1) -> TransformersBackend:
     """The default model as a ``TransformersBackend`` named ``smollm2``.
 
-    One CPU thread by default: the model's matrices are small, and its rollouts' tests run
-    beside the sampler on the same cores, where OpenMP threads that wait on each other lose
-    far more than a second thread gains (``bench/bench_sampler.py --threads`` measures it).
+    ``threads`` is torch's thread count for this (the loading) thread and for any thread
+    that starts torch later; one by default, as the rollouts' tests run beside the model on
+    the same cores. The batched engine's sampling steps pick their own count before each
+    step, from the cores no other process keeps busy (``codemill.agent.models.cores``).
     """
     if threads is not None:
         import torch
