@@ -80,6 +80,7 @@ def main(argv: list[str]) -> int:
                             sampling=sampling)
         order = ("serial", "batched") if sample % 2 == 0 else ("batched", "serial")
         for kind in order:
+            before = dict(model.engine.thread_steps)
             started = time.perf_counter()
             batch = run_rollouts(tasks, envs=[env], home=settings.home, settings=settings,
                                  model=model, policy="smollm2",
@@ -91,8 +92,13 @@ def main(argv: list[str]) -> int:
             rate = len(graded) / seconds * 60
             rates[kind].append(rate)
             resolved = sum(bool(r.reward.resolved) for r in graded if r.reward is not None)
+            # forward passes by torch threads: the engine uses the cores the sandboxes'
+            # tests leave free (``codemill.agent.models.cores``)
+            on = {n: c - before.get(n, 0) for n, c in model.engine.thread_steps.items()}
             counts[kind].append(f"{len(graded)} graded of {batch.planned}, "
-                                f"{len(batch.failed)} failed, {resolved} resolved")
+                                f"{len(batch.failed)} failed, {resolved} resolved; steps "
+                                + ", ".join(f"{c} on {n} threads" for n, c in sorted(on.items())
+                                            if c))
             print(f"sample {sample + 1} {kind:7s}: {len(graded)}/{batch.planned} graded in "
                   f"{seconds:.0f} s = {rate:.2f} graded rollouts/min "
                   f"({len(batch.failed)} failed, {resolved} resolved)", flush=True)
