@@ -222,7 +222,8 @@ def thread_counts(model: Any, context: int) -> list[dict]:
             for n in counts:
                 torch.set_num_threads(n)
                 for rows in (4, MAX_BATCH):
-                    what = f"fp32 decode step, {rows} rows, {context} cached, {n} threads"
+                    what = (f"fp32 decode step, {rows} rows, {context} cached, {n} thread"
+                            + "s" * (n > 1))
                     figures.append(figure(what + (", a busy process beside" if beside else ""),
                                           step_ms(model, rows, context, 1), "ms"))
         finally:

@@ -97,8 +97,8 @@ def main(argv: list[str]) -> int:
             on = {n: c - before.get(n, 0) for n, c in model.engine.thread_steps.items()}
             counts[kind].append(f"{len(graded)} graded of {batch.planned}, "
                                 f"{len(batch.failed)} failed, {resolved} resolved; steps "
-                                + ", ".join(f"{c} on {n} threads" for n, c in sorted(on.items())
-                                            if c))
+                                + ", ".join(f"{c} on {n} thread" + "s" * (n > 1)
+                                            for n, c in sorted(on.items()) if c))
             print(f"sample {sample + 1} {kind:7s}: {len(graded)}/{batch.planned} graded in "
                   f"{seconds:.0f} s = {rate:.2f} graded rollouts/min "
                   f"({len(batch.failed)} failed, {resolved} resolved)", flush=True)
