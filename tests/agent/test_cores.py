@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -20,13 +21,12 @@ def test_threads_are_the_cores_left_over_and_at_least_one():
 
 def test_busy_time_reads_the_cpus_asked_for(tmp_path):
     stat = tmp_path / "stat"
-    # user nice system idle iowait irq softirq steal guest guest_nice, in clock ticks
-    stat.write_text("cpu  300 0 100 5000 50 0 0 0 0 0\n"
-                    "cpu0 200 0 50 2000 20 0 0 0 0 0\n"
-                    "cpu1 100 0 50 3000 30 0 0 0 0 0\n"
+    # user nice system idle iowait irq softirq steal guest guest_nice, in clock ticks;
+    # guest time is already counted in user
+    stat.write_text("cpu  300 0 100 5000 50 0 0 0 40 0\n"
+                    "cpu0 200 0 50 2000 20 0 0 0 40 0\n"
+                    "cpu1 90 0 50 3000 30 4 6 0 0 0\n"
                     "intr 12345 0 0\nctxt 999\n")
-    import os
-
     tick = os.sysconf("SC_CLK_TCK")
     assert busy_seconds(stat=stat) == (250 + 150) / tick   # the per-CPU lines, not "cpu"
     assert busy_seconds({1}, stat=stat) == 150 / tick

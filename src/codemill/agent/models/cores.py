@@ -19,27 +19,31 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 
 def machine_cores() -> int:
     """The CPUs this process may run on."""
+    return len(_cpus() or ()) or os.cpu_count() or 1
+
+
+def _cpus() -> set[int] | None:
     try:
-        return len(os.sched_getaffinity(0))
+        return os.sched_getaffinity(0)
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        return None
 
 
 def spare_threads(cores: int, others_busy: float) -> int:
     """Threads for the next forward pass when other processes kept ``others_busy`` cores
-    busy on average: the cores left over, rounded to the nearest, at least one."""
+    busy on average: the cores left over (the nearest whole number), at least one."""
     return max(1, min(cores, cores - round(others_busy)))
 
 
 def busy_seconds(cpus: set[int] | None = None, stat: Path = Path("/proc/stat")) -> float:
-    """Seconds the given CPUs (all by default) have spent busy since boot: every field of
-    their ``/proc/stat`` lines but idle and iowait. Raises ``OSError`` where unreadable."""
+    """Seconds the given CPUs (all by default) have spent busy since boot, from their
+    ``/proc/stat`` lines: user, nice, system, irq, softirq and steal (guest time is already
+    inside user and nice). Raises ``OSError`` where the file cannot be read."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
     for line in stat.read_text().splitlines():
@@ -48,8 +52,9 @@ def busy_seconds(cpus: set[int] | None = None, stat: Path = Path("/proc/stat")) 
             continue
         if cpus is not None and int(name[3:]) not in cpus:
             continue
-        fields = [int(x) for x in rest.split()]
-        total += sum(fields) - fields[3] - fields[4]   # idle, iowait
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (
+            [int(x) for x in rest.split()] + [0] * 8)[:8]
+        total += user + nice + system + irq + softirq + steal
     return total / tick
 
 
@@ -57,34 +62,24 @@ class SpareCores:
     """``spare()``: threads for the next forward pass (module docstring). Call it from one
     thread; it costs a file read at most every ``interval`` seconds."""
 
-    def __init__(self, interval: float = 0.5,
-                 busy: Callable[[], float] | None = None,
-                 own: Callable[[], float] = time.process_time,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        try:
-            cpus: set[int] | None = os.sched_getaffinity(0)
-        except AttributeError:
-            cpus = None
-        self.cores = machine_cores()
-        self.interval = interval
-        self._busy = busy or (lambda: busy_seconds(cpus))
-        self._own, self._clock = own, clock
+    def __init__(self, interval: float = 0.5) -> None:
+        self.cores, self.interval = machine_cores(), interval
+        self._cpus = _cpus()
         self.threads = self.cores
         try:
-            self._last: tuple[float, float, float] | None = (
-                self._clock(), self._busy(), self._own())
+            self._last: tuple[float, float, float] | None = self._look()
         except OSError:
             self._last = None  # no /proc/stat: every core, always
 
+    def _look(self) -> tuple[float, float, float]:
+        return time.monotonic(), busy_seconds(self._cpus), time.process_time()
+
     def spare(self) -> int:
-        if self._last is None:
+        if self._last is None or time.monotonic() - self._last[0] < self.interval:
             return self.threads
-        now = self._clock()
-        if now - self._last[0] < self.interval:
-            return self.threads
-        busy, own = self._busy(), self._own()
-        wall = now - self._last[0]
-        others = max(0.0, (busy - self._last[1]) - (own - self._last[2])) / wall
+        now, busy, own = self._look()
+        then, busy_then, own_then = self._last
+        others = max(0.0, (busy - busy_then) - (own - own_then)) / (now - then)
         self._last = (now, busy, own)
         self.threads = spare_threads(self.cores, others)
         return self.threads
