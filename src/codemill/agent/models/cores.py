@@ -2,10 +2,10 @@
 process is keeping busy, at least one.
 
 torch runs a forward pass's kernels in OpenMP parallel regions, and each region ends at a
-barrier across its threads. With the cores free, two threads decode a batch about 1.5x
-faster than one; but when another process (a rollout's tests in a sandbox) keeps one of two
-cores busy, the kernel deschedules one of the two threads now and then and every region
-waits for it: the step runs about twice as slow as on one thread.
+barrier across its threads. With the cores free, two threads decode a batch faster than
+one; but when another process (a rollout's tests in a sandbox) keeps one of two cores busy,
+the kernel deschedules one of the two threads now and then and every region waits for it:
+the step runs slower than on one thread.
 ``bench/bench_engines.py`` measures both on the machine at hand. A fixed count is wrong for
 one of the two cases, so the engine asks ``SpareCores`` before each step.
 
