@@ -368,6 +368,27 @@ def edit_places(home: Path, eval_id: str) -> dict[str, int]:
     return tally((r["diff"], r["gold_patch"]) for r in eval_answers(home, eval_id))
 
 
+def unusable(home: Path, eval_id: str) -> dict[str, int]:
+    """Why the eval's answers could not be used, as the rollouts recorded it (numbers in a
+    reason become ``N``), most frequent first: tells an untrained format from a trained
+    model that declines to change the line it picked (``the edit changes nothing``)."""
+    import re
+
+    os.environ["CODEMILL_HOME"] = str(home)
+    from codemill.core.config import load_settings
+    from codemill.store.reader import LedgerReader
+
+    with LedgerReader.open(load_settings()) as ledger:
+        rows = ledger.query(
+            "select r.error from eval_samples s join rollouts r on r.rollout_id = s.rollout_id "
+            f"where s.eval_id = '{eval_id}' and r.error is not null").to_pylist()
+    counts: dict[str, int] = {}
+    for r in rows:
+        reason = re.sub(r"\d+", "N", r["error"].removeprefix("malformed answer: "))
+        counts[reason] = counts.get(reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def carried_over(figs: list[dict]) -> list[dict]:
     """Figures of the last result file that no stage recorded here produced again (a home
     on a new machine holds only the stages run there), each marked with the commit and date
@@ -406,6 +427,12 @@ def report(have: dict, home: Path) -> None:
             places = edit_places(home, row["eval_id"])
             figs.append(figure(f"{mode} mode: {model} answers edited the fix's line",
                                f"{places['fix line']} of {row['graded']}", **places))
+            if mode == "agent":
+                continue  # an agent's unusable turns get feedback; its stops say the rest
+            reasons = unusable(home, row["eval_id"])
+            figs.append(figure(f"{mode} mode: {model} answers that could not be used",
+                               f"{sum(reasons.values())} of {row['graded']}",
+                               reasons=reasons))
         for a, b in (("base", "sft"), ("base", "grpo"), ("sft", "grpo"), ("base", "sft2"),
                      ("sft", "sft2"), ("grpo", "sft2"), ("base", "grpo2"), ("sft2", "grpo2"),
                      ("base", "sft1")):
