@@ -211,11 +211,12 @@ def thread_counts(model: Any, context: int) -> list[dict]:
     step (``codemill.agent.models.cores``)."""
     import torch
 
-    from codemill.agent.models.cores import machine_cores
     from codemill.agent.models.engine import MAX_BATCH
+    from codemill.core.config import available_cpus
 
     figures = []
-    counts = sorted({1, machine_cores()})
+    counts = sorted({1, available_cpus()})
+    before = torch.get_num_threads()
     for beside in (False, True):
         hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if beside else None
         try:
@@ -230,7 +231,7 @@ def thread_counts(model: Any, context: int) -> list[dict]:
             if hog is not None:
                 hog.kill()
                 hog.wait()
-    torch.set_num_threads(2)
+    torch.set_num_threads(before)
     return figures
 
 

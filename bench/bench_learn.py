@@ -346,18 +346,23 @@ def trajectories(home: Path, row: dict, model: str, resolved: int = 3,
 def eval_answers(home: Path, eval_id: str) -> list[dict]:
     """Each attempt of an eval, by task id: its project, verdict, prompt, first answer
     (empty when the model never answered), diff and the task's gold patch."""
+    return ledger_rows(
+        home, "select s.task_id, s.project, s.resolved, r.task_prompt, r.diff, "
+        "coalesce(st.content, '') as content, t.gold_patch from eval_samples s "
+        "join rollouts r on r.rollout_id = s.rollout_id "
+        "left join steps st on st.rollout_id = s.rollout_id and st.step_index = 0 "
+        "join tasks t on t.task_id = s.task_id "
+        f"where s.eval_id = '{eval_id}' order by s.task_id")
+
+
+def ledger_rows(home: Path, sql: str) -> list[dict]:
+    """``sql`` over the ledger of ``home``, as dicts."""
     os.environ["CODEMILL_HOME"] = str(home)
     from codemill.core.config import load_settings
     from codemill.store.reader import LedgerReader
 
     with LedgerReader.open(load_settings()) as ledger:
-        return ledger.query(
-            "select s.task_id, s.project, s.resolved, r.task_prompt, r.diff, "
-            "coalesce(st.content, '') as content, t.gold_patch from eval_samples s "
-            "join rollouts r on r.rollout_id = s.rollout_id "
-            "left join steps st on st.rollout_id = s.rollout_id and st.step_index = 0 "
-            "join tasks t on t.task_id = s.task_id "
-            f"where s.eval_id = '{eval_id}' order by s.task_id").to_pylist()
+        return ledger.query(sql).to_pylist()
 
 
 def edit_places(home: Path, eval_id: str) -> dict[str, int]:
@@ -374,14 +379,9 @@ def unusable(home: Path, eval_id: str) -> dict[str, int]:
     model that declines to change the line it picked (``the edit changes nothing``)."""
     import re
 
-    os.environ["CODEMILL_HOME"] = str(home)
-    from codemill.core.config import load_settings
-    from codemill.store.reader import LedgerReader
-
-    with LedgerReader.open(load_settings()) as ledger:
-        rows = ledger.query(
-            "select r.error from eval_samples s join rollouts r on r.rollout_id = s.rollout_id "
-            f"where s.eval_id = '{eval_id}' and r.error is not null").to_pylist()
+    rows = ledger_rows(
+        home, "select r.error from eval_samples s join rollouts r on r.rollout_id = "
+        f"s.rollout_id where s.eval_id = '{eval_id}' and r.error is not null")
     counts: dict[str, int] = {}
     for r in rows:
         reason = re.sub(r"\d+", "N", r["error"].removeprefix("malformed answer: "))

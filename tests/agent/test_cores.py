@@ -7,7 +7,8 @@ import subprocess
 import sys
 import time
 
-from codemill.agent.models.cores import SpareCores, busy_seconds, machine_cores, spare_threads
+from codemill.agent.models.cores import SpareCores, busy_seconds, spare_threads
+from codemill.core.config import available_cpus
 
 
 def test_threads_are_the_cores_left_over_and_at_least_one():
@@ -35,7 +36,7 @@ def test_busy_time_reads_the_cpus_asked_for(tmp_path):
 
 def test_a_busy_process_beside_the_sampler_takes_a_core_from_it():
     spare = SpareCores(interval=0.3)
-    assert spare.threads == spare.cores == machine_cores()  # before any look: every core
+    assert spare.threads == spare.cores == available_cpus()  # before any look: every core
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.2)

@@ -129,6 +129,14 @@ class BaselineConfig(_Section):
         return max(1, min(4, len(os.sched_getaffinity(0)) // 4))
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 class Settings(BaseSettings):
     """All of codemill's settings. Paths are relative to the working directory."""
 

@@ -9,12 +9,13 @@ without importing each other.
 
 from __future__ import annotations
 
-import os
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+# re-exported for the factory's callers; it lives in core, where the sampler reads it too
+from codemill.core.config import available_cpus as available_cpus
 from codemill.core.errors import FactoryError
 
 Progress = Callable[[int, int], None]
@@ -47,13 +48,6 @@ def call_item(fn: Callable[[Any], Any], item: Any, index: int) -> Any:
     except Exception as exc:  # any failure of user code becomes data in its slot
         return ItemError(index, type(exc).__name__, str(exc)[:2000],
                          traceback.format_exc()[-8000:])
-
-
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 class Executor:

@@ -21,10 +21,7 @@ import os
 import time
 from pathlib import Path
 
-
-def machine_cores() -> int:
-    """The CPUs this process may run on."""
-    return len(_cpus() or ()) or os.cpu_count() or 1
+from codemill.core.config import available_cpus
 
 
 def _cpus() -> set[int] | None:
@@ -63,7 +60,7 @@ class SpareCores:
     thread; it costs a file read at most every ``interval`` seconds."""
 
     def __init__(self, interval: float = 0.5) -> None:
-        self.cores, self.interval = machine_cores(), interval
+        self.cores, self.interval = available_cpus(), interval
         self._cpus = _cpus()
         self.threads = self.cores
         try:
