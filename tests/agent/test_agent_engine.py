@@ -8,6 +8,7 @@ causal LM. Sequences run through the real engine thread, submitted from real thr
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
@@ -205,3 +206,31 @@ def test_a_group_with_one_prompt_prefills_it_once(engine):
     assert engine.prefixes.reused_tokens - reused == 7 * (len(prompt) - 1)
     for a, b in zip(alone, together[:2], strict=True):
         assert a.ids == b.ids and _close(a.logprobs, b.logprobs) < TOL
+
+
+def test_an_idle_engine_gives_its_storage_back_and_samples_the_same_after(model):
+    engine = BatchedEngine(model, release_after_s=0.2)
+    try:
+        sampling = SamplingConfig(temperature=1.0, max_tokens=8, seed=11)
+        prompt = _prompt(70)
+        first = engine.generate(prompt, None, sampling, set())
+        second = engine.generate(prompt, None, sampling, set())  # from the prefix cache
+        deadline = time.monotonic() + 10
+        while engine.releases == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert engine.releases == 1 and engine.held_bytes == 0
+        # The conversation's next turn restores its own stash into new storage, and a new
+        # conversation prefills from nothing: the same tokens as an engine never released.
+        ids = prompt + first.ids + _prompt(9, start=100)
+        kept = engine.generate(ids, first.saved, sampling, set())
+        again = engine.generate(prompt, None, sampling, set())
+        assert engine.held_bytes > 0
+    finally:
+        engine.close()
+    reference = BatchedEngine(model, release_after_s=3600)
+    try:
+        expected = reference.generate(ids, None, sampling, set())
+    finally:
+        reference.close()
+    assert again.ids == second.ids == first.ids
+    assert kept.ids == expected.ids and _close(kept.logprobs, expected.logprobs) < TOL

@@ -34,3 +34,15 @@ def test_slots_double_up_to_the_batch_and_capacity_doubles():
     assert cache.capacity == 4_096
     cache.ensure(10, 100)
     assert (cache.slots, cache.capacity) == (48, 4_096)  # never shrinks
+
+
+def test_released_storage_is_allocated_again_from_the_starting_size():
+    cache = _cache(slots=4, capacity=512, max_slots=48)
+    cache.ensure(33, 2_100)
+    assert cache.nbytes == 2 * 2 * 33 * 3 * 4_096 * 4 * 4  # layers, k+v, slots, heads, ...
+    cache.release()
+    assert cache.nbytes == 0 and (cache.slots, cache.capacity) == (0, 0)
+    cache.ensure(1, 600)
+    assert (cache.slots, cache.capacity) == (4, 1_024)
+    saved = cache.stash(0, 600, version=0)
+    assert saved.kv.shape == (2, 2, 3, 600, 4)

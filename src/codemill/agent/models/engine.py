@@ -30,6 +30,13 @@ than torch's MKL GEMM; the results differ by rounding only. Each step runs on as
 threads as there are cores no other process keeps busy (``codemill.agent.models.cores``):
 every core while the rollouts' tools wait, one fewer while a sandbox runs tests beside it.
 
+Once no row has been active for ``RELEASE_AFTER_S`` seconds the engine gives back its slot
+storage and prefix cache (32 rows of 4,096 positions of SmolLM2's 30 layers' fp32 keys and
+values are 6 GB): a GRPO round's update runs in the same process between two sampling
+phases, and needs that memory for the trainer's gradients and optimizer state. The next
+turn allocates the storage anew. ``bench/bench_engines.py`` measures a process's peak
+resident set through sampling and then an update, with and without the release.
+
 ``swap(model, policy)`` replaces the weights between GRPO rounds without a restart: it
 waits until no row is active, and stashes computed under older weights are dropped (their
 conversations are prefilled again), so no token is sampled from a mix of two policies.
@@ -78,6 +85,10 @@ Why not wider: a step's attention reads every row's keys and values up to the lo
 row's length, so the more rows of different lengths, the more of it is wasted
 (``bench/bench_engines.py`` measures a step at this many rows and at half again as many,
 rows of equal length, and ``bench/bench_learn.py --stage time:base:agent`` an agent eval)."""
+RELEASE_AFTER_S = 10.0
+"""Idle this long, the engine gives back its slot storage and prefix cache. Longer than a
+tool's pause between an agent's turns (which would make the storage regrow every turn),
+far shorter than a trainer's update between GRPO rounds, which needs the memory."""
 PREFILL_TOKENS = 2048
 """Rows x padded length of one prefill forward pass: bounds its attention memory."""
 
@@ -124,9 +135,11 @@ class BatchedEngine:
 
     def __init__(self, model: Any, *, device: str = "cpu", max_batch: int = MAX_BATCH,
                  policy: str = "", onednn: bool | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None,
+                 release_after_s: float = RELEASE_AFTER_S) -> None:
         """``threads``: torch threads for every step; None (on a CPU) picks them before each
-        step from the cores other processes leave free (module docstring)."""
+        step from the cores other processes leave free (module docstring).
+        ``release_after_s``: idle this long, the engine gives its cache storage back."""
         self.model, self.device, self.max_batch = model, device, max_batch
         self.policy = policy
         # linear layers through oneDNN (``codemill.agent.models.onednn``): a CPU kernel
@@ -150,6 +163,8 @@ class BatchedEngine:
         self._rows: list[_Row] = []        # slot i holds self._rows[i]
         self._swapping = False
         self._closed = False
+        self.release_after_s = release_after_s
+        self.releases = 0                   # times the storage went back (benchmarks, tests)
         self.steps = 0                      # forward passes run (for benchmarks)
         self.batch_rows = 0                 # rows summed over decode steps
         self._thread = threading.Thread(target=self._loop, name="codemill-sampler",
@@ -222,6 +237,9 @@ class BatchedEngine:
                     # Free this thread's OpenMP workers while a trainer may use the cores
                     # (``codemill.agent.models.omp``).
                     release_openmp_threads()
+                    if not self._cond.wait_for(lambda: not self._idle(),
+                                               timeout=self.release_after_s):
+                        self._release()
                 while self._idle():
                     self._cond.wait()
                 if self._closed:
@@ -237,6 +255,21 @@ class BatchedEngine:
                     self._rows = []
                     self._fail(failed, exc)
                     self._cond.notify_all()
+
+    def _release(self) -> None:
+        """Give back what decoding holds (lock held, no row active): the slot storage and
+        the prefix cache, gigabytes at a full batch of long prompts, which a trainer's
+        update in the same process needs more (module docstring)."""
+        if self.held_bytes:
+            self._cache.release()
+            self.prefixes.clear()
+            self.releases += 1
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of keys and values the engine holds now: its slots and prefix cache
+        (benchmarks; read it while the engine is idle)."""
+        return self._cache.nbytes + self.prefixes.nbytes
 
     def _idle(self) -> bool:
         """Nothing to decode or admit, and not closed (lock held)."""

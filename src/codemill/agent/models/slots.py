@@ -15,7 +15,9 @@ implements only what a causal LM's forward uses; the caller passes ``position_id
 
 A finished turn's keys and values leave the batch as a ``KVStash`` (``stash``) and come
 back into any free slot (``restore``) when the conversation's next turn starts, so a
-sequence waiting on a tool costs no compute and keeps its cache.
+sequence waiting on a tool costs no compute and keeps its cache. ``release`` gives the
+storage back while nothing decodes (the engine idle under a trainer's update); the next
+``ensure`` allocates it anew at the starting size.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class SlotCache:
         self.layers, self.kv_heads, self.head_dim = layers, kv_heads, head_dim
         self.dtype, self.device = dtype, device
         self.max_slots = max_slots
+        self._start = (slots, capacity)
         self.slots, self.capacity = 0, 0
         self.keys: list[Any] = []
         self.values: list[Any] = []
@@ -59,12 +62,14 @@ class SlotCache:
         """Room for ``slots`` rows of ``capacity`` positions each (class docstring)."""
         if slots > self.slots or capacity > self.capacity:
             grow_s = self.slots
-            if slots > self.slots:
+            if not self.keys:  # released: start again from the starting size
+                grow_s = max(slots, self._start[0])
+            elif slots > self.slots:
                 doubled = 2 * self.slots
                 if self.max_slots is not None:
                     doubled = min(doubled, self.max_slots)
                 grow_s = max(slots, doubled)
-            grow_c = self.capacity
+            grow_c = self.capacity or self._start[1]
             while grow_c < capacity:
                 grow_c *= 2
             self._grow(grow_s, grow_c)
@@ -84,6 +89,17 @@ class SlotCache:
             values.append(v)
         self.keys, self.values = keys, values
         self.slots, self.capacity = slots, capacity
+
+    def release(self) -> None:
+        """Drop the storage (every slot's positions are lost: call it only when no row is
+        active); ``ensure`` allocates it again, from the starting size."""
+        self.keys, self.values = [], []
+        self.slots, self.capacity = 0, 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the keys and values hold now."""
+        return sum(t.nbytes for t in self.keys) + sum(t.nbytes for t in self.values)
 
     def stash(self, slot: int, length: int, version: int) -> KVStash:
         """A copy of slot ``slot``'s first ``length`` positions."""
@@ -173,6 +189,11 @@ class PrefixCache:
 
     def clear(self) -> None:
         self._items = []
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the cached prompts' keys and values hold."""
+        return sum(s.kv.nbytes for _, s in self._items)
 
 
 def common_prefix(a: list[int], b: list[int], limit: int) -> int:
