@@ -109,7 +109,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         t.join()
     phases["sample"] = {**watch.phase(), "seconds": time.monotonic() - started,
                         "engine_gb": engine.held_bytes / GB}
-    del outs  # the rollouts' stashes leave with their conversations
+    outs.clear()  # the rollouts' stashes leave with their conversations
 
     time.sleep(args.idle)
     phases["idle"] = {**watch.phase(), "engine_gb": engine.held_bytes / GB,
