@@ -117,6 +117,15 @@ def test_sft_in_patch_mode_trains_on_graded_expert_answers(ledger_home, tiny_dir
     said = tok.decode(greedy.trace.completion_ids, skip_special_tokens=True)
     assert greedy.reward == 1.0, (said, [round(m["loss"], 3) for m in sft.metrics])
     assert train_sft(settings, job).cached  # same data and config: the same checkpoint
+    # Another seed orders the training data otherwise but asks the scripted expert the
+    # same question: its recorded answer and grade are reused, nothing is graded again.
+    graded = len(read_graded(settings))
+    reseeded = job.model_copy(update={"train": job.train.model_copy(
+        update={"seed": 1, "steps": 1})})
+    again = train_sft(settings, reseeded)
+    assert not again.cached and len(read_graded(settings)) == graded
+    assert expert.rollout_id in json.loads(
+        _checkpoint_row(settings, again.checkpoint_id)["rollout_ids"])
     # The cache key holds the resolved task set, not the selection as typed: with another
     # set of validated tasks the same job is another materialization.
     from codemill.factory.checkpoints import job_inputs

@@ -225,8 +225,11 @@ def _expert_patch_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
                               max_tokens=512)
     runs = job.per_task if job.teacher else 1  # the scripted answer is always the same
     listing = job.listing_functions
-    # the prompt's version too: an answer recorded under another prompt is another sequence
-    salt = (tokenizer_hash(tokenizer), job.train.seed, "patch-lines", PATCH_MODE_VERSION,
+    # the prompt's version too: an answer recorded under another prompt is another sequence.
+    # The seed only where it draws the answer (a teacher's): a run under another seed
+    # reuses the scripted answers and their grades instead of grading them again.
+    seed = (job.train.seed,) if job.teacher else ()
+    salt = (tokenizer_hash(tokenizer), *seed, "patch-lines", PATCH_MODE_VERSION,
             *listing_key(listing))
     plan = [RolloutItem(content_id("expert-rollout", t.task_id, policy, salt, i), t, policy, i,
                         sampling, mode="patch", listing_functions=listing)
