@@ -101,3 +101,24 @@ def test_a_dropped_backend_stops_its_engine_thread(tiny_dir):
     gc.collect()
     thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def test_an_ended_conversation_lets_its_cache_go_and_the_next_one_starts_fresh(tiny_dir):
+    import gc
+    import weakref
+
+    from codemill.core.records import Message
+
+    backend = TransformersBackend(tiny_dir, name="tiny", threads=1)
+    greedy = SamplingConfig(temperature=0.0, max_tokens=6)
+    ask = [Message(role="user", content="add() in calc.py subtracts; make it add.")]
+    try:
+        first = backend.complete(ask, sampling=greedy)
+        cache = weakref.ref(backend._local.conv.cache.kv)
+        backend.end_conversation()
+        gc.collect()
+        assert cache() is None  # nothing else kept the turn's keys and values
+        again = backend.complete(ask, sampling=greedy)
+    finally:
+        backend.close()
+    assert again.prompt_offset == 0 and again.token_ids == first.token_ids

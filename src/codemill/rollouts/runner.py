@@ -166,6 +166,15 @@ def _model(ctx: RolloutContext) -> ModelBackend:
         return _MODELS[ctx.model]
 
 
+def _end_conversation(model: ModelBackend) -> None:
+    """The rollout's turns are over: a backend that keeps this thread's conversation state
+    (a local model's keys and values) lets it go before the rollout is graded, so the
+    rollouts in flight do not each hold a cache through seconds to minutes of tests."""
+    end = getattr(model, "end_conversation", None)
+    if callable(end):
+        end()
+
+
 def is_local(model: str | Any) -> bool:
     """Whether ``model`` samples on this machine through a batched engine."""
     if isinstance(model, str):
@@ -250,6 +259,7 @@ def run_patch_one(ctx: RolloutContext, item: RolloutItem) -> RolloutResult:
                              policy=item.policy, sample_index=item.sample_index,
                              sampling=sample_sampling(item.sampling, item.sample_index),
                              fmt=item.answer_format)  # type: ignore[arg-type]
+            _end_conversation(model)
     notes: list[str] = []
     reward = None
     if ctx.grade and ctx.verdicts is not None and traj.steps:
@@ -288,6 +298,7 @@ def run_one(ctx: RolloutContext, item: RolloutItem) -> RolloutResult:
                 traj = Agent(model, agent_cfg).run(
                     sb, task.problem_statement, rollout_id=item.rollout_id,
                     task_id=task.task_id, policy=item.policy, sample_index=item.sample_index)
+                _end_conversation(model)
         finally:
             with boundary("sandbox", "close the rollout workspace") as closed:
                 sb.close()

@@ -117,6 +117,13 @@ class TransformersBackend:
         if self._engine is not None:
             self._engine.swap(self.model, self.name)
 
+    def end_conversation(self) -> None:
+        """Forget the calling thread's conversation: its turns are over, so its keys and
+        values (SmolLM2 keeps 46 KB a token: 90 MB for a 2,000-token prompt) need not stay
+        alive while its rollout is graded. The next ``complete`` on this thread starts a
+        new conversation, as it would anyway for a chat that does not extend this one."""
+        self._local.conv = None
+
     def close(self) -> None:
         """Stop the sampler thread (a later ``complete`` starts a new one)."""
         with self._engine_lock:
