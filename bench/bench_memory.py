@@ -1,14 +1,16 @@
-"""What one GRPO round holds in memory: the batched sampler's caches, then the trainer's update.
+"""What a process holds in memory when it samples through the batched engine, then trains.
 
 Runbook::
 
     .venv/bin/python bench/bench_memory.py                    # both engines, 32 rows
     .venv/bin/python bench/bench_memory.py --rows 8 --update-len 1024   # quick look
 
-A GRPO round (``codemill.factory.training``) samples its groups through a
-``BatchedEngine`` over the policy's own weights, then updates those weights in the same
-process. This benchmark runs that shape on the embedded SmolLM2-135M, each configuration in
-a fresh child process so one's peak does not hide the other's:
+An engine lives as long as its backend, and a process keeps a local model's backend for
+good (the rollout runner caches it; ``model serve``): the demo evaluates the base model and
+then trains in the same process. (The factory's GRPO closes its sampler's backend after
+each draw, so there the engine goes with it.) This benchmark runs that shape on the
+embedded SmolLM2-135M, sampling a GRPO round's rows and then a GRPO update, each
+configuration in a fresh child process so one's peak does not hide the other's:
 
 1. **load** the policy as ``train grpo`` does (full-parameter fp32, AdamW);
 2. **sample** ``--rows`` one-turn conversations at once, each a ``--prompt-len``-token

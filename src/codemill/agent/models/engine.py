@@ -32,10 +32,12 @@ every core while the rollouts' tools wait, one fewer while a sandbox runs tests 
 
 Once no row has been active for ``RELEASE_AFTER_S`` seconds the engine gives back its slot
 storage and prefix cache (32 rows of 4,096 positions of SmolLM2's 30 layers' fp32 keys and
-values are 6 GB): a GRPO round's update runs in the same process between two sampling
-phases, and needs that memory for the trainer's gradients and optimizer state. The next
-turn allocates the storage anew. ``bench/bench_engines.py`` measures a process's peak
-resident set through sampling and then an update, with and without the release.
+values are 6 GB). An engine lives as long as its backend, and a process keeps a local
+model's backend for good (the rollout runner caches it; ``model serve``), so without this
+whatever runs next in the process, such as the demo's training after its base-model eval,
+would run beside that storage. The next turn allocates it anew. ``bench/bench_memory.py``
+measures a process's peak resident set through sampling and then a GRPO update, with and
+without the release.
 
 ``swap(model, policy)`` replaces the weights between GRPO rounds without a restart: it
 waits until no row is active, and stashes computed under older weights are dropped (their
@@ -88,7 +90,7 @@ rows of equal length, and ``bench/bench_learn.py --stage time:base:agent`` an ag
 RELEASE_AFTER_S = 10.0
 """Idle this long, the engine gives back its slot storage and prefix cache. Longer than a
 tool's pause between an agent's turns (which would make the storage regrow every turn),
-far shorter than a trainer's update between GRPO rounds, which needs the memory."""
+far shorter than a training run that follows an eval in the same process."""
 PREFILL_TOKENS = 2048
 """Rows x padded length of one prefill forward pass: bounds its attention memory."""
 
