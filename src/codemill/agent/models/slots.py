@@ -16,8 +16,8 @@ implements only what a causal LM's forward uses; the caller passes ``position_id
 A finished turn's keys and values leave the batch as a ``KVStash`` (``stash``) and come
 back into any free slot (``restore``) when the conversation's next turn starts, so a
 sequence waiting on a tool costs no compute and keeps its cache. ``release`` gives the
-storage back while nothing decodes (the engine idle under a trainer's update); the next
-``ensure`` allocates it anew at the starting size.
+storage back while nothing decodes (an idle engine); the next ``ensure`` allocates it anew
+at the starting size.
 """
 
 from __future__ import annotations
