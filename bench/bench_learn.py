@@ -32,6 +32,10 @@ home ``bench/out/learn_home`` are reused, so a killed run goes on where it stopp
    ``time:base:agent`` (only with ``--stage``) runs the base model's agent-mode eval again
    from nothing, under a suite version named after the commit: its wall time with today's
    sampler, and how many outcomes match the recorded eval (``retime``).
+   Further arms, each with its patch-mode eval: ``sft2`` (the SFT recipe again from the SFT
+   checkpoint, ``SFT2``), ``grpo2`` (GRPO from sft2), ``grpo3`` (8 more GRPO rounds from
+   grpo2, ``GRPO3``), ``sft1`` (a one-function listing, ``patch1``). From a fresh home the
+   quickest way to the best model: ``--stage`` sft, sft2, grpo2, grpo3, then their evals.
 8. ``report``: each trained model paired with the base and with its parent (exact McNemar
    on the discordant tasks), the GRPO curve (``bench/out/learn_curve.png``), and the result
    file ``bench/results/learn.json`` for ``docs/benchmarks.md``. Figures of the last result
@@ -222,6 +226,10 @@ GRPO = ["--rounds", "8", "--tasks-per-round", "4", "--group", "8", "--max-draws"
         "--max-len", "2048"]
 """G = 8, four groups with a signal a round (dynamic sampling draws up to 12), two
 updates a round so the clip acts; the sampler and trainer are both fp32 (TIS on)."""
+GRPO3 = ("--seed", "1")
+"""``grpo3``: the GRPO recipe again from the ``grpo2`` checkpoint, 8 more rounds under
+seed 1 (other draws), so the policy has had 16 rounds in all: whether the training reward
+that was still rising at round 8 carries over to the held-out projects."""
 
 
 def train(home: Path, kind: str, model: str, listing_functions: int | None = None,
@@ -414,7 +422,7 @@ def report(have: dict, home: Path) -> None:
 
     figs = []
     for mode in ("patch", "agent", "patch1"):
-        for model in ("base", "sft", "grpo", "sft2", "grpo2", "sft1"):
+        for model in ("base", "sft", "grpo", "sft2", "grpo2", "grpo3", "sft1"):
             row = have.get(f"eval:{model}:{mode}")
             if row is None:
                 continue
@@ -435,6 +443,7 @@ def report(have: dict, home: Path) -> None:
                                reasons=reasons))
         for a, b in (("base", "sft"), ("base", "grpo"), ("sft", "grpo"), ("base", "sft2"),
                      ("sft", "sft2"), ("grpo", "sft2"), ("base", "grpo2"), ("sft2", "grpo2"),
+                     ("base", "grpo3"), ("sft2", "grpo3"), ("grpo2", "grpo3"),
                      ("base", "sft1")):
             ra, rb = have.get(f"eval:{a}:{mode}"), have.get(f"eval:{b}:{mode}")
             if ra and rb:
@@ -455,6 +464,8 @@ def report(have: dict, home: Path) -> None:
         curve(have["grpo"].get("metrics", []), OUT / "learn_curve.png")
     if "grpo2" in have:  # GRPO from sft2
         figs += grpo_rounds(have["grpo2"].get("metrics", []), "GRPO from sft2")
+    if "grpo3" in have:  # GRPO again from grpo2
+        figs += grpo_rounds(have["grpo3"].get("metrics", []), "GRPO from grpo2")
     # counted from the ledger (what training and the evals use): a data stage that stopped
     # with an error may still have recorded tasks
     data_rows = [r for k, r in have.items() if k.startswith("data:")]
@@ -468,7 +479,7 @@ def report(have: dict, home: Path) -> None:
                            tasks=len(tasks),
                            stage_errors=[r["stage"][5:] for r in rows if r.get("error")]))
     figs += carried_over(figs)
-    shown = [m for m in ("grpo2", "sft2", "grpo", "sft") if f"eval:{m}:patch" in have]
+    shown = [m for m in ("grpo3", "grpo2", "sft2", "grpo", "sft") if f"eval:{m}:patch" in have]
     write_result("learn", "Learning on held-out projects (SmolLM2-135M, 2 CPU cores)", figs,
                  measures="Base, SFT and SFT+GRPO SmolLM2-135M on every task of projects "
                  "never trained on (patch mode) and on 40 of them (agent mode): one greedy "
@@ -517,7 +528,7 @@ def main() -> None:
     torch.set_num_threads(2)
     home = args.home
     ckpt = {k: (lambda k=k: f"ckpt:{have[k]['checkpoint_id']}")
-            for k in ("sft", "grpo", "sft1", "sft2", "grpo2")}
+            for k in ("sft", "grpo", "sft1", "sft2", "grpo2", "grpo3")}
     stages = {
         "eval:base:patch": lambda: evaluate(home, "smollm2", "patch"),
         "sft": lambda: train(home, "sft", "smollm2"),
@@ -533,6 +544,8 @@ def main() -> None:
         "eval:sft2:patch": lambda: evaluate(home, ckpt["sft2"](), "patch"),
         "grpo2": lambda: train(home, "grpo", ckpt["sft2"]()),
         "eval:grpo2:patch": lambda: evaluate(home, ckpt["grpo2"](), "patch"),
+        "grpo3": lambda: train(home, "grpo", ckpt["grpo2"](), extra=GRPO3),
+        "eval:grpo3:patch": lambda: evaluate(home, ckpt["grpo3"](), "patch"),
         "sft1": lambda: train(home, "sft", "smollm2", listing_functions=1),
         "eval:sft1:patch1": lambda: evaluate(home, ckpt["sft1"](), "patch1"),
     }
