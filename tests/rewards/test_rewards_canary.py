@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from codemill.rewards.canary_source import perturbed_copy
+from codemill.rewards.canary_source import defined_names, perturbed_copy
 
 PYTEST_FILE = '''import math
 
@@ -81,6 +81,18 @@ def test_the_copy_sits_after_its_original_with_its_arguments_and_names():
     assert "assert SCALE * 2 == 6" in copy  # only the last expectation changes
     assert '(SCALE, "x") == (3, "x")' not in copy and '(SCALE, "x") ==' in copy
     assert new.count("SCALE") == PYTEST_FILE.count("SCALE") + 2
+
+
+def test_the_cached_parse_of_a_file_serves_every_copy_and_name_lookup_unchanged():
+    # Planting asks for one file's tree once per test it tries; the parse is shared, so no
+    # copy may alter it for the next one.
+    first = [perturbed_copy(PYTEST_FILE, t, f"{t}_x", random.Random(3))
+             for t in ("test_area", "test_scaled", "test_name")]
+    again = [perturbed_copy(PYTEST_FILE, t, f"{t}_x", random.Random(3))
+             for t in ("test_area", "test_scaled", "test_name")]
+    assert first == again and all(first)
+    assert defined_names(PYTEST_FILE) == {"area", "test_area", "test_scaled", "test_name"}
+    assert "test_area_x" in defined_names(first[0])
 
 
 def test_a_unittest_method_is_copied_into_its_class():

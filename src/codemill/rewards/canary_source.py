@@ -17,6 +17,7 @@ caller picks another or falls back to a written canary (``codemill.rewards.canar
 from __future__ import annotations
 
 import ast
+import functools
 import random
 import re
 from collections.abc import Iterator
@@ -108,13 +109,23 @@ def copyable(func: ast.FunctionDef) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=4)
+def _parsed(source: str) -> ast.Module | None:
+    """The syntax tree of ``source``, None when it does not parse. Cached: planting asks for
+    the same file's tree once per test it tries, often dozens of times, and a test file of
+    a few thousand lines takes a tenth of a second to parse. Read-only for callers."""
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+
+
 def perturbed_copy(source: str, qualname: str, new_name: str,
                    rng: random.Random) -> str | None:
     """``source`` with a perturbed copy of ``qualname`` named ``new_name`` right after it;
     None when that test cannot be copied this way (module docstring)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    tree = _parsed(source)
+    if tree is None:
         return None
     func = _find(tree, qualname)
     if func is None or not copyable(func) or func.end_lineno is None:
@@ -147,9 +158,8 @@ def perturbed_copy(source: str, qualname: str, new_name: str,
 
 def defined_names(source: str) -> set[str]:
     """Every function and class name ``source`` defines (a canary must take none)."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    tree = _parsed(source)
+    if tree is None:
         return set()
     return {n.name for n in ast.walk(tree)
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
