@@ -134,6 +134,10 @@ def regrade_stale(settings: Settings, rollout_ids: Sequence[str], tasks: Sequenc
     return len(rewards)
 
 
+EXPERT_CHUNK = 16
+"""Patch-mode expert answers graded, then recorded, at a time."""
+
+
 def expert_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
                 envs: dict[str, EnvSpec], tokenizer_dir: Path, run_id: str,
                 say: Callable[[str], None]) -> list[Graded]:
@@ -265,20 +269,23 @@ def _expert_patch_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
                                 home=Path(settings.home).absolute(), settings=settings)
             return RolloutResult(res.item, res.trajectory, reward, res.seconds, res.notes)
 
-        results = []
         workers = settings.executor.workers or available_cpus()
-        for n, res in enumerate(Threads(workers).map(graded, answered)):
-            if isinstance(res, str):  # recorded ungraded (counted), not dropped
-                say(f"expert {n + 1}/{len(answered)}: grading failed: {res}")
-                res = answered[n]
-            results.append(res)
-            r = res.reward
-            say(f"expert {n + 1}/{len(answered)} task {res.item.task.task_id[:10]}: "
-                f"{'masked' if r is None or r.masked else r.value}")
+        # Recorded a chunk at a time: grading runs every project's tests (tens of minutes
+        # for a few hundred answers), and a killed run goes on from the last chunk.
+        for start in range(0, len(answered), EXPERT_CHUNK):
+            chunk, results = answered[start:start + EXPERT_CHUNK], []
+            for n, res in enumerate(Threads(workers).map(graded, chunk), start + 1):
+                if isinstance(res, str):  # recorded ungraded (counted), not dropped
+                    say(f"expert {n}/{len(answered)}: grading failed: {res}")
+                    res = answered[n - 1]
+                results.append(res)
+                r = res.reward
+                say(f"expert {n}/{len(answered)} task {res.item.task.task_id[:10]}: "
+                    f"{'masked' if r is None or r.masked else r.value}")
+            persist_rollouts(settings, run_id, "expert_trajectories", results)
         if unanswerable:
             say(f"expert data: {unanswerable} tasks' gold change lies outside their listing "
                 "(no answer in line edits)")
-        persist_rollouts(settings, run_id, "expert_trajectories", results)
         have = {g.rollout_id: g for g in read_graded(settings, ids)}
     return list(have.values())
 
