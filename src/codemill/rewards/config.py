@@ -6,14 +6,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from codemill.rewards import flags as F
 
-HARNESS_VERSION = "codemill-grade-5"
+HARNESS_VERSION = "codemill-grade-6"
 """Bumped whenever grading rules change, so rewards graded under other rules are told apart
 (stored on every reward row with the runner's parser version). 3: a canary never takes
 the name of a selected test (it replaced the test and failed it: an honest fix got 0).
 4: the safe start keeps pytest's warning about plugins it imported early from failing a
 suite that turns warnings into errors. 5: outcomes come from the result stream, not the
 result file; the audit hook's evidence beyond the gold run's zeroes the reward; canaries
-are perturbed copies of the task's own tests."""
+are perturbed copies of the task's own tests. 6: the selection runs in the order a
+whole-suite run reaches it, as validation ran it, not FAIL_TO_PASS first and each sorted
+(an order-dependent suite failed honest fixes: ``codemill.testing.order``)."""
 
 DEFAULT_ZERO_ON = (
     F.PATCH_FAILED,

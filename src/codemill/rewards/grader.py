@@ -40,7 +40,7 @@ from typing import Any
 from codemill.core.boundary import boundary
 from codemill.core.config import Settings
 from codemill.core.diffs import parse_diff, text_bytes, touched_paths
-from codemill.core.errors import CodemillError, GradingError
+from codemill.core.errors import CodemillError, GradingError, SandboxError
 from codemill.core.ids import bytes_id, content_id
 from codemill.core.records import EnvSpec, Outcome, Reward, TaskSpec, TestReport, Trajectory
 from codemill.rewards import flags as F
@@ -50,6 +50,7 @@ from codemill.rewards.canary import Canary, plant
 from codemill.rewards.config import DEFAULT_ZERO_ON, HARNESS_VERSION, GraderConfig
 from codemill.rewards.verdict import TestVerdict, has_evidence, judge
 from codemill.sandbox.api import open_sandbox
+from codemill.testing.order import collection_order
 from codemill.testing.pytest_runner import PytestRunner
 from codemill.testing.runners import runner_for_command
 from codemill.testing.unittest_runner import UnittestRunner
@@ -147,9 +148,14 @@ class _Grade:
                           support_paths=support if c.restore_support else ())
 
     def plant(self, sb: Any) -> tuple[list[Canary], list[str]]:
+        """The canaries and the selection to run, in the order a whole-suite run reaches
+        its tests (``codemill.testing.order``): validation ran the suite in that order, and
+        a suite whose tests depend on it failed honest fixes when run sorted."""
+        selection = list(self.selection) if self.unittest else collection_order(
+            self.selection, lambda path: _source(sb, path))
         if not self.config.canaries:
-            return [], list(self.selection)
-        return plant(sb, self.selection, count=self.config.canaries, unittest=self.unittest,
+            return [], selection
+        return plant(sb, selection, count=self.config.canaries, unittest=self.unittest,
                      fail_to_pass=tuple(t for t in self.task.fail_to_pass
                                         if t not in self.flaky),
                      hidden=(*touched_paths(parse_diff(self.task.test_patch)),
@@ -427,3 +433,11 @@ class TestGrader:
         return grade(task, diff, env=env, home=self.home, settings=self.settings,
                      rollout_id=rollout_id, policy=policy, trajectory=trajectory,
                      config=self.config, backend=self.backend)
+
+
+def _source(sb: Any, path: str) -> str | None:
+    """A workspace file's text, None when it cannot be read."""
+    try:
+        return bytes(sb.read_file(path)).decode("utf-8", errors="replace")
+    except (OSError, SandboxError):
+        return None

@@ -1,0 +1,60 @@
+"""Node ids in the order a whole-suite run of pytest reaches them.
+
+pytest runs node ids given on its command line in argument order. Validation runs the whole
+suite, in collection order, and a task's PASS_TO_PASS lists what passed there; some suites
+depend on that order (a test that sets a module attribute breaks one that runs after it),
+so the same tests run in another order (FAIL_TO_PASS first, each list sorted) can fail an
+honest fix. ``collection_order`` sorts node ids as pytest collects them: files by path, a
+directory's entries by name, and within a file by where each test's definition starts (a
+class's line, then a method's within it). Parametrized variants and ids it cannot place
+keep their relative order, the unplaced after the placed of their file.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Sequence
+from pathlib import PurePosixPath
+
+_UNPLACED = 10 ** 9
+
+
+def collection_order(selection: Sequence[str],
+                     read: Callable[[str], str | None]) -> list[str]:
+    """``selection`` in collection order; ``read(path)`` gives a test file's source (None
+    when it cannot be read). Each file is read once."""
+    defined: dict[str, dict[tuple[str, ...], int]] = {}
+
+    def key(item: tuple[int, str]) -> tuple:
+        index, node_id = item
+        path, _, rest = node_id.partition("::")
+        if path not in defined:
+            text = read(path) if path.endswith(".py") else None
+            defined[path] = definitions(text) if text is not None else {}
+        names = tuple(rest.split("[", 1)[0].split("::")) if rest else ()
+        lines = tuple(defined[path].get(names[:depth], _UNPLACED)
+                      for depth in range(1, len(names) + 1))
+        return PurePosixPath(path).parts, lines, index
+
+    return [node_id for _, node_id in sorted(enumerate(selection), key=key)]
+
+
+def definitions(source: str) -> dict[tuple[str, ...], int]:
+    """Line of each class and function of ``source`` by its qualified name: ``("test_x",)``,
+    ``("TestA", "test_y")``; empty when it does not parse."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return {}
+    out: dict[tuple[str, ...], int] = {}
+
+    def visit(body: list[ast.stmt], prefix: tuple[str, ...]) -> None:
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = (*prefix, node.name)
+                out.setdefault(name, node.lineno)
+                if isinstance(node, ast.ClassDef):
+                    visit(node.body, name)
+
+    visit(tree.body, ())
+    return out
