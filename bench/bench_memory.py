@@ -41,16 +41,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_sampler import rss_mb  # noqa: E402
 from record import figure, write_result  # noqa: E402
 
 GB = 1024 ** 3
 
 
-def rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+def rss_bytes() -> float:
+    return rss_mb() * 1024 * 1024
 
 
 class PeakWatch:
