@@ -55,6 +55,27 @@ def test_a_run_over_the_disk_limit_has_no_verdict_whatever_it_streamed():
     assert not report.ran and "disk" in (report.error or ""), report
 
 
+def test_a_run_whose_stream_was_cut_has_no_verdict_whatever_it_streamed():
+    from codemill.core.records import ExecResult
+    from codemill.testing.stream import stream_report
+
+    err = line("t", '["r", ["a.py::x", "passed", "", 0.0]]') + line("t", '["end", 0]')
+    cut = ExecResult(exit_code=0, stdout="", stderr=err, duration_s=1.0, truncated=True,
+                     stderr_truncated=True)
+    report = stream_report(("py",), cut, "t", parser_version="v")
+    assert not report.ran and "cut" in (report.error or ""), report
+    only_stdout = cut.model_copy(update={"stderr_truncated": False})
+    assert stream_report(("py",), only_stdout, "t", parser_version="v").ran
+
+
+def test_the_output_budget_grows_with_the_selection_and_its_quoting():
+    from codemill.testing.stream import output_budget
+
+    plain = output_budget(["t.py::a"] * 1000, 1000)
+    quoted = output_budget(['t.py::a"'] * 1000, 1000)
+    assert output_budget([], 1000) == 1000 < plain < quoted
+
+
 @pytest.mark.network
 @pytest.mark.parametrize("kind", ["pytest", "unittest"])
 def test_the_stream_says_what_the_result_file_says(open_project, tmp_path: Path, kind):

@@ -37,6 +37,9 @@ class ExecResult(Record):
     """Why the harness killed it, when it did: ``timeout``, ``memory``, ``pids``."""
     truncated: bool = False
     """Output was longer than the cap and was cut (the cut is noted in the text)."""
+    stderr_truncated: bool = False
+    """stderr itself was cut: a graded run's result stream lives there, so records in the
+    cut middle are lost."""
 
     @property
     def ok(self) -> bool:

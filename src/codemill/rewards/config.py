@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from codemill.rewards import flags as F
 
-HARNESS_VERSION = "codemill-grade-6"
+HARNESS_VERSION = "codemill-grade-7"
 """Bumped whenever grading rules change, so rewards graded under other rules are told apart
 (stored on every reward row with the runner's parser version). 3: a canary never takes
 the name of a selected test (it replaced the test and failed it: an honest fix got 0).
@@ -15,7 +15,10 @@ suite that turns warnings into errors. 5: outcomes come from the result stream, 
 result file; the audit hook's evidence beyond the gold run's zeroes the reward; canaries
 are perturbed copies of the task's own tests. 6: the selection runs in the order a
 whole-suite run reaches it, as validation ran it, not FAIL_TO_PASS first and each sorted
-(an order-dependent suite failed honest fixes: ``codemill.testing.order``)."""
+(an order-dependent suite failed honest fixes: ``codemill.testing.order``). 7: the output
+limit of a graded run is sized to its selection, and a run whose result stream was cut
+anyway has no verdict (a 26,000-test suite's stream lost the records of thousands of
+passing tests at the 1 MB default: its gold patch graded 0)."""
 
 DEFAULT_ZERO_ON = (
     F.PATCH_FAILED,

@@ -53,6 +53,7 @@ from codemill.sandbox.api import open_sandbox
 from codemill.testing.order import collection_order
 from codemill.testing.pytest_runner import PytestRunner
 from codemill.testing.runners import runner_for_command
+from codemill.testing.stream import output_budget
 from codemill.testing.unittest_runner import UnittestRunner
 
 FLAKY_KEYS = ("flaky_excluded", "flaky_tests", "flaky")
@@ -119,12 +120,12 @@ class _Grade:
         except CodemillError as exc:  # an environment whose command no runner runs
             self.runner, self.spec_error = PytestRunner(), str(exc)
         self.unittest = isinstance(self.runner, UnittestRunner)
+        self.selection = list(dict.fromkeys((*task.fail_to_pass, *task.pass_to_pass)))
         try:
             if not self.spec_error:
-                self.spec = W.env_spec(env, self.home, settings.sandbox)
+                self.spec = W.env_spec(env, self.home, self.sandbox_limits(settings))
         except CodemillError as exc:
             self.spec_error = str(exc)
-        self.selection = list(dict.fromkeys((*task.fail_to_pass, *task.pass_to_pass)))
         self.flaky = flaky_tests(task)
         self.started = time.monotonic()
         changes = parse_diff(diff)
@@ -132,6 +133,16 @@ class _Grade:
                                     trajectory)
         self.notes: list[str] = []
         self._gold: GoldCheck | None = None
+
+    def sandbox_limits(self, settings: Settings) -> Any:
+        """The sandbox limits, with the output limit sized to the selection when outcomes
+        come from the result stream: a stream cut at the default limit lost the records of
+        thousands of passing tests, and the gold patch of a 26,000-test suite graded 0."""
+        limits = settings.sandbox
+        if not getattr(self.runner, "stream", False):
+            return limits
+        budget = output_budget(self.selection, limits.output_limit)
+        return limits.model_copy(update={"output_limit": budget})
 
     # --- the flow -------------------------------------------------------------------------
     def defences(self) -> W.Defences:

@@ -395,7 +395,8 @@ class BwrapSandbox(WorkspaceSandbox):
         exit_code = _exit_code(status, out.exit_code)
         return ExecResult(exit_code=exit_code, stdout=out.stdout, stderr=out.stderr,
                           duration_s=out.duration_s, timed_out=out.killed_reason == "timeout",
-                          killed_reason=reason, truncated=out.truncated)
+                          killed_reason=reason, truncated=out.truncated,
+                          stderr_truncated=out.stderr_truncated)
 
 
 def _read_all(fd: int) -> str:

@@ -63,6 +63,7 @@ class Outcome:
     stdout: str
     stderr: str
     truncated: bool
+    stderr_truncated: bool
     killed_reason: str | None
     duration_s: float
 
@@ -139,6 +140,7 @@ def drive(
         stdout=out.text(),
         stderr=err.text(),
         truncated=out.truncated or err.truncated,
+        stderr_truncated=err.truncated,
         killed_reason=reason,
         duration_s=time.monotonic() - started,
     )

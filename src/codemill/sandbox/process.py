@@ -164,7 +164,8 @@ class ProcessSandbox(WorkspaceSandbox):
             return ExecResult(exit_code=out.exit_code, stdout=out.stdout, stderr=out.stderr,
                               duration_s=out.duration_s,
                               timed_out=out.killed_reason == "timeout",
-                              killed_reason=out.killed_reason, truncated=out.truncated)
+                              killed_reason=out.killed_reason, truncated=out.truncated,
+                              stderr_truncated=out.stderr_truncated)
 
 
 def _same(entry: Entry, old: Entry | None) -> bool:

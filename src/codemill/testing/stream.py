@@ -16,7 +16,11 @@ Reading rules (``read_stream``):
   ignored. No ``end``: the run did not finish (the process was killed or exited early),
   whatever its exit code says. A run that wrote past the disk limit has no verdict
   either (the sandbox empties its results dir; its stream counts no more), whatever it
-  streamed before.
+  streamed before. Nor does a run whose stderr was cut at the sandbox's output limit:
+  the records in the cut middle are lost, and a test without a record would read as a
+  failure of the candidate. ``output_budget`` sizes that limit from the selection, so a
+  run in which every selected test passes is never cut (a suite of 26,000 tests streams
+  megabytes; the sandbox's default limit is 1 MB).
 
 What it does not protect against: code in the test process that changes a report before
 the harness streams it (the canaries, the runner check and the audit hook are the defences
@@ -35,11 +39,23 @@ from codemill.testing.resultfile import output_tail
 
 FORMAT = "codemill-stream/1"
 MARK = "\x1ecm1 "
+RECORD_BYTES = 96
+"""A record's bytes beside its node id: the mark, the token, the JSON around the id, the
+outcome and the seconds, the line breaks."""
 _SEVERITY = {Outcome.FAILED: 3, Outcome.ERROR: 2, Outcome.SKIPPED: 1, Outcome.PASSED: 0}
 
 
 def new_token() -> str:
     return secrets.token_hex(16)
+
+
+def output_budget(selection: Sequence[str], base: int) -> int:
+    """The output limit for a streamed run of ``selection``: ``base`` (what the project
+    prints beside the stream) plus twice what one record for every selected test takes.
+    Sized so a run in which every test passes fits with room to spare; a run that writes
+    more than that (long failure messages for thousands of tests, a flood) is cut, and a
+    cut stream has no verdict (``stream_report``)."""
+    return base + 2 * sum(len(json.dumps(nid)) + RECORD_BYTES for nid in selection)
 
 
 def stdin_text(token: str, ids: str | None) -> str:
@@ -122,6 +138,10 @@ def stream_report(argv: Sequence[str], res: ExecResult, token: str, *, parser_ve
     if res.killed_reason == "disk":  # the sandbox threw the results away: so do we
         return TestReport(**base, exit_code=res.exit_code, audit=stream.audit,
                           error="the run wrote past the disk limit")
+    if res.stderr_truncated:
+        return TestReport(**base, exit_code=res.exit_code, audit=stream.audit,
+                          error="the result stream was cut at the output limit: records "
+                          "of some tests are lost")
     if stream.exit_code is None:
         cut = " (output cut)" if res.truncated else ""
         return TestReport(**base, exit_code=res.exit_code, audit=stream.audit,
