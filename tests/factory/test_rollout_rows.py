@@ -146,7 +146,10 @@ def test_training_data_regrades_a_stale_reward_once(world, toy):
     assert (row["env_id"], row["group_id"]) == (task.env_id, item.group_id)
 
     envs = {toy.env.env_id: toy.env}
-    assert regrade_stale(settings, [item.rollout_id], [task], envs, new_run_id(), "x") == 1
+    said: list[str] = []
+    assert regrade_stale(settings, [item.rollout_id], [task], envs, new_run_id(), "x",
+                         said.append) == 1
+    assert said == ["regraded 1/1 recorded answers under the current grading rules"]
     assert regrade_stale(settings, [item.rollout_id], [task], envs, new_run_id(), "x") == 0
     by_version = {r["harness_version"]: r for r in _rows(settings, "rewards")}
     assert set(by_version) == {"0-old", HARNESS_VERSION}

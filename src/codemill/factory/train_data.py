@@ -107,10 +107,15 @@ def read_graded(settings: Settings, rollout_ids: Sequence[str] | None = None,
 
 
 def regrade_stale(settings: Settings, rollout_ids: Sequence[str], tasks: Sequence[TaskSpec],
-                  envs: dict[str, EnvSpec], run_id: str, asset: str) -> int:
+                  envs: dict[str, EnvSpec], run_id: str, asset: str,
+                  say: Callable[[str], None] | None = None) -> int:
     """Grade again, from their recorded rows, the rollouts among ``rollout_ids`` that have
     no reward under the current harness version (graded under older rules, or never);
-    records the new rewards and returns how many. Nothing is resampled."""
+    returns how many were graded. Nothing is resampled. Graded on the settings' executor
+    and recorded ``EXPERT_CHUNK`` at a time, so a killed run keeps what it graded; an item
+    that fails in its worker is reported to ``say`` and stays ungraded (``read_graded``
+    counts it; a later call grades it again)."""
+    from codemill.factory.executors import make_executor
     from codemill.factory.grading import current_ids, regrade
     from codemill.store.ledger import Ledger
     from codemill.store.rows import record_to_row
@@ -125,13 +130,33 @@ def regrade_stale(settings: Settings, rollout_ids: Sequence[str], tasks: Sequenc
         rows = ledger.read("rollouts", row_filter=where).to_pylist()
         stale = {r["rollout_id"] for r in rows} - current_ids(graded)
         steps = ledger.read("steps", row_filter=where).to_pylist() if stale else []
-    rewards = list(regrade(rows, steps, graded, tasks, envs, settings))
-    if rewards:
+    if not stale:
+        return 0
+
+    def record(rewards: list[Any]) -> None:
         with Ledger.open(settings) as ledger, ledger.writer(
                 "rewards", asset=asset, run_id=run_id, config_hash=settings.config_hash) as w:
             for reward in rewards:
                 w.add(record_to_row(reward))
-    return len(rewards)
+
+    def progress(done: int, total: int) -> None:
+        if say is not None and (done % EXPERT_CHUNK == 0 or done == total):
+            say(f"regraded {done}/{total} recorded answers under the current grading rules")
+
+    executor = make_executor(settings)
+    count, chunk = 0, []
+    try:
+        for reward in regrade(rows, steps, graded, tasks, envs, settings, executor=executor,
+                              warn=say, progress=progress):
+            chunk.append(reward)
+            if len(chunk) == EXPERT_CHUNK:
+                record(chunk)
+                count, chunk = count + len(chunk), []
+    finally:
+        executor.close()
+    if chunk:
+        record(chunk)
+    return count + len(chunk)
 
 
 EXPERT_CHUNK = 16
@@ -166,7 +191,7 @@ def expert_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
             rid = content_id("expert-rollout", task.task_id, policy, salt, job.train.seed, i)
             plan.append((RolloutItem(rid, task, policy, i, sampling), None))
     ids = [i.rollout_id for i, _ in plan]
-    if regrade_stale(settings, ids, tasks, envs, run_id, "expert_trajectories"):
+    if regrade_stale(settings, ids, tasks, envs, run_id, "expert_trajectories", say):
         say("expert data: regraded recorded runs under the current grading rules")
     have = {g.rollout_id: g for g in read_graded(settings, ids)}
     todo = [item for item, _ in plan if item.rollout_id not in have]
@@ -239,7 +264,7 @@ def _expert_patch_data(settings: Settings, job: Any, tasks: Sequence[TaskSpec],
                         sampling, mode="patch", listing_functions=listing)
             for t in tasks for i in range(runs)]
     ids = [i.rollout_id for i in plan]
-    if regrade_stale(settings, ids, tasks, envs, run_id, "expert_trajectories"):
+    if regrade_stale(settings, ids, tasks, envs, run_id, "expert_trajectories", say):
         say("expert data: regraded recorded answers under the current grading rules")
     have = {g.rollout_id: g for g in read_graded(settings, ids)}
     todo = [item for item in plan if item.rollout_id not in have]
@@ -372,7 +397,7 @@ def sample_policy(settings: Settings, model: str, tasks: Sequence[TaskSpec],
     if mode != "agent":  # agent-mode names predate the modes: keep them
         policy += f"|{mode}-{answer_format}"
     have = {g.rollout_id for g in read_graded(settings, policy_prefix=policy)}
-    regrade_stale(settings, sorted(have), tasks, envs, new_run_id(), "policy_samples")
+    regrade_stale(settings, sorted(have), tasks, envs, new_run_id(), "policy_samples", say)
     shared_spec(model, settings.home)  # a missing checkpoint fails here, once
     config = RolloutConfig(group_size=group, sampling=sampling, mode=mode,
                            answer_format=answer_format)
