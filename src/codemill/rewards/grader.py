@@ -21,7 +21,11 @@ The contract (DESIGN.md, Rewards):
   as each test is decided, so rewriting the result file afterwards changes nothing.
 - An audit hook in the test process records what non-test workspace code does (exec of
   text, frame access, reading tests, the runner's modules, tracing, ctypes); what the
-  candidate's run has beyond the gold run's zeroes the reward (``audit_*`` flags).
+  candidate's run has beyond the gold run's zeroes the reward (``audit_*`` flags). That
+  baseline, unlike the evidence check above, is kept per task for the process's life
+  (``GOLD_AUDIT``): it says what the task's own code does, not whether the
+  infrastructure works now, and a group of eight samples of a project whose code uses
+  ``exec`` ran the gold state eight times.
 
 Known limit: the code under test runs in the same process as pytest, so it can change a
 report before it is streamed; the canaries (copies of the task's own tests that must fail),
@@ -31,7 +35,9 @@ the runner check and the audit hook are the defences there, and the static scan
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +74,8 @@ class Grading:
     report: TestReport | None = None
     notes: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
+    gold_ran: bool = False
+    """This grading ran the gold state (a check needed it and nothing kept answered)."""
 
 
 @dataclass
@@ -81,6 +89,32 @@ class GoldCheck:
     """The gold patch and the hidden tests applied (whatever the run then did)."""
     audit: tuple[str, ...] = ()
     """What the audit hook saw the gold state's non-test code do: the legitimate baseline."""
+
+
+class AuditBaselines:
+    """The gold runs' audit evidence by task, for the process's life (bounded, thread-safe).
+    Only a gold run with evidence is kept; the key holds everything the run depends on."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._kept: OrderedDict[tuple[str, ...], tuple[str, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...]) -> tuple[str, ...] | None:
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+            return self._kept.get(key)
+
+    def put(self, key: tuple[str, ...], audit: tuple[str, ...]) -> None:
+        with self._lock:
+            self._kept[key] = audit
+            self._kept.move_to_end(key)
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+
+
+GOLD_AUDIT = AuditBaselines()
 
 
 def flaky_tests(task: TaskSpec) -> frozenset[str]:
@@ -251,10 +285,11 @@ class _Grade:
 
     def check_audit(self, report: TestReport) -> None:
         """Flag each class of run-time evidence the candidate's run has beyond the gold
-        run's (the gold state runs only when there is evidence to compare)."""
+        run's (the gold state runs only when there is evidence to compare, and once per
+        task in a process: ``GOLD_AUDIT``)."""
         if not (self.config.audit and report.audit):
             return
-        base = set(self.gold_check().audit) if self.config.gold_check else set()
+        base = set(self.gold_audit()) if self.config.gold_check else set()
         added = [a for a in report.audit if a not in base]
         self.flags += [F.AUDIT[a.split(":", 1)[0]] for a in added
                        if a.split(":", 1)[0] in F.AUDIT]
@@ -287,6 +322,19 @@ class _Grade:
         return self.masked("infra:prepare", message)
 
     # --- the gold state ---------------------------------------------------------------------
+    def gold_audit(self) -> tuple[str, ...]:
+        """The gold run's audit evidence: this grading's gold run if it ran, else the one
+        kept for the task, else a gold run now (kept when it had evidence)."""
+        key = (self.task.task_id, self.env.env_id, str(self.backend),
+               self.config.model_dump_json(), HARNESS_VERSION)
+        kept = GOLD_AUDIT.get(key) if self._gold is None else None
+        if kept is not None:
+            return kept
+        gold = self.gold_check()
+        if gold.evidence:
+            GOLD_AUDIT.put(key, gold.audit)
+        return gold.audit
+
     def gold_check(self) -> GoldCheck:
         """Run the gold state now, at most once per grading. Not cached across gradings:
         an earlier success says nothing about the infrastructure at this moment, and a
@@ -351,7 +399,7 @@ class _Grade:
             grading_seconds=round(time.monotonic() - self.started, 3),
         )
         return Grading(reward, verdict.tests if verdict else (), report, self.notes,
-                       restored or [])
+                       restored or [], gold_ran=self._gold is not None)
 
 
 def grade_detailed(
