@@ -431,7 +431,8 @@ def report(have: dict, home: Path) -> None:
                                rate=round(row["rate"] or 0, 4),
                                wilson95=[round(row["low"], 4), round(row["high"], 4)],
                                masked=row["masked"], projects=len(row["projects"]),
-                               eval_s=row["eval_s"], stops=row.get("stops")))
+                               eval_s=row["eval_s"], stops=row.get("stops"),
+                               **{k: row[k] for k in ("commit", "harness") if k in row}))
             places = edit_places(home, row["eval_id"])
             figs.append(figure(f"{mode} mode: {model} answers edited the fix's line",
                                f"{places['fix line']} of {row['graded']}", **places))

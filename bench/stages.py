@@ -46,10 +46,17 @@ def record(results: Path, row: dict) -> None:
 
 
 def run_stage(results: Path, have: dict, name: str, fn: Callable[[], dict]) -> dict:
-    """Run ``fn``, record its row (with ``stage`` and ``seconds``) and return it."""
+    """Run ``fn``, record its row (with ``stage``, ``seconds``, and the ``commit``, grading
+    rules (``harness``) and UTC time it ``finished`` at: a long benchmark's stages may run
+    at different commits) and return it."""
+    from codemill.rewards.config import HARNESS_VERSION
+    from record import head_commit
+
     log(f"stage {name}")
     t = time.monotonic()
-    row = {"stage": name, **fn(), "seconds": round(time.monotonic() - t, 1)}
+    row = {"stage": name, **fn(), "seconds": round(time.monotonic() - t, 1),
+           "commit": head_commit()[:10], "harness": HARNESS_VERSION,
+           "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     record(results, row)
     have[name] = row
     log(f"stage {name} done: {json.dumps(row)[:400]}")
