@@ -129,32 +129,54 @@ def write_project(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def sandbox_pyenv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A relocatable venv on Debian's python3 with pytest installed (from the index/cache)."""
-    env = tmp_path_factory.mktemp("sandbox-env") / "env"
+def make_pyenv(env: Path, pytest_spec: str) -> Path:
+    """A relocatable venv on Debian's python3 with ``pytest_spec`` installed."""
     subprocess.run([str(UV), "venv", "-q", "--relocatable", "--python", "/usr/bin/python3",
                     str(env)], check=True)
     subprocess.run([str(UV), "pip", "install", "-q", "--python", str(env / "bin/python"),
-                    "pytest"], check=True)
+                    pytest_spec], check=True)
     return env
+
+
+@pytest.fixture(scope="session")
+def sandbox_pyenv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A relocatable venv on Debian's python3 with pytest installed (from the index/cache)."""
+    return make_pyenv(tmp_path_factory.mktemp("sandbox-env") / "env", "pytest")
+
+
+@pytest.fixture(scope="session")
+def old_pytest_pyenv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same with pytest 6, as many real projects' environments pin (6.2 to 7.4 in the
+    learn benchmark's 26 projects): its command line splits ids at every ``::``."""
+    return make_pyenv(tmp_path_factory.mktemp("sandbox-env-6") / "env", "pytest==6.2.5")
 
 
 Opener = Callable[[Path], object]
 
 
-@pytest.fixture
-def open_project(bwrap_ready: None, sandbox_pyenv: Path, tmp_path: Path) -> Iterator[Opener]:
-    """``open_project(layer_dir)``: a bwrap sandbox over the layer with the pytest env."""
+def _opener(env: Path, home: Path) -> Iterator[Opener]:
     opened: list[object] = []
 
     def opener(layer: Path) -> object:
-        spec = SandboxSpec(layers=[layer], env_dir=sandbox_pyenv, python_home=Path("/usr"),
+        spec = SandboxSpec(layers=[layer], env_dir=env, python_home=Path("/usr"),
                            limits=SandboxConfig(memory_mb=1024, pids=128, timeout_s=120))
-        sb = open_sandbox(spec, tmp_path / "home", backend="bwrap")
+        sb = open_sandbox(spec, home, backend="bwrap")
         opened.append(sb)
         return sb
 
     yield opener
     for sb in opened:
         sb.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def open_project(bwrap_ready: None, sandbox_pyenv: Path, tmp_path: Path) -> Iterator[Opener]:
+    """``open_project(layer_dir)``: a bwrap sandbox over the layer with the pytest env."""
+    yield from _opener(sandbox_pyenv, tmp_path / "home")
+
+
+@pytest.fixture
+def open_old_project(bwrap_ready: None, old_pytest_pyenv: Path,
+                     tmp_path: Path) -> Iterator[Opener]:
+    """``open_old_project(layer_dir)``: the same over the pytest 6 env."""
+    yield from _opener(old_pytest_pyenv, tmp_path / "home")

@@ -62,6 +62,25 @@ def test_pytest_runner_selections(open_project, tmp_path: Path):
             runner.command(bad)
 
 
+@pytest.mark.parametrize("pytest_major", [6, 8])
+def test_an_id_with_double_colons_in_its_parameters_is_run(open_project, open_old_project,
+                                                           tmp_path: Path, pytest_major):
+    """pytest 6 splits a command-line id at every ``::``: ``test_param[a::b]`` names no
+    test and stops the run with a usage error, so it runs as its function's id."""
+    from codemill.testing.pytest_runner import addressable
+
+    picked = ["tests/test_mix.py::test_param[a::b]", "tests/test_mix.py::test_pass"]
+    assert addressable(picked) == ["tests/test_mix.py::test_param", picked[1]]
+    opener = open_old_project if pytest_major == 6 else open_project
+    sb = opener(write_project(tmp_path / "proj", MIXED))
+    for runner in (PytestRunner(), PytestRunner(stream=True)):
+        report = runner.run(sb, picked, timeout_s=120)
+        assert report.error is None, report.output_tail
+        out = report.outcomes()
+        assert out[picked[0]] == out[picked[1]] == Outcome.PASSED
+        assert out["tests/test_mix.py::test_param[2]"] == Outcome.FAILED  # run, not read
+
+
 def test_pytest_runner_errors_are_explained(open_project, tmp_path: Path):
     runner = PytestRunner()
     empty = open_project(write_project(tmp_path / "empty", {"README.md": "no tests\n"}))
