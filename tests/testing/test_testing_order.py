@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from codemill.testing.order import collection_order
+from codemill.testing.order import collection_order, run_order
 
 # The shape of a real suite (humanize 4.9.0, tests/test_i18n.py): a module-level test reads
 # a module attribute that tests of a later class overwrite. Run sorted, the class's tests
@@ -55,3 +55,12 @@ def test_variants_and_what_cannot_be_placed_keep_their_relative_order():
     assert collection_order(ids, files.get) == [
         "broken.py::test_z", "doc.rst::line 3",
         "t.py::test_b[2]", "t.py::test_b[1]", "t.py::test_a[x::y]", "t.py::test_gone"]
+
+
+def test_the_listed_order_wins_and_unlisted_ids_follow_their_file():
+    listed = ["b/test_x.py::test_2", "b/test_x.py::test_1", "a/test_y.py::test_9"]
+    picked = ["a/test_y.py::test_9", "b/test_x.py::test_1", "b/test_x.py::test_new[p]",
+              "c/test_z.py::test_0", "b/test_x.py::test_2"]
+    assert run_order(picked, listed) == [
+        "b/test_x.py::test_2", "b/test_x.py::test_1", "b/test_x.py::test_new[p]",
+        "a/test_y.py::test_9", "c/test_z.py::test_0"]

@@ -81,6 +81,38 @@ def test_an_id_with_double_colons_in_its_parameters_is_run(open_project, open_ol
         assert out["tests/test_mix.py::test_param[2]"] == Outcome.FAILED  # run, not read
 
 
+TESTCASE_ORDER = {"tests/test_case_order.py": '''
+import unittest
+
+class TestCaseOrder(unittest.TestCase):
+    def test_b(self):
+        pass
+
+    def test_a(self):
+        pass
+'''}
+
+
+@pytest.mark.parametrize("pytest_major", [6, 8])
+def test_the_listing_is_the_order_a_whole_suite_run_reaches(open_project, open_old_project,
+                                                            tmp_path: Path, pytest_major):
+    """``collect`` lists what a whole-suite run runs, in its order, whatever rules the
+    project's pytest has (a TestCase's tests sorted by name; a directory's files before
+    its subdirectories under pytest 6, by name under 8)."""
+    opener = open_old_project if pytest_major == 6 else open_project
+    sb = opener(write_project(tmp_path / "proj", {**MIXED, **TESTCASE_ORDER}))
+    runner = PytestRunner()
+    listed = runner.collect(sb)
+    ran = [r.node_id for r in PytestRunner(stream=True).run(sb, timeout_s=120).results]
+    assert listed is not None and set(listed) == set(ran) - {"tests/test_broken_import.py"}
+    case = [i for i in listed if "TestCaseOrder" in i]
+    assert case == ["tests/test_case_order.py::TestCaseOrder::test_a",
+                    "tests/test_case_order.py::TestCaseOrder::test_b"]
+    deep, top = (listed.index("tests/sub/test_deep_module.py::test_sub"),
+                 listed.index("tests/test_mix.py::test_pass"))
+    assert (deep > top) if pytest_major == 6 else (deep < top)
+
+
 def test_pytest_runner_errors_are_explained(open_project, tmp_path: Path):
     runner = PytestRunner()
     empty = open_project(write_project(tmp_path / "empty", {"README.md": "no tests\n"}))

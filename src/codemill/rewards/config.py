@@ -20,7 +20,9 @@ limit of a graded run is sized to its selection, and a run whose result stream w
 anyway has no verdict (a 26,000-test suite's stream lost the records of thousands of
 passing tests at the 1 MB default: its gold patch graded 0); an id with ``::`` in its
 parameters runs as its function's id (pytest 6 took it for no test: every dateutil task
-whose selection held one was masked)."""
+whose selection held one was masked); the run order is pytest's own listing of the suite
+in the gold state (``rewards.run_order``), not a reading of the sources (a TestCase's
+tests run sorted by name: five of pyparsing's held-out gold patches graded 0)."""
 
 DEFAULT_ZERO_ON = (
     F.PATCH_FAILED,

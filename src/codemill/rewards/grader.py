@@ -50,6 +50,7 @@ from codemill.core.errors import CodemillError, GradingError, SandboxError
 from codemill.core.ids import bytes_id, content_id
 from codemill.core.records import EnvSpec, Outcome, Reward, TaskSpec, TestReport, Trajectory
 from codemill.rewards import flags as F
+from codemill.rewards import run_order
 from codemill.rewards import shadow as S
 from codemill.rewards import workspace as W
 from codemill.rewards.canary import Canary, plant
@@ -57,6 +58,7 @@ from codemill.rewards.config import DEFAULT_ZERO_ON, HARNESS_VERSION, GraderConf
 from codemill.rewards.verdict import TestVerdict, has_evidence, judge
 from codemill.sandbox.api import open_sandbox
 from codemill.testing.order import collection_order
+from codemill.testing.order import run_order as run_order_of
 from codemill.testing.pytest_runner import PytestRunner
 from codemill.testing.runners import runner_for_command
 from codemill.testing.stream import output_budget
@@ -167,6 +169,7 @@ class _Grade:
                                     trajectory)
         self.notes: list[str] = []
         self._gold: GoldCheck | None = None
+        self._order: list[str] | None = None
 
     def sandbox_limits(self, settings: Settings) -> Any:
         """The sandbox limits, with the output limit sized to the selection when outcomes
@@ -194,10 +197,10 @@ class _Grade:
 
     def plant(self, sb: Any) -> tuple[list[Canary], list[str]]:
         """The canaries and the selection to run, in the order a whole-suite run reaches
-        its tests (``codemill.testing.order``): validation ran the suite in that order, and
-        a suite whose tests depend on it failed honest fixes when run sorted."""
-        selection = list(self.selection) if self.unittest else collection_order(
-            self.selection, lambda path: _source(sb, path))
+        its tests: validation ran the suite in that order, and a suite whose tests depend
+        on it failed honest fixes when run in another (``rewards.run_order``; read from the
+        sources, ``codemill.testing.order``, when pytest cannot list the suite)."""
+        selection = list(self.selection) if self.unittest else self.ordered(sb)
         if not self.config.canaries:
             return [], selection
         return plant(sb, selection, count=self.config.canaries, unittest=self.unittest,
@@ -205,6 +208,17 @@ class _Grade:
                                         if t not in self.flaky),
                      hidden=(*touched_paths(parse_diff(self.task.test_patch)),
                              *self.task.hidden_paths))
+
+    def ordered(self, sb: Any) -> list[str]:
+        if self._order is None:
+            listed = run_order.listed(self.task, self.env, self.home, self.spec, self.runner,
+                                      self.defences(), self.backend)
+            self._order = (run_order_of(self.selection, listed) if listed is not None
+                           else collection_order(self.selection, lambda p: _source(sb, p)))
+            if listed is None:
+                self.notes.append("run order read from the sources: pytest could not list "
+                                  "the suite")
+        return self._order
 
     def run(self) -> Grading:
         if not self.diff.strip():

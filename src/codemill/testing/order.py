@@ -1,5 +1,12 @@
 """Node ids in the order a whole-suite run of pytest reaches them.
 
+``run_order(selection, collected)`` is the exact one: ``collected`` is what pytest itself
+listed for the whole suite (``PytestRunner.collect``), so every rule of the project's pytest
+version and plugins holds (pytest 7 lists a directory's files before its subdirectories,
+pytest 8 by name; a ``unittest.TestCase``'s methods come sorted by name, not in the order
+they are defined; a conftest may reorder items). ``collection_order`` is the fallback
+when pytest could not list the suite: a reading of the sources, described below.
+
 pytest runs node ids given on its command line in argument order. Validation runs the whole
 suite, in collection order, and a task's PASS_TO_PASS lists what passed there; some suites
 depend on that order (a test that sets a module attribute breaks one that runs after it),
@@ -17,6 +24,26 @@ from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
 
 _UNPLACED = 10 ** 9
+
+
+def run_order(selection: Sequence[str], collected: Sequence[str]) -> list[str]:
+    """``selection`` in the order of ``collected``. An id pytest did not list (a variant
+    whose parameters are named at run time) goes after its file's listed tests, or at the
+    end when the file was not listed; such ids keep their relative order."""
+    index = {node_id: i for i, node_id in enumerate(collected)}
+    file_end: dict[str, int] = {}
+    for i, node_id in enumerate(collected):
+        file_end[node_id.partition("::")[0]] = i
+
+    def key(item: tuple[int, str]) -> tuple[int, int]:
+        at, node_id = item
+        pos = index.get(node_id)
+        if pos is None:
+            pos = file_end.get(node_id.partition("::")[0], len(collected))
+            return pos, 1 + at
+        return pos, 0
+
+    return [node_id for _, node_id in sorted(enumerate(selection), key=key)]
 
 
 def collection_order(selection: Sequence[str],

@@ -173,6 +173,25 @@ class PytestRunner:
                                  exit_errors=_EXIT_ERRORS)
         return self.report(argv, res, host_dir / JUNIT_NAME)
 
+    def collect(self, sandbox: Sandbox, *, timeout_s: float = 300.0) -> list[str] | None:
+        """The node ids a whole-suite run reaches, in the order it reaches them (pytest's
+        ``--collect-only -q``, with this runner's options and safe start), or None when
+        pytest did not list them all: it failed, timed out, or its output was cut."""
+        _, inside = results_dir(sandbox)
+        program = PYTEST_START if self.safe_start else PLAIN_START
+        argv = (self.python, "-c", program, *self._options(inside, None), "--collect-only")
+        env = {"PYTHONDONTWRITEBYTECODE": "1", **self.env}
+        res = sandbox.run(argv, timeout_s=timeout_s, env=env)
+        if res.timed_out or res.truncated or res.exit_code not in (0, 1):
+            return None
+        ids = []
+        for line in res.stdout.splitlines():
+            if not line.strip():
+                break  # the listing ends at the first blank line; the summary follows
+            if "::" in line and not line.startswith((" ", "\t")):
+                ids.append(line)
+        return ids or None
+
     def report(self, argv: Sequence[str], res: ExecResult, junit_path: Path) -> TestReport:
         """Turn a finished command and the host path of its JUnit file into a report."""
         return make_report(argv, res, junit_path, parse_junit,
