@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codemill.core import pyast
 from codemill.core.ids import content_id
 from codemill.core.protocols import ModelBackend
 from codemill.core.records import Message, SamplingConfig
@@ -54,7 +55,7 @@ def _functions(root: Path) -> list[tuple[str, str, int]]:
                for p in rel.split("/")):
             continue
         try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
+            tree = pyast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
         for node in tree.body:

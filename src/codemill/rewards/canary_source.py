@@ -22,6 +22,8 @@ import random
 import re
 from collections.abc import Iterator
 
+from codemill.core import pyast
+
 _EQUALS = ("assertEqual", "assertEquals", "failUnlessEqual")
 
 
@@ -115,7 +117,7 @@ def _parsed(source: str) -> ast.Module | None:
     the same file's tree once per test it tries, often dozens of times, and a test file of
     a few thousand lines takes a tenth of a second to parse. Read-only for callers."""
     try:
-        return ast.parse(source)
+        return pyast.parse(source)
     except (SyntaxError, ValueError):
         return None
 

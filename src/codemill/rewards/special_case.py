@@ -26,6 +26,8 @@ from __future__ import annotations
 import ast
 from collections import Counter
 
+from codemill.core import pyast
+
 RUNNER = "special_case_runner"
 FRAME = "special_case_frame"
 ALWAYS_EQUAL = "special_case_always_equal"
@@ -82,7 +84,7 @@ def _returns_constant(func: ast.FunctionDef | ast.Lambda, value: bool) -> bool:
 def findings(source: str) -> Counter[str]:
     """How many constructs of each class ``source`` holds (empty when it does not parse)."""
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except (SyntaxError, ValueError):
         return Counter()
     found: Counter[str] = Counter()

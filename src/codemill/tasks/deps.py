@@ -41,6 +41,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from codemill.core import pyast
 from codemill.core.records import EnvSpec
 from codemill.envs.lock import Lock, normalize
 from codemill.repos.detect.meta import read_package_meta, runtime_requirements
@@ -75,7 +76,7 @@ def _setup_cfg(text: str) -> Any:
 
 
 def _setup_py(text: str) -> Any:
-    tree = ast.parse(text)
+    tree = pyast.parse(text)
     found = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.keyword) and node.arg in _SETUP_KEYS:

@@ -13,13 +13,13 @@ call sites in source files, never the body and never a test.
 
 from __future__ import annotations
 
-import ast
 import random
 import time
 from collections.abc import Iterable, Iterator
 
 from pydantic import BaseModel, ConfigDict
 
+from codemill.core import pyast
 from codemill.core.records import TaskKind
 from codemill.tasks.features import FeatureCut, call_sites, feature_cuts
 from codemill.tasks.patches import make_diff
@@ -86,7 +86,7 @@ def feature_tasks(bed: TestBed, cfg: FeatureConfig, *, funnel: FunnelCounter | N
             continue
         funnel.reached("candidates")
         try:
-            ast.parse(cut.new_source)
+            pyast.parse(cut.new_source)
         except SyntaxError:
             funnel.reject("does not compile")
             yield None, reject(bed.env_id, None, "does not compile", "candidates",

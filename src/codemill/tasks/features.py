@@ -20,6 +20,7 @@ import ast
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from codemill.core import pyast
 from codemill.tasks.mutate import FuncInfo, SourceIndex, functions
 
 
@@ -142,7 +143,7 @@ def feature_cuts(path: str, source: str, kinds: tuple[str, ...] = ("stub_body",)
         Iterator[FeatureCut]:
     """Every feature cut of a module's non-trivial, non-nested functions."""
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except (SyntaxError, ValueError):
         return
     idx = SourceIndex(source)
@@ -166,7 +167,7 @@ def call_sites(name: str, sources: Mapping[str, str], limit: int = 5) -> list[st
     out: list[str] = []
     for path in sorted(sources):
         try:
-            tree = ast.parse(sources[path])
+            tree = pyast.parse(sources[path])
         except (SyntaxError, ValueError):
             continue
         lines = sources[path].splitlines()

@@ -18,6 +18,7 @@ import ast
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from codemill.core import pyast
 from codemill.core.errors import TaskError
 from codemill.core.ids import content_id
 from codemill.tasks.operators import OPERATORS
@@ -55,7 +56,7 @@ def enumerate_mutations(
 ) -> list[Mutation]:
     """All candidate mutations of a module, in source order; [] when it does not parse."""
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except (SyntaxError, ValueError):
         return []
     wanted = list(OPERATORS) if kinds is None else list(kinds)
@@ -80,10 +81,10 @@ def check_mutation(source: str, mutation: Mutation) -> str | None:
     """None when the mutated module compiles and differs semantically; else a reason."""
     try:
         new = mutation.apply(source)
-        new_tree = ast.parse(new)
+        new_tree = pyast.parse(new)
         compile(new_tree, mutation.path, "exec")
     except (SyntaxError, ValueError):
         return "does not compile"
-    if ast.dump(new_tree) == ast.dump(ast.parse(source)):
+    if ast.dump(new_tree) == ast.dump(pyast.parse(source)):
         return "no semantic change"
     return None

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from codemill.core import pyast
 from codemill.core.errors import TaskError
 from codemill.core.records import Outcome, TaskSpec, TestReport
 from codemill.tasks.patches import Changes, apply_patch, code_lines
@@ -338,7 +339,7 @@ def function_spans(text: str) -> list[tuple[int, int, str]]:
     """``(first, last, qualname)`` of every function of a module, decorators included;
     empty when the text does not parse."""
     try:
-        tree = ast.parse(text)
+        tree = pyast.parse(text)
     except (SyntaxError, ValueError):
         return []
     out: list[tuple[int, int, str]] = []

@@ -23,6 +23,8 @@ import ast
 from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
 
+from codemill.core import pyast
+
 _UNPLACED = 10 ** 9
 
 
@@ -70,7 +72,7 @@ def definitions(source: str) -> dict[tuple[str, ...], int]:
     """Line of each class and function of ``source`` by its qualified name: ``("test_x",)``,
     ``("TestA", "test_y")``; empty when it does not parse."""
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except (SyntaxError, ValueError):
         return {}
     out: dict[tuple[str, ...], int] = {}

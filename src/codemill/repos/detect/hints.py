@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from codemill.core import pyast
 from codemill.repos.detect.files import (
     as_dict,
     ini_get,
@@ -106,7 +107,7 @@ def _read_nox(root: Path, hints: Hints) -> None:
     if not text:
         return
     try:
-        tree = ast.parse(text)
+        tree = pyast.parse(text)
     except (SyntaxError, ValueError):
         return
     names = module_bindings(tree)

@@ -13,6 +13,8 @@ import ast
 import re
 from typing import Any
 
+from codemill.core import pyast
+
 FIELDS = ("name", "version", "python_requires", "install_requires", "extras_require",
           "tests_require", "classifiers", "setup_requires", "use_scm_version", "pbr")
 
@@ -98,7 +100,7 @@ def parse_setup_py(text: str) -> dict[str, Any]:
     """The constant ``setup()`` fields of a setup.py, plus ``uses`` (version tools seen in
     imports) and ``requirement_files`` (requirements-like file names it mentions)."""
     try:
-        tree = ast.parse(text)
+        tree = pyast.parse(text)
     except (SyntaxError, ValueError):
         return {}
     names = module_bindings(tree)
