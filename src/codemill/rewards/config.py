@@ -22,7 +22,7 @@ passing tests at the 1 MB default: its gold patch graded 0); an id with ``::`` i
 parameters runs as its function's id (pytest 6 took it for no test: every dateutil task
 whose selection held one was masked); the run order is pytest's own listing of the suite
 in the gold state (``rewards.run_order``), not a reading of the sources (a TestCase's
-tests run sorted by name: five of pyparsing's held-out gold patches graded 0)."""
+tests run sorted by name: pyparsing's held-out gold patches graded 0)."""
 
 DEFAULT_ZERO_ON = (
     F.PATCH_FAILED,
