@@ -36,6 +36,9 @@ home ``bench/out/learn_home`` are reused, so a killed run goes on where it stopp
    checkpoint, ``SFT2``), ``grpo2`` (GRPO from sft2), ``grpo3`` (8 more GRPO rounds from
    grpo2, ``GRPO3``), ``sft1`` (a one-function listing, ``patch1``). From a fresh home the
    quickest way to the best model: ``--stage`` sft, sft2, grpo2, grpo3, then their evals.
+   ``gold:held-out`` and ``gold:train`` (only with ``--stage``) grade every task's gold
+   patch through ``codemill grade --predictions``: the share an honest fix can win under
+   today's grader, by project, and the ids of the rest (``gold``).
 8. ``report``: each trained model paired with the base and with its parent (exact McNemar
    on the discordant tasks), the GRPO curve (``bench/out/learn_curve.png``), and the result
    file ``bench/results/learn.json`` for ``docs/benchmarks.md``. Figures of the last result
@@ -185,6 +188,38 @@ def evaluate(home: Path, model: str, mode: str, version: str | None = None,
             "resolved": p.successes, "rate": p.value, "low": p.low, "high": p.high,
             "masked": res.score.masked, "stops": res.score.stop_reasons,
             "eval_s": round(time.monotonic() - t, 1), "outcomes": outcomes}
+
+
+def gold(home: Path, split: str) -> dict:
+    """The gold patch of every task of ``split`` (``held-out`` or ``train``) through
+    ``codemill grade --predictions``, as a user grades a SWE-bench predictions file: how
+    many an honest fix can win under today's grader (the suite's ceiling for every model),
+    by project, and the ids of the rest with their reasons (each one is a grading defect
+    or a task that should not be in the suite)."""
+    names = HELD_OUT if split == "held-out" else TRAIN
+    by_project = {name: split_by_project(home, (name,), ())[0] for name in names}
+    project = {t.task_id: name for name, tasks in by_project.items() for t in tasks}
+    preds = OUT / f"gold-{split}.jsonl"
+    with preds.open("w") as fh:
+        for tasks in by_project.values():
+            for t in tasks:
+                fh.write(json.dumps({"instance_id": t.task_id, "model_name_or_path": "gold",
+                                     "model_patch": t.gold_patch}) + "\n")
+    t0 = time.monotonic()
+    out = cli(["grade", "--predictions", str(preds), "--json"], home, timeout=6 * 3600)
+    rows = out["predictions"]
+    per: dict[str, dict[str, int]] = {}
+    for r in rows:
+        counts = per.setdefault(project[r["task_id"]], {"tasks": 0, "rewarded": 0,
+                                                        "zero": 0, "masked": 0})
+        counts["tasks"] += 1
+        counts["rewarded" if r["reward"] == 1.0 else "masked" if r["reward"] is None
+               else "zero"] += 1
+    return {"split": split, "tasks": len(rows),
+            "rewarded": sum(r["reward"] == 1.0 for r in rows), "projects": per,
+            "not_rewarded": [{k: r[k] for k in ("task_id", "reward", "error_type", "flags")}
+                             for r in rows if r["reward"] != 1.0],
+            "grade_s": round(time.monotonic() - t0, 1)}
 
 
 def retime(home: Path, recorded: dict, mode: str) -> dict:
@@ -453,6 +488,14 @@ def report(have: dict, home: Path) -> None:
                                    round(pr["diff"] or 0, 4), "pass@1",
                                    mcnemar_p=round(pr["p"], 4), pairs=pr["pairs"],
                                    only_a=pr["only_a"], only_b=pr["only_b"]))
+    for split in ("held-out", "train"):
+        row = have.get(f"gold:{split}")
+        if row is not None:
+            figs.append(figure(f"{split} gold patches the grader rewards",
+                               f"{row['rewarded']} of {row['tasks']}",
+                               projects=row["projects"], not_rewarded=row["not_rewarded"],
+                               grade_s=row["grade_s"],
+                               **{k: row[k] for k in ("commit", "harness") if k in row}))
     if "time:base:agent" in have:
         row = have["time:base:agent"]
         figs.append(figure("agent mode: the base model's 40-task eval run again, wall time",
@@ -547,6 +590,8 @@ def main() -> None:
         "eval:grpo2:patch": lambda: evaluate(home, ckpt["grpo2"](), "patch"),
         "grpo3": lambda: train(home, "grpo", ckpt["grpo2"](), extra=GRPO3),
         "eval:grpo3:patch": lambda: evaluate(home, ckpt["grpo3"](), "patch"),
+        "gold:held-out": lambda: gold(home, "held-out"),
+        "gold:train": lambda: gold(home, "train"),
         "sft1": lambda: train(home, "sft", "smollm2", listing_functions=1),
         "eval:sft1:patch1": lambda: evaluate(home, ckpt["sft1"](), "patch1"),
     }

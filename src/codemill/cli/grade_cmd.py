@@ -111,8 +111,13 @@ def grade_command(task_ref: str, patch: Path, record: bool, as_json: bool) -> No
 def predictions_command(path: Path, as_json: bool) -> None:
     """Grade every prediction of a SWE-bench predictions file and record each reward. The
     whole file is read and every instance resolved to a task before anything is graded,
-    so a bad file is one error and no rows."""
+    so a bad file is one error and no rows. Predictions are graded on the settings'
+    executor workers (threads around sandboxes; every core by default), recorded and
+    printed in file order."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from codemill.core.ids import content_id
+    from codemill.factory.executor_base import available_cpus
     from codemill.factory.lookup import find_task, load_tasks
     from codemill.factory.record import recorded_run
     from codemill.rewards.grader import grade
@@ -128,19 +133,28 @@ def predictions_command(path: Path, as_json: bool) -> None:
     results: list[dict[str, Any]] = []
     with recorded_run(settings, "grade predictions", {"predictions": str(path),
                                                        "n": len(preds)}) as rec:
-        for pred, task in zip(preds, tasks, strict=True):
+        def graded(pair: tuple[dict[str, Any], Any]) -> Any:
+            pred, task = pair
             model, diff = pred["model_name_or_path"], pred["model_patch"]
             rollout_id = "pred-" + content_id("prediction", task.task_id, model, diff)[:16]
-            reward = grade(task, diff, env=envs[task.env_id], home=settings.home,
-                           settings=settings, rollout_id=rollout_id, policy=model)
-            rec.add(reward)
-            results.append({"instance_id": pred["instance_id"], "task_id": task.task_id,
-                            "model_name_or_path": model, "empty_patch": not diff.strip(),
-                            "reward": reward.value, "resolved": reward.resolved,
-                            "error_type": reward.error_type, "flags": list(reward.flags)})
-            if not as_json:
-                value = "masked" if reward.masked else f"{reward.value:.0f}"
-                err_console.print(f"  {pred['instance_id']}  reward {value}", highlight=False)
+            return grade(task, diff, env=envs[task.env_id], home=settings.home,
+                         settings=settings, rollout_id=rollout_id, policy=model)
+
+        pairs = list(zip(preds, tasks, strict=True))
+        workers = settings.executor.workers or available_cpus()
+        with ThreadPoolExecutor(max(1, workers), thread_name_prefix="grade") as graders:
+            rewards = graders.map(graded, pairs)  # grade() ends in a reward, never raises
+            for (pred, task), reward in zip(pairs, rewards, strict=True):
+                model, diff = pred["model_name_or_path"], pred["model_patch"]
+                rec.add(reward)
+                results.append({"instance_id": pred["instance_id"], "task_id": task.task_id,
+                                "model_name_or_path": model, "empty_patch": not diff.strip(),
+                                "reward": reward.value, "resolved": reward.resolved,
+                                "error_type": reward.error_type, "flags": list(reward.flags)})
+                if not as_json:
+                    value = "masked" if reward.masked else f"{reward.value:.0f}"
+                    err_console.print(f"  {pred['instance_id']}  reward {value}",
+                                      highlight=False)
         summary = _predictions_summary(results)
         rec.summary.update({k: v for k, v in summary.items() if k != "predictions"})
     if as_json:
