@@ -2,10 +2,11 @@
 
 ``run_order(selection, collected)`` is the exact one: ``collected`` is what pytest itself
 listed for the whole suite (``PytestRunner.collect``), so every rule of the project's pytest
-version and plugins holds (pytest 7 lists a directory's files before its subdirectories,
-pytest 8 by name; a ``unittest.TestCase``'s methods come sorted by name, not in the order
-they are defined; a conftest may reorder items). ``collection_order`` is the fallback
-when pytest could not list the suite: a reading of the sources, described below.
+version and plugins holds (pytest before 8 lists a directory's files before its
+subdirectories, pytest 8 sorts them together by name; a ``unittest.TestCase``'s methods
+come sorted by name, not in the order they are defined; a conftest may reorder items).
+``collection_order`` is the fallback when pytest could not list the suite: a reading of
+the sources, described below.
 
 pytest runs node ids given on its command line in argument order. Validation runs the whole
 suite, in collection order, and a task's PASS_TO_PASS lists what passed there; some suites

@@ -184,10 +184,10 @@ class PytestRunner:
         res = sandbox.run(argv, timeout_s=timeout_s, env=env)
         if res.timed_out or res.truncated or res.exit_code not in (0, 1):
             return None
-        ids = []
+        ids: list[str] = []
         for line in res.stdout.splitlines():
-            if not line.strip():
-                break  # the listing ends at the first blank line; the summary follows
+            if not line.strip() and ids:
+                break  # the listing ends at a blank line; the summary and warnings follow
             if "::" in line and not line.startswith((" ", "\t")):
                 ids.append(line)
         return ids or None
