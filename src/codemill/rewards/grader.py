@@ -23,9 +23,11 @@ The contract (DESIGN.md, Rewards):
   text, frame access, reading tests, the runner's modules, tracing, ctypes); what the
   candidate's run has beyond the gold run's zeroes the reward (``audit_*`` flags). That
   baseline, unlike the evidence check above, is kept per task for the process's life
-  (``GOLD_AUDIT``): it says what the task's own code does, not whether the
-  infrastructure works now, and a group of eight samples of a project whose code uses
-  ``exec`` ran the gold state eight times.
+  (``GOLD_AUDIT``, the union of the gold runs' evidence): it says what the task's own code
+  does, not whether the infrastructure works now, and a group of eight samples of a
+  project whose code uses ``exec`` ran the gold state eight times. Evidence beyond it is
+  compared with a gold run of this grading, planted with the same canaries, before it
+  counts.
 
 Known limit: the code under test runs in the same process as pytest, so it can change a
 report before it is streamed; the canaries (copies of the task's own tests that must fail),
@@ -35,6 +37,8 @@ the runner check and the audit hook are the defences there, and the static scan
 
 from __future__ import annotations
 
+import random
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -170,6 +174,7 @@ class _Grade:
         self.notes: list[str] = []
         self._gold: GoldCheck | None = None
         self._order: list[str] | None = None
+        self.canary_seed = secrets.randbits(64)
 
     def sandbox_limits(self, settings: Settings) -> Any:
         """The sandbox limits, with the output limit sized to the selection when outcomes
@@ -203,11 +208,17 @@ class _Grade:
         selection = list(self.selection) if self.unittest else self.ordered(sb)
         if not self.config.canaries:
             return [], selection
+        # The same draw for the candidate's run and this grading's gold run: the gold run
+        # is their baseline, and what a suite's code reads or does can depend on where the
+        # canaries fail (a traceback fills linecache, so a later read of that test file by
+        # the project's own code never opens it). A fresh seed per grading: the candidate
+        # still cannot know them.
         return plant(sb, selection, count=self.config.canaries, unittest=self.unittest,
                      fail_to_pass=tuple(t for t in self.task.fail_to_pass
                                         if t not in self.flaky),
                      hidden=(*touched_paths(parse_diff(self.task.test_patch)),
-                             *self.task.hidden_paths))
+                             *self.task.hidden_paths),
+                     rng=random.Random(self.canary_seed))
 
     def ordered(self, sb: Any) -> list[str]:
         if self._order is None:
@@ -299,11 +310,18 @@ class _Grade:
 
     def check_audit(self, report: TestReport) -> None:
         """Flag each class of run-time evidence the candidate's run has beyond the gold
-        run's (the gold state runs only when there is evidence to compare, and once per
-        task in a process: ``GOLD_AUDIT``)."""
+        run's. The gold state runs only when there is evidence to compare: evidence within
+        the baseline kept for the task (``GOLD_AUDIT``) needs no run; evidence beyond it is
+        compared with this grading's own gold run, with the same canaries, before anything
+        is flagged (a suite's evidence can vary from run to run: pyparsing's parser reads
+        the calling test file's source unless a canary's traceback already loaded it)."""
         if not (self.config.audit and report.audit):
             return
-        base = set(self.gold_audit()) if self.config.gold_check else set()
+        base: set[str] = set()
+        if self.config.gold_check:
+            base = set(GOLD_AUDIT.get(self.audit_key()) or ())
+            if not set(report.audit) <= base:
+                base |= set(self.gold_audit())
         added = [a for a in report.audit if a not in base]
         self.flags += [F.AUDIT[a.split(":", 1)[0]] for a in added
                        if a.split(":", 1)[0] in F.AUDIT]
@@ -336,17 +354,18 @@ class _Grade:
         return self.masked("infra:prepare", message)
 
     # --- the gold state ---------------------------------------------------------------------
+    def audit_key(self) -> tuple[str, ...]:
+        return (self.task.task_id, self.env.env_id, str(self.backend),
+                self.config.model_dump_json(), HARNESS_VERSION)
+
     def gold_audit(self) -> tuple[str, ...]:
-        """The gold run's audit evidence: this grading's gold run if it ran, else the one
-        kept for the task, else a gold run now (kept when it had evidence)."""
-        key = (self.task.task_id, self.env.env_id, str(self.backend),
-               self.config.model_dump_json(), HARNESS_VERSION)
-        kept = GOLD_AUDIT.get(key) if self._gold is None else None
-        if kept is not None:
-            return kept
+        """This grading's gold run's audit evidence (run now if it has not run); with
+        evidence, added to what is kept for the task, which only grows: each record in it
+        is something the task's own code did in a run of the gold state."""
         gold = self.gold_check()
         if gold.evidence:
-            GOLD_AUDIT.put(key, gold.audit)
+            kept = GOLD_AUDIT.get(self.audit_key()) or ()
+            GOLD_AUDIT.put(self.audit_key(), tuple(dict.fromkeys((*kept, *gold.audit))))
         return gold.audit
 
     def gold_check(self) -> GoldCheck:
