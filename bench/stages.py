@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -75,6 +76,13 @@ def cli(args: list[str], home: Path, timeout: float = 7200) -> Any:
     return json.loads(proc.stdout) if proc.stdout.strip().startswith(("{", "[")) else {}
 
 
+def canonical(spec: str) -> str:
+    """``NAME==VER`` with the name as PyPI compares names (PEP 503: case and runs of
+    ``-_.`` do not matter): the source ``pypi:MarkupSafe==2.1.3`` is ``markupsafe==2.1.3``."""
+    name, sep, version = spec.partition("==")
+    return re.sub(r"[-_.]+", "-", name).lower() + sep + version
+
+
 def split_by_project(home: Path, train: Sequence[str], held_out: Sequence[str]
                      ) -> tuple[list, list, dict]:
     """(train tasks, held-out tasks, envs) of the home's validated tasks, by the ``pypi:``
@@ -91,9 +99,11 @@ def split_by_project(home: Path, train: Sequence[str], held_out: Sequence[str]
             "snapshots", columns=["snapshot_id", "source"]).to_pylist()}
 
     def project(task: Any) -> str:
-        return names.get(envs[task.env_id].snapshot_id, "").removeprefix("pypi:")
+        return canonical(names.get(envs[task.env_id].snapshot_id, "").removeprefix("pypi:"))
 
-    first = [t for t in all_tasks if project(t) in train]
-    second = [t for t in all_tasks if project(t) in held_out]
+    wanted_train = {canonical(p) for p in train}
+    wanted_held = {canonical(p) for p in held_out}
+    first = [t for t in all_tasks if project(t) in wanted_train]
+    second = [t for t in all_tasks if project(t) in wanted_held]
     assert not {project(t) for t in first} & {project(t) for t in second}
     return first, second, envs
