@@ -451,6 +451,18 @@ def carried_over(figs: list[dict]) -> list[dict]:
     return kept
 
 
+def carried_examples() -> list[dict] | None:
+    """The last result file's example trajectories, each title marked with the commit and
+    date they were read at, when no eval of this home has examples to show yet."""
+    path = ROOT / "bench" / "results" / "learn.json"
+    if not path.exists():
+        return None
+    old = json.loads(path.read_text())
+    mark = f"recorded {old.get('commit', '')[:10]} {old.get('date', '')}"
+    return [{**e, "title": e["title"] if "recorded" in e["title"]
+             else f"{e['title']} ({mark})"} for e in old.get("examples") or []] or None
+
+
 def report(have: dict, home: Path) -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     from record import figure, write_result
@@ -531,7 +543,7 @@ def report(have: dict, home: Path) -> None:
                  "The examples below are read from the ledger: held-out patch-mode answers "
                  "of the latest trained model, resolved and not.",
                  examples=trajectories(home, have[f"eval:{shown[0]}:patch"], shown[0])
-                 if shown else None)
+                 if shown else carried_examples())
 
 
 def main() -> None:
