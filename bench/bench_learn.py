@@ -60,7 +60,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stages import cli, done_stages, log, record, run_stage, split_by_project  # noqa: E402
+from stages import (  # noqa: E402
+    canonical,
+    cli,
+    done_stages,
+    log,
+    record,
+    run_stage,
+    split_by_project,
+    tasks_with_projects,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
@@ -197,14 +206,14 @@ def gold(home: Path, split: str) -> dict:
     by project, and the ids of the rest with their reasons (each one is a grading defect
     or a task that should not be in the suite)."""
     names = HELD_OUT if split == "held-out" else TRAIN
-    by_project = {name: split_by_project(home, (name,), ())[0] for name in names}
-    project = {t.task_id: name for name, tasks in by_project.items() for t in tasks}
+    wanted = {canonical(name): name for name in names}
+    tasks = [(wanted[p], t) for p, t in tasks_with_projects(home)[0] if p in wanted]
+    project = {t.task_id: name for name, t in tasks}
     preds = OUT / f"gold-{split}.jsonl"
     with preds.open("w") as fh:
-        for tasks in by_project.values():
-            for t in tasks:
-                fh.write(json.dumps({"instance_id": t.task_id, "model_name_or_path": "gold",
-                                     "model_patch": t.gold_patch}) + "\n")
+        for _, t in tasks:
+            fh.write(json.dumps({"instance_id": t.task_id, "model_name_or_path": "gold",
+                                 "model_patch": t.gold_patch}) + "\n")
     t0 = time.monotonic()
     out = cli(["grade", "--predictions", str(preds), "--json"], home, timeout=6 * 3600)
     rows = out["predictions"]

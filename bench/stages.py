@@ -83,11 +83,9 @@ def canonical(spec: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower() + sep + version
 
 
-def split_by_project(home: Path, train: Sequence[str], held_out: Sequence[str]
-                     ) -> tuple[list, list, dict]:
-    """(train tasks, held-out tasks, envs) of the home's validated tasks, by the ``pypi:``
-    source of each task's snapshot (``NAME==VER`` as in ``train``/``held_out``); no project
-    may be on both sides."""
+def tasks_with_projects(home: Path) -> tuple[list[tuple[str, Any]], dict]:
+    """((project, task) for each of the home's validated tasks in ledger order, envs): the
+    project is the ``pypi:`` source of the task's snapshot, PEP 503-normalized."""
     from codemill.core.config import Settings
     from codemill.factory.training import ledger_tasks
     from codemill.store.ledger import Ledger
@@ -97,13 +95,19 @@ def split_by_project(home: Path, train: Sequence[str], held_out: Sequence[str]
     with Ledger.open(settings) as ledger:
         names = {r["snapshot_id"]: (r["source"] or "") for r in ledger.read(
             "snapshots", columns=["snapshot_id", "source"]).to_pylist()}
+    return [(canonical(names.get(envs[t.env_id].snapshot_id, "").removeprefix("pypi:")), t)
+            for t in all_tasks], envs
 
-    def project(task: Any) -> str:
-        return canonical(names.get(envs[task.env_id].snapshot_id, "").removeprefix("pypi:"))
 
+def split_by_project(home: Path, train: Sequence[str], held_out: Sequence[str]
+                     ) -> tuple[list, list, dict]:
+    """(train tasks, held-out tasks, envs) of the home's validated tasks, by the ``pypi:``
+    source of each task's snapshot (``NAME==VER`` as in ``train``/``held_out``); no project
+    may be on both sides."""
+    tasks, envs = tasks_with_projects(home)
     wanted_train = {canonical(p) for p in train}
     wanted_held = {canonical(p) for p in held_out}
-    first = [t for t in all_tasks if project(t) in wanted_train]
-    second = [t for t in all_tasks if project(t) in wanted_held]
-    assert not {project(t) for t in first} & {project(t) for t in second}
+    first = [t for p, t in tasks if p in wanted_train]
+    second = [t for p, t in tasks if p in wanted_held]
+    assert not wanted_train & wanted_held
     return first, second, envs

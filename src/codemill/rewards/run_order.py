@@ -30,8 +30,9 @@ LIST_TIMEOUT_S = 300.0
 LIST_OUTPUT_BYTES = 64 << 20
 """Output kept for a listing: one line per test (a 26,000-test suite lists about 3 MB)."""
 
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
+_LOCKS = tuple(threading.Lock() for _ in range(64))
+"""Striped by key: a group of samples of one task lists it once, the number of locks stays
+fixed however many tasks a process grades (two tasks on one stripe only wait in turn)."""
 
 
 def listed(task: TaskSpec, env: EnvSpec, home: Path, spec: Any, runner: Any,
@@ -41,9 +42,7 @@ def listed(task: TaskSpec, env: EnvSpec, home: Path, spec: Any, runner: Any,
                      task.gold_patch, task.test_patch, sorted(task.hidden_paths),
                      list(runner.command(None)))
     path = Path(home) / "cache" / "run_order" / f"{key}.json"
-    with _locks_guard:
-        lock = _locks.setdefault(key, threading.Lock())
-    with lock:  # a group of samples of a new task lists it once
+    with _LOCKS[hash(key) % len(_LOCKS)]:
         try:
             return list(json.loads(path.read_text()))
         except (OSError, ValueError):

@@ -152,21 +152,25 @@ class PytestRunner:
         opts = self._options(results_dir, keyword)
         check_selection(selection)
         selection = addressable(selection)
-        program = PYTEST_START if self.safe_start else PLAIN_START
         if self.inline(selection):
-            return (self.python, "-c", program, *opts, *(selection or ()))
-        return (self.python, "-c", program, "--ids-on-stdin", *opts)
+            return (*self._start(), *opts, *(selection or ()))
+        return (*self._start(), "--ids-on-stdin", *opts)
+
+    def _start(self) -> tuple[str, ...]:
+        return (self.python, "-c", PYTEST_START if self.safe_start else PLAIN_START)
+
+    def _env(self) -> dict[str, str]:
+        return {"PYTHONDONTWRITEBYTECODE": "1", **self.env}
 
     def run(self, sandbox: Sandbox, selection: Sequence[str] | None = None, *,
             timeout_s: float = 600.0, keyword: str | None = None) -> TestReport:
         """Run the tests in ``sandbox`` and report what the JUnit file says."""
         host_dir, inside = results_dir(sandbox)
         clear_dir(host_dir)
-        argv = self.command(selection, keyword=keyword, results_dir=inside)
-        env = {"PYTHONDONTWRITEBYTECODE": "1", **self.env}
+        argv = self.command(selection, keyword=keyword, results_dir=inside)  # checks it
         token = new_token() if self.stream else ""
         ids = stdin_ids(addressable(selection))
-        res = sandbox.run(argv, timeout_s=timeout_s, env=env,
+        res = sandbox.run(argv, timeout_s=timeout_s, env=self._env(),
                           stdin=stdin_text(token, ids) if token else ids)
         if token:
             return stream_report(argv, res, token, parser_version=self.parser_version,
@@ -178,10 +182,8 @@ class PytestRunner:
         ``--collect-only -q``, with this runner's options and safe start), or None when
         pytest did not list them all: it failed, timed out, or its output was cut."""
         _, inside = results_dir(sandbox)
-        program = PYTEST_START if self.safe_start else PLAIN_START
-        argv = (self.python, "-c", program, *self._options(inside, None), "--collect-only")
-        env = {"PYTHONDONTWRITEBYTECODE": "1", **self.env}
-        res = sandbox.run(argv, timeout_s=timeout_s, env=env)
+        argv = (*self._start(), *self._options(inside, None), "--collect-only")
+        res = sandbox.run(argv, timeout_s=timeout_s, env=self._env())
         if res.timed_out or res.truncated or res.exit_code not in (0, 1):
             return None
         ids: list[str] = []
