@@ -187,7 +187,7 @@ def evaluate(home: Path, model: str, mode: str, version: str | None = None,
     suite = eval_api.define_suite(settings, SUITE, version, selection, run)
     t = time.monotonic()
     res = eval_api.evaluate(settings, f"{SUITE}@{version}", model,
-                            progress=lambda a, d, n: log(f"eval {model[:17]} {mode}: {d}/{n}"))
+                            progress=lambda a, d, n: log(f"eval {model[:17]} {mode} {a}: {d}/{n}"))
     p = res.score.pass1
     outcomes = {s["task_id"]: (None if s["masked"] else int(bool(s["resolved"])))
                 for s in res.samples}

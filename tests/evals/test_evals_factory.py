@@ -163,3 +163,21 @@ def test_attempts_graded_under_other_rules_are_regraded_not_resampled(world, toy
         r["rollout_id"] for r in _rows(settings, "rollouts"))  # nothing resampled
     current = [r for r in _rows(other, "rewards") if r["harness_version"] == HARNESS_VERSION]
     assert len(current) == 2 and all(r["value"] == 1.0 for r in current)
+
+
+def test_a_patch_mode_eval_reports_its_contexts_before_its_attempts(world):
+    """A new patch-mode suite first builds each task's context (a covered sandbox run,
+    minutes for a real suite): that phase is reported, then the attempts."""
+    settings, _snap, tasks = world
+    run = SuiteRunConfig(k=1, max_turns=1, max_tokens=64, mode="patch", wall_time_s=120)
+    eval_api.define_suite(settings, "toy-patch", "1", SuiteSelection(), run)
+    seen: list[tuple[str, int, int | None]] = []
+    result = eval_api.evaluate(settings, "toy-patch", "oracle",
+                               progress=lambda name, done, total: seen.append((name, done,
+                                                                               total)))
+    assert result.status == "success" and result.score.graded == len(tasks)
+    contexts = [s for s in seen if s[0] == "evals (contexts)"]
+    attempts = [s for s in seen if s[0] == "evals" and s[1] > 0]
+    assert [d for _, d, _ in contexts] == list(range(1, len(tasks) + 1))
+    assert {t for _, _, t in contexts} == {len(tasks)}
+    assert seen.index(contexts[-1]) < seen.index(attempts[0])

@@ -183,9 +183,11 @@ class AssetContext:
         col = self._reader.read(table, columns=[id_column]).column(id_column)
         return {v for v in col.to_pylist() if v is not None}
 
-    def progress(self, done: int, total: int | None = None) -> None:
-        """Report progress of this asset (shown by the CLI; logged otherwise)."""
+    def progress(self, done: int, total: int | None = None, phase: str | None = None) -> None:
+        """Report progress of this asset (shown by the CLI; logged otherwise); ``phase``
+        names a step before its items (reported as ``asset (phase)``)."""
+        name = f"{self.asset.name} ({phase})" if phase else self.asset.name
         if self._on_progress is not None:
-            self._on_progress(self.asset.name, done, total)
+            self._on_progress(name, done, total)
         else:
-            self.logger.debug("%s: %d/%s", self.asset.name, done, total or "?")
+            self.logger.debug("%s: %d/%s", name, done, total or "?")

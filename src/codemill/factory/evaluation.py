@@ -180,7 +180,8 @@ def evals(ctx: AssetContext) -> Iterator[Any]:
     batch, results = stream_rollouts(tasks, envs=envs, home=ctx.settings.home,
                                      settings=ctx.settings, model=model, policy=variant,
                                      config=rcfg, agent=agent, existing=set(rollouts),
-                                     executor=ctx.executor if isinstance(model, str) else None)
+                                     executor=ctx.executor if isinstance(model, str) else None,
+                                     on_context=lambda d, n: ctx.progress(d, n, "contexts"))
     lost: set[str] = set()
     for done, result in enumerate(results, 1):
         ctx.progress(done, batch.planned)

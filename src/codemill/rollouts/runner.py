@@ -211,25 +211,33 @@ def _task_beds(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec], home: Pat
 
 
 def prepare_patch_contexts(tasks: Sequence[TaskSpec], envs: Mapping[str, EnvSpec], home: Path,
-                           settings: Settings, listing_functions: int = LISTING_FUNCTIONS
+                           settings: Settings, listing_functions: int = LISTING_FUNCTIONS,
+                           progress: Callable[[int, int], None] | None = None
                            ) -> dict[str, Any]:
     """Each task's patch-mode context (``codemill.tasks.patch_context``), built once: a
     covered run of its FAIL_TO_PASS tests in a sandbox fork of the broken state, one task
     per core at a time (``settings.executor.workers``; cached contexts cost nothing). A
     task whose run fails gets a context with ``error`` set (its samples are masked).
-    ``listing_functions``: functions shown at most."""
+    ``listing_functions``: functions shown at most; ``progress(done, total)`` as each
+    task's context is ready (a new suite's contexts take minutes)."""
     from codemill.tasks.patch_context import PatchContext, PatchContextConfig, task_patch_context
 
     listing = PatchContextConfig(max_functions=listing_functions)
+
+    beds = list(_task_beds(tasks, envs, home, settings))
+    done, lock = [0], threading.Lock()
 
     def one(pair: tuple[TaskSpec, Callable[[], Any]]) -> Any:
         task, bed = pair
         with boundary("sandbox", "build the patch context") as built:
             context = task_patch_context(bed(), task, listing)
+        if progress is not None:
+            with lock:
+                done[0] += 1
+                progress(done[0], len(beds))
         return PatchContext(task_id=task.task_id, error=built.message) if built.failed \
             else context
 
-    beds = list(_task_beds(tasks, envs, home, settings))
     workers = settings.executor.workers or len(os.sched_getaffinity(0))
     contexts = Threads(min(workers, len(beds))).map(one, beds)
     return {task.task_id: c if not isinstance(c, str) else PatchContext(
@@ -357,13 +365,14 @@ def stream_rollouts(
     config: RolloutConfig | None = None, agent: AgentConfig | None = None,
     grader: GraderConfig | None = None, existing: Collection[str] = (),
     executor: MapExecutor | None = None, backend: str | None = None,
-    in_flight: int = IN_FLIGHT,
+    in_flight: int = IN_FLIGHT, on_context: Callable[[int, int], None] | None = None,
 ) -> tuple[RolloutBatch, Iterator[RolloutResult | tuple[RolloutItem, str]]]:
     """Plan now; run lazily. Returns the (still empty) batch with its counts, and an
     iterator yielding each sample's result, or ``(item, error)`` when its worker failed,
     as the executor hands them out, so a caller can persist as it goes. The iterator also
     fills the batch. ``policy`` names the policy in ids and rows (default: the model spec).
     A local model's rollouts run as ``in_flight`` threads here (module docstring).
+    ``on_context(done, total)``: patch mode's contexts as they are built, before any sample.
     """
     config = config or RolloutConfig()
     env_map = dict(envs) if isinstance(envs, Mapping) else {e.env_id: e for e in envs}
@@ -379,7 +388,8 @@ def stream_rollouts(
         patch = config.mode == "patch"
         layers = {} if patch else prepare_workspaces(todo, env_map, Path(home), settings)
         contexts = prepare_patch_contexts(todo, env_map, Path(home), settings,
-                                          config.listing_functions) if patch else {}
+                                          config.listing_functions,
+                                          progress=on_context) if patch else {}
         runner = Threads(in_flight) if is_local(model) else (executor or InProcess())
         # shared only within this process: a process pool's workers grade each their own
         shared = patch and isinstance(runner, (Threads, InProcess))
