@@ -441,6 +441,25 @@ def unusable(home: Path, eval_id: str) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+def by_operator(home: Path, eval_id: str) -> dict[str, str]:
+    """Resolved of graded per the held-out task's mutation operator (a synthesized task's
+    ``operator`` metadata; ``composite`` for several): tells the kinds of bug a model fixes
+    from the kinds it cannot (a statement replaced by ``pass`` asks it to write the deleted
+    code, a flipped condition to remove one token), most frequent first."""
+    rows = ledger_rows(
+        home, "select s.resolved, s.masked, json_extract_string(t.metadata, '$.operator') "
+        "as operator from eval_samples s join tasks t on t.task_id = s.task_id "
+        f"where s.eval_id = '{eval_id}'")
+    counts: dict[str, list[int]] = {}
+    for r in rows:
+        if r["masked"]:
+            continue
+        c = counts.setdefault(r["operator"] or "unknown", [0, 0])
+        c[0] += bool(r["resolved"])
+        c[1] += 1
+    return {op: f"{r} of {n}" for op, (r, n) in sorted(counts.items(), key=lambda kv: -kv[1][1])}
+
+
 def carried_over(figs: list[dict]) -> list[dict]:
     """Figures of the last result file that no stage recorded here produced again (a home
     on a new machine holds only the stages run there), each marked with the commit and date
@@ -498,6 +517,10 @@ def report(have: dict, home: Path) -> None:
             figs.append(figure(f"{mode} mode: {model} answers that could not be used",
                                f"{sum(reasons.values())} of {row['graded']}",
                                reasons=reasons))
+            ops = by_operator(home, row["eval_id"])
+            figs.append(figure(f"{mode} mode: {model} resolves by the bug's operator",
+                               f"{sum(not v.startswith('0 ') for v in ops.values())} of "
+                               f"{len(ops)} operators", **ops))
         for a, b in (("base", "sft"), ("base", "grpo"), ("sft", "grpo"), ("base", "sft2"),
                      ("sft", "sft2"), ("grpo", "sft2"), ("base", "grpo2"), ("sft2", "grpo2"),
                      ("base", "grpo3"), ("sft2", "grpo3"), ("grpo2", "grpo3"),
