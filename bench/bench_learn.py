@@ -441,8 +441,8 @@ def unusable(home: Path, eval_id: str) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-def by_operator(home: Path, eval_id: str) -> dict[str, str]:
-    """Resolved of graded per the held-out task's mutation operator (a synthesized task's
+def by_operator(home: Path, eval_id: str) -> dict[str, tuple[int, int]]:
+    """(resolved, graded) per the held-out task's mutation operator (a synthesized task's
     ``operator`` metadata; ``composite`` for several): tells the kinds of bug a model fixes
     from the kinds it cannot (a statement replaced by ``pass`` asks it to write the deleted
     code, a flipped condition to remove one token), most frequent first."""
@@ -450,14 +450,12 @@ def by_operator(home: Path, eval_id: str) -> dict[str, str]:
         home, "select s.resolved, s.masked, json_extract_string(t.metadata, '$.operator') "
         "as operator from eval_samples s join tasks t on t.task_id = s.task_id "
         f"where s.eval_id = '{eval_id}'")
-    counts: dict[str, list[int]] = {}
+    counts: dict[str, tuple[int, int]] = {}
     for r in rows:
-        if r["masked"]:
-            continue
-        c = counts.setdefault(r["operator"] or "unknown", [0, 0])
-        c[0] += bool(r["resolved"])
-        c[1] += 1
-    return {op: f"{r} of {n}" for op, (r, n) in sorted(counts.items(), key=lambda kv: -kv[1][1])}
+        if not r["masked"]:
+            solved, graded = counts.get(r["operator"] or "unknown", (0, 0))
+            counts[r["operator"] or "unknown"] = (solved + bool(r["resolved"]), graded + 1)
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1][1]))
 
 
 def carried_over(figs: list[dict]) -> list[dict]:
@@ -519,8 +517,9 @@ def report(have: dict, home: Path) -> None:
                                reasons=reasons))
             ops = by_operator(home, row["eval_id"])
             figs.append(figure(f"{mode} mode: {model} resolves by the bug's operator",
-                               f"{sum(not v.startswith('0 ') for v in ops.values())} of "
-                               f"{len(ops)} operators", **ops))
+                               f"{sum(solved > 0 for solved, _ in ops.values())} of "
+                               f"{len(ops)} operators",
+                               **{op: f"{s} of {n}" for op, (s, n) in ops.items()}))
         for a, b in (("base", "sft"), ("base", "grpo"), ("sft", "grpo"), ("base", "sft2"),
                      ("sft", "sft2"), ("grpo", "sft2"), ("base", "grpo2"), ("sft2", "grpo2"),
                      ("base", "grpo3"), ("sft2", "grpo3"), ("grpo2", "grpo3"),
