@@ -453,38 +453,42 @@ def by_operator(home: Path, eval_id: str) -> dict[str, tuple[int, int]]:
     counts: dict[str, tuple[int, int]] = {}
     for r in rows:
         if not r["masked"]:
-            solved, graded = counts.get(r["operator"] or "unknown", (0, 0))
-            counts[r["operator"] or "unknown"] = (solved + bool(r["resolved"]), graded + 1)
+            op = r["operator"] or "unknown"
+            solved, graded = counts.get(op, (0, 0))
+            counts[op] = (solved + bool(r["resolved"]), graded + 1)
     return dict(sorted(counts.items(), key=lambda kv: -kv[1][1]))
 
 
-def carried_over(figs: list[dict]) -> list[dict]:
-    """Figures of the last result file that no stage recorded here produced again (a home
-    on a new machine holds only the stages run there), each marked with the commit and date
-    it was measured at, so one stage's rerun does not erase the others' results."""
+def last_result() -> dict:
+    """The last result file (``bench/results/learn.json``), or {} when there is none."""
     path = ROOT / "bench" / "results" / "learn.json"
-    if not path.exists():
-        return []
-    old = json.loads(path.read_text())
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def recorded(old: dict) -> str:
+    """``COMMIT DATE`` of a result file: where a carried figure was measured."""
+    return f"{old.get('commit', '')[:10]} {old.get('date', '')}"
+
+
+def carried_over(figs: list[dict], old: dict) -> list[dict]:
+    """Figures of the last result file ``old`` that no stage recorded here produced again
+    (a home on a new machine holds only the stages run there), each marked with the commit
+    and date it was measured at, so one stage's rerun does not erase the others' results."""
     fresh = {f["what"] for f in figs}
     kept = []
     for f in old.get("figures", []):
         if f["what"] in fresh:
             continue
         detail = dict(f.get("detail") or {})
-        detail.setdefault("recorded", f"{old.get('commit', '')[:10]} {old.get('date', '')}")
+        detail.setdefault("recorded", recorded(old))
         kept.append({**f, "detail": detail})
     return kept
 
 
-def carried_examples() -> list[dict] | None:
-    """The last result file's example trajectories, each title marked with the commit and
-    date they were read at, when no eval of this home has examples to show yet."""
-    path = ROOT / "bench" / "results" / "learn.json"
-    if not path.exists():
-        return None
-    old = json.loads(path.read_text())
-    mark = f"recorded {old.get('commit', '')[:10]} {old.get('date', '')}"
+def carried_examples(old: dict) -> list[dict] | None:
+    """The example trajectories of the last result file ``old``, each title marked with
+    the commit and date they were read at, when no eval of this home has examples yet."""
+    mark = f"recorded {recorded(old)}"
     return [{**e, "title": e["title"] if "recorded" in e["title"]
              else f"{e['title']} ({mark})"} for e in old.get("examples") or []] or None
 
@@ -565,7 +569,8 @@ def report(have: dict, home: Path) -> None:
                            len({envs[t.env_id].snapshot_id for t in tasks}), "projects",
                            tasks=len(tasks),
                            stage_errors=[r["stage"][5:] for r in rows if r.get("error")]))
-    figs += carried_over(figs)
+    old = last_result()
+    figs += carried_over(figs, old)
     shown = [m for m in ("grpo3", "grpo2", "sft2", "grpo", "sft") if f"eval:{m}:patch" in have]
     write_result("learn", "Learning on held-out projects (SmolLM2-135M, 2 CPU cores)", figs,
                  measures="Base, SFT and SFT+GRPO SmolLM2-135M on every task of projects "
@@ -574,7 +579,7 @@ def report(have: dict, home: Path) -> None:
                  "The examples below are read from the ledger: held-out patch-mode answers "
                  "of the latest trained model, resolved and not.",
                  examples=trajectories(home, have[f"eval:{shown[0]}:patch"], shown[0])
-                 if shown else carried_examples())
+                 if shown else carried_examples(old))
 
 
 def main() -> None:
