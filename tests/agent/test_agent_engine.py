@@ -234,3 +234,17 @@ def test_an_idle_engine_gives_its_storage_back_and_samples_the_same_after(model)
         reference.close()
     assert again.ids == second.ids == first.ids
     assert kept.ids == expected.ids and _close(kept.logprobs, expected.logprobs) < TOL
+
+
+def test_a_closed_engine_holds_no_storage_while_something_still_holds_it(model):
+    # An engine kept alive after close (by a reference cycle, or a caller) must not keep
+    # gigabytes of keys and values alive with it: GRPO opens one engine a draw.
+    engine = BatchedEngine(model, release_after_s=3600)  # never released for idleness
+    sampling = SamplingConfig(temperature=1.0, max_tokens=8, seed=3)
+    engine.generate(_prompt(70), None, sampling, set())
+    assert engine.held_bytes > 0
+    engine.close()
+    assert not engine._thread.is_alive()
+    assert engine.held_bytes == 0 and engine.releases == 1
+    with pytest.raises(ModelError):
+        engine.generate(_prompt(10), None, sampling, set())

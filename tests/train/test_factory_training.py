@@ -358,6 +358,7 @@ def test_grpo_through_the_factory_changes_the_weights_and_raises_the_reward(
     for m in rounds:
         assert m["attempts"] == 8 * m["drawn_groups"] == m["scored"] + _unscored(m)
         assert m["live_groups"] + m["dropped_groups"] == m["drawn_groups"]
+        assert 0 < m["resident_gb"] <= m["peak_resident_gb"]  # the round's memory, logged
     made = [m for m in rounds if m["loss"] is not None]
     assert made and all(m["updates"] == 1 and m["live_groups"] == 1 for m in made)
     # The batched sampler and the trainer compute the same log-probs: ratio 1, nothing

@@ -231,6 +231,21 @@ def collect_round(task_ids: Sequence[str], history: Mapping[str, tuple[int, int]
         task_results=results), dict(timing)
 
 
+def resident_gb() -> dict[str, float]:
+    """The process's resident set now (``resident_gb``) and its peak so far
+    (``peak_resident_gb``), from Linux's ``/proc/self/status``; empty where there is none.
+    Logged each round: sampling, grading and the update share one process, and a run that
+    keeps a little of each round's memory is killed rounds later."""
+    try:
+        with open("/proc/self/status") as status:
+            kb = {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in status)
+                  if k in ("VmRSS", "VmHWM")}
+    except OSError:
+        return {}
+    return {"resident_gb": round(kb.get("VmRSS", 0) / 2**20, 2),
+            "peak_resident_gb": round(kb.get("VmHWM", 0) / 2**20, 2)}
+
+
 def train_rounds(policy: Any, task_ids: Sequence[str], sample: SampleFn, *,
                  prior: Mapping[str, tuple[int, int]] | None = None,
                  save: Callable[[Any], None] | None = None,
@@ -260,7 +275,7 @@ def train_rounds(policy: Any, task_ids: Sequence[str], sample: SampleFn, *,
             attempts=data.attempts, scored=sum(n for _, n in data.task_results.values()),
             left_out=data.left_out, rollouts=data.attempts - data.left_out.get("failed", 0),
             task_results=data.task_results, rollout_seconds=sampled_s,
-            round_seconds=time.monotonic() - started, **timing)
+            round_seconds=time.monotonic() - started, **timing, **resident_gb())
         policy.metrics.append(metrics)
         if save is not None:
             save(policy)

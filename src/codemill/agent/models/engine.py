@@ -224,7 +224,9 @@ class BatchedEngine:
             self._cond.notify_all()
 
     def close(self) -> None:
-        """Stop the scheduler; rows still waiting fail with ``ModelError``. Idempotent."""
+        """Stop the scheduler; rows still waiting fail with ``ModelError``, and the slot
+        storage and prefix cache are given back (``held_bytes`` is 0 once the scheduler
+        has ended, whoever still holds the engine). Idempotent."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -246,6 +248,12 @@ class BatchedEngine:
                     self._cond.wait()
                 if self._closed:
                     self._fail(self._rows + list(self._waiting), ModelError("closed"))
+                    self._rows, self._waiting = [], deque()
+                    # A closed engine can outlive its thread for a long while (a backend
+                    # caught in a reference cycle waits for the collector's rare full
+                    # pass), and its storage with it: a GRPO run that opened an engine a
+                    # draw held three of 3 GB each at once. Closing gives it back now.
+                    self._release()
                     return
                 joining = self._joining()
             try:
