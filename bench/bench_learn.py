@@ -34,7 +34,8 @@ home ``bench/out/learn_home`` are reused, so a killed run goes on where it stopp
    sampler, and how many outcomes match the recorded eval (``retime``).
    Further arms, each with its patch-mode eval: ``sft2`` (the SFT recipe again from the SFT
    checkpoint, ``SFT2``), ``grpo2`` (GRPO from sft2), ``grpo3`` (8 more GRPO rounds from
-   grpo2, ``GRPO3``), ``sft1`` (a one-function listing, ``patch1``). From a fresh home the
+   grpo2, ``GRPO3``), ``grpo16`` (8 more GRPO rounds from grpo, ``GRPO16``), ``sft1`` (a
+   one-function listing, ``patch1``). From a fresh home the
    quickest way to the best model: ``--stage`` sft, sft2, grpo2, grpo3, then their evals.
    ``gold:held-out`` and ``gold:train`` (only with ``--stage``) grade every task's gold
    patch through ``codemill grade --predictions``: the share an honest fix can win under
@@ -276,6 +277,18 @@ seed 1 (other draws), so the policy has had 16 rounds in all: whether the traini
 that was still rising at round 8 carries over to the held-out projects."""
 
 
+GRPO16 = ("--seed", "1")
+"""``grpo16``: the GRPO recipe again from the ``grpo`` checkpoint, 8 more rounds under seed 1
+(16 rounds from sft in all), in one process: whether the training reward still rising at
+round 8 carries over to the held-out projects."""
+
+ARMS = {"sft": ("base", None), "grpo": ("sft", "GRPO"), "sft2": ("sft", None),
+        "grpo2": ("sft2", "GRPO from sft2"), "grpo3": ("grpo2", "GRPO from grpo2"),
+        "grpo16": ("grpo", "GRPO from grpo"), "sft1": ("base", None)}
+"""Each trained model: (its parent, the title of its GRPO curve or None for SFT). The report
+pairs each with the base and with its parent."""
+
+
 def train(home: Path, kind: str, model: str, listing_functions: int | None = None,
           prepare: Path | None = None, extra: tuple[str, ...] = ()) -> dict:
     """The ``sft`` / ``grpo`` stage through the CLI. ``prepare``: only ``train sft
@@ -351,7 +364,8 @@ def grpo_rounds(metrics: list[dict], name: str = "GRPO") -> list[dict]:
                            sequences=m.get("sequences"), updates=m.get("updates"),
                            clip_frac=_rounded(m.get("clip_frac")),
                            is_ratio_max=_rounded(m.get("is_ratio_max")),
-                           round_s=round(m.get("round_seconds") or 0)))
+                           round_s=round(m.get("round_seconds") or 0),
+                           **{k: m[k] for k in ("resident_gb", "peak_resident_gb") if k in m}))
     if rounds:
         kept = sum(min(m["live_groups"], per_round) for m in rounds)
         figs.append(figure(f"{name} batch groups alive after dynamic sampling",
@@ -499,7 +513,7 @@ def report(have: dict, home: Path) -> None:
 
     figs = []
     for mode in ("patch", "agent", "patch1"):
-        for model in ("base", "sft", "grpo", "sft2", "grpo2", "grpo3", "sft1"):
+        for model in ("base", *ARMS):
             row = have.get(f"eval:{model}:{mode}")
             if row is None:
                 continue
@@ -524,10 +538,9 @@ def report(have: dict, home: Path) -> None:
                                f"{sum(solved > 0 for solved, _ in ops.values())} of "
                                f"{len(ops)} operators",
                                **{op: f"{s} of {n}" for op, (s, n) in ops.items()}))
-        for a, b in (("base", "sft"), ("base", "grpo"), ("sft", "grpo"), ("base", "sft2"),
-                     ("sft", "sft2"), ("grpo", "sft2"), ("base", "grpo2"), ("sft2", "grpo2"),
-                     ("base", "grpo3"), ("sft2", "grpo3"), ("grpo2", "grpo3"),
-                     ("base", "sft1")):
+        pairs = [("base", arm) for arm in ARMS] + [
+            (parent, arm) for arm, (parent, _) in ARMS.items() if parent != "base"]
+        for a, b in pairs:
             ra, rb = have.get(f"eval:{a}:{mode}"), have.get(f"eval:{b}:{mode}")
             if ra and rb:
                 pr = paired(ra, rb)
@@ -550,13 +563,11 @@ def report(have: dict, home: Path) -> None:
                            recorded_eval_s=row["recorded_eval_s"],
                            resolved=f"{row['resolved']} of {row['graded']}",
                            same_outcomes_as_recorded=row["same_outcomes"]))
+    for arm, (_, title) in ARMS.items():
+        if title is not None and arm in have:
+            figs += grpo_rounds(have[arm].get("metrics", []), title)
     if "grpo" in have:
-        figs += grpo_rounds(have["grpo"].get("metrics", []))
         curve(have["grpo"].get("metrics", []), OUT / "learn_curve.png")
-    if "grpo2" in have:  # GRPO from sft2
-        figs += grpo_rounds(have["grpo2"].get("metrics", []), "GRPO from sft2")
-    if "grpo3" in have:  # GRPO again from grpo2
-        figs += grpo_rounds(have["grpo3"].get("metrics", []), "GRPO from grpo2")
     # counted from the ledger (what training and the evals use): a data stage that stopped
     # with an error may still have recorded tasks
     data_rows = [r for k, r in have.items() if k.startswith("data:")]
@@ -571,7 +582,8 @@ def report(have: dict, home: Path) -> None:
                            stage_errors=[r["stage"][5:] for r in rows if r.get("error")]))
     old = last_result()
     figs += carried_over(figs, old)
-    shown = [m for m in ("grpo3", "grpo2", "sft2", "grpo", "sft") if f"eval:{m}:patch" in have]
+    shown = [m for m in ("grpo16", "grpo3", "grpo2", "sft2", "grpo", "sft")
+             if f"eval:{m}:patch" in have]
     write_result("learn", "Learning on held-out projects (SmolLM2-135M, 2 CPU cores)", figs,
                  measures="Base, SFT and SFT+GRPO SmolLM2-135M on every task of projects "
                  "never trained on (patch mode) and on 40 of them (agent mode): one greedy "
@@ -619,8 +631,7 @@ def main() -> None:
 
     torch.set_num_threads(2)
     home = args.home
-    ckpt = {k: (lambda k=k: f"ckpt:{have[k]['checkpoint_id']}")
-            for k in ("sft", "grpo", "sft1", "sft2", "grpo2", "grpo3")}
+    ckpt = {k: (lambda k=k: f"ckpt:{have[k]['checkpoint_id']}") for k in ARMS}
     stages = {
         "eval:base:patch": lambda: evaluate(home, "smollm2", "patch"),
         "sft": lambda: train(home, "sft", "smollm2"),
@@ -638,6 +649,8 @@ def main() -> None:
         "eval:grpo2:patch": lambda: evaluate(home, ckpt["grpo2"](), "patch"),
         "grpo3": lambda: train(home, "grpo", ckpt["grpo2"](), extra=GRPO3),
         "eval:grpo3:patch": lambda: evaluate(home, ckpt["grpo3"](), "patch"),
+        "grpo16": lambda: train(home, "grpo", ckpt["grpo"](), extra=GRPO16),
+        "eval:grpo16:patch": lambda: evaluate(home, ckpt["grpo16"](), "patch"),
         "gold:held-out": lambda: gold(home, "held-out"),
         "gold:train": lambda: gold(home, "train"),
         "sft1": lambda: train(home, "sft", "smollm2", listing_functions=1),
