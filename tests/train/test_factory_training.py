@@ -348,13 +348,15 @@ def test_grpo_through_the_factory_changes_the_weights_and_raises_the_reward(
     n = RECIPE[mode]["measure"]
     assert prior == {task.task_id: (round(n * before), n)}
 
-    rounds = []
+    rounds, said = [], []
     grpo = train_grpo(settings, GrpoJob(
         model=f"transformers:{split}", observation_limit=OBS, mode=mode, train=TrainConfig(
             steps=RECIPE[mode]["steps"], batch_size=1, group_size=8, lr=RECIPE[mode]["lr"],
             max_new_tokens=NEW_TOKENS, max_turns=TURNS, threads=1, device="cpu",
-            max_len=4096)), on_step=rounds.append)
+            max_len=4096)), on_step=rounds.append, say=said.append)
     assert [m["step"] for m in rounds] == list(range(1, RECIPE[mode]["steps"] + 1))
+    # the first draw builds the task's patch context before sampling, and says so
+    assert "draw 0.0: patch context 1/1" in said
     for m in rounds:
         assert m["attempts"] == 8 * m["drawn_groups"] == m["scored"] + _unscored(m)
         assert m["live_groups"] + m["dropped_groups"] == m["drawn_groups"]

@@ -449,7 +449,8 @@ def _round_sampler(settings: Settings, job: GrpoJob, policy: Any, prefix: str,
             config=RolloutConfig(group_size=cfg.group_size, sampling=sampling,
                                  mode=job.mode, answer_format=job.answer_format,
                                  listing_functions=job.listing_functions),
-            agent=agent, existing=recorded)
+            agent=agent, existing=recorded,
+            on_context=lambda d, n: say(f"draw {draw}: patch context {d}/{n}"))
         new = []
         try:
             for done, res in enumerate(stream, 1):
