@@ -57,6 +57,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -373,6 +374,14 @@ def grpo_rounds(metrics: list[dict], name: str = "GRPO") -> list[dict]:
         figs.append(figure(f"{name} drawn groups alive (before dynamic sampling)",
                            f"{sum(m['live_groups'] for m in rounds)} of "
                            f"{sum(m['drawn_groups'] for m in rounds)}"))
+        # Whether the signal came from many tasks or the same few every round: a round
+        # draws the tasks known to be in range first (codemill.train.grpo.choose_tasks).
+        alive = Counter(t[:12] for m in rounds
+                        for t, (passes, n) in m.get("task_results", {}).items() if 0 < passes < n)
+        drawn = {t for m in rounds for t in m.get("task_results", {})}
+        figs.append(figure(f"{name} tasks behind the alive groups",
+                           f"{len(alive)} of {len(drawn)} drawn",
+                           alive_groups_by_task=dict(alive.most_common())))
     return figs
 
 
