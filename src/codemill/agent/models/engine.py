@@ -249,10 +249,11 @@ class BatchedEngine:
                 if self._closed:
                     self._fail(self._rows + list(self._waiting), ModelError("closed"))
                     self._rows, self._waiting = [], deque()
-                    # A closed engine can outlive its thread for a long while (a backend
-                    # caught in a reference cycle waits for the collector's rare full
-                    # pass), and its storage with it: a GRPO run that opened an engine a
-                    # draw held three of 3 GB each at once. Closing gives it back now.
+                    # A closed engine can outlive its thread for a long while (until the
+                    # garbage collector frees whatever still holds its backend), and its
+                    # storage with it: a GRPO run, one engine a draw, held several closed
+                    # engines' storage at once and was killed for memory rounds later.
+                    # Closing gives it back now.
                     self._release()
                     return
                 joining = self._joining()

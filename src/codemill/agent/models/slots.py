@@ -51,8 +51,8 @@ class SlotCache:
     without a cap. A growth allocates and copies every slot's storage, gigabytes for a
     full batch of long conversations, so it must be rare: a smaller growth step holds less
     memory but regrows every few turns of a long conversation. Doubling capacity, as slots
-    do, held 4,096 positions for a batch of 2,000-token prompts that needs 2,129 (6.3 GB of
-    SmolLM2's fp32 keys and values at 32 rows where 3.4 GB do)."""
+    do, held 4,096 positions for a batch of 2,000-token prompts that needs 2,129: nearly
+    twice the storage, gigabytes at a full batch."""
 
     def __init__(self, layers: int, kv_heads: int, head_dim: int, *, dtype: Any, device: str,
                  slots: int = 4, capacity: int = 512, max_slots: int | None = None) -> None:
