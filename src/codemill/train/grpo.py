@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from codemill.core.memory import release_freed_memory
 from codemill.core.records import TokenTrace
 from codemill.train.config import TrainConfig
 from codemill.train.data import TrainSeq, from_trace, keep
@@ -264,6 +265,9 @@ def train_rounds(policy: Any, task_ids: Sequence[str], sample: SampleFn, *,
         sampled_s = time.monotonic() - started
         if data.seqs:
             metrics = grpo_step(policy, data.seqs)
+            # the update freed gigabytes of activations the allocator would keep through
+            # the next round's sampling (codemill.core.memory)
+            release_freed_memory()
         else:  # no group carried a signal: the round teaches nothing, and says so
             policy.step += 1
             metrics = {"step": policy.step, "loss": None, "updates": 0, "sequences": 0,

@@ -78,6 +78,7 @@ from codemill.agent.models.slots import (
     write_positions,
 )
 from codemill.core.errors import ModelError
+from codemill.core.memory import release_freed_memory
 from codemill.core.records import SamplingConfig
 
 MAX_BATCH = 32
@@ -275,6 +276,7 @@ class BatchedEngine:
             self._cache.release()
             self.prefixes.clear()
             self.releases += 1
+            release_freed_memory()  # and what prefills left in the allocator's arenas
 
     @property
     def held_bytes(self) -> int:
