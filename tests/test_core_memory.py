@@ -14,7 +14,7 @@ def _resident() -> int:
         return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS"))
 
 
-def test_memory_freed_below_a_live_block_is_given_back():
+def test_memory_freed_between_live_blocks_is_given_back():
     assert sys.platform == "linux"  # the factory's machines; glibc has malloc_trim
     # Freeing a 24 MB block raises glibc's mmap threshold past 1 MB, so the blocks below
     # come from the heap, as a torch step's activations do.
@@ -23,12 +23,11 @@ def test_memory_freed_below_a_live_block_is_given_back():
     blocks = [bytearray(MB) for _ in range(256)]
     for block in blocks:
         block[::4096] = b"x" * len(block[::4096])  # touch every page: resident
-    keep = bytearray(4096)  # a live block above them keeps them from being trimmed by free
     held = _resident()
-    del blocks
+    del blocks[::2]  # every other block: each hole sits between two live blocks
     freed = _resident()
     assert release_freed_memory()
     after = _resident()
-    assert held - freed < 128 * MB  # free() alone kept most of the 256 MB resident
-    assert freed - after > 128 * MB  # the trim gave it back
-    del keep
+    assert held - freed < 32 * MB  # free() kept the holes resident
+    assert freed - after > 64 * MB  # the trim gave most of the 128 MB back
+    del blocks
