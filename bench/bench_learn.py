@@ -482,6 +482,21 @@ def by_operator(home: Path, eval_id: str) -> dict[str, tuple[int, int]]:
     return dict(sorted(counts.items(), key=lambda kv: -kv[1][1]))
 
 
+def grpo_task_pool(home: Path, train_ids: set[str]) -> dict[str, int]:
+    """How many training tasks any GRPO run of the home sampled, and on how many any
+    sample was rewarded 1 (under today's grading rules): the pool GRPO can learn from at
+    all, since a task no sample solves gives only dead groups."""
+    from codemill.rewards.config import HARNESS_VERSION
+
+    rows = ledger_rows(
+        home, "select task_id, max(case when value >= 1 then 1 else 0 end) as solved "
+        "from rewards where policy like 'grpo:%' and not masked "
+        f"and harness_version = '{HARNESS_VERSION}' group by task_id")
+    rows = [r for r in rows if r["task_id"] in train_ids]
+    return {"sampled": len(rows), "solved": sum(r["solved"] for r in rows),
+            "train_tasks": len(train_ids)}
+
+
 def last_result() -> dict:
     """The last result file (``bench/results/learn.json``), or {} when there is none."""
     path = ROOT / "bench" / "results" / "learn.json"
@@ -577,6 +592,9 @@ def report(have: dict, home: Path) -> None:
             figs += grpo_rounds(have[arm].get("metrics", []), title)
     if "grpo" in have:
         curve(have["grpo"].get("metrics", []), OUT / "learn_curve.png")
+        pool = grpo_task_pool(home, {t.task_id for t in split_tasks(home)[0]})
+        figs.append(figure("training tasks any GRPO sample solved",
+                           f"{pool['solved']} of {pool['sampled']} sampled", **pool))
     # counted from the ledger (what training and the evals use): a data stage that stopped
     # with an error may still have recorded tasks
     data_rows = [r for k, r in have.items() if k.startswith("data:")]
