@@ -8,7 +8,8 @@ Runbook::
 An engine lives as long as its backend, and a process keeps a local model's backend for
 good (the rollout runner caches it; ``model serve``): the demo evaluates the base model and
 then trains in the same process. (The factory's GRPO closes its sampler's backend after
-each draw, so there the engine goes with it.) This benchmark runs that shape on the
+each draw, and a closed engine gives its storage back at once; each GRPO round logs the
+process's resident set, ``resident_gb``.) This benchmark runs that shape on the
 embedded SmolLM2-135M, sampling a GRPO round's rows and then a GRPO update, each
 configuration in a fresh child process so one's peak does not hide the other's:
 
