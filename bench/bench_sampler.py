@@ -54,10 +54,9 @@ OBSERVATION = ("$ python -m pytest -q tests/test_core.py\n"
 
 
 def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    from codemill.core.memory import resident_bytes
+
+    return resident_bytes()[0] / 2**20
 
 
 def prompts(tokenizer: Any, n: int) -> list[list[int]]:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from codemill.core.memory import release_freed_memory
+from codemill.core.memory import release_freed_memory, resident_bytes
 
 MB = 1 << 20
 
 
 def _resident() -> int:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS"))
+    return resident_bytes()[0]
 
 
 def test_memory_freed_between_live_blocks_is_given_back():

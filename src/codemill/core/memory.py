@@ -1,4 +1,4 @@
-"""Giving freed memory back to the operating system.
+"""A process's memory: how much is resident, and giving freed memory back to the system.
 
 glibc's ``malloc`` keeps what a program frees in its arenas for reuse, and returns to the
 system only what sits at the top of a heap. A block at least as large as its mmap
@@ -9,6 +9,8 @@ runs an update and then samples in the same process: the sampler's keys and valu
 then allocated beside what the update left behind (``resident_gb`` in each round's
 metrics). ``malloc_trim(0)`` hands every free page of every arena back. Where the C library
 has no ``malloc_trim`` (macOS, musl) there is nothing to do.
+
+``resident_bytes`` reads the resident set and its peak from Linux's ``/proc``.
 """
 
 from __future__ import annotations
@@ -37,3 +39,15 @@ def release_freed_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+def resident_bytes() -> tuple[int, int]:
+    """(resident set now, its peak so far) of this process in bytes, from Linux's
+    ``/proc/self/status``; (0, 0) where there is none."""
+    try:
+        with open("/proc/self/status") as status:
+            kb = {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in status)
+                  if k in ("VmRSS", "VmHWM")}
+    except OSError:
+        return 0, 0
+    return kb.get("VmRSS", 0) * 1024, kb.get("VmHWM", 0) * 1024

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from codemill.core.memory import release_freed_memory
+from codemill.core.memory import release_freed_memory, resident_bytes
 from codemill.core.records import TokenTrace
 from codemill.train.config import TrainConfig
 from codemill.train.data import TrainSeq, from_trace, keep
@@ -234,17 +234,13 @@ def collect_round(task_ids: Sequence[str], history: Mapping[str, tuple[int, int]
 
 def resident_gb() -> dict[str, float]:
     """The process's resident set now (``resident_gb``) and its peak so far
-    (``peak_resident_gb``), from Linux's ``/proc/self/status``; empty where there is none.
-    Logged each round: sampling, grading and the update share one process, and a run that
-    keeps a little of each round's memory is killed rounds later."""
-    try:
-        with open("/proc/self/status") as status:
-            kb = {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in status)
-                  if k in ("VmRSS", "VmHWM")}
-    except OSError:
+    (``peak_resident_gb``); empty where the system does not say. Logged each round:
+    sampling, grading and the update share one process, and a run that keeps a little of
+    each round's memory is killed rounds later."""
+    now, peak = resident_bytes()
+    if not now:
         return {}
-    return {"resident_gb": round(kb.get("VmRSS", 0) / 2**20, 2),
-            "peak_resident_gb": round(kb.get("VmHWM", 0) / 2**20, 2)}
+    return {"resident_gb": round(now / 2**30, 2), "peak_resident_gb": round(peak / 2**30, 2)}
 
 
 def train_rounds(policy: Any, task_ids: Sequence[str], sample: SampleFn, *,
