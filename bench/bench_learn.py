@@ -34,7 +34,8 @@ home ``bench/out/learn_home`` are reused, so a killed run goes on where it stopp
    sampler, and how many outcomes match the recorded eval (``retime``).
    Further arms, each with its patch-mode eval: ``sft2`` (the SFT recipe again from the SFT
    checkpoint, ``SFT2``), ``grpo2`` (GRPO from sft2), ``grpo3`` (8 more GRPO rounds from
-   grpo2, ``GRPO3``), ``grpo16`` (8 more GRPO rounds from grpo, ``GRPO16``), ``sft1`` (a
+   grpo2, ``GRPO3``), ``grpo16`` (8 more GRPO rounds from grpo, ``GRPO16``), ``grpof`` (GRPO
+   from sft with the format reward and never-tried tasks first, ``GRPOF``), ``sft1`` (a
    one-function listing, ``patch1``). From a fresh home the
    quickest way to the best model: ``--stage`` sft, sft2, grpo2, grpo3, then their evals.
    ``gold:held-out`` and ``gold:train`` (only with ``--stage``) grade every task's gold
@@ -282,10 +283,17 @@ GRPO16 = ("--seed", "1")
 """``grpo16``: the GRPO recipe again from the ``grpo`` checkpoint, 8 more rounds under seed 1
 (16 rounds from sft in all), in one process: whether the training reward still rising at
 round 8 carries over to the held-out projects."""
+GRPOF = ("--format-reward", "-0.5", "--task-order", "untried_first")
+"""``grpof``: the GRPO recipe from the ``sft`` checkpoint with an unusable answer worth -0.5
+in its group's advantages (the recorded reward stays 0) and never-tried tasks drawn first.
+The SFT model copies the line it picked unchanged in about 40% of its greedy held-out
+answers, and GRPO's live groups came from four training tasks: a group that mixes usable
+and unusable answers carries a signal on any task, so the update reaches many tasks."""
 
 ARMS = {"sft": ("base", None), "grpo": ("sft", "GRPO"), "sft2": ("sft", None),
         "grpo2": ("sft2", "GRPO from sft2"), "grpo3": ("grpo2", "GRPO from grpo2"),
-        "grpo16": ("grpo", "GRPO from grpo"), "sft1": ("base", None)}
+        "grpo16": ("grpo", "GRPO from grpo"), "sft1": ("base", None),
+        "grpof": ("sft", "GRPO with the format reward, from sft")}
 """Each trained model: (its parent, the title of its GRPO curve or None for SFT). The report
 pairs each with the base and with its parent."""
 
@@ -678,6 +686,8 @@ def main() -> None:
         "eval:grpo3:patch": lambda: evaluate(home, ckpt["grpo3"](), "patch"),
         "grpo16": lambda: train(home, "grpo", ckpt["grpo"](), extra=GRPO16),
         "eval:grpo16:patch": lambda: evaluate(home, ckpt["grpo16"](), "patch"),
+        "grpof": lambda: train(home, "grpo", ckpt["sft"](), extra=GRPOF),
+        "eval:grpof:patch": lambda: evaluate(home, ckpt["grpof"](), "patch"),
         "gold:held-out": lambda: gold(home, "held-out"),
         "gold:train": lambda: gold(home, "train"),
         "sft1": lambda: train(home, "sft", "smollm2", listing_functions=1),

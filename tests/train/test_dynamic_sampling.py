@@ -8,7 +8,7 @@ import random
 
 from codemill.core.records import TokenTrace
 from codemill.train.config import TrainConfig
-from codemill.train.grpo import Drawn, Sample, choose_tasks, collect_round
+from codemill.train.grpo import Drawn, Sample, choose_tasks, collect_round, round_data
 
 TRACE = TokenTrace(prompt_ids=(1,), completion_ids=(2, 3), loss_mask=(1, 1),
                    logprobs=(-1.0, -1.0))
@@ -83,3 +83,28 @@ def test_tasks_inside_the_pass_rate_range_come_first_then_untried_ones():
         assert set(order[:2]) == {"some", "once"} and set(order[2:4]) == {"new", "newer"}
         assert set(order[4:]) == {"always", "never"}
     assert len(choose_tasks(pool, history, 3, cfg, random.Random(0))) == 3
+
+
+def test_untried_first_puts_never_tried_tasks_before_the_ones_in_range():
+    cfg = TrainConfig(task_order="untried_first")
+    history = {"never": (0, 8), "always": (8, 8), "some": (3, 8), "once": (1, 16)}
+    pool = ["always", "never", "new", "some", "newer", "once"]
+    for seed in range(5):
+        order = choose_tasks(pool, history, 6, cfg, random.Random(seed))
+        assert set(order[:2]) == {"new", "newer"} and set(order[2:4]) == {"some", "once"}
+        assert set(order[4:]) == {"always", "never"}
+
+
+def test_format_reward_gives_a_signal_to_a_group_none_of_which_passes():
+    # Four answers, none passing; two could not be used (no edit, or one that changes
+    # nothing). Recorded rewards alone: a dead group. With format_reward the unusable ones
+    # count less than the tried ones; the recorded rewards and reward_mean stay 0.
+    stops = ["format_error", "submitted", "format_error", "submitted"]
+    samples = [Sample(f"r{i}", "t", "g", TRACE, 0.0, stop) for i, stop in enumerate(stops)]
+    plain = round_data(samples, TrainConfig(group_size=4))
+    assert plain.dead_groups == 1 and not plain.seqs and plain.format_errors == 2
+    shaped = round_data(samples, TrainConfig(group_size=4, format_reward=-0.5))
+    assert shaped.dead_groups == 0 and shaped.reward_mean == 0.0 and shaped.format_errors == 2
+    adv = {s.rollout_id: s.advantage for s in shaped.seqs}
+    assert adv == {"r0": -0.25, "r1": 0.25, "r2": -0.25, "r3": 0.25}
+    assert all(s.reward == 0.0 for s in samples)

@@ -248,6 +248,11 @@ def grpo_cmd(
     max_new_tokens: int = typer.Option(128, "--max-tokens", help="Tokens per model call."),
     max_turns: int = typer.Option(6, "--max-turns"),
     baseline: str = typer.Option("mean", "--baseline", help="mean or loo."),
+    format_reward: float | None = typer.Option(None, "--format-reward", help="Value of an "
+                                               "unusable answer in its group's advantages "
+                                               "(e.g. -0.5; the recorded reward stays 0)."),
+    task_order: str = typer.Option("in_range_first", "--task-order", help="Tasks drawn "
+                                   "first: in_range_first or untried_first."),
     lora: bool = typer.Option(False, "--lora"),
     max_len: int = typer.Option(4096, "--max-len"),
     seed: int = typer.Option(0, "--seed"),
@@ -274,7 +279,8 @@ def grpo_cmd(
                             temperature=temperature, max_new_tokens=max_new_tokens,
                             max_turns=max_turns, baseline=baseline, lora=lora,
                             max_len=max_len, seed=seed, threads=threads, device=device,
-                            precision=precision)
+                            precision=precision, format_reward=format_reward,
+                            task_order=task_order)
         _check_suites(eval_suites)
         job = GrpoJob(model=model, tasks=tuple(tasks), train=cfg,
                       **_mode(GrpoJob, mode, listing_functions))

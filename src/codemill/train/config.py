@@ -109,3 +109,15 @@ class TrainConfig(BaseModel):
     pass_rate_high: float = Field(1.0, ge=0, le=1)
     """Tasks whose recorded pass rate is strictly between these are drawn first, then
     tasks never tried (``codemill.train.grpo.choose_tasks``)."""
+    task_order: Literal["in_range_first", "untried_first"] = "in_range_first"
+    """Which tasks a round draws first: those known to be in range (the few tasks a policy
+    already solves sometimes; a group on them is rarely dead), or those never tried
+    (breadth: with ``format_reward`` set, a group on any task can carry a signal)."""
+    format_reward: float | None = Field(None, le=0)
+    """The value a sample whose answer could not be used (stop reason ``format_error``: no
+    edit, an edit that changes nothing, a line not in the listing) has in its group's
+    advantages, in place of its recorded reward (0). None: the recorded reward. The
+    ledger's reward stays the test result; this only shapes the update (SWE-RL gives a
+    format error -1). A group that mixes usable and unusable answers then carries a signal
+    though none passes. At most 0: an unusable answer is never worth more than a tried
+    one."""

@@ -8,14 +8,17 @@ A round (``collect_round``, then ``grpo_step``):
 1. orders the task pool (``choose_tasks``): tasks whose recorded pass rate p is strictly
    inside (``pass_rate_low``, ``pass_rate_high``) first, then untried ones; a group of G on
    a task at rate p is dead (all rewards equal) with probability p^G + (1-p)^G, so a task
-   known to be in range is a far better draw than an untried one when most tasks are at 0;
+   known to be in range is a far better draw than an untried one when most tasks are at 0
+   (``task_order="untried_first"`` puts untried tasks first, for breadth);
 2. draws ``batch_size`` groups from that order and asks the sampler for them;
 3. leaves out rollouts that cannot teach, each counted by reason: masked rewards
    (infrastructure errors are not failures), ungraded ones (no reward row), rollouts
    without a token trace, cut-off ones (``DROP_STOPS``), and attempts whose worker failed
    (the sampler counts those: they have no sample at all);
 4. per group, advantage ``A_i = r_i - b_i`` with ``b`` the group mean (or the mean of the
-   *other* samples, leave-one-out); no std scaling unless asked (Dr. GRPO);
+   *other* samples, leave-one-out); no std scaling unless asked (Dr. GRPO); with
+   ``format_reward`` set, an unusable answer (stop reason ``format_error``) counts as that
+   value instead of its recorded 0 (the recorded reward is not changed);
 5. drops groups whose rewards are all equal (no signal) and, DAPO's dynamic sampling,
    draws further groups from the pool in their place until ``batch_size`` groups carry a
    signal or ``max_draws * batch_size`` groups were drawn; the round records how many
@@ -35,13 +38,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codemill.core.memory import release_freed_memory, resident_bytes
-from codemill.core.records import TokenTrace
+from codemill.core.records import StopReason, TokenTrace
 from codemill.train.config import TrainConfig
 from codemill.train.data import TrainSeq, from_trace, keep
 
 ROUNDS_VERSION = "2"
 """Bump when a run's rounds would draw other tasks or groups for the same inputs (part of
 GRPO checkpoint ids). 2: tasks known to be in range before untried ones."""
+FORMAT_ERROR = StopReason.FORMAT_ERROR.value
 DROP_STOPS = frozenset({"max_tokens", "wall_time", "model_error", "sandbox_error"})
 """Stop reasons whose trajectories are left out of a GRPO update."""
 
@@ -99,6 +103,8 @@ class RoundData:
     ``left_out``."""
     task_results: dict[str, list[int]] = field(default_factory=dict)
     """Per task: [passes, scored tries] this round."""
+    format_errors: int = 0
+    """Scored samples whose answer could not be used (stop reason ``format_error``)."""
 
 
 def advantages(values: Sequence[float], baseline: str = "mean",
@@ -116,8 +122,18 @@ def advantages(values: Sequence[float], baseline: str = "mean",
     return adv
 
 
+def shaped(sample: Sample, config: TrainConfig) -> float:
+    """A scored sample's value in its group's advantages: its reward, or
+    ``config.format_reward`` when that is set and the answer could not be used."""
+    assert sample.reward is not None
+    if config.format_reward is not None and sample.stop_reason == FORMAT_ERROR:
+        return config.format_reward
+    return float(sample.reward)
+
+
 def round_data(samples: Sequence[Sample], config: TrainConfig) -> RoundData:
-    """Sequences with advantages from one round's samples (module docstring, 1-4)."""
+    """Sequences with advantages from one round's samples (module docstring, 1-4). A group
+    is dead when its members' values (``shaped``) are all equal."""
     left: dict[str, int] = defaultdict(int)
     groups: dict[str, list[Sample]] = defaultdict(list)
     scored = [s.reward for s in samples if s.reward is not None]
@@ -133,7 +149,7 @@ def round_data(samples: Sequence[Sample], config: TrainConfig) -> RoundData:
     seqs: list[TrainSeq] = []
     dead = 0
     for members in groups.values():
-        values = [float(m.reward) for m in members if m.reward is not None]
+        values = [shaped(m, config) for m in members]
         if len(values) < 2 or max(values) - min(values) < 1e-9:
             dead += 1
             continue
@@ -147,7 +163,9 @@ def round_data(samples: Sequence[Sample], config: TrainConfig) -> RoundData:
     return RoundData(
         seqs=kept, groups=len(groups), dead_groups=dead, left_out=dict(left),
         reward_mean=sum(scored) / len(scored) if scored else None,
-        resolved_rate=(sum(1 for r in scored if r >= 1.0) / len(scored)) if scored else None)
+        resolved_rate=(sum(1 for r in scored if r >= 1.0) / len(scored)) if scored else None,
+        format_errors=sum(1 for s in samples
+                          if s.reward is not None and s.stop_reason == FORMAT_ERROR))
 
 
 def choose_tasks(task_ids: Sequence[str], history: Mapping[str, tuple[int, int]], k: int,
@@ -157,7 +175,8 @@ def choose_tasks(task_ids: Sequence[str], history: Mapping[str, tuple[int, int]]
     (each part shuffled), so a round is never empty while tasks exist. Tasks in range come
     before untried ones: with a pool of mostly unsolved tasks, an untried task's group is
     almost always dead, and shuffled together the few known live tasks were rarely drawn
-    again."""
+    again. ``config.task_order="untried_first"`` swaps the first two parts: a run that
+    always finds its live groups on the same few tasks learns those tasks, not repair."""
     def tries(task: str) -> int:
         return history.get(task, (0, 0))[1]
 
@@ -170,6 +189,8 @@ def choose_tasks(task_ids: Sequence[str], history: Mapping[str, tuple[int, int]]
     rest = [t for t in task_ids if tries(t) and not in_range(t)]
     for part in (live, untried, rest):
         rng.shuffle(part)
+    if config.task_order == "untried_first":
+        return (untried + live + rest)[:k]
     return (live + untried + rest)[:k]
 
 
@@ -200,7 +221,7 @@ def collect_round(task_ids: Sequence[str], history: Mapping[str, tuple[int, int]
     results: dict[str, list[int]] = {}
     timing: dict[str, float] = defaultdict(float)
     scored: list[float] = []
-    groups = dead = drawn = live = cursor = draw = 0
+    groups = dead = drawn = live = cursor = draw = format_errors = 0
     while order and live < config.batch_size and drawn < limit:
         n = min(config.batch_size - live, limit - drawn, len(order))
         tasks = [order[(cursor + i) % len(order)] for i in range(n)]
@@ -213,6 +234,7 @@ def collect_round(task_ids: Sequence[str], history: Mapping[str, tuple[int, int]
         groups += data.groups
         dead += data.dead_groups
         live += data.groups - data.dead_groups
+        format_errors += data.format_errors
         for reason, count in data.left_out.items():
             left[reason] += count
         if got.failed:
@@ -229,7 +251,7 @@ def collect_round(task_ids: Sequence[str], history: Mapping[str, tuple[int, int]
         reward_mean=sum(scored) / len(scored) if scored else None,
         resolved_rate=(sum(1 for r in scored if r >= 1) / len(scored)) if scored else None,
         drawn=drawn, dropped=drawn - live, attempts=drawn * config.group_size,
-        task_results=results), dict(timing)
+        task_results=results, format_errors=format_errors), dict(timing)
 
 
 def resident_gb() -> dict[str, float]:
@@ -274,7 +296,8 @@ def train_rounds(policy: Any, task_ids: Sequence[str], sample: SampleFn, *,
             dropped_groups=data.dropped, live_groups=data.drawn - data.dropped,
             attempts=data.attempts, scored=sum(n for _, n in data.task_results.values()),
             left_out=data.left_out, rollouts=data.attempts - data.left_out.get("failed", 0),
-            task_results=data.task_results, rollout_seconds=sampled_s,
+            task_results=data.task_results, format_errors=data.format_errors,
+            rollout_seconds=sampled_s,
             round_seconds=time.monotonic() - started, **timing, **resident_gb())
         policy.metrics.append(metrics)
         if save is not None:
