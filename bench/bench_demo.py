@@ -59,6 +59,11 @@ def main() -> None:
     else:
         where = tmp / "clone"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(where)], check=True)
+        # what is measured is the clone's commit, clean by construction, whatever this
+        # checkout's working tree holds meanwhile
+        os.environ["BENCH_COMMIT"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
+            check=True).stdout.strip()
         wall = _run(["make", "demo"], where, env, log)
     last = [line for line in log.read_text().splitlines() if line.strip()][-1]
     out = subprocess.run([str(where / ".venv" / "bin" / "codemill"), "demo", "--json"],
