@@ -120,6 +120,11 @@ def test_search_replace_block_earns_one(toy):
     ("The bug is in add; it subtracts.", StopReason.FORMAT_ERROR, "no `N: text` line"),
     ("7:     return a + b", StopReason.FORMAT_ERROR, "line 7 is not in the listing"),
     ("2:     return a - b", StopReason.FORMAT_ERROR, "changes nothing"),
+    # a changed comment or a line's trailing space is no edit a test could see
+    ("2:     return a - b  # add", StopReason.FORMAT_ERROR, "but comments or whitespace"),
+    ("2:     return a - b   ", StopReason.FORMAT_ERROR, "but comments or whitespace"),
+    ("2:     return a-b", StopReason.FORMAT_ERROR, "but comments or whitespace"),
+    ("2:     return (a - b", StopReason.SUBMITTED, None),  # breaks the file: a change
     ("<<<<<<< SEARCH\nreturn a / b\n=======\nreturn a + b\n>>>>>>> REPLACE",
      StopReason.FORMAT_ERROR, "SEARCH text not found"),
 ])
@@ -213,7 +218,7 @@ def test_search_text_must_be_unique():
     A.replace("return 1", "return 2"),                          # one line
     A.replace("    if x:\n", "    if x > 0:\n    # positive\n"),  # replace and insert
     A.replace("        return 1\n", ""),                        # delete
-    A.replace("    return 0\n", "    return 0\n    # never\n"),    # pure insertion
+    A.replace("    return 0\n", "    return 0\n    del x\n"),      # pure insertion
 ])
 def test_expert_answer_reads_back_as_the_gold_change(new_a):
     gold = file_diff("pkg/a.py", A.encode(), new_a.encode())

@@ -22,7 +22,8 @@ answers with edits a 135M model can produce:
   exactly once in one listed file.
 
 A reply with neither, or with an edit that cannot apply (a line not in the listing, search
-text not found, an edit that changes nothing), gives an empty diff and the reason: the
+text not found, an edit that changes nothing or nothing but comments and whitespace), gives
+an empty diff and the reason: the
 caller records the reason and the grader scores the empty diff 0, so a malformed answer is
 a graded attempt, never a crash or a dropped row. Diffs are written by
 ``codemill.core.diffs.file_diff`` (the one home of diffs).
@@ -30,8 +31,11 @@ a graded attempt, never a crash or a dropped row. Diffs are written by
 
 from __future__ import annotations
 
+import io
 import re
 import time
+import tokenize
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -172,7 +176,7 @@ def _line_edits(text: str, context: PatchContext) -> Answer:
         edits.setdefault(path, {}).setdefault(n, []).append(new)
     if not edits:
         return Answer("", "no `N: text` line and no SEARCH/REPLACE block in the answer", "")
-    diff = ""
+    new_files: dict[str, str] = {}
     for path, by_line in edits.items():
         old_lines = split_lines(context.files[path])
         new_lines: list[str] = []
@@ -190,10 +194,8 @@ def _line_edits(text: str, context: PatchContext) -> Answer:
                 new_lines.append(new.rstrip("\r\n") + (eol or "\n"))
             if new_lines and not eol and new_lines[-1].endswith("\n") and i == len(old_lines):
                 new_lines[-1] = new_lines[-1][:-1]
-        diff += file_diff(path, context.files[path].encode(), "".join(new_lines).encode())
-    if not diff:
-        return Answer("", "the edit changes nothing", "lines")
-    return Answer(diff, None, "lines")
+        new_files[path] = "".join(new_lines)
+    return _answer(context.files, new_files, "lines")
 
 
 def _search_replace(text: str, context: PatchContext) -> Answer:
@@ -211,10 +213,41 @@ def _search_replace(text: str, context: PatchContext) -> Answer:
         if len(holders) > 1 or files[holders[0]].count(old) > 1:
             return Answer("", "SEARCH text occurs more than once", "search_replace")
         files[holders[0]] = files[holders[0]].replace(old, new, 1)
-    diff = "".join(file_diff(p, context.files[p].encode(), files[p].encode()) for p in paths)
-    if not diff:
-        return Answer("", "the edit changes nothing", "search_replace")
-    return Answer(diff, None, "search_replace")
+    return _answer(context.files, files, "search_replace")
+
+
+def _answer(old: Mapping[str, str], new: Mapping[str, str], fmt: str) -> Answer:
+    """The diff from ``old`` to ``new`` files, or why it is no usable edit: it changes
+    nothing, or nothing but comments and whitespace (``_same_code``). The second is
+    malformed too, so an answer cannot escape a penalty on unusable answers (GRPO's
+    ``format_reward``) by touching a comment or a line's end; no test could tell."""
+    changed = [p for p in new if new[p] != old[p]]
+    if not changed:
+        return Answer("", "the edit changes nothing", fmt)
+    if all(_same_code(p, old[p], new[p]) for p in changed):
+        return Answer("", "the edit changes nothing but comments or whitespace", fmt)
+    return Answer("".join(file_diff(p, old[p].encode(), new[p].encode()) for p in changed),
+                  None, fmt)
+
+
+def _same_code(path: str, old: str, new: str) -> bool:
+    """Whether two texts of ``path`` differ at most in comments and whitespace: a Python
+    file's tokens without comments and blank lines, any other file's lines without their
+    trailing whitespace. A Python text that does not tokenize is a change (the tests will
+    see it)."""
+    if not path.endswith(".py"):
+        return ([x.rstrip() for x in old.splitlines()]
+                == [x.rstrip() for x in new.splitlines()])
+    try:
+        return _code_tokens(old) == _code_tokens(new)
+    except (tokenize.TokenError, SyntaxError):
+        return False
+
+
+def _code_tokens(source: str) -> list[tuple[int, str]]:
+    skip = (tokenize.COMMENT, tokenize.NL)
+    return [(t.type, t.string) for t in tokenize.generate_tokens(io.StringIO(source).readline)
+            if t.type not in skip]
 
 
 def run_patch(model: ModelBackend, problem: str, context: PatchContext, *, rollout_id: str,
