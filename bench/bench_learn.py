@@ -283,9 +283,11 @@ GRPO16 = ("--seed", "1")
 """``grpo16``: the GRPO recipe again from the ``grpo`` checkpoint, 8 more rounds under seed 1
 (16 rounds from sft in all), in one process: whether the training reward still rising at
 round 8 carries over to the held-out projects."""
-GRPOF = ("--format-reward", "-0.5", "--task-order", "untried_first")
-"""``grpof``: the GRPO recipe from the ``sft`` checkpoint with an unusable answer worth -0.5
-in its group's advantages (the recorded reward stays 0) and never-tried tasks drawn first.
+GRPOF = ("--format-reward", "-0.5", "--task-order", "untried_first", "--rounds", "6")
+"""``grpof``: the GRPO recipe from the ``sft`` checkpoint for 6 rounds (each round builds
+the patch contexts of the never-tried tasks it draws, so a round is slower than grpo's),
+with an unusable answer worth -0.5 in its group's advantages (the recorded reward stays 0)
+and never-tried tasks drawn first.
 The SFT model copies the line it picked unchanged in about 40% of its greedy held-out
 answers, and GRPO's live groups came from four training tasks: a group that mixes usable
 and unusable answers carries a signal on any task, so the update reaches many tasks."""
@@ -358,7 +360,8 @@ def curve(metrics: list[dict], path: Path) -> None:
 
 def grpo_rounds(metrics: list[dict], name: str = "GRPO") -> list[dict]:
     """The GRPO curve as figures: one a round (mean reward of the drawn groups, groups drawn,
-    alive and kept, the update's size and importance ratios), then the totals. A batch slot
+    alive and kept, the update's size and importance ratios, the unusable answers where the
+    run logged them), then the totals. A batch slot
     is alive after dynamic sampling when a group with a signal filled it. ``name`` heads
     each figure (one GRPO run's from another's)."""
     from record import figure
@@ -374,7 +377,8 @@ def grpo_rounds(metrics: list[dict], name: str = "GRPO") -> list[dict]:
                            clip_frac=_rounded(m.get("clip_frac")),
                            is_ratio_max=_rounded(m.get("is_ratio_max")),
                            round_s=round(m.get("round_seconds") or 0),
-                           **{k: m[k] for k in ("resident_gb", "peak_resident_gb") if k in m}))
+                           **{k: m[k] for k in ("format_errors", "resident_gb",
+                                                "peak_resident_gb") if k in m}))
     if rounds:
         kept = sum(min(m["live_groups"], per_round) for m in rounds)
         figs.append(figure(f"{name} batch groups alive after dynamic sampling",
