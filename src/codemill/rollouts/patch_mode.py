@@ -23,10 +23,9 @@ answers with edits a 135M model can produce:
 
 A reply with neither, or with an edit that cannot apply (a line not in the listing, search
 text not found, an edit that changes nothing or nothing but comments and whitespace), gives
-an empty diff and the reason: the
-caller records the reason and the grader scores the empty diff 0, so a malformed answer is
-a graded attempt, never a crash or a dropped row. Diffs are written by
-``codemill.core.diffs.file_diff`` (the one home of diffs).
+an empty diff and the reason: the caller records the reason and the grader scores the empty
+diff 0, so a malformed answer is a graded attempt, never a crash or a dropped row. Diffs are
+written by ``codemill.core.diffs.file_diff`` (the one home of diffs).
 """
 
 from __future__ import annotations

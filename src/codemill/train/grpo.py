@@ -19,7 +19,7 @@ A round (``collect_round``, then ``grpo_step``):
    *other* samples, leave-one-out); no std scaling unless asked (Dr. GRPO); with
    ``format_reward`` set, an unusable answer (stop reason ``format_error``) counts as that
    value instead of its recorded 0 (the recorded reward is not changed);
-5. drops groups whose rewards are all equal (no signal) and, DAPO's dynamic sampling,
+5. drops groups whose values are all equal (no signal) and, DAPO's dynamic sampling,
    draws further groups from the pool in their place until ``batch_size`` groups carry a
    signal or ``max_draws * batch_size`` groups were drawn; the round records how many
    groups it drew and dropped;
