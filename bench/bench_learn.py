@@ -374,6 +374,7 @@ def grpo_rounds(metrics: list[dict], name: str = "GRPO") -> list[dict]:
                            round(m["reward_mean"] or 0, 4), drawn=m["drawn_groups"],
                            alive=m["live_groups"], batch_alive=f"{kept} of {per_round}",
                            sequences=m.get("sequences"), updates=m.get("updates"),
+                           grad_norm=_rounded(m.get("grad_norm")),
                            clip_frac=_rounded(m.get("clip_frac")),
                            is_ratio_max=_rounded(m.get("is_ratio_max")),
                            round_s=round(m.get("round_seconds") or 0),
@@ -391,8 +392,11 @@ def grpo_rounds(metrics: list[dict], name: str = "GRPO") -> list[dict]:
         alive = Counter(t[:12] for m in rounds
                         for t, (passes, n) in m.get("task_results", {}).items() if 0 < passes < n)
         drawn = {t for m in rounds for t in m.get("task_results", {})}
+        # Counted by test rewards (a pass and a fail in the group): a run with a format
+        # reward has more groups alive than this, on tasks none of its samples solved.
         figs.append(figure(f"{name} tasks behind the alive groups",
                            f"{len(alive)} of {len(drawn)} drawn",
+                           alive_by="a passing and a failing sample (test rewards)",
                            alive_groups_by_task=dict(alive.most_common())))
     return figs
 
