@@ -10,9 +10,8 @@ there, with its own ``.venv`` and a fresh home: the wall time is set-up plus the
 demo's machine output comes from a second, cached ``codemill demo --json`` in that clone
 (it only reads what the timed run recorded; its own seconds are a cache hit's, so they are
 not recorded). Writes ``bench/results/demo.json``: base and
-trained pass@1 on the held-out project with Wilson intervals, the paired McNemar p, the
-phases' seconds and the whole wall time, with the machine's load (another job on the machine
-slows every phase).
+trained pass@1 on the held-out project with Wilson intervals, the paired McNemar p and the
+whole wall time, with the machine's load (another job on the machine slows every phase).
 """
 
 from __future__ import annotations
