@@ -168,6 +168,9 @@ def test_sft_with_reversals_adds_released_lines_of_the_tasks_projects(ledger_hom
     assert 1 <= plan.data["reversals"] <= 6
     assert plan.data["sequences"] == plain.data["sequences"] + plan.data["reversals"]
     assert plan.ckpt_id != plain.ckpt_id  # other data, another checkpoint
+    # one id, one model: trained in the order of the sequences' ids, whatever order the
+    # ledger returned the expert answers and the reversals were made in
+    assert [s.rollout_id for s in plan.seqs] == sorted(s.rollout_id for s in plan.seqs)
     tok = load_policy(tiny_dir, TrainConfig(device="cpu")).tokenizer
     released = FILES["src/calc/ops.py"].splitlines()
     expert_ids = {s.rollout_id for s in plain.seqs}

@@ -67,7 +67,7 @@ __all__ = ["GrpoJob", "SftJob", "TrainResult", "export_trajectories", "read_grad
            "sample_policy", "train_after_run", "train_grpo", "train_sft"]
 
 StepFn = Callable[[dict[str, Any]], None]
-TRAINER_VERSION = "2"
+TRAINER_VERSION = "3"
 """Bump when the trainer's output for the same inputs would change (in checkpoint ids)."""
 
 
@@ -298,8 +298,12 @@ def plan_sft(settings: Settings, job: SftJob, run_id: str,
     if not seqs:
         raise FactoryError(f"no resolved trajectories to train on ({len(graded)} read, "
                            f"{len(good)} resolved, {left_out} longer than max_len)")
+    # the checkpoint is named by the set of its sequences, so they are trained in an order
+    # that set alone decides: the ledger returns rows in the order they were written, and
+    # two homes holding the same data would otherwise train two models under one id
+    seqs = sorted(seqs, key=lambda s: s.rollout_id)
     ckpt_id = content_id("checkpoint", "sft", TRAINER_VERSION, job.model, root, cfg,
-                         sorted(s.rollout_id for s in seqs))
+                         [s.rollout_id for s in seqs])
     # every trajectory read is counted: resolved, scored below 1, masked or ungraded
     data = {"trajectories": len(graded), "resolved": len(good), "sequences": len(seqs),
             "left_out": left_out, "tokens": sum(len(s.ids) for s in seqs),
