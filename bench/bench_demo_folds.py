@@ -36,13 +36,6 @@ DEMO_STEPS = 30
 """``codemill demo``'s default SFT steps (``--steps``)."""
 
 
-def projects(folder: Path) -> list[str]:
-    """The project folders the demo would take in (as ``codemill.factory.demo`` finds them)."""
-    return sorted(p.name for p in folder.iterdir()
-                  if p.is_dir() and ((p / "pyproject.toml").is_file()
-                                     or (p / "setup.py").is_file()))
-
-
 def fold(name: str, folder: Path, steps: int, home: Path) -> dict:
     """One fold through the CLI: ``name`` held out, the others trained on."""
     started = time.monotonic()
@@ -59,6 +52,7 @@ def fold(name: str, folder: Path, steps: int, home: Path) -> dict:
 
 def main() -> None:
     from codemill.evals.stats import mcnemar_exact, wilson
+    from codemill.factory.demo import project_dirs
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--projects", type=Path, default=ROOT / "examples" / "projects")
@@ -74,7 +68,7 @@ def main() -> None:
             row = json.loads(line)
             have[(row["held_out"], row["steps"], row["commit"])] = row
     rows = []
-    for name in projects(args.projects):
+    for name in [p.name for p in project_dirs(args.projects)]:
         row = have.get((name, args.steps, commit))
         if row is None:
             print(f"fold {name}: SFT {args.steps} steps on the others", flush=True)

@@ -86,7 +86,10 @@ class DemoResult:
     seconds: dict[str, float]
 
 
-def _project_dirs(root: Path) -> list[Path]:
+def project_dirs(root: Path) -> list[Path]:
+    """The project folders of ``root`` the demo takes in (those with a ``pyproject.toml``
+    or a ``setup.py``), sorted; ``ConfigError`` when ``root`` is no folder or holds fewer
+    than two."""
     if not root.is_dir():
         raise ConfigError(f"{root}: no such folder of projects")
     dirs = sorted(p for p in root.iterdir()
@@ -107,7 +110,7 @@ def _data(settings: Settings, cfg: DemoConfig, say: Callable[[str], None]
     from codemill.factory.pipeline import RunConfig
     from codemill.factory.train_data import ledger_tasks
 
-    folders = _project_dirs(cfg.projects)
+    folders = project_dirs(cfg.projects)
     run = RunConfig(source="-", synth_tasks=cfg.tasks_per_project, feature_tasks=0,
                     validation_runs=2)
 
@@ -139,7 +142,7 @@ def run_demo(settings: Settings, cfg: DemoConfig, *, say: Callable[[str], None] 
     from codemill.factory.training import SftJob, train_sft
     from codemill.train.config import LORA_ATTENTION_AND_MLP, TrainConfig
 
-    found = [p.name for p in _project_dirs(cfg.projects)]
+    found = [p.name for p in project_dirs(cfg.projects)]
     if cfg.held_out not in found:
         raise ConfigError(f"held-out project {cfg.held_out!r} is not in {cfg.projects} "
                           f"(found: {', '.join(found)})")
